@@ -1,0 +1,2 @@
+// pgcohered entry point (placeholder until the skeleton lands).
+int main() { return 0; }
