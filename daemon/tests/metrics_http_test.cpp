@@ -117,3 +117,34 @@ TEST(MetricsHttp, BindFailureThrows) {
   EXPECT_FALSE(a.running());
   EXPECT_EQ(a.port(), 0);
 }
+
+TEST(MetricsService, OffWhenPortIsZeroAndFollowsReload) {
+  asio::io_context io;
+  pgcohere::config::Config cfg;
+  cfg.daemon.metrics_addr = "127.0.0.1";
+  cfg.daemon.metrics_port = 0;
+  pgcohere::net::MetricsService svc(io, cfg);
+  svc.start();
+  EXPECT_EQ(svc.port(), 0);
+
+  // Find a free port, then move the service onto it by reload.
+  pgcohere::net::MetricsHttpServer probe(io, [] { return std::string(); });
+  probe.start("127.0.0.1", 0);
+  std::uint16_t free_port = probe.port();
+  probe.stop();
+  cfg.daemon.metrics_port = free_port;
+  svc.reload(cfg);
+  EXPECT_EQ(svc.port(), free_port);
+
+  // A port that is taken: the service keeps serving where it was.
+  pgcohere::net::MetricsHttpServer squatter(io, [] { return std::string(); });
+  squatter.start("127.0.0.1", 0);
+  cfg.daemon.metrics_port = squatter.port();
+  svc.reload(cfg);
+  EXPECT_EQ(svc.port(), free_port);
+
+  cfg.daemon.metrics_port = 0;
+  svc.reload(cfg);
+  EXPECT_EQ(svc.port(), 0);
+  svc.stop();
+}

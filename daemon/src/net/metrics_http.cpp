@@ -161,4 +161,58 @@ bool MetricsHttpServer::running() const { return state_ != nullptr; }
 
 std::uint16_t MetricsHttpServer::port() const { return state_ ? state_->port : 0; }
 
+MetricsService::MetricsService(asio::io_context& io, const config::Config& config)
+    : io_(io), addr_(config.daemon.metrics_addr), port_(config.daemon.metrics_port) {
+  metrics::registry()
+      .gauge("build_info", "pgcohered version; always 1.", {{"version", PGCOHERE_VERSION}})
+      .set(1);
+}
+
+void MetricsService::start() {
+  if (port_ == 0) {
+    PGC_LOG_INFO << "metrics: disabled (metrics_port = 0)";
+    return;
+  }
+  server_ = std::make_unique<MetricsHttpServer>(io_);
+  // A port we cannot bind at start-up is a configuration error: fail loudly.
+  server_->start(addr_, static_cast<std::uint16_t>(port_));
+}
+
+void MetricsService::stop() {
+  if (server_) server_->stop();
+  server_.reset();
+}
+
+void MetricsService::reload(const config::Config& config) {
+  const std::string& addr = config.daemon.metrics_addr;
+  int port = config.daemon.metrics_port;
+  if (addr == addr_ && port == port_) return;
+  if (port == 0) {
+    stop();
+    PGC_LOG_INFO << "metrics: disabled by reload";
+  } else {
+    auto next = std::make_unique<MetricsHttpServer>(io_);
+    try {
+      if (server_ && server_->port() == port) server_->stop();  // same port, new address
+      next->start(addr, static_cast<std::uint16_t>(port));
+    } catch (const std::exception& e) {
+      PGC_LOG_ERROR << "metrics: cannot listen on " << addr << ":" << port << ": " << e.what()
+                    << "; keeping " << addr_ << ":" << port_;
+      if (server_ && !server_->running() && port_ != 0) {
+        try {
+          server_->start(addr_, static_cast<std::uint16_t>(port_));
+        } catch (const std::exception& again) {
+          PGC_LOG_ERROR << "metrics: cannot listen on " << addr_ << ":" << port_ << " again: "
+                        << again.what();
+        }
+      }
+      return;
+    }
+    stop();
+    server_ = std::move(next);
+  }
+  addr_ = addr;
+  port_ = port;
+}
+
 }  // namespace pgcohere::net

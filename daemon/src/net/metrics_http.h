@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 
+#include "app/service.h"
+
 namespace pgcohere::net {
 
 class MetricsHttpServer {
@@ -37,6 +39,24 @@ class MetricsHttpServer {
   boost::asio::io_context& io_;
   Renderer render_;
   std::shared_ptr<State> state_;
+};
+
+// The app Service: serves [pgcohered] metrics_addr:metrics_port (metrics_port = 0: off) and
+// moves to a new address on reload, keeping the old one if the new one cannot be bound.
+class MetricsService : public app::Service {
+ public:
+  MetricsService(boost::asio::io_context& io, const config::Config& config);
+  const char* name() const override { return "metrics http"; }
+  void start() override;
+  void stop() override;
+  void reload(const config::Config& config) override;
+  std::uint16_t port() const { return server_ ? server_->port() : 0; }
+
+ private:
+  boost::asio::io_context& io_;
+  std::string addr_;
+  int port_;
+  std::unique_ptr<MetricsHttpServer> server_;
 };
 
 }  // namespace pgcohere::net
