@@ -90,6 +90,13 @@ void Purger::resume() {
   pump_patterns();
 }
 
+void Purger::drop_all() {
+  key_queue_.clear();
+  queued_.clear();
+  pending_patterns_.clear();
+  pending_tags_.clear();
+}
+
 void Purger::retry_later() {
   retry_timer_.expires_after(std::chrono::milliseconds(100));
   retry_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {

@@ -56,6 +56,8 @@ class Purger {
   void submit(PurgeJob job, Done done = {});
   // Call when a connection comes back: resumes work that waited for Redis.
   void resume();
+  // Forgets queued work (its jobs never complete): the caller replaces it with a resync.
+  void drop_all();
 
   const PurgerCounters& counters() const { return counters_; }
   std::size_t queued_keys() const { return key_queue_.size(); }
