@@ -222,7 +222,7 @@ awaitable<bool> DatabaseConsumer::resync(std::string reason) {
   PGC_LOG_INFO << "invalidation [" << name_ << "]: resync (" << reason << "): purging " << job.patterns.size()
                << " pattern(s)";
   std::string name = name_;
-  purger_.submit(std::move(job), [name, reason] {
+  submit(std::move(job), 0, [name, reason] {
     PGC_LOG_INFO << "invalidation [" << name << "]: resync (" << reason << ") done";
   });
   co_return true;
@@ -265,16 +265,27 @@ void DatabaseConsumer::handle(const Notification& n) {
   submit(std::move(job), p.commit_us);
 }
 
-void DatabaseConsumer::submit(PurgeJob job, std::uint64_t commit_us) {
+void DatabaseConsumer::submit(PurgeJob job, std::uint64_t commit_us, std::function<void()> after) {
   PurgeJob again;
-  if (settings_.redelete_delay.count() > 0) again = job;
-  purger_.submit(std::move(job), [this, commit_us, alive = std::weak_ptr<bool>(alive_)] {
-    if (alive.expired()) return;
+  if (settings_.redelete_delay.count() > 0 && commit_us > 0) again = job;
+  std::optional<std::uint64_t> journal_id;
+  if (settings_.journal) {
+    journal_id = settings_.journal->append(name_, job);
+    if (!journal_id) {
+      PGC_LOG_WARN << "invalidation [" << name_ << "]: journal full; a crash now would fall back to resync";
+    }
+  }
+  Journal* journal = settings_.journal;
+  purger_.submit(std::move(job), [this, commit_us, journal, journal_id, after = std::move(after),
+                                  alive = std::weak_ptr<bool>(alive_)] {
+    if (journal_id && journal) journal->complete(*journal_id);
+    if (after) after();
+    if (alive.expired() || commit_us == 0) return;
     applied_.inc();
     std::uint64_t now = now_us();
     if (commit_us > 0 && now >= commit_us) latency_.observe(static_cast<double>(now - commit_us) / 1000.0);
   });
-  if (settings_.redelete_delay.count() > 0) {
+  if (settings_.redelete_delay.count() > 0 && commit_us > 0) {
     // Re-delete after a delay: covers an application that read the old row before the
     // commit and writes its stale value back after our first purge.
     auto timer = std::make_shared<asio::steady_timer>(io_, settings_.redelete_delay);

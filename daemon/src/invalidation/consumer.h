@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 
+#include "invalidation/journal.h"
 #include "invalidation/pg_connection.h"
 #include "invalidation/purger.h"
 #include "invalidation/sequence_tracker.h"
@@ -29,6 +30,7 @@ struct ConsumerSettings {
   std::chrono::milliseconds reconnect_max{5000};
   std::chrono::milliseconds standby_poll{1000};  // how often a standby tries the leader lock
   std::chrono::milliseconds redelete_delay{0};   // 0: no delayed re-delete
+  Journal* journal = nullptr;                    // crash-safe record of accepted purges
 };
 
 class DatabaseConsumer {
@@ -52,7 +54,7 @@ class DatabaseConsumer {
   boost::asio::awaitable<bool> session();
   boost::asio::awaitable<bool> resync(std::string reason);
   void handle(const Notification& n);
-  void submit(PurgeJob job, std::uint64_t commit_us);
+  void submit(PurgeJob job, std::uint64_t commit_us, std::function<void()> after = {});
   void set_leader(bool leader);
 
   boost::asio::io_context& io_;

@@ -60,6 +60,11 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
   options.max_in_flight = static_cast<std::size_t>(std::max(1, c.invalidation.max_inflight));
   options.cache_namespace = c.cache.key_namespace;
   purger_ = std::make_unique<Purger>(io, *key_conn_, *scan_conn_, options);
+  if (!c.invalidation.journal_file.empty()) {
+    std::size_t capacity = std::max<std::size_t>(64 * 1024, max_backlog_ * 256);
+    journal_ = std::make_unique<Journal>(c.invalidation.journal_file, capacity);
+    settings_.journal = journal_.get();
+  }
   key_conn_->on_state([this](bool up) { on_redis_state(up); });
   scan_conn_->on_state([this](bool up) { on_redis_state(up); });
   for (const auto& db : c.databases) {
@@ -82,6 +87,8 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
     e.counter("redis_errors_total", "Failed Redis commands of the purger", {}, static_cast<double>(k.redis_errors));
     e.gauge("purge_backlog", "Keys and patterns waiting for Redis", {},
             static_cast<double>(purger_->queued_keys() + purger_->pending_patterns()));
+    e.gauge("journal_depth", "Purges recorded in the journal and not yet done by Redis", {},
+            journal_ ? static_cast<double>(journal_->depth()) : 0);
     e.gauge("redis_up", "1 while the purger's Redis connection is up", {}, key_conn_->connected() ? 1 : 0);
   });
 }
@@ -90,7 +97,25 @@ InvalidationService::~InvalidationService() {
   if (collector_) metrics::registry().remove_collector(collector_);
 }
 
+void InvalidationService::replay_journal() {
+  if (!journal_) return;
+  if (journal_->overflowed()) {
+    // The last run could not journal everything; the connect resync of every database
+    // that follows covers the rules' keys.
+    PGC_LOG_WARN << "invalidation: the journal overflowed in an earlier run; relying on the start-up resync";
+    journal_->clear_overflow();
+  }
+  auto records = journal_->pending();
+  if (records.empty()) return;
+  PGC_LOG_INFO << "invalidation: replaying " << records.size() << " journaled purge(s) from an earlier run";
+  for (auto& rec : records) {
+    Journal* journal = journal_.get();
+    purger_->submit(std::move(rec.job), [journal, id = rec.id] { journal->complete(id); });
+  }
+}
+
 void InvalidationService::start() {
+  replay_journal();
   key_conn_->start();
   scan_conn_->start();
   for (auto& c : consumers_) c->start();
@@ -125,6 +150,7 @@ void InvalidationService::check_backlog() {
     PGC_LOG_ERROR << "invalidation: purge backlog above " << max_backlog_
                   << " while Redis is unavailable; dropping it for a resync";
     purger_->drop_all();
+    if (journal_) journal_->clear();
     overflowed_ = true;
     if (key_conn_->connected() && scan_conn_->connected()) on_redis_state(true);
   }

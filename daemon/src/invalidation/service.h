@@ -10,6 +10,7 @@
 #include "app/service.h"
 #include "config/config.h"
 #include "invalidation/consumer.h"
+#include "invalidation/journal.h"
 #include "invalidation/purger.h"
 #include "metrics/registry.h"
 #include "redis/async_client.h"
@@ -33,6 +34,7 @@ class InvalidationService : public app::Service {
  private:
   void on_redis_state(bool up);
   void check_backlog();
+  void replay_journal();
 
   boost::asio::io_context& io_;
   ConsumerSettings settings_;
@@ -40,6 +42,7 @@ class InvalidationService : public app::Service {
   std::unique_ptr<redis::AsyncClient> key_conn_;
   std::unique_ptr<redis::AsyncClient> scan_conn_;
   std::unique_ptr<Purger> purger_;
+  std::unique_ptr<Journal> journal_;
   std::vector<std::unique_ptr<DatabaseConsumer>> consumers_;
   bool overflowed_ = false;  // work was dropped while Redis was down: resync when it is back
   metrics::CollectorId collector_ = 0;
