@@ -63,7 +63,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (sp) (void)sp->find("user");
     in.remove_prefix(sf.consumed);
   }
-  FrameDecoder dec(mode & 4 ? 4096 : kDefaultMaxPacketSize, mode & 8 ? 16 : 64 * 1024);
+  FrameDecoder dec(backend ? FrameDecoder::Side::backend : FrameDecoder::Side::frontend,
+                   mode & 4 ? 4096 : kDefaultMaxPacketSize, mode & 8 ? 16 : 64 * 1024);
   // Feed the stream in pieces of `chunk` bytes, as reads from a socket would arrive.
   std::string buffer;
   size_t fed = 0;

@@ -42,7 +42,7 @@ TEST(FrameDecoder, SplitsConcatenatedMessagesAndWaitsForPartialOnes) {
 }
 
 TEST(FrameDecoder, RejectsBadAndOversizedLengths) {
-  FrameDecoder d(1000);
+  FrameDecoder d(FrameDecoder::Side::frontend, 1000);
   std::string bad = "Q\0\0\0\2"s;
   EXPECT_EQ(d.next(bad).kind, Frame::Kind::error);
   auto big = msg('Q', std::string(2000, 'x'));
@@ -54,7 +54,7 @@ TEST(FrameDecoder, RejectsBadAndOversizedLengths) {
 }
 
 TEST(FrameDecoder, StreamsLongDataRowsInPieces) {
-  FrameDecoder d(kDefaultMaxPacketSize, 100);
+  FrameDecoder d(FrameDecoder::Side::backend, kDefaultMaxPacketSize, 100);
   auto row = msg('D', std::string(1000, 'r'));
   auto z = msg('Z', "I");
   std::string all = row + z;
@@ -75,9 +75,14 @@ TEST(FrameDecoder, StreamsLongDataRowsInPieces) {
   ASSERT_EQ(h.kind, Frame::Kind::message);
   EXPECT_EQ(h.type, 'Z');
   // short messages of other types are never streamed
-  FrameDecoder e(kDefaultMaxPacketSize, 100);
+  FrameDecoder e(FrameDecoder::Side::backend, kDefaultMaxPacketSize, 100);
   auto t = msg('T', std::string(1000, 't'));
   EXPECT_EQ(e.next(std::string_view(t).substr(0, 300)).kind, Frame::Kind::need_more);
+  // from a client, 'D' is Describe: never streamed
+  FrameDecoder c(FrameDecoder::Side::frontend, kDefaultMaxPacketSize, 100);
+  EXPECT_EQ(c.next(std::string_view(row).substr(0, 300)).kind, Frame::Kind::need_more);
+  auto copy = msg('d', std::string(1000, 'c'));
+  EXPECT_EQ(c.next(std::string_view(copy).substr(0, 300)).kind, Frame::Kind::passthrough);
 }
 
 TEST(Startup, ParsesStartupMessage) {

@@ -39,7 +39,7 @@ Frame FrameDecoder::next(std::string_view input) {
     f.consumed = total;
     return f;
   }
-  if ((type == 'D' || type == 'd') && len > stream_threshold_) {
+  if ((type == 'd' || (type == 'D' && side_ == Side::backend)) && len > stream_threshold_) {
     f.kind = Frame::Kind::passthrough;
     f.type = type;
     f.first_piece = true;

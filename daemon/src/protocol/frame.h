@@ -36,11 +36,13 @@ struct Frame {
 // after acting on each result.
 class FrameDecoder {
  public:
-  // stream_threshold: DataRow ('D') and CopyData ('d') messages longer than this are
-  // returned in passthrough pieces. Other messages must fit whole (up to max_packet_size).
-  explicit FrameDecoder(uint32_t max_packet_size = kDefaultMaxPacketSize,
+  enum class Side { frontend, backend };  // who sends the bytes
+  // stream_threshold: messages longer than this that the pooler never inspects (CopyData
+  // both ways, DataRow from the server) are returned in passthrough pieces. Other messages
+  // must fit whole (up to max_packet_size).
+  explicit FrameDecoder(Side side = Side::backend, uint32_t max_packet_size = kDefaultMaxPacketSize,
                         uint32_t stream_threshold = 64 * 1024)
-      : max_packet_size_(max_packet_size), stream_threshold_(stream_threshold) {}
+      : side_(side), max_packet_size_(max_packet_size), stream_threshold_(stream_threshold) {}
 
   Frame next(std::string_view input);
 
@@ -49,6 +51,7 @@ class FrameDecoder {
   void set_max_packet_size(uint32_t n) { max_packet_size_ = n; }
 
  private:
+  Side side_;
   uint32_t max_packet_size_;
   uint32_t stream_threshold_;
   uint64_t remaining_ = 0;  // bytes left of a message being streamed
