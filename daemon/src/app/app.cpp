@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <csignal>
 
+#include "net/metrics_http.h"
 #include "net/pooler.h"
 #include "util/log.h"
 
@@ -12,6 +13,7 @@ namespace pgcohere::app {
 App::App(config::Config config)
     : stop_signals_(io_, SIGINT, SIGTERM), reload_signal_(io_, SIGHUP), config_(std::move(config)) {
   // Services, in start order. Each later issue adds its line here.
+  services_.push_back(std::make_unique<net::MetricsService>(io_, config_));
   services_.push_back(std::make_unique<net::Pooler>(io_, config_));
 }
 
