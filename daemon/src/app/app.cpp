@@ -1,0 +1,108 @@
+// Wiring: builds the services from the configuration, runs the loop, handles signals.
+#include "app/app.h"
+
+#include <algorithm>
+#include <csignal>
+
+#include "invalidation/service.h"
+#include "net/metrics_http.h"
+#include "net/pooler.h"
+#include "util/log.h"
+
+namespace pgcohere::app {
+
+App::App(config::Config config)
+    : stop_signals_(io_, SIGINT, SIGTERM), reload_signal_(io_, SIGHUP), config_(std::move(config)) {
+  // Services, in start order. Each later issue adds its line here.
+  services_.push_back(std::make_unique<net::MetricsService>(io_, config_));
+  if (invalidation::InvalidationService::wanted(config_))
+    services_.push_back(std::make_unique<invalidation::InvalidationService>(io_, config_));
+  services_.push_back(std::make_unique<net::Pooler>(io_, config_));
+}
+
+App::~App() = default;
+
+int App::run() {
+  for (auto& ignored : config_.ignored_keys) PGC_LOG_WARN << ignored << ": not supported by pgcohered, ignored";
+  for (auto& s : services_) {
+    PGC_LOG_INFO << "starting " << s->name();
+    s->start();
+  }
+  wait_for_stop();
+  wait_for_reload();
+  PGC_LOG_INFO << "pgcohered " << PGCOHERE_VERSION << " ready (config " << config_.path << ")";
+  io_.run();
+  PGC_LOG_INFO << "pgcohered stopped";
+  return 0;
+}
+
+void App::wait_for_stop() {
+  stop_signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    PGC_LOG_INFO << "got signal " << signo << ", shutting down";
+    shutdown();
+  });
+}
+
+void App::wait_for_reload() {
+  reload_signal_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec || stopping_) return;
+    PGC_LOG_INFO << "got SIGHUP, reloading " << config_.path;
+    reload();
+    wait_for_reload();
+  });
+}
+
+std::string App::reload() {
+  config::Config next;
+  try {
+    next = config::load_config(config_.path);
+  } catch (const config::ConfigError& e) {
+    PGC_LOG_ERROR << "reload refused, keeping the running configuration: " << e.what();
+    return e.what();
+  }
+  std::string changes = describe_changes(config_, next);
+  PGC_LOG_INFO << "reloaded " << config_.path << (changes.empty() ? ": no changes" : ": " + changes);
+  config_ = std::move(next);
+  for (auto& s : services_) s->reload(config_);
+  return "";
+}
+
+void App::shutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  for (auto it = services_.rbegin(); it != services_.rend(); ++it) (*it)->stop();
+  stop_signals_.cancel();
+  reload_signal_.cancel();
+}
+
+std::string describe_changes(const config::Config& before, const config::Config& after) {
+  std::string out;
+  auto add = [&](const std::string& what) { out += (out.empty() ? "" : "; ") + what; };
+  auto old_settings = config::list_settings(before);
+  auto new_settings = config::list_settings(after);
+  for (size_t i = 0; i < old_settings.size(); ++i) {
+    auto& o = old_settings[i];
+    auto& n = new_settings[i];
+    if (o.value == n.value) continue;
+    // Never echo a secret's value, only that it changed.
+    bool secret = o.key.find("secret") != std::string::npos || o.key == "url";
+    add("[" + o.section + "] " + o.key + (secret ? " changed" : ": '" + o.value + "' -> '" + n.value + "'"));
+  }
+  auto compare_entries = [&](const char* section, const std::vector<config::ConnEntry>& a,
+                             const std::vector<config::ConnEntry>& b) {
+    for (auto& e : a) {
+      auto it = std::find_if(b.begin(), b.end(), [&](auto& x) { return x.name == e.name; });
+      if (it == b.end()) add(std::string("[") + section + "] " + e.name + " removed");
+      else if (it->params != e.params) add(std::string("[") + section + "] " + e.name + " changed");
+    }
+    for (auto& e : b)
+      if (std::none_of(a.begin(), a.end(), [&](auto& x) { return x.name == e.name; }))
+        add(std::string("[") + section + "] " + e.name + " added");
+  };
+  compare_entries("databases", before.databases, after.databases);
+  compare_entries("users", before.users, after.users);
+  return out;
+}
+
+}  // namespace pgcohere::app

@@ -1,0 +1,48 @@
+// The daemon as a whole: one io_context, its services, signals (SIGINT/SIGTERM stop,
+// SIGHUP reload) and systemd readiness.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "app/service.h"
+#include "config/config.h"
+
+namespace pgcohere::app {
+
+class App {
+ public:
+  explicit App(config::Config config);
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+  ~App();
+
+  // Runs until stopped; returns the process exit code.
+  int run();
+  // Re-reads the config file; on error the old configuration stays in force.
+  // Returns the error text, or "" on success.
+  std::string reload();
+  void shutdown();
+
+  boost::asio::io_context& io() { return io_; }
+  const config::Config& config() const { return config_; }
+
+ private:
+  void wait_for_stop();
+  void wait_for_reload();
+
+  boost::asio::io_context io_;
+  boost::asio::signal_set stop_signals_;
+  boost::asio::signal_set reload_signal_;
+  config::Config config_;
+  std::vector<std::unique_ptr<Service>> services_;
+  bool stopping_ = false;
+};
+
+// Human-readable list of what differs between two configurations ("" when nothing).
+std::string describe_changes(const config::Config& before, const config::Config& after);
+
+}  // namespace pgcohere::app

@@ -1,0 +1,218 @@
+// GET /metrics over HTTP/1.1 with keep-alive; anything else gets 404 or 405.
+#include "net/metrics_http.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <list>
+
+#include "metrics/registry.h"
+#include "util/log.h"
+
+namespace pgcohere::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+constexpr auto kIdleTimeout = std::chrono::seconds(30);
+constexpr std::uint32_t kHeaderLimit = 8192;
+}  // namespace
+
+// Shared by the server object and its coroutines, so that a coroutine finishing after
+// stop() (or after the server is destroyed) never touches freed memory.
+struct MetricsHttpServer::State {
+  explicit State(asio::io_context& io) : acceptor(io) {}
+  tcp::acceptor acceptor;
+  std::list<std::weak_ptr<beast::tcp_stream>> connections;
+  bool stopped = false;
+  std::uint16_t port = 0;
+};
+
+namespace {
+
+http::response<http::string_body> respond(const http::request<http::empty_body>& req,
+                                          const MetricsHttpServer::Renderer& render) {
+  http::response<http::string_body> res;
+  res.version(req.version());
+  res.keep_alive(req.keep_alive());
+  res.set(http::field::server, "pgcohered");
+  std::string_view target(req.target().data(), req.target().size());
+  std::string_view path = target.substr(0, target.find('?'));
+  if (path != "/metrics") {
+    res.result(http::status::not_found);
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = "not found; metrics are at /metrics\n";
+  } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    res.result(http::status::method_not_allowed);
+    res.set(http::field::allow, "GET, HEAD");
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = "method not allowed\n";
+  } else {
+    res.result(http::status::ok);
+    res.set(http::field::content_type,
+            beast::string_view(metrics::kContentType.data(), metrics::kContentType.size()));
+    res.body() = render();
+  }
+  res.prepare_payload();
+  if (req.method() == http::verb::head) res.body().clear();
+  return res;
+}
+
+asio::awaitable<void> serve(std::shared_ptr<MetricsHttpServer::State> state,
+                            std::shared_ptr<beast::tcp_stream> stream,
+                            MetricsHttpServer::Renderer render) {
+  beast::flat_buffer buffer;
+  try {
+    for (;;) {
+      http::request_parser<http::empty_body> parser;
+      parser.header_limit(kHeaderLimit);
+      stream->expires_after(kIdleTimeout);
+      co_await http::async_read(*stream, buffer, parser, asio::use_awaitable);
+      auto res = respond(parser.get(), render);
+      bool keep_alive = res.keep_alive();
+      stream->expires_after(kIdleTimeout);
+      if (parser.get().method() == http::verb::head) {
+        http::response_serializer<http::string_body> sr(res);
+        co_await http::async_write_header(*stream, sr, asio::use_awaitable);
+      } else {
+        co_await http::async_write(*stream, res, asio::use_awaitable);
+      }
+      if (!keep_alive || state->stopped) break;
+    }
+  } catch (const boost::system::system_error& e) {
+    if (e.code() != http::error::end_of_stream && e.code() != asio::error::operation_aborted &&
+        e.code() != beast::error::timeout && e.code() != asio::error::connection_reset) {
+      PGC_LOG_DEBUG << "metrics http: connection ended: " << e.code().message();
+    }
+  } catch (const std::exception& e) {
+    PGC_LOG_WARN << "metrics http: " << e.what();
+  }
+  boost::system::error_code ignored;
+  stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream->socket().close(ignored);
+}
+
+asio::awaitable<void> accept_loop(std::shared_ptr<MetricsHttpServer::State> state,
+                                  MetricsHttpServer::Renderer render) {
+  auto executor = co_await asio::this_coro::executor;
+  while (!state->stopped) {
+    boost::system::error_code ec;
+    tcp::socket socket = co_await state->acceptor.async_accept(
+        asio::redirect_error(asio::use_awaitable, ec));
+    if (state->stopped) break;
+    if (ec) {
+      // EMFILE and friends: back off a little instead of spinning.
+      PGC_LOG_WARN << "metrics http: accept failed: " << ec.message();
+      asio::steady_timer pause(executor, std::chrono::milliseconds(100));
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+    state->connections.remove_if([](const auto& w) { return w.expired(); });
+    state->connections.push_back(stream);
+    asio::co_spawn(executor, serve(state, std::move(stream), render), asio::detached);
+  }
+}
+
+}  // namespace
+
+MetricsHttpServer::MetricsHttpServer(asio::io_context& io, Renderer render)
+    : io_(io), render_(std::move(render)) {
+  if (!render_) render_ = [] { return metrics::registry().render(); };
+}
+
+MetricsHttpServer::~MetricsHttpServer() { stop(); }
+
+void MetricsHttpServer::start(const std::string& addr, std::uint16_t port) {
+  stop();
+  auto state = std::make_shared<State>(io_);
+  tcp::endpoint endpoint(asio::ip::make_address(addr), port);
+  state->acceptor.open(endpoint.protocol());
+  state->acceptor.set_option(tcp::acceptor::reuse_address(true));
+  state->acceptor.bind(endpoint);
+  state->acceptor.listen();
+  state->port = state->acceptor.local_endpoint().port();
+  state_ = state;
+  asio::co_spawn(io_, accept_loop(state, render_), asio::detached);
+  PGC_LOG_INFO << "metrics: serving http://" << addr << ":" << state->port << "/metrics";
+}
+
+void MetricsHttpServer::stop() {
+  if (!state_) return;
+  state_->stopped = true;
+  boost::system::error_code ignored;
+  state_->acceptor.close(ignored);
+  for (auto& weak : state_->connections)
+    if (auto stream = weak.lock()) stream->socket().close(ignored);
+  state_->connections.clear();
+  state_.reset();
+}
+
+bool MetricsHttpServer::running() const { return state_ != nullptr; }
+
+std::uint16_t MetricsHttpServer::port() const { return state_ ? state_->port : 0; }
+
+MetricsService::MetricsService(asio::io_context& io, const config::Config& config)
+    : io_(io), addr_(config.daemon.metrics_addr), port_(config.daemon.metrics_port) {
+  metrics::registry()
+      .gauge("build_info", "pgcohered version; always 1.", {{"version", PGCOHERE_VERSION}})
+      .set(1);
+}
+
+void MetricsService::start() {
+  if (port_ == 0) {
+    PGC_LOG_INFO << "metrics: disabled (metrics_port = 0)";
+    return;
+  }
+  server_ = std::make_unique<MetricsHttpServer>(io_);
+  // A port we cannot bind at start-up is a configuration error: fail loudly.
+  server_->start(addr_, static_cast<std::uint16_t>(port_));
+}
+
+void MetricsService::stop() {
+  if (server_) server_->stop();
+  server_.reset();
+}
+
+void MetricsService::reload(const config::Config& config) {
+  const std::string& addr = config.daemon.metrics_addr;
+  int port = config.daemon.metrics_port;
+  if (addr == addr_ && port == port_) return;
+  if (port == 0) {
+    stop();
+    PGC_LOG_INFO << "metrics: disabled by reload";
+  } else {
+    auto next = std::make_unique<MetricsHttpServer>(io_);
+    try {
+      if (server_ && server_->port() == port) server_->stop();  // same port, new address
+      next->start(addr, static_cast<std::uint16_t>(port));
+    } catch (const std::exception& e) {
+      PGC_LOG_ERROR << "metrics: cannot listen on " << addr << ":" << port << ": " << e.what()
+                    << "; keeping " << addr_ << ":" << port_;
+      if (server_ && !server_->running() && port_ != 0) {
+        try {
+          server_->start(addr_, static_cast<std::uint16_t>(port_));
+        } catch (const std::exception& again) {
+          PGC_LOG_ERROR << "metrics: cannot listen on " << addr_ << ":" << port_ << " again: "
+                        << again.what();
+        }
+      }
+      return;
+    }
+    stop();
+    server_ = std::move(next);
+  }
+  addr_ = addr;
+  port_ = port;
+}
+
+}  // namespace pgcohere::net

@@ -1,0 +1,122 @@
+// The ini loader: PgBouncer syntax accepted unchanged, mistakes refused with file:line.
+#include <gtest/gtest.h>
+
+#include "config/config.h"
+
+using pgcohere::config::ConfigError;
+using pgcohere::config::parse_config;
+using pgcohere::config::parse_conn_params;
+
+namespace {
+
+std::string error_of(const std::string& text) {
+  try {
+    parse_config(text, "test.ini");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Config, ReadsPgBouncerSectionsAndKeys) {
+  auto c = parse_config(R"(
+; comment
+[databases]
+appdb = host=127.0.0.1 port=5432 dbname=app user=app password='it''s secret'
+* = host=10.0.0.1
+
+[pgbouncer]
+listen_addr = 0.0.0.0
+listen_port = 6433
+pool_mode = transaction
+default_pool_size = 25
+query_wait_timeout = 1.5
+server_idle_timeout = 10min
+admin_users = admin, ops
+auth_type = trust
+server_tls_sslmode = prefer
+
+[redis]
+url = redis://127.0.0.1:6379/0
+[invalidation]
+secret_file = /etc/pgcohere/secret
+)",
+                        "test.ini");
+  ASSERT_EQ(c.databases.size(), 2u);
+  EXPECT_EQ(c.databases[0].name, "appdb");
+  EXPECT_EQ(c.databases[0].get("password"), "it's secret");
+  EXPECT_EQ(c.databases[0].origin, "test.ini:4");
+  EXPECT_EQ(c.find_database("other")->name, "*");
+  EXPECT_EQ(c.daemon.listen_addr, "0.0.0.0");
+  EXPECT_EQ(c.daemon.listen_port, 6433);
+  EXPECT_EQ(c.daemon.pool_mode, "transaction");
+  EXPECT_EQ(c.daemon.default_pool_size, 25);
+  EXPECT_DOUBLE_EQ(c.daemon.query_wait_timeout, 1.5);
+  EXPECT_DOUBLE_EQ(c.daemon.server_idle_timeout, 600);
+  EXPECT_EQ(c.daemon.admin_users, (std::vector<std::string>{"admin", "ops"}));
+  EXPECT_EQ(c.redis.url, "redis://127.0.0.1:6379/0");
+  EXPECT_EQ(c.invalidation.secret_file, "/etc/pgcohere/secret");
+  ASSERT_EQ(c.ignored_keys.size(), 1u);
+  EXPECT_EQ(c.ignored_keys[0], "test.ini:16: server_tls_sslmode");
+}
+
+TEST(Config, PgcoheredSectionIsTheSameAsPgbouncer) {
+  auto c = parse_config("[pgcohered]\nlisten_port = 7000\nauth_type = trust\n", "x.ini");
+  EXPECT_EQ(c.daemon.listen_port, 7000);
+  EXPECT_EQ(error_of("[pgcohered]\nlisten_port = 1\n[pgbouncer]\nlisten_port = 2\nauth_type=trust\n"),
+            "test.ini:4: 'listen_port' is already set at test.ini:2");
+}
+
+TEST(Config, RefusesMistakesWithFileAndLine) {
+  EXPECT_EQ(error_of("[pgbouncer]\nauth_type = trust\nlisten_prot = 1\n"),
+            "test.ini:3: unknown key 'listen_prot' in [pgbouncer]");
+  EXPECT_EQ(error_of("[pgbouncer]\nauth_type = trust\npool_mode = sometimes\n"),
+            "test.ini:3: pool_mode: 'sometimes' is not one of: session, statement, transaction");
+  EXPECT_EQ(error_of("[pgbouncer]\nauth_type = trust\ndefault_pool_size = ten\n"),
+            "test.ini:3: default_pool_size: expected an integer, got 'ten'");
+  EXPECT_EQ(error_of("[pgbouncer]\nauth_type = trust\nquery_timeout = soon\n"),
+            "test.ini:3: query_timeout: expected a time in seconds, got 'soon'");
+  EXPECT_EQ(error_of("[pgbouncer]\nauth_type = trust\nlog_stats = maybe\n"),
+            "test.ini:3: log_stats: expected a boolean (0/1, yes/no, on/off, true/false), got 'maybe'");
+  EXPECT_EQ(error_of("[nonsense]\na = b\n"), "test.ini:2: unknown section [nonsense]");
+  EXPECT_EQ(error_of("listen_port = 1\n"), "test.ini:1: 'listen_port' appears before any [section]");
+  EXPECT_EQ(error_of("[pgbouncer]\nauth_type\n"), "test.ini:2: expected 'key = value', got: auth_type");
+  EXPECT_EQ(error_of("[databases]\nx = host=a bogus=1\n"), "test.ini:2: unknown parameter 'bogus' for 'x'");
+  EXPECT_EQ(error_of("[databases]\nx = host=a\nx = host=b\n"), "test.ini:3: 'x' is already defined at test.ini:2");
+  EXPECT_EQ(error_of("[pgbouncer]\nauth_type = md5\n"), "test.ini: auth_type = md5 needs auth_file (or auth_user)");
+}
+
+TEST(Config, SecretsAreRequiredToVerifyInvalidations) {
+  EXPECT_EQ(error_of("[databases]\na = host=x\n[pgbouncer]\nauth_type=trust\n[redis]\nurl = redis://h:1/0\n"),
+            "test.ini: [invalidation] secret_file is required to verify the extension's signatures");
+}
+
+TEST(ConnParams, QuotingAndErrors) {
+  auto p = parse_conn_params(R"(host=h  port = 5 password='a b\'c' dbname='')", "f:1");
+  EXPECT_EQ(p.at("host"), "h");
+  EXPECT_EQ(p.at("port"), "5");
+  EXPECT_EQ(p.at("password"), "a b'c");
+  EXPECT_EQ(p.at("dbname"), "");
+  EXPECT_THROW(parse_conn_params("host='unterminated", "f:1"), ConfigError);
+  EXPECT_THROW(parse_conn_params("host", "f:1"), ConfigError);
+  EXPECT_THROW(parse_conn_params("host=a host=b", "f:1"), ConfigError);
+}
+
+TEST(Config, ListsSettingsWithDefaults) {
+  auto c = parse_config("[pgbouncer]\nauth_type = trust\ndefault_pool_size = 7\n", "x.ini");
+  bool found = false;
+  for (auto& s : pgcohere::config::list_settings(c))
+    if (s.key == "default_pool_size") {
+      found = true;
+      EXPECT_EQ(s.value, "7");
+      EXPECT_EQ(s.default_value, "20");
+    }
+  EXPECT_TRUE(found);
+}
+
+TEST(Config, RangesAreCheckedOnTheirLine) {
+  EXPECT_EQ(error_of("[pgbouncer]\nauth_type = trust\nlisten_port = 70000\n"),
+            "test.ini:3: listen_port: must be between 1 and 65535, got 70000");
+}

@@ -1,0 +1,150 @@
+// Tests of the /metrics HTTP endpoint against a real loopback socket.
+#include <utility>
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <thread>
+
+#include "metrics/registry.h"
+#include "net/metrics_http.h"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+class MetricsHttpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    registry_.counter("scrape_test_total", "Test counter.", {{"k", "v"}}).inc(5);
+    server_ = std::make_unique<pgcohere::net::MetricsHttpServer>(
+        io_, [this] { return registry_.render(); });
+    server_->start("127.0.0.1", 0);
+    port_ = server_->port();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  void TearDown() override {
+    asio::post(io_, [this] { server_->stop(); });
+    thread_.join();
+  }
+
+  http::response<http::string_body> get(beast::tcp_stream& stream, http::verb verb,
+                                        const std::string& target, bool keep_alive = true) {
+    http::request<http::empty_body> req{verb, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.keep_alive(keep_alive);
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    if (verb == http::verb::head) parser.skip(true);
+    http::read(stream, buffer, parser);
+    return parser.release();
+  }
+
+  beast::tcp_stream connect() {
+    beast::tcp_stream stream(client_io_);
+    stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+    return stream;
+  }
+
+  pgcohere::metrics::Registry registry_;
+  asio::io_context io_;
+  asio::io_context client_io_;
+  std::unique_ptr<pgcohere::net::MetricsHttpServer> server_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_F(MetricsHttpTest, ServesMetricsWithPrometheusContentType) {
+  ASSERT_NE(port_, 0);
+  auto stream = connect();
+  auto res = get(stream, http::verb::get, "/metrics");
+  EXPECT_EQ(res.result(), http::status::ok);
+  EXPECT_EQ(res[http::field::content_type], "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_NE(res.body().find("pgcohere_scrape_test_total{k=\"v\"} 5\n"), std::string::npos);
+}
+
+TEST_F(MetricsHttpTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  auto stream = connect();
+  for (int i = 0; i < 3; ++i) {
+    auto res = get(stream, http::verb::get, "/metrics?x=1");
+    EXPECT_EQ(res.result(), http::status::ok);
+  }
+  auto res = get(stream, http::verb::head, "/metrics");
+  EXPECT_EQ(res.result(), http::status::ok);
+  EXPECT_TRUE(res.body().empty());
+}
+
+TEST_F(MetricsHttpTest, OtherPathsAre404AndOtherMethods405) {
+  auto stream = connect();
+  EXPECT_EQ(get(stream, http::verb::get, "/").result(), http::status::not_found);
+  EXPECT_EQ(get(stream, http::verb::get, "/metricsx").result(), http::status::not_found);
+  EXPECT_EQ(get(stream, http::verb::delete_, "/metrics").result(),
+            http::status::method_not_allowed);
+}
+
+TEST_F(MetricsHttpTest, GarbageClosesOnlyThatConnection) {
+  {
+    auto bad = connect();
+    std::string junk = "NOT HTTP AT ALL\r\n\r\n";
+    asio::write(bad.socket(), asio::buffer(junk));
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    beast::error_code ec;
+    http::read(bad, buffer, res, ec);
+    EXPECT_TRUE(ec);  // closed without an answer
+  }
+  auto good = connect();
+  EXPECT_EQ(get(good, http::verb::get, "/metrics").result(), http::status::ok);
+}
+
+TEST(MetricsHttp, BindFailureThrows) {
+  asio::io_context io;
+  pgcohere::net::MetricsHttpServer a(io, [] { return std::string(); });
+  a.start("127.0.0.1", 0);
+  pgcohere::net::MetricsHttpServer b(io, [] { return std::string(); });
+  EXPECT_THROW(b.start("127.0.0.1", a.port()), boost::system::system_error);
+  a.stop();
+  EXPECT_FALSE(a.running());
+  EXPECT_EQ(a.port(), 0);
+}
+
+TEST(MetricsService, OffWhenPortIsZeroAndFollowsReload) {
+  asio::io_context io;
+  pgcohere::config::Config cfg;
+  cfg.daemon.metrics_addr = "127.0.0.1";
+  cfg.daemon.metrics_port = 0;
+  pgcohere::net::MetricsService svc(io, cfg);
+  svc.start();
+  EXPECT_EQ(svc.port(), 0);
+
+  // Find a free port, then move the service onto it by reload.
+  pgcohere::net::MetricsHttpServer probe(io, [] { return std::string(); });
+  probe.start("127.0.0.1", 0);
+  std::uint16_t free_port = probe.port();
+  probe.stop();
+  cfg.daemon.metrics_port = free_port;
+  svc.reload(cfg);
+  EXPECT_EQ(svc.port(), free_port);
+
+  // A port that is taken: the service keeps serving where it was.
+  pgcohere::net::MetricsHttpServer squatter(io, [] { return std::string(); });
+  squatter.start("127.0.0.1", 0);
+  cfg.daemon.metrics_port = squatter.port();
+  svc.reload(cfg);
+  EXPECT_EQ(svc.port(), free_port);
+
+  cfg.daemon.metrics_port = 0;
+  svc.reload(cfg);
+  EXPECT_EQ(svc.port(), 0);
+  svc.stop();
+}
