@@ -46,7 +46,7 @@ run:
 	scripts/sandbox.sh
 
 bench:
-	bench/run.sh
+	SUITES="$(SUITES)" bench/run.sh
 
 clean:
 	$(MAKE) -C extension clean

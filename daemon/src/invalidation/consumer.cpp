@@ -1,0 +1,303 @@
+// The per-database consumer loop: connect, elect, LISTEN, resync, then apply payloads.
+#include "invalidation/consumer.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <set>
+
+#include "protocol/notify_payload.h"
+#include "redis/glob.h"
+#include "util/log.h"
+
+namespace pgcohere::invalidation {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+metrics::Labels db_label(const std::string& name) { return {{"database", name}}; }
+
+std::uint64_t now_us() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+}  // namespace
+
+std::int64_t leader_lock_key(const std::string& channel) {
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a: stable across daemons and builds
+  for (unsigned char c : "pgcohered:" + channel) h = (h ^ c) * 1099511628211ull;
+  return static_cast<std::int64_t>(h);
+}
+
+std::map<std::string, std::string> listen_conn_params(const std::string& entry_name,
+                                                      const std::map<std::string, std::string>& entry) {
+  static const std::set<std::string> libpq_keys = {
+      "host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "sslrootcert",
+      "sslcert", "sslkey", "connect_timeout", "target_session_attrs"};
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : entry)
+    if (libpq_keys.count(k)) out[k] = v;
+  if (!out.count("dbname")) out["dbname"] = entry_name;
+  if (!out.count("connect_timeout")) out["connect_timeout"] = "10";
+  out["keepalives"] = "1";
+  out["keepalives_idle"] = "10";
+  out["keepalives_interval"] = "5";
+  out["keepalives_count"] = "3";
+  out["application_name"] = "pgcohered-listen";
+  return out;
+}
+
+DatabaseConsumer::DatabaseConsumer(asio::io_context& io, Purger& purger, const ConsumerSettings& settings,
+                                   std::string name, std::map<std::string, std::string> conn_params)
+    : io_(io),
+      purger_(purger),
+      settings_(settings),
+      name_(std::move(name)),
+      params_(std::move(conn_params)),
+      conn_(io),
+      tracker_(settings.gap_grace),
+      backoff_timer_(io),
+      received_(metrics::registry().counter("invalidations_received_total",
+                                            "Notifications received on the invalidation channel",
+                                            db_label(name_))),
+      applied_(metrics::registry().counter("invalidations_applied_total",
+                                           "Verified invalidations whose purge completed", db_label(name_))),
+      forged_(metrics::registry().counter("invalidations_rejected_total",
+                                          "Notifications ignored: bad signature, malformed, or replayed",
+                                          {{"database", name_}, {"reason", "forged"}})),
+      malformed_(metrics::registry().counter("invalidations_rejected_total",
+                                             "Notifications ignored: bad signature, malformed, or replayed",
+                                             {{"database", name_}, {"reason", "malformed"}})),
+      replayed_(metrics::registry().counter("invalidations_rejected_total",
+                                            "Notifications ignored: bad signature, malformed, or replayed",
+                                            {{"database", name_}, {"reason", "replayed"}})),
+      gaps_(metrics::registry().counter("invalidation_gaps_total",
+                                        "Sequence gaps that outlived the grace period", db_label(name_))),
+      leader_gauge_(metrics::registry().gauge("invalidation_leader",
+                                              "1 while this daemon holds the purge leadership of the database",
+                                              db_label(name_))),
+      latency_(metrics::registry().histogram("invalidation_latency_ms",
+                                             "Commit-to-purge latency of applied invalidations, milliseconds",
+                                             metrics::latency_buckets_ms())) {}
+
+DatabaseConsumer::~DatabaseConsumer() { *alive_ = false; }
+
+void DatabaseConsumer::start() {
+  stopping_ = false;
+  asio::co_spawn(io_, run(), asio::detached);
+}
+
+void DatabaseConsumer::stop() {
+  stopping_ = true;
+  backoff_timer_.cancel();
+  for (auto& t : redelete_timers_) t->cancel();
+  conn_.close();
+  set_leader(false);
+}
+
+void DatabaseConsumer::request_resync(const std::string& reason) {
+  if (resync_reason_.empty()) resync_reason_ = reason;
+  conn_.wake();
+}
+
+void DatabaseConsumer::set_leader(bool leader) {
+  leader_ = leader;
+  leader_gauge_.set(leader ? 1 : 0);
+}
+
+awaitable<void> DatabaseConsumer::run() {
+  auto backoff = settings_.reconnect_min;
+  while (!stopping_) {
+    auto started = Clock::now();
+    co_await session();
+    set_leader(false);
+    conn_.close();
+    if (stopping_) break;
+    // A session that lasted a while resets the backoff; a flapping one doubles it.
+    if (Clock::now() - started > settings_.reconnect_max) backoff = settings_.reconnect_min;
+    PGC_LOG_INFO << "invalidation [" << name_ << "]: reconnecting in " << backoff.count() << " ms";
+    backoff_timer_.expires_after(backoff);
+    boost::system::error_code ec;
+    co_await backoff_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+    backoff = std::min(backoff * 2, settings_.reconnect_max);
+  }
+}
+
+awaitable<bool> DatabaseConsumer::session() {
+  std::string err = co_await conn_.connect(params_);
+  if (!err.empty()) {
+    PGC_LOG_WARN << "invalidation [" << name_ << "]: cannot connect: " << err;
+    co_return false;
+  }
+  auto rows = co_await conn_.query("SELECT current_database()", &err);
+  if (!rows || rows->empty()) {
+    PGC_LOG_WARN << "invalidation [" << name_ << "]: " << err;
+    co_return false;
+  }
+  dbname_ = (*rows)[0][0];
+
+  // Leader election: the session that holds the lock purges; the others wait their turn.
+  std::string lock_sql = "SELECT pg_try_advisory_lock(" + std::to_string(leader_lock_key(settings_.channel)) + ")";
+  bool announced = false;
+  for (;;) {
+    rows = co_await conn_.query(lock_sql, &err);
+    if (!rows || rows->empty()) {
+      PGC_LOG_WARN << "invalidation [" << name_ << "]: " << err;
+      co_return false;
+    }
+    if ((*rows)[0][0] == "t") break;
+    if (!announced) {
+      PGC_LOG_INFO << "invalidation [" << name_ << "]: another pgcohered purges this database; standing by";
+      announced = true;
+    }
+    if (!co_await conn_.wait(Clock::now() + settings_.standby_poll, [](Notification) {})) co_return false;
+    if (stopping_) co_return true;
+  }
+  set_leader(true);
+
+  rows = co_await conn_.query("LISTEN " + quote_identifier(settings_.channel), &err);
+  if (!rows) {
+    PGC_LOG_WARN << "invalidation [" << name_ << "]: LISTEN failed: " << err;
+    co_return false;
+  }
+  PGC_LOG_INFO << "invalidation [" << name_ << "]: listening on \"" << settings_.channel << "\" in database "
+               << dbname_ << " (backend pid " << conn_.backend_pid() << ")";
+  tracker_.reset_session();
+  // Whatever was committed while we were not listening is unknown: cover it. The LISTEN
+  // above came first, so nothing committed after this point can be missed.
+  resync_reason_.clear();
+  if (!co_await resync("connect")) co_return false;
+
+  auto on_notify = [this](Notification n) { handle(n); };
+  while (!stopping_) {
+    if (!resync_reason_.empty()) {
+      if (!co_await resync(resync_reason_)) co_return false;
+      continue;
+    }
+    if (tracker_.gap_expired(Clock::now())) {
+      gaps_.inc();
+      PGC_LOG_WARN << "invalidation [" << name_ << "]: " << tracker_.missing()
+                   << " invalidation(s) missing after the grace period";
+      if (!co_await resync("gap")) co_return false;
+      continue;
+    }
+    if (!co_await conn_.wait(tracker_.next_deadline(), on_notify)) {
+      if (!stopping_) {
+        PGC_LOG_WARN << "invalidation [" << name_ << "]: LISTEN connection lost: " << conn_.error_message();
+      }
+      co_return false;
+    }
+  }
+  co_return true;
+}
+
+awaitable<bool> DatabaseConsumer::resync(std::string reason) {
+  std::string err, sqlstate;
+  auto rows = co_await conn_.query("SELECT * FROM pgcohere.coarse_patterns()", &err, &sqlstate);
+  PurgeJob job;
+  if (!rows) {
+    // 3F000: no pgcohere schema, 42883: no such function: the database has no rules.
+    if (sqlstate != "3F000" && sqlstate != "42883") {
+      PGC_LOG_WARN << "invalidation [" << name_ << "]: cannot read coarse patterns: " << err;
+      co_return false;
+    }
+    PGC_LOG_DEBUG << "invalidation [" << name_ << "]: no coarse patterns (" << err << ")";
+  } else {
+    for (auto& row : *rows)
+      if (!row.empty() && !row[0].empty()) job.patterns.push_back(std::move(row[0]));
+  }
+  job.patterns.push_back(redis::glob_escape(settings_.cache_namespace) + "*");
+  tracker_.resynced();
+  resync_reason_.clear();
+  metrics::registry()
+      .counter("invalidation_resyncs_total", "Coarse purges after a possible loss of invalidations",
+               {{"database", name_}, {"reason", reason}})
+      .inc();
+  PGC_LOG_INFO << "invalidation [" << name_ << "]: resync (" << reason << "): purging " << job.patterns.size()
+               << " pattern(s)";
+  std::string name = name_;
+  submit(std::move(job), 0, [name, reason] {
+    PGC_LOG_INFO << "invalidation [" << name << "]: resync (" << reason << ") done";
+  });
+  co_return true;
+}
+
+void DatabaseConsumer::handle(const Notification& n) {
+  if (n.channel != settings_.channel) return;
+  received_.inc();
+  auto decoded = protocol::decode_payload(n.payload, dbname_, settings_.secret);
+  if (!decoded.ok()) {
+    bool forged = decoded.error == protocol::PayloadError::signature_mismatch ||
+                  decoded.error == protocol::PayloadError::bad_signature_line;
+    (forged ? forged_ : malformed_).inc();
+    PGC_LOG_WARN << "invalidation [" << name_ << "]: ignored a notification from backend " << n.sender_pid
+                 << ": " << protocol::to_string(decoded.error)
+                 << (decoded.detail.empty() ? "" : " (" + decoded.detail + ")");
+    return;
+  }
+  const auto& p = *decoded.payload;
+  auto verdict = tracker_.observe(p.epoch, p.seq, Clock::now());
+  if (verdict == SequenceTracker::Verdict::replay) {
+    replayed_.inc();
+    PGC_LOG_WARN << "invalidation [" << name_ << "]: ignored a replayed payload (epoch " << p.epoch << ", seq "
+                 << p.seq << ")";
+    return;
+  }
+  if (verdict == SequenceTracker::Verdict::apply_and_resync) request_resync("epoch");
+  PurgeJob job;
+  for (const auto& e : p.entries) {
+    switch (e.kind) {
+      case protocol::EntryKind::key: job.keys.push_back(e.text); break;
+      case protocol::EntryKind::pattern: job.patterns.push_back(e.text); break;
+      case protocol::EntryKind::tag: job.tags.push_back(e.text); break;
+      case protocol::EntryKind::resync:
+        PGC_LOG_WARN << "invalidation [" << name_ << "]: the extension asks for a resync: " << e.text;
+        request_resync("message");
+        break;
+    }
+  }
+  submit(std::move(job), p.commit_us);
+}
+
+void DatabaseConsumer::submit(PurgeJob job, std::uint64_t commit_us, std::function<void()> after) {
+  PurgeJob again;
+  if (settings_.redelete_delay.count() > 0 && commit_us > 0) again = job;
+  std::optional<std::uint64_t> journal_id;
+  if (settings_.journal) {
+    journal_id = settings_.journal->append(name_, job);
+    if (!journal_id) {
+      PGC_LOG_WARN << "invalidation [" << name_ << "]: journal full; a crash now would fall back to resync";
+    }
+  }
+  Journal* journal = settings_.journal;
+  purger_.submit(std::move(job), [this, commit_us, journal, journal_id, after = std::move(after),
+                                  alive = std::weak_ptr<bool>(alive_)] {
+    if (journal_id && journal) journal->complete(*journal_id);
+    if (after) after();
+    if (alive.expired() || commit_us == 0) return;
+    applied_.inc();
+    std::uint64_t now = now_us();
+    if (commit_us > 0 && now >= commit_us) latency_.observe(static_cast<double>(now - commit_us) / 1000.0);
+  });
+  if (settings_.redelete_delay.count() > 0 && commit_us > 0) {
+    // Re-delete after a delay: covers an application that read the old row before the
+    // commit and writes its stale value back after our first purge.
+    auto timer = std::make_shared<asio::steady_timer>(io_, settings_.redelete_delay);
+    redelete_timers_.insert(timer);
+    timer->async_wait([this, timer, again = std::move(again), alive = std::weak_ptr<bool>(alive_)](
+                          boost::system::error_code ec) mutable {
+      if (alive.expired()) return;
+      redelete_timers_.erase(timer);
+      if (ec || stopping_) return;
+      purger_.submit(std::move(again));
+    });
+  }
+}
+
+}  // namespace pgcohere::invalidation

@@ -1,0 +1,93 @@
+// One database's invalidation stream: a direct libpq LISTEN connection (reconnected with
+// backoff), leader election by advisory lock, payload verification, seq/epoch tracking and
+// resync; verified work goes to the shared purger.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "invalidation/journal.h"
+#include "invalidation/pg_connection.h"
+#include "invalidation/purger.h"
+#include "invalidation/sequence_tracker.h"
+#include "metrics/registry.h"
+
+namespace pgcohere::invalidation {
+
+struct ConsumerSettings {
+  std::string channel = "pgcohere";
+  std::string secret;                 // trimmed content of the secret file
+  std::string cache_namespace = "pgcohere:";
+  std::chrono::milliseconds gap_grace{500};
+  std::chrono::milliseconds reconnect_min{100};
+  std::chrono::milliseconds reconnect_max{5000};
+  std::chrono::milliseconds standby_poll{1000};  // how often a standby tries the leader lock
+  std::chrono::milliseconds redelete_delay{0};   // 0: no delayed re-delete
+  Journal* journal = nullptr;                    // crash-safe record of accepted purges
+};
+
+class DatabaseConsumer {
+ public:
+  DatabaseConsumer(boost::asio::io_context& io, Purger& purger, const ConsumerSettings& settings,
+                   std::string name, std::map<std::string, std::string> conn_params);
+  DatabaseConsumer(const DatabaseConsumer&) = delete;
+  DatabaseConsumer& operator=(const DatabaseConsumer&) = delete;
+  ~DatabaseConsumer();
+
+  void start();
+  void stop();
+  // Purge every rule's coarse pattern and the cache namespace as soon as possible (also
+  // used when the purger had to drop work). `reason` labels the metric.
+  void request_resync(const std::string& reason);
+  const std::string& name() const { return name_; }
+  bool is_leader() const { return leader_; }
+
+ private:
+  boost::asio::awaitable<void> run();
+  boost::asio::awaitable<bool> session();
+  boost::asio::awaitable<bool> resync(std::string reason);
+  void handle(const Notification& n);
+  void submit(PurgeJob job, std::uint64_t commit_us, std::function<void()> after = {});
+  void set_leader(bool leader);
+
+  boost::asio::io_context& io_;
+  Purger& purger_;
+  const ConsumerSettings& settings_;
+  std::string name_;
+  std::map<std::string, std::string> params_;
+  PgConnection conn_;
+  SequenceTracker tracker_;
+  boost::asio::steady_timer backoff_timer_;
+  std::string dbname_;         // current_database(): the signature is bound to it
+  std::string resync_reason_;  // non-empty: a resync is due
+  bool stopping_ = false;
+  bool leader_ = false;
+  std::set<std::shared_ptr<boost::asio::steady_timer>> redelete_timers_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+
+  metrics::Counter& received_;
+  metrics::Counter& applied_;
+  metrics::Counter& forged_;
+  metrics::Counter& malformed_;
+  metrics::Counter& replayed_;
+  metrics::Counter& gaps_;
+  metrics::Gauge& leader_gauge_;
+  metrics::Histogram& latency_;
+};
+
+// The advisory-lock key that elects one purging daemon per database and channel.
+std::int64_t leader_lock_key(const std::string& channel);
+
+// libpq parameters for the LISTEN connection from a [databases] entry (pooler-only keys
+// dropped, dbname defaulted to the entry name, keepalives on).
+std::map<std::string, std::string> listen_conn_params(const std::string& entry_name,
+                                                      const std::map<std::string, std::string>& entry);
+
+}  // namespace pgcohere::invalidation

@@ -1,0 +1,245 @@
+// Purger: UNLINK batches for exact keys, one shared SCAN pass for all pending patterns.
+#include "invalidation/purger.h"
+
+#include <algorithm>
+#include <map>
+
+#include "redis/glob.h"
+#include "util/log.h"
+
+namespace pgcohere::invalidation {
+
+namespace {
+// Unescapes a literal glob (every metacharacter escaped) into the one key it matches.
+std::string unescape_glob(std::string_view pattern) {
+  std::string out;
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '\\' && i + 1 < pattern.size()) ++i;
+    out.push_back(pattern[i]);
+  }
+  return out;
+}
+
+std::string common_prefix(const std::vector<std::string>& prefixes) {
+  if (prefixes.empty()) return {};
+  std::string p = prefixes.front();
+  for (const auto& s : prefixes) {
+    std::size_t n = 0;
+    while (n < p.size() && n < s.size() && p[n] == s[n]) ++n;
+    p.resize(n);
+  }
+  return p;
+}
+}  // namespace
+
+Purger::Purger(boost::asio::io_context& io, redis::AsyncClient& key_conn, redis::AsyncClient& scan_conn,
+               PurgeOptions options)
+    : retry_timer_(io), key_conn_(key_conn), scan_conn_(scan_conn), options_(std::move(options)) {}
+
+Purger::~Purger() { *alive_ = false; }
+
+bool Purger::idle() const {
+  return key_queue_.empty() && batches_in_flight_ == 0 && pending_patterns_.empty() && !pass_running_ &&
+         pending_tags_.empty() && tags_in_flight_ == 0;
+}
+
+void Purger::release(const Waiters& waiters) {
+  for (const auto& job : waiters)
+    if (--job->outstanding == 0 && job->done) job->done();
+}
+
+void Purger::queue_key(const std::string& key, const JobRef& job) {
+  auto [it, inserted] = queued_.try_emplace(key);
+  it->second.push_back(job);
+  if (inserted)
+    key_queue_.push_back(key);
+  else
+    ++counters_.keys_coalesced;
+}
+
+void Purger::submit(PurgeJob work, Done done) {
+  auto job = std::make_shared<Job>();
+  job->done = std::move(done);
+  job->outstanding = 1;  // held by this function until everything is queued
+  for (const auto& key : work.keys) {
+    if (key.empty()) continue;
+    ++job->outstanding;
+    queue_key(key, job);
+  }
+  for (const auto& pattern : work.patterns) {
+    if (pattern.empty()) continue;
+    ++job->outstanding;
+    if (redis::is_literal(pattern)) {
+      queue_key(unescape_glob(pattern), job);
+      continue;
+    }
+    pending_patterns_[pattern].push_back(job);
+  }
+  for (const auto& tag : work.tags) {
+    if (tag.empty()) continue;
+    ++job->outstanding;
+    pending_tags_.emplace_back(tag, job);
+  }
+  release({job});
+  resume();
+}
+
+void Purger::resume() {
+  pump_keys();
+  pump_tags();
+  pump_patterns();
+}
+
+void Purger::drop_all() {
+  key_queue_.clear();
+  queued_.clear();
+  pending_patterns_.clear();
+  pending_tags_.clear();
+}
+
+void Purger::retry_later() {
+  retry_timer_.expires_after(std::chrono::milliseconds(100));
+  retry_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+    if (!ec && !alive.expired()) resume();
+  });
+}
+
+void Purger::pump_keys() {
+  while (key_conn_.connected() && batches_in_flight_ < options_.max_in_flight && !key_queue_.empty()) {
+    std::vector<std::string> argv{"UNLINK"};
+    auto waiters = std::make_shared<std::vector<std::pair<std::string, Waiters>>>();
+    while (!key_queue_.empty() && argv.size() <= options_.batch_keys) {
+      std::string key = std::move(key_queue_.front());
+      key_queue_.pop_front();
+      auto node = queued_.extract(key);
+      argv.push_back(key);
+      waiters->emplace_back(std::move(key), std::move(node.mapped()));
+    }
+    ++batches_in_flight_;
+    key_conn_.command(std::move(argv), [this, waiters, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
+      if (alive.expired()) return;
+      --batches_in_flight_;
+      if (r.is_error()) {
+        ++counters_.redis_errors;
+        PGC_LOG_DEBUG << "UNLINK failed, requeued: " << r.str;
+        for (auto& [key, ws] : *waiters)
+          for (auto& job : ws) queue_key(key, job);
+        retry_later();
+        return;
+      }
+      counters_.keys_sent += waiters->size();
+      counters_.keys_removed += static_cast<std::uint64_t>(r.integer);
+      for (auto& [key, ws] : *waiters) release(ws);
+      pump_keys();
+    });
+  }
+}
+
+void Purger::pump_tags() {
+  while (key_conn_.connected() && !pending_tags_.empty()) {
+    auto [tag, job] = std::move(pending_tags_.back());
+    pending_tags_.pop_back();
+    std::string set_key = options_.cache_namespace + "tag:" + tag;
+    ++tags_in_flight_;
+    std::vector<std::string> argv{"SMEMBERS", set_key};
+    key_conn_.command(std::move(argv), [this, tag = tag, job = job, set_key,
+                                        alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
+      if (alive.expired()) return;
+      --tags_in_flight_;
+      if (r.is_error()) {
+        ++counters_.redis_errors;
+        pending_tags_.emplace_back(tag, job);
+        retry_later();
+        return;
+      }
+      for (const auto& member : r.elements) {
+        ++job->outstanding;
+        queue_key(member.str, job);
+      }
+      ++job->outstanding;
+      queue_key(set_key, job);
+      release({job});
+      pump_keys();
+    });
+  }
+}
+
+void Purger::pump_patterns() {
+  if (pass_running_ || pending_patterns_.empty() || !scan_conn_.connected()) return;
+  pass_patterns_ = std::move(pending_patterns_);
+  pending_patterns_.clear();
+  std::vector<std::string> prefixes;
+  for (const auto& [pattern, ws] : pass_patterns_) prefixes.push_back(redis::literal_prefix(pattern));
+  pass_match_ = pass_patterns_.size() == 1 ? pass_patterns_.begin()->first
+                                           : redis::glob_escape(common_prefix(prefixes)) + "*";
+  pass_running_ = true;
+  pass_failed_ = false;
+  cursor_ = "0";
+  ++counters_.scan_passes;
+  scan_step();
+}
+
+void Purger::scan_step() {
+  scan_outstanding_ = true;
+  std::vector<std::string> argv{"SCAN", cursor_, "MATCH", pass_match_, "COUNT",
+                                std::to_string(options_.scan_count)};
+  scan_conn_.command(std::move(argv), [this, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
+    if (alive.expired()) return;
+    scan_outstanding_ = false;
+    if (r.is_error() || r.type != redis::Reply::Type::array || r.elements.size() != 2) {
+      PGC_LOG_DEBUG << "SCAN failed: " << r.str;
+      pass_failed_ = true;
+      if (pass_unlinks_in_flight_ == 0) finish_pass();
+      return;
+    }
+    cursor_ = r.elements[0].str;
+    std::vector<std::string> argv{"UNLINK"};
+    bool single = pass_patterns_.size() == 1;  // the server already matched it
+    for (auto& key : r.elements[1].elements) {
+      bool hit = single;
+      for (auto it = pass_patterns_.begin(); !hit && it != pass_patterns_.end(); ++it)
+        hit = redis::glob_match(it->first, key.str);
+      if (hit) argv.push_back(std::move(key.str));
+    }
+    if (argv.size() > 1) {
+      ++pass_unlinks_in_flight_;
+      scan_conn_.command(std::move(argv), [this, alive = std::weak_ptr<bool>(alive_)](redis::Reply u) {
+        if (alive.expired()) return;
+        --pass_unlinks_in_flight_;
+        if (u.is_error())
+          pass_failed_ = true;
+        else
+          counters_.pattern_keys_removed += static_cast<std::uint64_t>(u.integer);
+        if (cursor_ == "0" && !scan_outstanding_ && pass_unlinks_in_flight_ == 0) finish_pass();
+      });
+    }
+    if (pass_failed_) {
+      if (pass_unlinks_in_flight_ == 0) finish_pass();
+      return;
+    }
+    if (cursor_ != "0")
+      scan_step();
+    else if (pass_unlinks_in_flight_ == 0)
+      finish_pass();
+  });
+}
+
+void Purger::finish_pass() {
+  auto patterns = std::move(pass_patterns_);
+  pass_patterns_.clear();
+  pass_running_ = false;
+  if (pass_failed_) {
+    ++counters_.redis_errors;
+    for (auto& [pattern, ws] : patterns) {
+      auto& dst = pending_patterns_[pattern];
+      dst.insert(dst.end(), ws.begin(), ws.end());
+    }
+    retry_later();
+    return;
+  }
+  counters_.patterns_purged += patterns.size();
+  for (auto& [pattern, ws] : patterns) release(ws);
+  pump_patterns();
+}
+
+}  // namespace pgcohere::invalidation

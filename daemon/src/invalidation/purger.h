@@ -1,0 +1,108 @@
+// The purger: turns invalidations into Redis work. Exact keys go out as pipelined UNLINK
+// batches (a key already queued and not yet sent is coalesced); patterns share one SCAN
+// pass among everything pending, on their own connection, so a pattern purge never stalls
+// exact keys behind it. Work that fails (Redis down) is kept and retried on reconnect.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "redis/async_client.h"
+
+namespace pgcohere::invalidation {
+
+struct PurgeJob {
+  std::vector<std::string> keys;
+  std::vector<std::string> patterns;
+  std::vector<std::string> tags;  // query-cache tags: the set <namespace>tag:<tag> lists entries
+};
+
+struct PurgeOptions {
+  std::size_t batch_keys = 256;    // keys per UNLINK command
+  std::size_t max_in_flight = 16;  // UNLINK batches outstanding on the key connection
+  std::size_t scan_count = 1000;   // SCAN COUNT hint
+  std::string cache_namespace = "pgcohere:";
+};
+
+struct PurgerCounters {
+  std::uint64_t keys_sent = 0;       // keys in UNLINK commands that Redis acknowledged
+  std::uint64_t keys_removed = 0;    // keys that existed (UNLINK's return value)
+  std::uint64_t keys_coalesced = 0;  // requests merged into an already queued key
+  std::uint64_t patterns_purged = 0;
+  std::uint64_t pattern_keys_removed = 0;
+  std::uint64_t scan_passes = 0;
+  std::uint64_t redis_errors = 0;
+};
+
+class Purger {
+ public:
+  using Done = std::function<void()>;
+
+  Purger(boost::asio::io_context& io, redis::AsyncClient& key_conn, redis::AsyncClient& scan_conn,
+         PurgeOptions options = {});
+  Purger(const Purger&) = delete;
+  Purger& operator=(const Purger&) = delete;
+  ~Purger();
+
+  // Queues the job; `done` runs once every key, pattern and tag of it has been purged.
+  void submit(PurgeJob job, Done done = {});
+  // Call when a connection comes back: resumes work that waited for Redis.
+  void resume();
+  // Forgets queued work (its jobs never complete): the caller replaces it with a resync.
+  void drop_all();
+
+  const PurgerCounters& counters() const { return counters_; }
+  std::size_t queued_keys() const { return key_queue_.size(); }
+  std::size_t pending_patterns() const { return pending_patterns_.size() + pass_patterns_.size(); }
+  bool idle() const;
+
+ private:
+  struct Job {
+    std::size_t outstanding = 0;
+    Done done;
+  };
+  using JobRef = std::shared_ptr<Job>;
+  using Waiters = std::vector<JobRef>;
+
+  void release(const Waiters& waiters);
+  void queue_key(const std::string& key, const JobRef& job);
+  void pump_keys();
+  void pump_patterns();
+  void scan_step();
+  void finish_pass();
+  void pump_tags();
+  void retry_later();
+
+  boost::asio::steady_timer retry_timer_;
+  redis::AsyncClient& key_conn_;
+  redis::AsyncClient& scan_conn_;
+  PurgeOptions options_;
+  PurgerCounters counters_;
+
+  std::deque<std::string> key_queue_;
+  std::unordered_map<std::string, Waiters> queued_;  // key -> jobs waiting on it
+  std::size_t batches_in_flight_ = 0;
+
+  std::unordered_map<std::string, Waiters> pending_patterns_;  // waiting for the next pass
+  std::unordered_map<std::string, Waiters> pass_patterns_;     // in the running pass
+  bool pass_running_ = false;
+  bool pass_failed_ = false;
+  std::string pass_match_;
+  std::string cursor_ = "0";
+  bool scan_outstanding_ = false;
+  std::size_t pass_unlinks_in_flight_ = 0;
+
+  std::vector<std::pair<std::string, JobRef>> pending_tags_;
+  std::size_t tags_in_flight_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace pgcohere::invalidation

@@ -1,0 +1,163 @@
+// Wiring of the invalidation path; the backlog bound falls back to resync, never to loss.
+#include "invalidation/service.h"
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "protocol/notify_payload.h"
+#include "redis/url.h"
+#include "util/log.h"
+
+namespace pgcohere::invalidation {
+
+namespace {
+std::chrono::milliseconds ms(double seconds) {
+  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+}
+
+ConsumerSettings make_settings(const config::Config& c) {
+  ConsumerSettings s;
+  s.channel = c.invalidation.channel;
+  s.secret = read_secret_file(c.invalidation.secret_file);
+  s.cache_namespace = c.cache.key_namespace;
+  s.gap_grace = ms(c.invalidation.gap_grace);
+  s.reconnect_min = ms(c.invalidation.reconnect_min);
+  s.reconnect_max = ms(c.invalidation.reconnect_max);
+  s.redelete_delay = ms(c.invalidation.redelete_delay);
+  return s;
+}
+}  // namespace
+
+std::string read_secret_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("[invalidation] secret_file " + path + ": cannot read");
+  std::ostringstream content;
+  content << in.rdbuf();
+  std::string secret = protocol::trim_secret(content.str());
+  if (secret.empty()) throw std::runtime_error("[invalidation] secret_file " + path + ": empty");
+  return secret;
+}
+
+bool InvalidationService::wanted(const config::Config& c) {
+  if (!c.invalidation.enabled || c.redis.url.empty()) return false;
+  for (const auto& db : c.databases)
+    if (db.name != "*") return true;
+  return false;
+}
+
+InvalidationService::InvalidationService(boost::asio::io_context& io, const config::Config& c)
+    : io_(io),
+      settings_(make_settings(c)),
+      max_backlog_(static_cast<std::size_t>(std::max(1, c.invalidation.journal_max_entries))),
+      backlog_timer_(io) {
+  std::string error;
+  auto ep = redis::parse_url(c.redis.url, &error);
+  if (!ep) throw std::runtime_error("[redis] url: " + error);
+  key_conn_ = std::make_unique<redis::AsyncClient>(io, ep->host, ep->port, ep->db, "redis");
+  scan_conn_ = std::make_unique<redis::AsyncClient>(io, ep->host, ep->port, ep->db, "redis-scan");
+  PurgeOptions options;
+  options.max_in_flight = static_cast<std::size_t>(std::max(1, c.invalidation.max_inflight));
+  options.cache_namespace = c.cache.key_namespace;
+  purger_ = std::make_unique<Purger>(io, *key_conn_, *scan_conn_, options);
+  if (!c.invalidation.journal_file.empty()) {
+    std::size_t capacity = std::max<std::size_t>(64 * 1024, max_backlog_ * 256);
+    journal_ = std::make_unique<Journal>(c.invalidation.journal_file, capacity);
+    settings_.journal = journal_.get();
+  }
+  key_conn_->on_state([this](bool up) { on_redis_state(up); });
+  scan_conn_->on_state([this](bool up) { on_redis_state(up); });
+  for (const auto& db : c.databases) {
+    if (db.name == "*") continue;
+    consumers_.push_back(std::make_unique<DatabaseConsumer>(io, *purger_, settings_, db.name,
+                                                            listen_conn_params(db.name, db.params)));
+  }
+  collector_ = metrics::registry().add_collector([this](metrics::Exposition& e) {
+    const auto& k = purger_->counters();
+    e.counter("purged_keys_total", "Exact keys sent to Redis in UNLINK", {}, static_cast<double>(k.keys_sent));
+    e.counter("purged_keys_removed_total", "Exact keys that existed when UNLINKed", {},
+              static_cast<double>(k.keys_removed));
+    e.counter("purge_keys_coalesced_total", "Key purges merged into one already queued", {},
+              static_cast<double>(k.keys_coalesced));
+    e.counter("purged_patterns_total", "Patterns purged (SCAN + UNLINK)", {}, static_cast<double>(k.patterns_purged));
+    e.counter("purged_pattern_keys_total", "Keys removed by pattern purges", {},
+              static_cast<double>(k.pattern_keys_removed));
+    e.counter("purge_scan_passes_total", "SCAN passes (each shared by every pending pattern)", {},
+              static_cast<double>(k.scan_passes));
+    e.counter("redis_errors_total", "Failed Redis commands of the purger", {}, static_cast<double>(k.redis_errors));
+    e.gauge("purge_backlog", "Keys and patterns waiting for Redis", {},
+            static_cast<double>(purger_->queued_keys() + purger_->pending_patterns()));
+    e.gauge("journal_depth", "Purges recorded in the journal and not yet done by Redis", {},
+            journal_ ? static_cast<double>(journal_->depth()) : 0);
+    e.gauge("redis_up", "1 while the purger's Redis connection is up", {}, key_conn_->connected() ? 1 : 0);
+  });
+}
+
+InvalidationService::~InvalidationService() {
+  if (collector_) metrics::registry().remove_collector(collector_);
+}
+
+void InvalidationService::replay_journal() {
+  if (!journal_) return;
+  if (journal_->overflowed()) {
+    // The last run could not journal everything; the connect resync of every database
+    // that follows covers the rules' keys.
+    PGC_LOG_WARN << "invalidation: the journal overflowed in an earlier run; relying on the start-up resync";
+    journal_->clear_overflow();
+  }
+  auto records = journal_->pending();
+  if (records.empty()) return;
+  PGC_LOG_INFO << "invalidation: replaying " << records.size() << " journaled purge(s) from an earlier run";
+  for (auto& rec : records) {
+    Journal* journal = journal_.get();
+    purger_->submit(std::move(rec.job), [journal, id = rec.id] { journal->complete(id); });
+  }
+}
+
+void InvalidationService::start() {
+  replay_journal();
+  key_conn_->start();
+  scan_conn_->start();
+  for (auto& c : consumers_) c->start();
+  check_backlog();
+}
+
+void InvalidationService::stop() {
+  backlog_timer_.cancel();
+  for (auto& c : consumers_) c->stop();
+  key_conn_->stop();
+  scan_conn_->stop();
+}
+
+void InvalidationService::reload(const config::Config&) {
+  // Databases, Redis and the secret are read at start; a restart applies changes to them.
+}
+
+void InvalidationService::on_redis_state(bool up) {
+  if (!up) return;
+  if (overflowed_ && key_conn_->connected() && scan_conn_->connected()) {
+    overflowed_ = false;
+    PGC_LOG_WARN << "invalidation: Redis is back after the backlog overflowed; resyncing every database";
+    for (auto& c : consumers_) c->request_resync("backlog overflow");
+  }
+  purger_->resume();
+}
+
+void InvalidationService::check_backlog() {
+  // Past the bound, queued work is dropped and replaced by one resync per database when
+  // Redis answers again: coarser, never lost.
+  if (purger_->queued_keys() + purger_->pending_patterns() > max_backlog_) {
+    PGC_LOG_ERROR << "invalidation: purge backlog above " << max_backlog_
+                  << " while Redis is unavailable; dropping it for a resync";
+    purger_->drop_all();
+    if (journal_) journal_->clear();
+    overflowed_ = true;
+    if (key_conn_->connected() && scan_conn_->connected()) on_redis_state(true);
+  }
+  backlog_timer_.expires_after(std::chrono::milliseconds(100));
+  backlog_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) check_backlog();
+  });
+}
+
+}  // namespace pgcohere::invalidation

@@ -1,0 +1,55 @@
+// The invalidation service: one consumer per configured database, one purger over two Redis
+// connections (exact keys; pattern scans), wired to the app's io_context.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <memory>
+#include <vector>
+
+#include "app/service.h"
+#include "config/config.h"
+#include "invalidation/consumer.h"
+#include "invalidation/journal.h"
+#include "invalidation/purger.h"
+#include "metrics/registry.h"
+#include "redis/async_client.h"
+
+namespace pgcohere::invalidation {
+
+class InvalidationService : public app::Service {
+ public:
+  // Throws std::runtime_error when the secret file cannot be read or the Redis url is bad.
+  InvalidationService(boost::asio::io_context& io, const config::Config& config);
+  ~InvalidationService() override;
+
+  const char* name() const override { return "invalidation"; }
+  void start() override;
+  void stop() override;
+  void reload(const config::Config& config) override;
+
+  // Whether the configuration asks for this service at all.
+  static bool wanted(const config::Config& config);
+
+ private:
+  void on_redis_state(bool up);
+  void check_backlog();
+  void replay_journal();
+
+  boost::asio::io_context& io_;
+  ConsumerSettings settings_;
+  std::size_t max_backlog_;
+  std::unique_ptr<redis::AsyncClient> key_conn_;
+  std::unique_ptr<redis::AsyncClient> scan_conn_;
+  std::unique_ptr<Purger> purger_;
+  std::unique_ptr<Journal> journal_;
+  std::vector<std::unique_ptr<DatabaseConsumer>> consumers_;
+  bool overflowed_ = false;  // work was dropped while Redis was down: resync when it is back
+  metrics::CollectorId collector_ = 0;
+  boost::asio::steady_timer backlog_timer_;
+};
+
+// Reads and trims the shared secret (throws std::runtime_error with the path on failure).
+std::string read_secret_file(const std::string& path);
+
+}  // namespace pgcohere::invalidation

@@ -1,0 +1,224 @@
+// hiredis async on Asio: the event hooks wait on the socket with a stream_descriptor and call
+// redisAsyncHandleRead/Write; replies are copied and their callbacks posted.
+#include "redis/async_client.h"
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include "util/log.h"
+
+namespace pgcohere::redis {
+
+namespace asio = boost::asio;
+
+// Lives as long as hiredis holds the context, and as long as a wait is pending.
+struct AsyncClient::Events : std::enable_shared_from_this<Events> {
+  Events(asio::io_context& io, redisAsyncContext* c) : sd(io, c->c.fd), ac(c) {}
+  asio::posix::stream_descriptor sd;
+  redisAsyncContext* ac;
+  bool want_read = false, want_write = false;
+  bool read_pending = false, write_pending = false;
+  std::shared_ptr<Events> self;  // dropped by cleanup()
+
+  void arm_read() {
+    if (read_pending || !ac) return;
+    read_pending = true;
+    sd.async_wait(asio::posix::stream_descriptor::wait_read,
+                  [s = shared_from_this()](boost::system::error_code ec) {
+                    s->read_pending = false;
+                    if (ec || !s->ac || !s->want_read) return;
+                    redisAsyncHandleRead(s->ac);  // may run cleanup() and null ac
+                    if (s->ac && s->want_read) s->arm_read();
+                  });
+  }
+  void arm_write() {
+    if (write_pending || !ac) return;
+    write_pending = true;
+    sd.async_wait(asio::posix::stream_descriptor::wait_write,
+                  [s = shared_from_this()](boost::system::error_code ec) {
+                    s->write_pending = false;
+                    if (ec || !s->ac || !s->want_write) return;
+                    redisAsyncHandleWrite(s->ac);
+                    if (s->ac && s->want_write) s->arm_write();
+                  });
+  }
+  static Events* of(void* p) { return static_cast<Events*>(p); }
+  static void add_read(void* p) { of(p)->want_read = true; of(p)->arm_read(); }
+  static void del_read(void* p) { of(p)->want_read = false; }
+  static void add_write(void* p) { of(p)->want_write = true; of(p)->arm_write(); }
+  static void del_write(void* p) { of(p)->want_write = false; }
+  static void cleanup(void* p) {
+    Events* e = of(p);
+    e->ac = nullptr;
+    e->want_read = e->want_write = false;
+    boost::system::error_code ignored;
+    e->sd.cancel(ignored);
+    e->sd.release();  // hiredis closes the fd itself
+    e->self.reset();  // may destroy *e once no wait holds it
+  }
+};
+
+namespace {
+struct Pending {
+  asio::io_context& io;
+  AsyncClient::Callback done;
+  std::weak_ptr<bool> alive;
+  std::size_t* in_flight;
+};
+}  // namespace
+
+Reply copy_reply(const void* raw) {
+  const auto* r = static_cast<const redisReply*>(raw);
+  Reply out;
+  if (!r) return Reply::make_error("connection lost");
+  switch (r->type) {
+    case REDIS_REPLY_STRING: out.type = Reply::Type::string; out.str.assign(r->str, r->len); break;
+    case REDIS_REPLY_STATUS: out.type = Reply::Type::status; out.str.assign(r->str, r->len); break;
+    case REDIS_REPLY_ERROR: out.type = Reply::Type::error; out.str.assign(r->str, r->len); break;
+    case REDIS_REPLY_INTEGER: out.type = Reply::Type::integer; out.integer = r->integer; break;
+    case REDIS_REPLY_ARRAY:
+      out.type = Reply::Type::array;
+      out.elements.reserve(r->elements);
+      for (std::size_t i = 0; i < r->elements; ++i) out.elements.push_back(copy_reply(r->element[i]));
+      break;
+    default: out.type = Reply::Type::nil;
+  }
+  return out;
+}
+
+AsyncClient::AsyncClient(asio::io_context& io, std::string host, int port, int db, std::string name)
+    : io_(io), host_(std::move(host)), port_(port), db_(db), name_(std::move(name)),
+      reconnect_timer_(io) {}
+
+AsyncClient::~AsyncClient() {
+  *alive_ = false;
+  stop();
+}
+
+void AsyncClient::start() {
+  stopping_ = false;
+  if (!ac_) connect_now();
+}
+
+void AsyncClient::stop() {
+  stopping_ = true;
+  reconnect_timer_.cancel();
+  if (ac_) {
+    redisAsyncContext* ac = ac_;
+    ac_ = nullptr;
+    redisAsyncFree(ac);  // runs pending callbacks with "connection lost"
+  }
+  connected_ = false;
+}
+
+void AsyncClient::connect_now() {
+  redisAsyncContext* ac = redisAsyncConnect(host_.c_str(), port_);
+  if (!ac) {
+    schedule_reconnect();
+    return;
+  }
+  if (ac->err) {
+    PGC_LOG_WARN << name_ << ": cannot connect to " << host_ << ":" << port_ << ": " << ac->errstr;
+    redisAsyncFree(ac);
+    schedule_reconnect();
+    return;
+  }
+  ac->data = this;
+  auto events = std::make_shared<Events>(io_, ac);
+  events->self = events;
+  ac->ev.data = events.get();
+  ac->ev.addRead = &Events::add_read;
+  ac->ev.delRead = &Events::del_read;
+  ac->ev.addWrite = &Events::add_write;
+  ac->ev.delWrite = &Events::del_write;
+  ac->ev.cleanup = &Events::cleanup;
+  redisAsyncSetConnectCallback(ac, &AsyncClient::on_connect);
+  redisAsyncSetDisconnectCallback(ac, &AsyncClient::on_disconnect);
+  ac_ = ac;
+  if (db_ != 0) {
+    std::string db = std::to_string(db_);
+    command({"SELECT", db}, [this](Reply r) {
+      if (r.is_error()) {
+        PGC_LOG_ERROR << name_ << ": SELECT " << db_ << " failed: " << r.str;
+      }
+    });
+  }
+}
+
+void AsyncClient::schedule_reconnect() {
+  if (stopping_) return;
+  reconnect_timer_.expires_after(backoff_);
+  backoff_ = std::min(backoff_ * 2, std::chrono::milliseconds(2000));
+  reconnect_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+    if (ec || alive.expired() || stopping_ || ac_) return;
+    connect_now();
+  });
+}
+
+void AsyncClient::set_state(bool up) {
+  if (connected_ == up) return;
+  connected_ = up;
+  if (state_handler_)
+    asio::post(io_, [this, up, alive = std::weak_ptr<bool>(alive_)] {
+      if (!alive.expired() && state_handler_) state_handler_(up);
+    });
+}
+
+void AsyncClient::on_connect(const redisAsyncContext* ac, int status) {
+  auto* self = static_cast<AsyncClient*>(ac->data);
+  if (status != REDIS_OK) {
+    PGC_LOG_WARN << self->name_ << ": cannot connect to " << self->host_ << ":" << self->port_
+                 << ": " << (ac->errstr ? ac->errstr : "error");
+    self->ac_ = nullptr;  // hiredis frees the context after this callback
+    self->schedule_reconnect();
+    return;
+  }
+  PGC_LOG_INFO << self->name_ << ": connected to " << self->host_ << ":" << self->port_;
+  self->backoff_ = std::chrono::milliseconds(50);
+  self->set_state(true);
+}
+
+void AsyncClient::on_disconnect(const redisAsyncContext* ac, int status) {
+  auto* self = static_cast<AsyncClient*>(ac->data);
+  if (!self->stopping_) {
+    PGC_LOG_WARN << self->name_ << ": connection lost (" << (status == REDIS_OK ? "closed" : ac->errstr)
+                 << ")";
+  }
+  if (self->ac_ == ac) self->ac_ = nullptr;
+  self->set_state(false);
+  self->schedule_reconnect();
+}
+
+void AsyncClient::on_reply(redisAsyncContext*, void* reply, void* privdata) {
+  std::unique_ptr<Pending> p(static_cast<Pending*>(privdata));
+  if (!p->alive.expired()) --*p->in_flight;
+  asio::post(p->io, [done = std::move(p->done), r = copy_reply(reply)]() mutable { done(std::move(r)); });
+}
+
+void AsyncClient::command(std::vector<std::string> argv, Callback done) {
+  if (!ac_ || stopping_) {
+    asio::post(io_, [done = std::move(done)] { done(Reply::make_error("not connected")); });
+    return;
+  }
+  std::vector<const char*> args;
+  std::vector<std::size_t> lens;
+  args.reserve(argv.size());
+  lens.reserve(argv.size());
+  for (const auto& a : argv) {
+    args.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto* p = new Pending{io_, std::move(done), alive_, &in_flight_};
+  if (redisAsyncCommandArgv(ac_, &AsyncClient::on_reply, p, static_cast<int>(args.size()), args.data(),
+                            lens.data()) != REDIS_OK) {
+    std::unique_ptr<Pending> owned(p);
+    asio::post(io_, [done = std::move(owned->done)] { done(Reply::make_error("command not sent")); });
+    return;
+  }
+  ++in_flight_;
+}
+
+}  // namespace pgcohere::redis

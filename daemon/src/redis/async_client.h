@@ -1,0 +1,72 @@
+// One hiredis async connection driven by an Asio io_context (hiredis 0.14 ships no Asio
+// adapter), with reconnect and backoff. Commands are pipelined on the connection.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "redis/reply.h"
+
+struct redisAsyncContext;
+
+namespace pgcohere::redis {
+
+class AsyncClient {
+ public:
+  using Callback = std::function<void(Reply)>;
+  using StateHandler = std::function<void(bool up)>;
+
+  AsyncClient(boost::asio::io_context& io, std::string host, int port, int db,
+              std::string name = "redis");
+  AsyncClient(const AsyncClient&) = delete;
+  AsyncClient& operator=(const AsyncClient&) = delete;
+  ~AsyncClient();
+
+  // Connects now and reconnects with backoff whenever the link drops, until stop().
+  void start();
+  void stop();
+  bool connected() const { return connected_; }
+  // Called on every transition (posted, never from inside hiredis).
+  void on_state(StateHandler handler) { state_handler_ = std::move(handler); }
+
+  // Sends a command. `done` always runs exactly once, posted on the io_context: with the
+  // reply, or with an error reply when not connected or when the link drops.
+  void command(std::vector<std::string> argv, Callback done);
+  std::size_t in_flight() const { return in_flight_; }
+
+  const std::string& host() const { return host_; }
+  int port() const { return port_; }
+
+ private:
+  struct Events;
+  static void on_connect(const redisAsyncContext* ac, int status);
+  static void on_disconnect(const redisAsyncContext* ac, int status);
+  static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
+  void connect_now();
+  void schedule_reconnect();
+  void set_state(bool up);
+
+  boost::asio::io_context& io_;
+  std::string host_;
+  int port_;
+  int db_;
+  std::string name_;
+  redisAsyncContext* ac_ = nullptr;
+  bool connected_ = false;
+  bool stopping_ = true;
+  std::size_t in_flight_ = 0;
+  std::chrono::milliseconds backoff_{50};
+  boost::asio::steady_timer reconnect_timer_;
+  StateHandler state_handler_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+Reply copy_reply(const void* hiredis_reply);
+
+}  // namespace pgcohere::redis

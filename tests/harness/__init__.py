@@ -1,0 +1,1 @@
+"""Private PostgreSQL, Redis and pgcohered processes for tests and the sandbox."""

@@ -1,0 +1,66 @@
+"""pgcohered's command line and lifecycle: help, version, config errors with file:line,
+graceful stop on SIGTERM, SIGHUP reload that keeps the old config when the new one is bad."""
+import os
+import signal
+import subprocess
+
+from harness.servers import DAEMON_BIN, Daemon, free_port, wait_until
+
+
+def run(*args):
+    return subprocess.run([DAEMON_BIN, *args], capture_output=True, text=True, timeout=30)
+
+
+def test_help_and_version():
+    out = run("--help")
+    assert out.returncode == 0
+    assert "--config" in out.stdout
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.startswith("pgcohered ")
+
+
+def test_missing_config_is_a_usage_error():
+    out = run()
+    assert out.returncode == 2
+    assert "no configuration file given" in out.stderr
+
+
+def test_bad_config_is_refused_with_file_line_and_reason(tmp_path):
+    path = tmp_path / "bad.ini"
+    path.write_text("[pgbouncer]\nauth_type = trust\nlisten_port = 6432\nmax_client_conn = lots\n")
+    out = run("--config", str(path))
+    assert out.returncode == 1
+    assert f"{path}:4: max_client_conn: expected an integer, got 'lots'" in out.stderr
+    out = run("--config", str(tmp_path / "absent.ini"))
+    assert out.returncode == 1 and "absent.ini: cannot open file" in out.stderr
+
+
+def test_unchanged_pgbouncer_ini_is_accepted(tmp_path):
+    path = tmp_path / "pgbouncer.ini"
+    path.write_text(
+        "[databases]\nappdb = host=127.0.0.1 port=5432 dbname=appdb\n"
+        "[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = 6432\nauth_type = md5\n"
+        "auth_file = /etc/pgbouncer/userlist.txt\npool_mode = transaction\nmax_client_conn = 10000\n"
+        "default_pool_size = 20\nserver_tls_sslmode = prefer\nlogfile = /var/log/pgbouncer.log\n")
+    out = run("--check", str(path))
+    assert out.returncode == 0, out.stderr
+    assert "server_tls_sslmode: not supported by pgcohered, ignored" in out.stderr
+
+
+def test_sigterm_stops_and_sighup_reloads(tmp_path):
+    port = free_port()
+    d = Daemon(str(tmp_path), f"[pgcohered]\nauth_type = trust\nlisten_port = {port}\n", port).start()
+    try:
+        with open(d.config_path, "w") as f:
+            f.write(f"[pgcohered]\nauth_type = trust\nlisten_port = {port}\ndefault_pool_size = 7\n")
+        d.kill(signal.SIGHUP)
+        wait_until(lambda: "default_pool_size: '20' -> '7'" in d.log(), what="reload logged")
+        with open(d.config_path, "a") as f:
+            f.write("bogus line\n")
+        d.kill(signal.SIGHUP)
+        wait_until(lambda: "reload refused, keeping the running configuration" in d.log(), what="reload refused")
+        assert f"{d.config_path}:5: expected 'key = value'" in d.log()
+        assert d.proc.poll() is None
+    finally:
+        d.stop()
+    assert d.proc.returncode == 0

@@ -1,0 +1,318 @@
+"""The invalidation path end to end: signed NOTIFY payloads reach pgcohered's LISTEN
+connection and purge Redis; forged, replayed and cross-database payloads purge nothing;
+gaps, epochs, resync messages and lost connections degrade to a resync.
+
+Payloads are built here with Python's hmac (an implementation independent of the daemon's)
+and sent with pg_notify, so these tests run with or without the extension installed. The
+tests that need the extension's triggers skip when it is not installed."""
+import hashlib
+import hmac
+import itertools
+import os
+import re
+import signal
+import time
+import urllib.request
+
+import pytest
+
+from harness.servers import Daemon, PgCluster, free_port, wait_until
+
+EXT_INSTALLED = os.path.exists("/usr/lib/postgresql/15/lib/pgcohere.so")
+_db_counter = itertools.count(1)
+_epoch_counter = itertools.count(int(time.time()) * 1000)
+
+
+# ---- payloads (docs/protocol.md), written independently of the daemon's codec ----
+
+def escape(text):
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def payload(dbname, secret, epoch, seq, entries, commit_us=None):
+    """entries: [("k", "key"), ("p", "pat*"), ("t", "tag"), ("r", "reason")]."""
+    commit_us = commit_us if commit_us is not None else int(time.time() * 1e6)
+    body = f"pgc1 {epoch} {seq} {commit_us}\n" + "".join(f"{k} {escape(t)}\n" for k, t in entries)
+    sig = hmac.new(secret, (dbname + "\n" + body).encode(), hashlib.sha256).hexdigest()
+    return body + "sig " + sig
+
+
+class Stream:
+    """A sender of correctly signed payloads for one database, with its own epoch."""
+
+    def __init__(self, pg, dbname, secret, channel="pgcohere"):
+        self.pg, self.dbname, self.secret, self.channel = pg, dbname, secret, channel
+        self.epoch = next(_epoch_counter)
+        self.seq = 0
+
+    def build(self, entries, seq=None, epoch=None, dbname=None, secret=None):
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        return payload(dbname or self.dbname, secret or self.secret, epoch or self.epoch, seq, entries)
+
+    def send(self, entries, user="postgres", **kw):
+        text = self.build(entries, **kw)
+        self.notify(text, user)
+        return text
+
+    def notify(self, text, user="postgres"):
+        with self.pg.connect(self.dbname, user=user) as c:
+            c.execute("SELECT pg_notify(%s, %s)", (self.channel, text))
+
+
+# ---- fixtures ----
+
+@pytest.fixture(scope="module")
+def inv_pg(request, workdir, secret_file):
+    """The suite's preload cluster when the extension is installed, else a plain cluster."""
+    if EXT_INSTALLED:
+        yield request.getfixturevalue("pg")
+        return
+    cluster = PgCluster(os.path.join(workdir, "inv-pg"), preload=False).init().start()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture
+def inv_db(inv_pg):
+    name = f"inv{os.getpid()}_{next(_db_counter)}"
+    with inv_pg.connect() as c:
+        c.execute(f"CREATE DATABASE {name}")
+    if EXT_INSTALLED:
+        with inv_pg.connect(name) as c:
+            c.execute("CREATE EXTENSION pgcohere")
+    yield name
+    with inv_pg.connect() as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+class InvDaemon(Daemon):
+    def metrics(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def metric(self, name, **labels):
+        """Sum of the samples of `name` whose labels include `labels`."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            m = re.match(r"^(\w+)(\{[^}]*\})? (\S+)$", line)
+            if not m or m.group(1) != name:
+                continue
+            have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+            if all(have.get(k) == v for k, v in labels.items()):
+                total += float(m.group(3))
+        return total
+
+    def wait_listening(self, dbname, count=1, timeout=15):
+        wait_until(lambda: self.log().count(f"in database {dbname} (backend pid") >= count,
+                   timeout=timeout, what=f"LISTEN in {dbname} ({self.log_path})")
+
+    def wait_resyncs(self, dbname_entry, count, timeout=15):
+        wait_until(lambda: len(re.findall(rf"invalidation \[{dbname_entry}\]: resync \([^)]*\) done", self.log()))
+                   >= count, timeout=timeout, what=f"{count} resync(s) of {dbname_entry}")
+
+
+@pytest.fixture
+def inv_daemon(workdir, inv_pg, redis_srv, secret_file):
+    """inv_daemon(databases, extra_ini="", redis_url=None) -> started InvDaemon."""
+    started = []
+
+    def make(databases, extra_ini="", redis_url=None, start=True):
+        port, metrics_port = free_port(), free_port()
+        lines = ["[databases]"]
+        lines += [f"{db} = host={inv_pg.host} port={inv_pg.port} dbname={db} user=postgres" for db in databases]
+        lines += ["[pgcohered]", "listen_addr = 127.0.0.1", f"listen_port = {port}", "auth_type = trust",
+                  f"metrics_port = {metrics_port}",
+                  "[redis]", f"url = {redis_url or redis_srv.url}",
+                  "[invalidation]", f"secret_file = {secret_file}"]
+        d = InvDaemon(os.path.join(workdir, "inv-daemon"), "\n".join(lines) + "\n" + extra_ini + "\n", port)
+        d.metrics_port = metrics_port
+        started.append(d)
+        if start:
+            d.start()
+            for db in databases:
+                d.wait_listening(db)
+                d.wait_resyncs(db, 1)
+        return d
+
+    yield make
+    for d in started:
+        d.stop()
+
+
+def gone(r, *keys):
+    return r.exists(*keys) == 0
+
+
+# ---- tests ----
+
+def test_signed_payload_purges_keys_patterns_and_tags(inv_pg, inv_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([inv_db])
+    r = redis_srv.client()
+    p = f"{inv_db}:"
+    r.set(p + "user:1", "x")
+    r.set(p + "weird\nkey\\", "x")
+    for i in range(3):
+        r.set(f"{p}msg:history:42:{i}", "x")
+    r.set(p + "msg:history:43:0", "keep")
+    r.set(p + "msg:history:4*:0", "keep")  # a pattern is not widened by its own data
+    r.sadd("pgcohere:tag:table:public.t", "pgcohere:q:1", "pgcohere:q:2")
+    r.set("pgcohere:q:1", "x")
+    r.set("pgcohere:q:2", "x")
+    Stream(inv_pg, inv_db, secret).send([("k", p + "user:1"), ("k", p + "weird\nkey\\"),
+                                         ("p", p + "msg:history:42:*"), ("t", "table:public.t")])
+    wait_until(lambda: gone(r, p + "user:1", p + "weird\nkey\\", p + "msg:history:42:0", p + "msg:history:42:1",
+                            p + "msg:history:42:2", "pgcohere:q:1", "pgcohere:q:2",
+                            "pgcohere:tag:table:public.t"), what="keys purged")
+    assert r.get(p + "msg:history:43:0") == b"keep"
+    assert r.get(p + "msg:history:4*:0") == b"keep"
+    wait_until(lambda: d.metric("pgcohere_invalidations_applied_total", database=inv_db) == 1, what="applied=1")
+    assert d.metric("pgcohere_invalidation_latency_ms_count") >= 1
+
+
+def test_thousands_of_keys_in_one_transaction(inv_pg, inv_db, redis_srv, secret, inv_daemon):
+    inv_daemon([inv_db])
+    r = redis_srv.client()
+    keys = [f"{inv_db}:bulk:{i}" for i in range(3000)]
+    r.mset({k: "x" for k in keys})
+    s = Stream(inv_pg, inv_db, secret)
+    # NOTIFY payloads stay under 8000 bytes: the extension chunks a big transaction, one seq each.
+    with inv_pg.connect(inv_db) as c:
+        with c.transaction():
+            for i in range(0, len(keys), 300):
+                c.execute("SELECT pg_notify('pgcohere', %s)", (s.build([("k", k) for k in keys[i:i + 300]]),))
+    wait_until(lambda: gone(r, *keys), what="3000 keys purged")
+
+
+def test_forged_payload_from_an_ordinary_role_purges_nothing(inv_pg, inv_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([inv_db])
+    r = redis_srv.client()
+    with inv_pg.connect() as c:
+        c.execute("DROP ROLE IF EXISTS mallory")
+        c.execute("CREATE ROLE mallory LOGIN")
+    victim, barrier = f"{inv_db}:victim", f"{inv_db}:barrier"
+    r.set(victim, "x")
+    r.set(barrier, "x")
+    s = Stream(inv_pg, inv_db, secret)
+    s.send([("k", victim)], user="mallory", secret=b"guessed")          # wrong secret
+    s.notify(f"pgc1 {s.epoch} 99 0\nk {victim}\nsig " + "0" * 64, "mallory")  # made-up signature
+    s.notify(f"pgc1 {s.epoch} 98 0\nk {victim}\n", "mallory")                 # no signature
+    s.notify("FLUSHALL", "mallory")
+    # Notifications arrive in commit order: once the barrier is purged, the forgeries were seen.
+    s.send([("k", barrier)])
+    wait_until(lambda: gone(r, barrier), what="barrier purged")
+    assert r.get(victim) == b"x"
+    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db, reason="forged") == 4
+
+
+def test_payload_signed_for_another_database_is_rejected(inv_pg, inv_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([inv_db])
+    r = redis_srv.client()
+    victim, barrier = f"{inv_db}:victim", f"{inv_db}:barrier"
+    r.set(victim, "x")
+    r.set(barrier, "x")
+    s = Stream(inv_pg, inv_db, secret)
+    s.send([("k", victim)], dbname="otherdb")
+    s.send([("k", barrier)])
+    wait_until(lambda: gone(r, barrier), what="barrier purged")
+    assert r.get(victim) == b"x"
+    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db, reason="forged") == 1
+
+
+def test_replayed_payload_is_ignored_and_counted(inv_pg, inv_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([inv_db])
+    r = redis_srv.client()
+    key, barrier = f"{inv_db}:k", f"{inv_db}:barrier"
+    r.set(key, "x")
+    s = Stream(inv_pg, inv_db, secret)
+    first = s.send([("k", key)])
+    wait_until(lambda: gone(r, key), what="first purge")
+    r.set(key, "refilled")
+    r.set(barrier, "x")
+    s.notify(first, "postgres")  # captured and sent again (any role can LISTEN and copy it)
+    s.send([("k", barrier)])
+    wait_until(lambda: gone(r, barrier), what="barrier purged")
+    assert r.get(key) == b"refilled"
+    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db, reason="replayed") == 1
+
+
+def test_gap_resyncs_after_the_grace_period(inv_pg, inv_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([inv_db], extra_ini="gap_grace = 0.2\n")
+    r = redis_srv.client()
+    s = Stream(inv_pg, inv_db, secret)
+    s.send([("k", f"{inv_db}:a")], seq=1)
+    s.send([("k", f"{inv_db}:c")], seq=3)  # seq 2 never comes
+    r.set("pgcohere:cached:1", "x")
+    wait_until(lambda: d.metric("pgcohere_invalidation_gaps_total", database=inv_db) == 1, what="gap counted")
+    d.wait_resyncs(inv_db, 2)
+    wait_until(lambda: gone(r, "pgcohere:cached:1"), what="namespace purged by the resync")
+
+
+def test_out_of_order_within_grace_is_not_a_gap(inv_pg, inv_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([inv_db], extra_ini="gap_grace = 30\n")
+    r = redis_srv.client()
+    s = Stream(inv_pg, inv_db, secret)
+    keys = [f"{inv_db}:{i}" for i in range(4)]
+    r.mset({k: "x" for k in keys})
+    for seq in (1, 3, 2, 4):  # direct mode: commit order differs from seq order
+        s.send([("k", keys[seq - 1])], seq=seq)
+    wait_until(lambda: gone(r, *keys), what="all four purged")
+    assert d.metric("pgcohere_invalidation_gaps_total", database=inv_db) == 0
+    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db) == 0
+
+
+def test_new_epoch_and_resync_message_trigger_a_resync(inv_pg, inv_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([inv_db])
+    r = redis_srv.client()
+    s = Stream(inv_pg, inv_db, secret)
+    s.send([("k", f"{inv_db}:a")])
+    r.set("pgcohere:cached:epoch", "x")
+    s.epoch += 1  # the server restarted its counters: earlier notifications may be lost
+    s.seq = 0
+    s.send([("k", f"{inv_db}:b")])
+    d.wait_resyncs(inv_db, 2)
+    wait_until(lambda: gone(r, "pgcohere:cached:epoch"), what="namespace purged (epoch)")
+    r.set("pgcohere:cached:msg", "x")
+    s.send([("r", "ring overflow")])
+    d.wait_resyncs(inv_db, 3)
+    wait_until(lambda: gone(r, "pgcohere:cached:msg"), what="namespace purged (resync message)")
+    assert d.metric("pgcohere_invalidation_resyncs_total", database=inv_db, reason="epoch") == 1
+    assert d.metric("pgcohere_invalidation_resyncs_total", database=inv_db, reason="message") == 1
+
+
+def test_terminated_listen_connection_reconnects_and_resyncs(inv_pg, inv_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([inv_db])
+    r = redis_srv.client()
+    r.set("pgcohere:cached:term", "x")
+    with inv_pg.connect() as c:
+        n = c.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                      "WHERE application_name = 'pgcohered-listen' AND datname = %s", (inv_db,)).fetchone()[0]
+    assert n == 1
+    d.wait_listening(inv_db, count=2)
+    d.wait_resyncs(inv_db, 2)
+    wait_until(lambda: gone(r, "pgcohere:cached:term"), what="namespace purged after reconnect")
+    key = f"{inv_db}:after"
+    r.set(key, "x")
+    Stream(inv_pg, inv_db, secret).send([("k", key)])
+    wait_until(lambda: gone(r, key), what="purges work after reconnect")
+
+
+def test_several_databases_each_verified_with_its_own_name(inv_pg, redis_srv, secret, inv_daemon):
+    dbs = []
+    for _ in range(2):
+        name = f"inv{os.getpid()}_{next(_db_counter)}"
+        with inv_pg.connect() as c:
+            c.execute(f"CREATE DATABASE {name}")
+        dbs.append(name)
+    try:
+        inv_daemon(dbs)
+        r = redis_srv.client()
+        for db in dbs:
+            r.set(f"{db}:k", "x")
+            Stream(inv_pg, db, secret).send([("k", f"{db}:k")])
+        wait_until(lambda: gone(r, *[f"{db}:k" for db in dbs]), what="both databases purged")
+    finally:
+        with inv_pg.connect() as c:
+            for db in dbs:
+                c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
