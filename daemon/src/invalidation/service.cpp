@@ -102,6 +102,10 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
             static_cast<double>(purger_->queued_keys() + purger_->pending_patterns()));
     e.gauge("journal_depth", "Purges recorded in the journal and not yet done by Redis", {},
             journal_ ? static_cast<double>(journal_->depth()) : 0);
+    e.counter("redis_cluster_redirects_total", "MOVED/ASK redirects followed", {{"kind", "moved"}},
+              static_cast<double>(backend_->moved_redirects()));
+    e.counter("redis_cluster_redirects_total", "MOVED/ASK redirects followed", {{"kind", "ask"}},
+              static_cast<double>(backend_->ask_redirects()));
     e.gauge("redis_up", "1 while the purger's Redis connection is up", {}, backend_->ready() ? 1 : 0);
   });
 }

@@ -39,6 +39,9 @@ class Backend {
   virtual void scan(std::size_t shard, std::vector<std::string> argv, Callback done) = 0;
   // "host:port" of every node, for logs.
   virtual std::string describe() const = 0;
+  // Cluster redirects followed so far (0 for a single server).
+  virtual std::uint64_t moved_redirects() const { return 0; }
+  virtual std::uint64_t ask_redirects() const { return 0; }
 };
 
 // One Redis server: a connection for exact keys and tags, one for scans and bulk UNLINKs.

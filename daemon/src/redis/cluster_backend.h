@@ -32,8 +32,8 @@ class ClusterBackend : public Backend {
   std::string describe() const override;
 
   // Counters for tests and metrics.
-  std::uint64_t moved_redirects() const { return moved_; }
-  std::uint64_t ask_redirects() const { return ask_; }
+  std::uint64_t moved_redirects() const override { return moved_; }
+  std::uint64_t ask_redirects() const override { return ask_; }
 
  private:
   struct Node {
