@@ -6,6 +6,7 @@
 
 #include "invalidation/service.h"
 #include "net/metrics_http.h"
+#include "net/pooler.h"
 #include "util/log.h"
 
 namespace pgcohere::app {
@@ -16,6 +17,7 @@ App::App(config::Config config)
   services_.push_back(std::make_unique<net::MetricsService>(io_, config_));
   if (invalidation::InvalidationService::wanted(config_))
     services_.push_back(std::make_unique<invalidation::InvalidationService>(io_, config_));
+  services_.push_back(std::make_unique<net::Pooler>(io_, config_));
 }
 
 App::~App() = default;

@@ -1,0 +1,85 @@
+// libFuzzer target for the PostgreSQL wire codec, both sides: the first byte picks the
+// direction and the limits, the rest is a byte stream fed in random-sized reads.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "protocol/frame.h"
+#include "protocol/messages.h"
+
+using namespace pgcohere::protocol;
+
+namespace {
+void inspect(char type, std::string_view body, bool backend) {
+  if (backend) {
+    switch (type) {
+      case 'R': (void)parse_authentication(body); break;
+      case 'S': (void)parse_parameter_status(body); break;
+      case 'K': (void)parse_backend_key_data(body); break;
+      case 'Z': (void)parse_ready_for_query(body); break;
+      case 'E':
+      case 'N': (void)parse_error_fields(body); break;
+      default: break;
+    }
+  } else {
+    switch (type) {
+      case 'Q': (void)parse_query(body); break;
+      case 'P': {
+        auto p = parse_parse(body);
+        if (p) {
+          std::string out;
+          encode::parse(out, p->name, p->query, p->param_types);
+        }
+        break;
+      }
+      case 'B': {
+        auto b = parse_bind_head(body);
+        if (b) {
+          std::string out;
+          encode::bind(out, b->portal, "PGC_1", b->rest);
+        }
+        break;
+      }
+      case 'D':
+      case 'C': (void)parse_target(body); break;
+      default: break;
+    }
+  }
+}
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 2) return 0;
+  uint8_t mode = data[0];
+  uint8_t chunk = static_cast<uint8_t>(data[1] | 1);
+  std::string_view stream(reinterpret_cast<const char*>(data + 2), size - 2);
+  bool backend = mode & 1;
+  std::string_view in = stream;
+  if (mode & 2) {
+    auto sf = next_startup_frame(in);
+    if (sf.kind != StartupFrame::Kind::packet) return 0;
+    auto sp = parse_startup_packet(sf.packet);
+    if (sp) (void)sp->find("user");
+    in.remove_prefix(sf.consumed);
+  }
+  FrameDecoder dec(backend ? FrameDecoder::Side::backend : FrameDecoder::Side::frontend,
+                   mode & 4 ? 4096 : kDefaultMaxPacketSize, mode & 8 ? 16 : 64 * 1024);
+  // Feed the stream in pieces of `chunk` bytes, as reads from a socket would arrive.
+  std::string buffer;
+  size_t fed = 0;
+  while (true) {
+    auto f = dec.next(buffer);
+    if (f.kind == Frame::Kind::error) return 0;
+    if (f.kind == Frame::Kind::need_more) {
+      if (fed >= in.size()) return 0;
+      size_t n = std::min<size_t>(chunk, in.size() - fed);
+      buffer.append(in.substr(fed, n));
+      fed += n;
+      continue;
+    }
+    if (f.consumed == 0 || f.consumed > buffer.size()) __builtin_trap();
+    if (f.kind == Frame::Kind::message) inspect(f.type, f.body, backend);
+    buffer.erase(0, f.consumed);
+  }
+}

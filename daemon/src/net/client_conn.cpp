@@ -1,0 +1,321 @@
+// Client connections (see client_conn.h).
+#include "net/client_conn.h"
+
+#include <openssl/rand.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "net/pooler.h"
+#include "net/server_conn.h"
+#include "util/log.h"
+
+// g++ 12 misreads Asio 1.18's coroutine frame allocator (a known false positive).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+namespace pgcohere::net {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+std::string normalize_encoding(std::string v) {
+  std::string lower;
+  for (char c : v) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  if (lower == "utf8" || lower == "utf-8" || lower == "unicode") return "UTF8";
+  for (auto& c : v) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return v;
+}
+
+std::chrono::steady_clock::duration seconds(double s) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(s));
+}
+}  // namespace
+
+ClientConn::ClientConn(Pooler& pooler, asio::ip::tcp::socket socket)
+    : pooler_(pooler),
+      socket_(std::move(socket)),
+      wait_timer_(pooler.io()),
+      decoder_(protocol::FrameDecoder::Side::frontend,
+               static_cast<uint32_t>(std::max(1024, pooler.settings().max_packet_size))),
+      in_(8 * 1024),
+      connected_at_(Clock::now()) {
+  boost::system::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  auto ep = socket_.remote_endpoint(ec);
+  if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+ClientConn::~ClientConn() = default;
+
+void ClientConn::start() {
+  asio::co_spawn(pooler_.io(), [self = shared_from_this()]() { return self->run(); }, asio::detached);
+}
+
+void ClientConn::close() {
+  closed_ = true;
+  boost::system::error_code ec;
+  socket_.close(ec);
+  wait_timer_.cancel();
+}
+
+void ClientConn::grant(std::shared_ptr<ServerConn> server) {
+  server->link(shared_from_this());
+  server_ = std::move(server);
+  wait_timer_.cancel();
+}
+
+void ClientConn::fail(const std::string& why) {
+  if (waiting_) {
+    fail_reason_ = why;
+    wait_timer_.cancel();
+    return;
+  }
+  // Linked and the server connection died, or a pool-mode violation: the client's
+  // session cannot go on. Say why, then close.
+  auto self = shared_from_this();
+  auto msg = std::make_shared<std::string>();
+  protocol::encode::error_response(*msg, "FATAL", "08P01", why);
+  asio::async_write(socket_, asio::buffer(*msg), [self, msg](const boost::system::error_code&, size_t) {
+    self->close();
+  });
+}
+
+awaitable<void> ClientConn::send_fatal(std::string_view sqlstate, std::string_view message) {
+  std::string out;
+  protocol::encode::error_response(out, "FATAL", sqlstate, message);
+  boost::system::error_code ec;
+  co_await asio::async_write(socket_, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+}
+
+awaitable<void> ClientConn::run() {
+  auto self = shared_from_this();
+  try {
+    if (co_await login()) co_await serve();
+  } catch (const boost::system::system_error& e) {
+    if (e.code() != asio::error::eof && e.code() != asio::error::operation_aborted &&
+        e.code() != asio::error::connection_reset) {
+      PGC_LOG_DEBUG << "client " << peer_ << ": " << e.what();
+    }
+  } catch (const std::exception& e) {
+    PGC_LOG_WARN << "client " << peer_ << ": " << e.what();
+  }
+  closed_ = true;
+  if (auto s = server_) {
+    s->unlink();
+    s->client_gone();
+  }
+  if (registered_) {
+    pooler_.remove_client(this);
+    if (entry_) entry_->clients.erase(this);
+  }
+  if (pooler_.settings().log_disconnections && entry_) {
+    PGC_LOG_DEBUG << "closing client " << peer_ << " db=" << database_ << " user=" << user_;
+  }
+  boost::system::error_code ec;
+  socket_.close(ec);
+}
+
+awaitable<bool> ClientConn::login() {
+  auto& d = pooler_.settings();
+  if (d.client_login_timeout > 0) {
+    wait_timer_.expires_after(seconds(d.client_login_timeout));
+    wait_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!ec && !self->registered_) self->close();
+    });
+  }
+  protocol::StartupPacket startup;
+  for (;;) {
+    auto f = protocol::next_startup_frame(in_.unconsumed());
+    if (f.kind == protocol::StartupFrame::Kind::error) {
+      co_await send_fatal("08P01", f.error);
+      co_return false;
+    }
+    if (f.kind == protocol::StartupFrame::Kind::need_more) {
+      size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+      in_.produced(n);
+      continue;
+    }
+    auto p = protocol::parse_startup_packet(f.packet);
+    in_.consume(f.consumed);
+    if (!p) {
+      co_await send_fatal("08P01", p.error());
+      co_return false;
+    }
+    using Kind = protocol::StartupPacket::Kind;
+    if (p->kind == Kind::ssl_request || p->kind == Kind::gssenc_request) {
+      char no = 'N';  // no TLS/GSS encryption here; the client may go on in plain text
+      co_await asio::async_write(socket_, asio::buffer(&no, 1), use_awaitable);
+      continue;
+    }
+    if (p->kind == Kind::cancel_request) {
+      pooler_.cancel(p->cancel_pid, p->cancel_key);
+      co_return false;
+    }
+    startup = std::move(p.value());
+    break;
+  }
+  const std::string* user = startup.find("user");
+  if (!user || user->empty()) {
+    co_await send_fatal("08P01", "no username supplied");
+    co_return false;
+  }
+  user_ = *user;
+  const std::string* db = startup.find("database");
+  database_ = db && !db->empty() ? *db : user_;
+  for (auto& [k, v] : startup.params) {
+    if (k == "user" || k == "database" || !pooler_.tracked().canonical(k).empty()) continue;
+    if (std::find(d.ignore_startup_parameters.begin(), d.ignore_startup_parameters.end(), k) !=
+        d.ignore_startup_parameters.end())
+      continue;
+    co_await send_fatal("08P01", "unsupported startup parameter: " + k);
+    co_return false;
+  }
+  if (!pooler_.admit_client()) {
+    co_await send_fatal("53300", "no more connections allowed (max_client_conn)");
+    co_return false;
+  }
+  std::string error;
+  entry_ = pooler_.find_pool(database_, user_, error);
+  if (!entry_) {
+    co_await send_fatal("08P01", error);
+    co_return false;
+  }
+  if (d.auth_type != "trust" && d.auth_type != "any") {
+    co_await send_fatal("28000", "auth_type " + d.auth_type + " is not supported yet");
+    co_return false;
+  }
+  do {
+    RAND_bytes(reinterpret_cast<unsigned char*>(&cancel_pid_), sizeof cancel_pid_);
+    RAND_bytes(reinterpret_cast<unsigned char*>(&cancel_key_), sizeof cancel_key_);
+    cancel_pid_ &= 0x7fffffff;
+  } while (cancel_pid_ == 0);
+  pooler_.add_client(this);
+  entry_->clients.insert(this);
+  registered_ = true;
+  wait_timer_.cancel();
+  if (d.log_connections) {
+    PGC_LOG_DEBUG << "login: " << peer_ << " db=" << database_ << " user=" << user_;
+  }
+
+  std::string out;
+  protocol::encode::authentication(out, 0);
+  if (!entry_->defaults_known) {
+    // The first client of a pool learns the server's parameters from a real login.
+    if (!co_await acquire()) co_return false;
+    server_->maybe_release();
+  }
+  auto& tracked = pooler_.tracked();
+  for (auto& [k, v] : entry_->server_defaults.entries())
+    if (!tracked.canonical(k).empty()) session_.params().set(k, v);
+  for (auto& [k, v] : startup.params) {
+    auto name = tracked.canonical(k);
+    if (name.empty()) continue;
+    session_.params().set(name, name == "client_encoding" ? normalize_encoding(v) : v);
+  }
+  for (auto& [k, v] : entry_->server_defaults.entries()) {
+    const std::string* mine = session_.params().get(k);
+    protocol::encode::parameter_status(out, k, mine ? *mine : v);
+  }
+  for (auto& [k, v] : session_.params().entries())
+    if (!entry_->server_defaults.get(k)) protocol::encode::parameter_status(out, k, v);
+  protocol::encode::backend_key_data(out, cancel_pid_, cancel_key_);
+  protocol::encode::ready_for_query(out, 'I');
+  co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+  co_return true;
+}
+
+awaitable<bool> ClientConn::acquire() {
+  auto s = entry_->pool.try_acquire();
+  if (s) {
+    s->link(shared_from_this());
+    server_ = std::move(s);
+    co_return true;
+  }
+  waiting_ = true;
+  fail_reason_.clear();
+  wait_started_ = Clock::now();
+  entry_->pool.wait(this);
+  double timeout = pooler_.settings().query_wait_timeout;
+  wait_timer_.expires_after(timeout > 0 ? seconds(timeout) : std::chrono::hours(24 * 365));
+  boost::system::error_code ec;
+  co_await wait_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+  waiting_ = false;
+  auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - wait_started_).count();
+  entry_->stats.wait_time_us += static_cast<uint64_t>(waited);
+  entry_->stats.wait_count++;
+  if (server_) co_return true;
+  entry_->pool.cancel(this);
+  if (closed_) co_return false;
+  if (!fail_reason_.empty()) {
+    co_await send_fatal("08P01", fail_reason_);
+    co_return false;
+  }
+  std::string out;
+  protocol::encode::error_response(out, "ERROR", "08P01", "query_wait_timeout");
+  co_await asio::async_write(socket_, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+  co_return false;
+}
+
+awaitable<void> ClientConn::serve() {
+  auto& d = pooler_.settings();
+  bool rewrite = entry_->mode != PoolMode::session && d.max_prepared_statements > 0;
+  std::string out;
+  for (;;) {
+    size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+    in_.produced(n);
+    entry_->stats.bytes_received += n;
+    out.clear();
+    bool terminate = false;
+    for (;;) {
+      std::string_view data = in_.unconsumed();
+      auto f = decoder_.next(data);
+      if (f.kind == protocol::Frame::Kind::need_more) break;
+      if (f.kind == protocol::Frame::Kind::error) {
+        PGC_LOG_WARN << "client " << peer_ << ": " << f.error;
+        co_await send_fatal("08P01", f.error);
+        co_return;
+      }
+      if (f.kind == protocol::Frame::Kind::message && f.type == 'X') {
+        terminate = true;
+        in_.consume(f.consumed);
+        break;
+      }
+      if (!server_) {
+        if (!co_await acquire()) co_return;
+        std::string set = session::sync_sql(pooler_.tracked(), session_.params(), server_->session().params());
+        if (!set.empty()) {
+          protocol::encode::query(out, set);
+          server_->session().sent_internal_query();
+        }
+      }
+      if (f.kind == protocol::Frame::Kind::passthrough) {
+        out.append(data.substr(0, f.consumed));
+      } else if (!session_.translate(f.type, data.substr(0, f.consumed), f.body, server_->session(),
+                                     pooler_.statements(), rewrite, out)) {
+        co_await send_fatal("08P01", "invalid message from client");
+        co_return;
+      }
+      in_.consume(f.consumed);
+    }
+    if (!out.empty()) {
+      auto s = server_;
+      writing_ = true;
+      boost::system::error_code ec;
+      co_await asio::async_write(s->socket(), asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+      writing_ = false;
+      if (ec) co_return;  // the server connection is gone; its own loop tells the pool
+      if (server_ == s) s->maybe_release();
+    }
+    if (terminate) co_return;
+    if (in_.capacity() > 1024 * 1024) in_.shrink(64 * 1024);
+  }
+}
+
+}  // namespace pgcohere::net

@@ -1,0 +1,78 @@
+// One client connection: startup and login, then its messages are translated and
+// written to a server connection borrowed from its pool (waiting for one when none is free).
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "net/buffer.h"
+#include "protocol/frame.h"
+#include "protocol/messages.h"
+#include "session/client_session.h"
+
+namespace pgcohere::net {
+
+class Pooler;
+class ServerConn;
+struct PoolEntry;
+
+class ClientConn : public std::enable_shared_from_this<ClientConn> {
+ public:
+  using Clock = std::chrono::steady_clock;
+  ClientConn(Pooler& pooler, boost::asio::ip::tcp::socket socket);
+  ~ClientConn();
+  ClientConn(const ClientConn&) = delete;
+  ClientConn& operator=(const ClientConn&) = delete;
+
+  void start();
+  void close();
+
+  // The pool's Waiter interface.
+  void grant(std::shared_ptr<ServerConn> server);
+  void fail(const std::string& why);
+
+  boost::asio::ip::tcp::socket& socket() { return socket_; }
+  session::ClientSession& session() { return session_; }
+  bool writing_to_server() const { return writing_; }
+  void set_server(std::shared_ptr<ServerConn> s) { server_ = std::move(s); }
+  const std::shared_ptr<ServerConn>& server() const { return server_; }
+  uint64_t cancel_id() const { return (uint64_t(uint32_t(cancel_pid_)) << 32) | uint32_t(cancel_key_); }
+  PoolEntry* entry() const { return entry_; }
+  const std::string& user() const { return user_; }
+  const std::string& database() const { return database_; }
+  Clock::time_point connected_at() const { return connected_at_; }
+  Clock::time_point wait_started() const { return wait_started_; }
+  bool waiting() const { return waiting_; }
+  std::string peer() const { return peer_; }
+
+ private:
+  boost::asio::awaitable<void> run();
+  boost::asio::awaitable<bool> login();
+  boost::asio::awaitable<bool> acquire();
+  boost::asio::awaitable<void> serve();
+  boost::asio::awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message);
+  void release_if_idle();
+
+  Pooler& pooler_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::asio::steady_timer wait_timer_;
+  session::ClientSession session_;
+  protocol::FrameDecoder decoder_;
+  ReadBuffer in_;
+  std::shared_ptr<ServerConn> server_;
+  PoolEntry* entry_ = nullptr;
+  std::string user_, database_, peer_;
+  int32_t cancel_pid_ = 0, cancel_key_ = 0;
+  bool registered_ = false;
+  bool writing_ = false;
+  bool waiting_ = false;
+  bool closed_ = false;
+  std::string fail_reason_;
+  Clock::time_point connected_at_, wait_started_;
+};
+
+}  // namespace pgcohere::net

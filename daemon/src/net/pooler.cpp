@@ -1,0 +1,204 @@
+// The pooler service (see pooler.h): accept loop, pools, cancel routing, reload, janitor.
+#include "net/pooler.h"
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/socket_base.hpp>
+#include <stdexcept>
+
+#include "net/client_conn.h"
+#include "net/server_conn.h"
+#include "util/log.h"
+
+namespace pgcohere::net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+PoolMode parse_pool_mode(const std::string& s) {
+  if (s == "session") return PoolMode::session;
+  if (s == "statement") return PoolMode::statement;
+  return PoolMode::transaction;
+}
+
+const char* to_string(PoolMode m) {
+  switch (m) {
+    case PoolMode::session: return "session";
+    case PoolMode::transaction: return "transaction";
+    case PoolMode::statement: return "statement";
+  }
+  return "transaction";
+}
+
+Pooler::Pooler(asio::io_context& io, const config::Config& config)
+    : io_(io), config_(config), tracked_(config.daemon.track_extra_parameters), janitor_timer_(io) {}
+
+Pooler::~Pooler() = default;
+
+void Pooler::start() {
+  auto& d = config_.daemon;
+  tcp::endpoint ep(asio::ip::make_address(d.listen_addr == "*" ? "0.0.0.0" : d.listen_addr),
+                   static_cast<unsigned short>(d.listen_port));
+  acceptor_ = std::make_unique<tcp::acceptor>(io_);
+  acceptor_->open(ep.protocol());
+  acceptor_->set_option(asio::socket_base::reuse_address(true));
+  acceptor_->bind(ep);
+  acceptor_->listen(d.listen_backlog);
+  PGC_LOG_INFO << "pooler listening on " << d.listen_addr << ":" << d.listen_port << " (pool_mode " << d.pool_mode
+               << ")";
+  accept_next();
+  janitor();
+}
+
+void Pooler::accept_next() {
+  acceptor_->async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == asio::error::operation_aborted || stopping_) return;
+      PGC_LOG_WARN << "accept failed: " << ec.message();
+    } else {
+      auto c = std::make_shared<ClientConn>(*this, std::move(socket));
+      c->start();
+    }
+    if (!stopping_) accept_next();
+  });
+}
+
+void Pooler::stop() {
+  stopping_ = true;
+  if (acceptor_) {
+    boost::system::error_code ec;
+    acceptor_->close(ec);
+  }
+  janitor_timer_.cancel();
+  std::vector<ClientConn*> clients;
+  for (auto& [id, c] : clients_) clients.push_back(c);
+  for (auto* c : clients) c->close();
+  for (auto& [key, e] : pools_) {
+    std::vector<ServerConn*> servers(e->servers.begin(), e->servers.end());
+    for (auto* s : servers) s->close();
+  }
+}
+
+PoolEntry* Pooler::find_pool(const std::string& database, const std::string& user, std::string& error) {
+  const config::ConnEntry* db = config_.find_database(database);
+  if (!db) {
+    error = "no such database: " + database;
+    return nullptr;
+  }
+  pool::Target target;
+  try {
+    target = pool::resolve_target(*db, database);
+  } catch (const std::exception& e) {
+    error = "bad [databases] entry for " + database + ": " + e.what();
+    return nullptr;
+  }
+  std::string server_user = target.user.empty() ? user : target.user;
+  auto key = std::make_pair(database, server_user);
+  auto it = pools_.find(key);
+  if (it != pools_.end()) return it->second.get();
+  auto entry = std::make_unique<PoolEntry>(database, server_user, pool::PoolLimits{});
+  entry->target = std::move(target);
+  entry->server_user = server_user;
+  apply_limits(*entry);
+  PoolEntry* raw = entry.get();
+  raw->pool.set_launcher([this, raw] { launch_server(*raw); });
+  raw->pool.set_admission([this, raw] {
+    int max_db = raw->target.max_db_connections >= 0 ? raw->target.max_db_connections
+                                                     : config_.daemon.max_db_connections;
+    int max_user = config_.daemon.max_user_connections;
+    if (max_db <= 0 && max_user <= 0) return true;
+    int db_total = 0, user_total = 0;
+    for (auto& [k, e] : pools_) {
+      if (k.first == raw->pool.database()) db_total += e->pool.total();
+      if (k.second == raw->pool.user()) user_total += e->pool.total();
+    }
+    return (max_db <= 0 || db_total < max_db) && (max_user <= 0 || user_total < max_user);
+  });
+  pools_.emplace(key, std::move(entry));
+  return raw;
+}
+
+void Pooler::apply_limits(PoolEntry& e) {
+  auto& d = config_.daemon;
+  pool::PoolLimits l;
+  l.pool_size = e.target.pool_size >= 0 ? e.target.pool_size : d.default_pool_size;
+  l.min_pool_size = e.target.min_pool_size >= 0 ? e.target.min_pool_size : d.min_pool_size;
+  l.reserve_pool_size = e.target.reserve_pool >= 0 ? e.target.reserve_pool : d.reserve_pool_size;
+  e.mode = parse_pool_mode(e.target.pool_mode.empty() ? d.pool_mode : e.target.pool_mode);
+  e.pool.set_limits(l);
+}
+
+void Pooler::launch_server(PoolEntry& entry) {
+  auto s = std::make_shared<ServerConn>(*this, entry);
+  s->start();
+}
+
+bool Pooler::admit_client() {
+  return static_cast<int>(clients_.size()) < config_.daemon.max_client_conn;
+}
+
+void Pooler::add_client(ClientConn* c) { clients_[c->cancel_id()] = c; }
+
+void Pooler::remove_client(ClientConn* c) {
+  auto it = clients_.find(c->cancel_id());
+  if (it != clients_.end() && it->second == c) clients_.erase(it);
+}
+
+void Pooler::cancel(int32_t pid, int32_t key) {
+  uint64_t id = (uint64_t(uint32_t(pid)) << 32) | uint32_t(key);
+  auto it = clients_.find(id);
+  if (it == clients_.end()) {
+    PGC_LOG_DEBUG << "cancel request for an unknown client";
+    return;
+  }
+  if (auto& s = it->second->server()) s->send_cancel();
+}
+
+void Pooler::reload(const config::Config& config) {
+  config_ = config;
+  tracked_ = session::TrackedNames(config_.daemon.track_extra_parameters);
+  for (auto& [key, e] : pools_) {
+    const config::ConnEntry* db = config_.find_database(key.first);
+    if (db) {
+      try {
+        auto t = pool::resolve_target(*db, key.first);
+        e->target = std::move(t);
+      } catch (const std::exception& ex) {
+        PGC_LOG_WARN << "reload: [databases] " << key.first << ": " << ex.what();
+      }
+    }
+    apply_limits(*e);
+    for (auto& s : e->pool.take_surplus_idle()) s->close();
+    for (auto* s : e->servers) s->session().statements().set_capacity(config_.daemon.max_prepared_statements);
+  }
+}
+
+void Pooler::janitor() {
+  janitor_timer_.expires_after(std::chrono::seconds(1));
+  janitor_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopping_) return;
+    auto now = std::chrono::steady_clock::now();
+    auto& d = config_.daemon;
+    for (auto& [key, e] : pools_) {
+      // Idle connections past server_idle_timeout or server_lifetime are closed.
+      std::vector<std::shared_ptr<ServerConn>> expired;
+      for (auto& s : e->pool.idle()) {
+        double idle_s = std::chrono::duration<double>(now - s->last_used()).count();
+        double age_s = std::chrono::duration<double>(now - s->connected_at()).count();
+        if ((d.server_idle_timeout > 0 && idle_s > d.server_idle_timeout) ||
+            (d.server_lifetime > 0 && age_s > d.server_lifetime))
+          expired.push_back(s);
+      }
+      for (auto& s : expired) s->close();
+      e->pool.ensure_min();
+      // Waiters past reserve_pool_timeout may use the reserve pool.
+      if (!e->pool.waiters().empty() && e->pool.limits().reserve_pool_size > 0) {
+        ClientConn* first = e->pool.waiters().front();
+        if (std::chrono::duration<double>(now - first->wait_started()).count() > d.reserve_pool_timeout)
+          e->pool.use_reserve();
+      }
+    }
+    janitor();
+  });
+}
+
+}  // namespace pgcohere::net

@@ -1,0 +1,104 @@
+// The pooler service: listens for clients, owns one pool per (database, user), routes
+// CancelRequests, applies reloads. Client and server connections live in
+// client_conn.* and server_conn.*; the pure parts in session/ and pool/.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "app/service.h"
+#include "config/config.h"
+#include "pool/pool.h"
+#include "pool/target.h"
+#include "session/params.h"
+#include "session/prepared.h"
+
+namespace pgcohere::net {
+
+class ClientConn;
+class ServerConn;
+
+enum class PoolMode { session, transaction, statement };
+PoolMode parse_pool_mode(const std::string& s);
+const char* to_string(PoolMode m);
+
+// Counters of one pool, for SHOW STATS and /metrics (monotonic).
+struct PoolStats {
+  uint64_t xact_count = 0;
+  uint64_t query_count = 0;
+  uint64_t bytes_received = 0;  // from clients
+  uint64_t bytes_sent = 0;      // to clients
+  uint64_t xact_time_us = 0;
+  uint64_t query_time_us = 0;
+  uint64_t wait_time_us = 0;
+  uint64_t server_connect_errors = 0;
+  uint64_t wait_count = 0;
+};
+
+struct PoolEntry {
+  PoolEntry(std::string db, std::string user, pool::PoolLimits limits) : pool(std::move(db), std::move(user), limits) {}
+  pool::Pool<ServerConn, ClientConn> pool;
+  pool::Target target;
+  std::string server_user;
+  PoolMode mode = PoolMode::transaction;
+  session::ParamMap server_defaults;  // the ParameterStatus set of the latest server login
+  bool defaults_known = false;
+  std::set<ServerConn*> servers;      // every connection of this pool, any state
+  std::set<ClientConn*> clients;
+  PoolStats stats;
+  std::string last_connect_error;
+};
+
+class Pooler : public app::Service {
+ public:
+  Pooler(boost::asio::io_context& io, const config::Config& config);
+  ~Pooler() override;
+  const char* name() const override { return "pooler"; }
+  void start() override;
+  void stop() override;
+  void reload(const config::Config& config) override;
+
+  boost::asio::io_context& io() { return io_; }
+  const config::Config& config() const { return config_; }
+  const config::DaemonSettings& settings() const { return config_.daemon; }
+  const session::TrackedNames& tracked() const { return tracked_; }
+  session::StatementRegistry& statements() { return statements_; }
+  bool stopping() const { return stopping_; }
+
+  // The pool for a client's database and user, or nullptr with the client-facing reason.
+  PoolEntry* find_pool(const std::string& database, const std::string& user, std::string& error);
+  void launch_server(PoolEntry& entry);
+
+  // Client registry: cancel keys and max_client_conn.
+  bool admit_client();
+  void add_client(ClientConn* c);
+  void remove_client(ClientConn* c);
+  void cancel(int32_t pid, int32_t key);
+  size_t client_count() const { return clients_.size(); }
+
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<PoolEntry>>& pools() { return pools_; }
+
+ private:
+  void accept_next();
+  void apply_limits(PoolEntry& e);
+  void janitor();
+
+  boost::asio::io_context& io_;
+  config::Config config_;
+  session::TrackedNames tracked_;
+  session::StatementRegistry statements_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  boost::asio::steady_timer janitor_timer_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<PoolEntry>> pools_;
+  std::unordered_map<uint64_t, ClientConn*> clients_;  // by cancel key
+  bool stopping_ = false;
+};
+
+}  // namespace pgcohere::net

@@ -1,0 +1,366 @@
+// Server connections (see server_conn.h).
+#include "net/server_conn.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <sys/socket.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "net/client_conn.h"
+#include "net/pooler.h"
+#include "protocol/messages.h"
+#include "util/log.h"
+
+// g++ 12 misreads Asio 1.18's coroutine frame allocator (a known false positive).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+namespace pgcohere::net {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using generic_stream = asio::generic::stream_protocol;
+
+namespace {
+std::string md5_hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_md5(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out.push_back(hex[digest[i] >> 4]);
+    out.push_back(hex[digest[i] & 15]);
+  }
+  return out;
+}
+
+void set_tcp_options(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+}
+}  // namespace
+
+ServerConn::ServerConn(Pooler& pooler, PoolEntry& entry)
+    : pooler_(pooler),
+      entry_(entry),
+      socket_(pooler.io()),
+      deadline_(pooler.io()),
+      session_(static_cast<size_t>(std::max(1, pooler.settings().max_prepared_statements))),
+      decoder_(protocol::FrameDecoder::Side::backend) {
+  entry_.servers.insert(this);
+}
+
+ServerConn::~ServerConn() { entry_.servers.erase(this); }
+
+void ServerConn::start() {
+  asio::co_spawn(pooler_.io(), [self = shared_from_this()]() { return self->run(); }, asio::detached);
+}
+
+void ServerConn::close() {
+  boost::system::error_code ec;
+  socket_.close(ec);
+  deadline_.cancel();
+}
+
+void ServerConn::link(const std::shared_ptr<ClientConn>& client) {
+  client_ = client;
+  state_ = State::active;
+  last_used_ = Clock::now();
+}
+
+void ServerConn::unlink() {
+  if (client_) client_->set_server(nullptr);
+  client_.reset();
+}
+
+awaitable<void> ServerConn::run() {
+  auto self = shared_from_this();
+  std::string error;
+  try {
+    error = co_await connect_and_login();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  deadline_.cancel();
+  if (!error.empty()) {
+    entry_.stats.server_connect_errors++;
+    entry_.last_connect_error = error;
+    PGC_LOG_WARN << "server connection to " << pool::describe(entry_.target) << " db=" << entry_.target.dbname
+                 << " user=" << entry_.server_user << " failed: " << error;
+    finish(error);
+    co_return;
+  }
+  connected_at_ = last_used_ = Clock::now();
+  if (!entry_.defaults_known) {
+    entry_.server_defaults = session_.params();
+    entry_.defaults_known = true;
+  }
+  state_ = State::idle;
+  entry_.pool.connected(self);  // may hand it straight to a waiting client
+  try {
+    co_await read_loop();
+  } catch (const boost::system::system_error& e) {
+    error = e.code() == asio::error::eof ? "server closed the connection" : e.code().message();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  finish(error.empty() ? "closed" : error);
+}
+
+void ServerConn::finish(const std::string& why) {
+  if (finished_) return;
+  finished_ = true;
+  State was = state_;
+  state_ = State::closed;
+  close();
+  switch (was) {
+    case State::connecting:
+      entry_.pool.connect_failed("server login failed: " + why);
+      break;
+    case State::idle:
+      entry_.pool.remove_idle(this);
+      break;
+    case State::active:
+    case State::resetting:
+      entry_.pool.discard_active();
+      break;
+    case State::closed:
+      break;
+  }
+  if (auto c = client_) {
+    // The client's transaction is gone with this connection: tell it, then drop it
+    // (PgBouncer: "server conn crashed?").
+    unlink();
+    c->fail("server conn crashed?");
+  }
+}
+
+awaitable<std::string> ServerConn::connect_and_login() {
+  auto& t = entry_.target;
+  auto& d = pooler_.settings();
+  boost::system::error_code ec;
+  if (d.server_connect_timeout > 0) {
+    deadline_.expires_after(std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(d.server_connect_timeout)));
+    deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
+      if (!e && self->state_ == State::connecting) self->close();
+    });
+  }
+  bool unix_socket = !t.host.empty() && t.host[0] == '/';
+  if (unix_socket) {
+    endpoint_ = generic_stream::endpoint(
+        asio::local::stream_protocol::endpoint(t.host + "/.s.PGSQL." + std::to_string(t.port)));
+  } else {
+    asio::ip::tcp::resolver resolver(pooler_.io());
+    auto results = co_await resolver.async_resolve(t.host, std::to_string(t.port),
+                                                   asio::redirect_error(use_awaitable, ec));
+    if (ec || results.empty()) co_return "could not resolve " + t.host + ": " + ec.message();
+    endpoint_ = generic_stream::endpoint(results.begin()->endpoint());
+  }
+  socket_.open(endpoint_.protocol(), ec);
+  if (ec) co_return ec.message();
+  co_await socket_.async_connect(endpoint_, asio::redirect_error(use_awaitable, ec));
+  if (ec) co_return (ec == asio::error::operation_aborted ? "server_connect_timeout" : ec.message());
+  if (!unix_socket) set_tcp_options(socket_.native_handle());
+
+  std::string out;
+  protocol::Params params{{"user", entry_.server_user}, {"database", t.dbname}};
+  for (auto& [k, v] : t.startup) params.emplace_back(k, v);
+  protocol::encode::startup_message(out, params);
+  co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+
+  for (;;) {
+    auto f = decoder_.next(in_.unconsumed());
+    if (f.kind == protocol::Frame::Kind::error) co_return "protocol error: " + f.error;
+    if (f.kind != protocol::Frame::Kind::message) {
+      size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()),
+                                                  asio::redirect_error(use_awaitable, ec));
+      if (ec) co_return (ec == asio::error::operation_aborted ? "server_connect_timeout" : ec.message());
+      in_.produced(n);
+      continue;
+    }
+    std::string_view body = f.body;
+    char type = f.type;
+    std::string reply;
+    switch (type) {
+      case 'R': {
+        auto a = protocol::parse_authentication(body);
+        if (!a) co_return a.error();
+        if (a->code == 0) break;
+        if (a->code == 3) {
+          protocol::encode::password_message(reply, t.password);
+        } else if (a->code == 5 && a->data.size() == 4) {
+          std::string inner = md5_hex(t.password + entry_.server_user);
+          protocol::encode::password_message(reply, "md5" + md5_hex(inner + std::string(a->data)));
+        } else {
+          co_return "server asks for authentication method " + std::to_string(a->code) + ", not supported yet";
+        }
+        if (t.password.empty()) co_return "server asks for a password and none is configured";
+        break;
+      }
+      case 'S':
+        session_.on_message(type, body);
+        break;
+      case 'K': {
+        auto k = protocol::parse_backend_key_data(body);
+        if (!k) co_return k.error();
+        backend_pid_ = k->pid;
+        backend_key_ = k->key;
+        break;
+      }
+      case 'E': {
+        auto e = protocol::parse_error_fields(body);
+        co_return e ? std::string(e->get('M')) : "server error";
+      }
+      case 'Z':
+        in_.consume(f.consumed);
+        co_return "";
+      default:
+        break;  // NoticeResponse and the like
+    }
+    in_.consume(f.consumed);
+    if (!reply.empty()) co_await asio::async_write(socket_, asio::buffer(reply), use_awaitable);
+  }
+}
+
+awaitable<void> ServerConn::read_loop() {
+  std::string out;
+  for (;;) {
+    size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+    in_.produced(n);
+    out.clear();
+    bool batch_done = false;
+    for (;;) {
+      std::string_view data = in_.unconsumed();
+      auto f = decoder_.next(data);
+      if (f.kind == protocol::Frame::Kind::need_more) break;
+      if (f.kind == protocol::Frame::Kind::error) throw std::runtime_error("server protocol error: " + f.error);
+      if (f.kind == protocol::Frame::Kind::passthrough) {
+        if (client_) out.append(data.substr(0, f.consumed));
+        in_.consume(f.consumed);
+        continue;
+      }
+      auto v = session_.on_message(f.type, f.body);
+      if (client_) {
+        if (f.type == 'S') {
+          auto ps = protocol::parse_parameter_status(f.body);
+          if (ps) {
+            auto name = pooler_.tracked().canonical(ps->name);
+            if (!name.empty()) client_->session().params().set(name, ps->value);
+          }
+        }
+        if (v.statements_reset) client_->session().statements().clear();
+        if (v.forward) out.append(data.substr(0, f.consumed));
+      } else if (f.type == 'E') {
+        auto e = protocol::parse_error_fields(f.body);
+        if (e) {
+          PGC_LOG_WARN << "server " << backend_pid_ << " said: " << e->get('S') << ": " << e->get('M');
+        }
+      }
+      if (v.batch_done) {
+        batch_done = true;
+        entry_.stats.query_count++;
+      }
+      in_.consume(f.consumed);
+    }
+    if (session_.failed()) throw std::runtime_error("server sent a malformed message");
+    if (!out.empty() && client_) {
+      auto c = client_;
+      entry_.stats.bytes_sent += out.size();
+      boost::system::error_code ec;
+      co_await asio::async_write(c->socket(), asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+      if (ec) c->close();  // the client's own loop notices and gives this connection back
+    }
+    if (in_.capacity() > 1024 * 1024) in_.shrink(64 * 1024);
+    if (batch_done) maybe_release();
+  }
+}
+
+void ServerConn::maybe_release() {
+  if (state_ == State::closed) return;
+  if (!client_) {
+    if (state_ == State::resetting && session_.idle()) {
+      state_ = State::idle;
+      last_used_ = Clock::now();
+      entry_.pool.release(shared_from_this());
+    }
+    return;
+  }
+  if (client_->writing_to_server() || entry_.mode == PoolMode::session) return;
+  if (session_.requests_in_flight()) return;
+  if (session_.tx_status() == 'I') {
+    entry_.stats.xact_count++;
+    unlink();
+    state_ = State::idle;
+    last_used_ = Clock::now();
+    entry_.pool.release(shared_from_this());
+    return;
+  }
+  if (entry_.mode == PoolMode::statement) {
+    auto c = client_;
+    unlink();
+    c->fail("transaction blocks not allowed in statement pool mode");
+    close();
+  }
+}
+
+void ServerConn::client_gone() {
+  auto self = shared_from_this();
+  client_.reset();
+  if (state_ == State::closed) return;
+  if (entry_.mode == PoolMode::session && session_.idle() && !pooler_.settings().server_reset_query.empty()) {
+    std::string q;
+    protocol::encode::query(q, pooler_.settings().server_reset_query);
+    session_.sent_internal_query();
+    state_ = State::resetting;
+    asio::async_write(socket_, asio::buffer(q), [self, q](const boost::system::error_code& ec, size_t) {
+      if (ec) self->close();
+    });
+    return;
+  }
+  if (session_.idle()) {
+    state_ = State::idle;
+    last_used_ = Clock::now();
+    entry_.pool.release(self);
+    return;
+  }
+  // Mid-transaction or mid-query: closing is the only way to be sure nothing of this
+  // client's transaction survives into another client's.
+  close();
+}
+
+void ServerConn::send_cancel() {
+  if (backend_pid_ == 0) return;
+  asio::co_spawn(
+      pooler_.io(),
+      [ep = endpoint_, pid = backend_pid_, key = backend_key_, &io = pooler_.io()]() -> awaitable<void> {
+        generic_stream::socket s(io);
+        boost::system::error_code ec;
+        s.open(ep.protocol(), ec);
+        if (ec) co_return;
+        co_await s.async_connect(ep, asio::redirect_error(use_awaitable, ec));
+        if (ec) co_return;
+        std::string out;
+        protocol::encode::cancel_request(out, pid, key);
+        co_await asio::async_write(s, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+        // PostgreSQL closes the connection when it has processed the request.
+        char b[16];
+        co_await s.async_read_some(asio::buffer(b), asio::redirect_error(use_awaitable, ec));
+      },
+      asio::detached);
+}
+
+}  // namespace pgcohere::net

@@ -1,0 +1,75 @@
+// One connection to PostgreSQL: connect and log in, then forward the server's answers to
+// whichever client is linked, and tell the pool when it is free again.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "net/buffer.h"
+#include "protocol/frame.h"
+#include "session/server_session.h"
+
+namespace pgcohere::net {
+
+class ClientConn;
+class Pooler;
+struct PoolEntry;
+
+class ServerConn : public std::enable_shared_from_this<ServerConn> {
+ public:
+  enum class State { connecting, idle, active, resetting, closed };
+  using Clock = std::chrono::steady_clock;
+
+  ServerConn(Pooler& pooler, PoolEntry& entry);
+  ~ServerConn();
+  ServerConn(const ServerConn&) = delete;
+  ServerConn& operator=(const ServerConn&) = delete;
+
+  void start();
+  void close();
+
+  // Pool bookkeeping (called by ClientConn and the pooler).
+  void link(const std::shared_ptr<ClientConn>& client);
+  void unlink();
+  // The linked client went away: release, reset or close depending on state and mode.
+  void client_gone();
+  void send_cancel();
+
+  boost::asio::generic::stream_protocol::socket& socket() { return socket_; }
+  session::ServerSession& session() { return session_; }
+  PoolEntry& entry() { return entry_; }
+  State state() const { return state_; }
+  void set_state(State s) { state_ = s; }
+  int32_t backend_pid() const { return backend_pid_; }
+  Clock::time_point connected_at() const { return connected_at_; }
+  Clock::time_point last_used() const { return last_used_; }
+  const std::shared_ptr<ClientConn>& client() const { return client_; }
+  // Called after the client finished writing a batch: maybe the connection is free now.
+  void maybe_release();
+
+ private:
+  boost::asio::awaitable<void> run();
+  boost::asio::awaitable<std::string> connect_and_login();
+  boost::asio::awaitable<void> read_loop();
+  void finish(const std::string& why);
+
+  Pooler& pooler_;
+  PoolEntry& entry_;
+  boost::asio::generic::stream_protocol::socket socket_;
+  boost::asio::generic::stream_protocol::endpoint endpoint_;
+  boost::asio::steady_timer deadline_;
+  session::ServerSession session_;
+  protocol::FrameDecoder decoder_;
+  ReadBuffer in_;
+  std::shared_ptr<ClientConn> client_;
+  State state_ = State::connecting;
+  int32_t backend_pid_ = 0, backend_key_ = 0;
+  bool finished_ = false;
+  Clock::time_point connected_at_{}, last_used_{};
+};
+
+}  // namespace pgcohere::net

@@ -1,0 +1,170 @@
+// One pool per (database, user): idle server connections, how many exist or are being
+// opened, and the clients waiting for one, served first come first served. No sockets
+// and no clocks: the owner opens connections when told to (launch), and reports back.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pgcohere::pool {
+
+struct PoolLimits {
+  int pool_size = 20;        // default_pool_size or the database's pool_size
+  int min_pool_size = 0;
+  int reserve_pool_size = 0;
+};
+
+// Server: the connection type (the net layer's); Waiter: what a waiting client exposes.
+// Server must have close(); Waiter must have grant(std::shared_ptr<Server>) and
+// fail(const std::string&).
+template <typename Server, typename Waiter>
+class Pool {
+ public:
+  using ServerPtr = std::shared_ptr<Server>;
+
+  Pool(std::string database, std::string user, PoolLimits limits)
+      : database_(std::move(database)), user_(std::move(user)), limits_(limits) {}
+
+  // Called when a new server connection must be opened; the owner later calls
+  // connected() or connect_failed() exactly once.
+  void set_launcher(std::function<void()> launch) { launch_ = std::move(launch); }
+  // Checked before opening: may a connection be opened (max_db_connections etc.)?
+  void set_admission(std::function<bool()> admit) { admit_ = std::move(admit); }
+
+  const std::string& database() const { return database_; }
+  const std::string& user() const { return user_; }
+  const PoolLimits& limits() const { return limits_; }
+  void set_limits(PoolLimits l) {
+    limits_ = l;
+    launch_for_waiters();
+  }
+
+  // An idle connection now, or nullptr: then call wait().
+  ServerPtr try_acquire() {
+    if (idle_.empty() || !waiters_.empty()) return nullptr;
+    ServerPtr s = std::move(idle_.back());  // most recently used: warm caches, others can age out
+    idle_.pop_back();
+    active_++;
+    return s;
+  }
+  void wait(Waiter* w) {
+    waiters_.push_back(w);
+    launch_for_waiters();
+  }
+  // A waiter gave up (timeout, disconnect).
+  void cancel(Waiter* w) {
+    auto it = std::find(waiters_.begin(), waiters_.end(), w);
+    if (it != waiters_.end()) waiters_.erase(it);
+  }
+
+  // A client is done with an active connection that is clean and reusable.
+  void release(ServerPtr s) {
+    active_--;
+    offer(std::move(s));
+  }
+  // An active connection will be closed instead of released.
+  void discard_active() {
+    active_--;
+    total_--;
+    launch_for_waiters();
+  }
+  // An idle connection went away (closed by the server, lifetime, idle timeout).
+  bool remove_idle(Server* s) {
+    auto it = std::find_if(idle_.begin(), idle_.end(), [&](const ServerPtr& p) { return p.get() == s; });
+    if (it == idle_.end()) return false;
+    idle_.erase(it);
+    total_--;
+    launch_for_waiters();
+    return true;
+  }
+  void connected(ServerPtr s) {
+    connecting_--;
+    offer(std::move(s));
+  }
+  void connect_failed(const std::string& why) {
+    connecting_--;
+    total_--;
+    // Without any connection to wait for, waiting clients would hang: fail them now
+    // (PgBouncer does the same once its login retry is exhausted).
+    if (total_ == 0) {
+      auto waiting = std::move(waiters_);
+      waiters_.clear();
+      for (Waiter* w : waiting) w->fail(why);
+    }
+  }
+
+  // Idle connections past `keep` (pool shrunk by a reload): the caller closes them.
+  std::vector<ServerPtr> take_surplus_idle() {
+    std::vector<ServerPtr> out;
+    while (total_ > limits_.pool_size + limits_.reserve_pool_size && !idle_.empty()) {
+      out.push_back(std::move(idle_.front()));
+      idle_.pop_front();
+      total_--;
+    }
+    return out;
+  }
+  const std::deque<ServerPtr>& idle() const { return idle_; }
+
+  int active() const { return active_; }
+  int idle_count() const { return static_cast<int>(idle_.size()); }
+  int connecting() const { return connecting_; }
+  int total() const { return total_; }
+  size_t waiting() const { return waiters_.size(); }
+  const std::deque<Waiter*>& waiters() const { return waiters_; }
+  // Opens connections up to min_pool_size (called periodically by the janitor).
+  void ensure_min() {
+    while (total_ < std::min(limits_.min_pool_size, limits_.pool_size) && launch_one()) {
+    }
+  }
+  // Lets waiters that waited past reserve_pool_timeout use the reserve (janitor).
+  void use_reserve() {
+    while (waiters_.size() > static_cast<size_t>(connecting_) &&
+           total_ < limits_.pool_size + limits_.reserve_pool_size && launch_one()) {
+    }
+  }
+
+ private:
+  void offer(ServerPtr s) {
+    if (!waiters_.empty()) {
+      Waiter* w = waiters_.front();
+      waiters_.pop_front();
+      active_++;
+      w->grant(std::move(s));
+      return;
+    }
+    if (total_ > limits_.pool_size + limits_.reserve_pool_size) {
+      total_--;
+      s->close();  // the pool shrank (reload)
+      return;
+    }
+    idle_.push_back(std::move(s));
+  }
+  bool launch_one() {
+    if (!launch_ || (admit_ && !admit_())) return false;
+    connecting_++;
+    total_++;
+    launch_();
+    return true;
+  }
+  void launch_for_waiters() {
+    while (waiters_.size() > static_cast<size_t>(connecting_) && total_ < limits_.pool_size && launch_one()) {
+    }
+  }
+
+  std::string database_, user_;
+  PoolLimits limits_;
+  std::function<void()> launch_;
+  std::function<bool()> admit_;
+  std::deque<ServerPtr> idle_;
+  std::deque<Waiter*> waiters_;
+  int active_ = 0;
+  int connecting_ = 0;
+  int total_ = 0;  // idle + active + connecting
+};
+
+}  // namespace pgcohere::pool

@@ -1,0 +1,98 @@
+// Client message translation for transaction pooling (see client_session.h).
+#include "session/client_session.h"
+
+#include "protocol/messages.h"
+
+namespace pgcohere::session {
+namespace {
+// Closing a statement that does not exist is not an error and still answers
+// CloseComplete: the reply a client's Close of its own name needs.
+constexpr std::string_view kNoSuchStatement = "pgcohere_no_such_statement";
+}  // namespace
+
+void ClientSession::ensure_prepared(const Statement& s, ServerSession& server, std::string& out) {
+  if (server.statements().has(s.id)) return;
+  if (server.statements().uncertain(s.server_name)) {
+    protocol::encode::close(out, 'S', s.server_name);
+    server.injected_close();
+    server.statements().settle(s.server_name);
+  }
+  std::string evicted = server.statements().add(s.id, s.server_name);
+  if (!evicted.empty()) {
+    protocol::encode::close(out, 'S', evicted);
+    server.injected_close();
+  }
+  protocol::encode::parse(out, s.server_name, s.query, s.param_types);
+  server.injected_parse();
+  server.prepared_in_batch(s.id, s.server_name);
+}
+
+bool ClientSession::translate(char type, std::string_view frame, std::string_view body, ServerSession& server,
+                              StatementRegistry& registry, bool rewrite, std::string& out) {
+  if (rewrite) {
+    switch (type) {
+      case 'P': {
+        auto p = protocol::parse_parse(body);
+        if (!p) return false;
+        if (p->name.empty()) break;
+        auto s = registry.intern(p->query, p->param_types);
+        statements_.put(p->name, s);
+        // The client expects a ParseComplete; the server gives one for a fresh Parse. If it
+        // already has the statement, close and prepare it again rather than fake the reply.
+        if (server.statements().has(s->id) || server.statements().uncertain(s->server_name)) {
+          protocol::encode::close(out, 'S', s->server_name);
+          server.injected_close();
+          server.statements().settle(s->server_name);
+        }
+        std::string evicted = server.statements().add(s->id, s->server_name);
+        if (!evicted.empty()) {
+          protocol::encode::close(out, 'S', evicted);
+          server.injected_close();
+        }
+        protocol::encode::parse(out, s->server_name, s->query, s->param_types);
+        server.prepared_in_batch(s->id, s->server_name);
+        server.sent('P');
+        return true;
+      }
+      case 'B': {
+        auto b = protocol::parse_bind_head(body);
+        if (!b) return false;
+        if (b->statement.empty()) break;
+        const Statement* s = statements_.find(b->statement);
+        if (!s) break;  // unknown to us: the server answers "does not exist"
+        ensure_prepared(*s, server, out);
+        protocol::encode::bind(out, b->portal, s->server_name, b->rest);
+        server.sent('B');
+        return true;
+      }
+      case 'D': {
+        auto t = protocol::parse_target(body);
+        if (!t) return false;
+        if (t->kind != 'S' || t->name.empty()) break;
+        const Statement* s = statements_.find(t->name);
+        if (!s) break;
+        ensure_prepared(*s, server, out);
+        protocol::encode::describe(out, 'S', s->server_name);
+        server.sent('D');
+        return true;
+      }
+      case 'C': {
+        auto t = protocol::parse_target(body);
+        if (!t) return false;
+        if (t->kind != 'S' || t->name.empty()) break;
+        if (!statements_.erase(t->name)) break;
+        // The server keeps the statement for other clients; this client just loses the name.
+        protocol::encode::close(out, 'S', kNoSuchStatement);
+        server.sent('C');
+        return true;
+      }
+      default:
+        break;
+    }
+  }
+  out.append(frame);
+  server.sent(type);
+  return true;
+}
+
+}  // namespace pgcohere::session

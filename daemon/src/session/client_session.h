@@ -1,0 +1,35 @@
+// The protocol state of one client: the parameters it set, its named prepared statements,
+// and the translation of its messages for whichever server connection runs them
+// (statement names rewritten, statements prepared on demand). Pure.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "session/params.h"
+#include "session/prepared.h"
+#include "session/server_session.h"
+
+namespace pgcohere::session {
+
+class ClientSession {
+ public:
+  ParamMap& params() { return params_; }
+  const ParamMap& params() const { return params_; }
+  ClientStatements& statements() { return statements_; }
+
+  // Appends to `out` what `server` must receive for one client message (`frame` is the
+  // whole message, type byte included) and records it in `server`. With `rewrite`
+  // false (session pooling, or max_prepared_statements = 0) messages pass unchanged.
+  // Returns false when the message is malformed.
+  bool translate(char type, std::string_view frame, std::string_view body, ServerSession& server,
+                 StatementRegistry& registry, bool rewrite, std::string& out);
+
+ private:
+  void ensure_prepared(const Statement& s, ServerSession& server, std::string& out);
+
+  ParamMap params_;
+  ClientStatements statements_;
+};
+
+}  // namespace pgcohere::session

@@ -1,0 +1,52 @@
+// Tracked server parameters (see params.h).
+#include "session/params.h"
+
+#include <strings.h>
+
+#include "protocol/messages.h"
+
+namespace pgcohere::session {
+
+TrackedNames::TrackedNames(const std::vector<std::string>& extra)
+    : names_{"client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
+             "application_name"} {
+  for (const auto& e : extra)
+    if (canonical(e).empty()) names_.push_back(e);
+}
+
+std::string_view TrackedNames::canonical(std::string_view name) const {
+  for (const auto& n : names_)
+    if (n.size() == name.size() && strncasecmp(n.data(), name.data(), n.size()) == 0) return n;
+  return {};
+}
+
+const std::string* ParamMap::get(std::string_view name) const {
+  for (const auto& [k, v] : entries_)
+    if (k == name) return &v;
+  return nullptr;
+}
+
+bool ParamMap::set(std::string_view name, std::string_view value) {
+  for (auto& [k, v] : entries_)
+    if (k == name) {
+      if (v == value) return false;
+      v.assign(value);
+      return true;
+    }
+  entries_.emplace_back(std::string(name), std::string(value));
+  return true;
+}
+
+std::string sync_sql(const TrackedNames& tracked, const ParamMap& client, const ParamMap& server) {
+  std::string sql;
+  for (const auto& name : tracked.names()) {
+    const std::string* want = client.get(name);
+    if (!want) continue;
+    const std::string* have = server.get(name);
+    if (have && *have == *want) continue;
+    sql += "SET " + name + " TO " + protocol::quote_literal(*want) + ";";
+  }
+  return sql;
+}
+
+}  // namespace pgcohere::session

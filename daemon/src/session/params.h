@@ -1,0 +1,44 @@
+// Server parameters that follow a client from one server connection to the next
+// (PgBouncer's varcache): the client's values, each server's values, and the SET
+// statements that make a server match a client before it runs the client's query.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pgcohere::session {
+
+// Names as the server reports them in ParameterStatus (client_encoding, DateStyle,
+// TimeZone, IntervalStyle, standard_conforming_strings, application_name) plus any
+// track_extra_parameters. Lookups ignore case, as startup packets may not match.
+class TrackedNames {
+ public:
+  explicit TrackedNames(const std::vector<std::string>& extra = {});
+  // The canonical spelling of a tracked name, or "" when the name is not tracked.
+  std::string_view canonical(std::string_view name) const;
+  const std::vector<std::string>& names() const { return names_; }
+
+ private:
+  std::vector<std::string> names_;
+};
+
+// A small ordered name -> value map (a handful of entries; linear search is fastest).
+class ParamMap {
+ public:
+  const std::string* get(std::string_view name) const;
+  // Returns true when the value changed.
+  bool set(std::string_view name, std::string_view value);
+  const std::vector<std::pair<std::string, std::string>>& entries() const { return entries_; }
+  bool operator==(const ParamMap&) const = default;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> entries_;
+};
+
+// SQL that makes `server` agree with `client` on every tracked parameter the client has;
+// "" when they already agree. One Query message, so one ReadyForQuery to absorb.
+std::string sync_sql(const TrackedNames& tracked, const ParamMap& client, const ParamMap& server);
+
+}  // namespace pgcohere::session

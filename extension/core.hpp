@@ -1,0 +1,105 @@
+// Pure C++ core of pgcohere: templates, escaping, payload encoding, HMAC, the
+// per-transaction key set. No PostgreSQL header is included here or in core_*.cpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+namespace pgcohere::core {
+
+// Entry kinds of the wire format (docs/protocol.md).
+inline constexpr char kKey = 'k';
+inline constexpr char kPattern = 'p';
+inline constexpr char kTag = 't';
+inline constexpr char kResync = 'r';
+
+// NOTIFY refuses payloads of 8000 bytes or more (NOTIFY_PAYLOAD_MAX_LENGTH).
+inline constexpr std::size_t kMaxPayload = 7999;
+
+struct TemplateError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// A parsed key template such as "msg:history:{conversation_id}:*".
+struct Template {
+    struct Segment {
+        bool placeholder;     // true: `text` is a column name
+        std::string text;
+    };
+    std::string source;
+    std::vector<Segment> segments;
+    std::vector<std::string> columns;  // placeholder names, in order of appearance (may repeat)
+    bool pattern = false;              // literal text holds a glob metacharacter
+    std::string coarse;                // placeholders widened to '*'
+    char coarse_kind = kKey;           // kPattern as soon as there is a placeholder or a metacharacter
+};
+
+bool is_glob_meta(char c);
+// Throws TemplateError with a message naming the problem.
+Template parse_template(std::string_view source);
+std::string glob_escape(std::string_view value);
+
+// Renders `t`; values[i] is the text of t.columns[i], or nullptr for SQL NULL or a
+// column that no longer exists: that placeholder is widened to '*' (never a lost
+// invalidation), which turns the result into a pattern.
+struct Rendered {
+    char kind;
+    std::string text;
+};
+Rendered render(const Template& t, const std::vector<const char*>& values);
+
+// One entry line without its LF: kind, space, text with \ LF CR escaped.
+std::string entry_line(char kind, std::string_view text);
+std::string line_escape(std::string_view text);
+
+// HMAC-SHA256 as 64 lowercase hex digits (OpenSSL).
+std::string hmac_sha256_hex(std::string_view key, std::string_view message);
+
+// Splits entry lines (each without LF) into signed payloads below kMaxPayload bytes.
+// next_seq is called once per payload, in order. A line too long to fit any payload
+// is replaced by a resync entry, so nothing is silently dropped.
+struct PayloadParams {
+    std::string_view dbname;
+    std::string_view secret;
+    std::uint64_t epoch = 0;
+    std::int64_t commit_us = 0;
+    std::size_t max_payload = kMaxPayload;
+};
+std::vector<std::string> encode_payloads(const std::vector<std::string_view>& lines,
+                                         const PayloadParams& params,
+                                         const std::function<std::uint64_t()>& next_seq);
+
+// Removes trailing whitespace (the secret file's content).
+std::string rstrip(std::string s);
+
+// The entries of one transaction, deduplicated, with one frame per subtransaction
+// nesting level so that a rolled-back savepoint drops exactly its own entries.
+// Entries are stored as "kind + text" (unescaped).
+class KeySet {
+public:
+    // Adds at nesting level `level` (1 = top). Returns false if already present.
+    bool add(int level, char kind, std::string_view text);
+    void commit_sub(int level);  // merge level into level-1
+    void abort_sub(int level);   // drop level and deeper
+    void clear();
+    std::size_t size() const { return total_; }
+    bool empty() const { return total_ == 0; }
+    // Calls f(kind, text) for every entry.
+    template <class F>
+    void for_each(F&& f) const {
+        for (const auto& frame : frames_)
+            for (const auto& e : frame) f(e[0], std::string_view(e).substr(1));
+    }
+
+private:
+    std::vector<std::unordered_set<std::string>> frames_;
+    std::size_t total_ = 0;
+};
+
+}  // namespace pgcohere::core

@@ -1,0 +1,58 @@
+// Payload encoding: header, entry lines, chunking under the NOTIFY limit, signature.
+#include "core.hpp"
+
+namespace pgcohere::core {
+
+namespace {
+
+std::string header(const PayloadParams& p, std::uint64_t seq) {
+    return "pgc1 " + std::to_string(p.epoch) + " " + std::to_string(seq) + " " + std::to_string(p.commit_us) + "\n";
+}
+
+std::string sign(const PayloadParams& p, std::string body) {
+    std::string message;
+    message.reserve(p.dbname.size() + 1 + body.size());
+    message.append(p.dbname);
+    message.push_back('\n');
+    message += body;
+    body += "sig ";
+    body += hmac_sha256_hex(p.secret, message);
+    return body;
+}
+
+}  // namespace
+
+std::vector<std::string> encode_payloads(const std::vector<std::string_view>& lines, const PayloadParams& p,
+                                         const std::function<std::uint64_t()>& next_seq) {
+    // Worst case header: "pgc1 " + 3 x 20 digits + 2 spaces + LF; signature line "sig " + 64.
+    constexpr std::size_t kHeaderMax = 5 + 3 * 20 + 2 + 1;
+    constexpr std::size_t kSigLen = 4 + 64;
+    const std::size_t budget = p.max_payload - kHeaderMax - kSigLen;
+
+    std::vector<std::vector<std::string_view>> chunks(1);
+    std::size_t used = 0;
+    static const std::string oversize = "r oversize-entry";
+    for (std::string_view line : lines) {
+        if (line.size() + 1 > budget) line = oversize;
+        if (used + line.size() + 1 > budget) {
+            chunks.emplace_back();
+            used = 0;
+        }
+        chunks.back().push_back(line);
+        used += line.size() + 1;
+    }
+    std::vector<std::string> out;
+    if (lines.empty()) return out;
+    out.reserve(chunks.size());
+    for (const auto& chunk : chunks) {
+        std::string body = header(p, next_seq());
+        for (std::string_view line : chunk) {
+            body.append(line);
+            body.push_back('\n');
+        }
+        out.push_back(sign(p, std::move(body)));
+    }
+    return out;
+}
+
+}  // namespace pgcohere::core

@@ -1,0 +1,178 @@
+// Rules of a relation: loaded from pgcohere.rules, compiled, cached per backend.
+#include <algorithm>
+#include <memory>
+#include <unordered_map>
+
+#include "state.hpp"
+
+namespace pgcohere {
+
+namespace {
+
+std::unordered_map<Oid, std::unique_ptr<RelRules>> g_cache;
+
+void relcache_callback(Datum, Oid relid) {
+    if (relid == InvalidOid) {
+        g_cache.clear();
+        return;
+    }
+    for (auto it = g_cache.begin(); it != g_cache.end();) {
+        if (it->first == relid || it->second->watched == relid)
+            it = g_cache.erase(it);
+        else
+            ++it;
+    }
+}
+
+struct Loaded {
+    Oid watched;
+    int ntemplates;
+    char** templates;
+    char* nspname;
+    char* relname;
+};
+
+// PostgreSQL phase: only plain data. The relation itself first, then its ancestors.
+Loaded load_rules(Oid relid, bool is_partition) {
+    Loaded out{InvalidOid, 0, nullptr, nullptr, nullptr};
+    List* candidates = list_make1_oid(relid);
+    if (is_partition) candidates = list_concat(candidates, get_partition_ancestors(relid));
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pgcohere: SPI_connect failed");
+    Oid argtypes[1] = {OIDOID};
+    ListCell* lc;
+    foreach (lc, candidates) {
+        Oid candidate = lfirst_oid(lc);
+        Datum args[1] = {ObjectIdGetDatum(candidate)};
+        int rc = SPI_execute_with_args("SELECT template FROM pgcohere.rules WHERE tbl = $1 ORDER BY template", 1,
+                                       argtypes, args, nullptr, true, 0);
+        if (rc != SPI_OK_SELECT) elog(ERROR, "pgcohere: reading pgcohere.rules failed");
+        if (SPI_processed == 0) continue;
+        out.watched = candidate;
+        out.ntemplates = (int)SPI_processed;
+        out.templates = (char**)SPI_palloc(sizeof(char*) * SPI_processed);
+        for (uint64 i = 0; i < SPI_processed; ++i) {
+            char* t = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+            out.templates[i] = (char*)SPI_palloc(strlen(t) + 1);
+            strcpy(out.templates[i], t);
+        }
+        break;
+    }
+    SPI_finish();
+    if (OidIsValid(out.watched)) {
+        out.nspname = get_namespace_name(get_rel_namespace(out.watched));
+        out.relname = get_rel_name(out.watched);
+    }
+    return out;
+}
+
+std::unique_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
+    auto rr = std::make_unique<RelRules>();
+    rr->relid = RelationGetRelid(rel);
+    rr->watched = loaded.watched;
+    if (!OidIsValid(loaded.watched)) return rr;
+    rr->tag = std::string("table:") + (loaded.nspname ? loaded.nspname : "?") + "." +
+              (loaded.relname ? loaded.relname : "?");
+    TupleDesc desc = RelationGetDescr(rel);
+    std::vector<std::string> missing;
+    for (int i = 0; i < loaded.ntemplates; ++i) {
+        CompiledRule rule{core::parse_template(loaded.templates[i]), {}};
+        for (const auto& column : rule.tmpl.columns) {
+            AttrNumber attnum = InvalidAttrNumber;
+            for (int a = 0; a < desc->natts; ++a) {
+                Form_pg_attribute att = TupleDescAttr(desc, a);
+                if (!att->attisdropped && column == NameStr(att->attname)) {
+                    attnum = att->attnum;
+                    break;
+                }
+            }
+            if (attnum == InvalidAttrNumber) {
+                rule.value_index.push_back(-1);
+                if (std::find(missing.begin(), missing.end(), column) == missing.end()) missing.push_back(column);
+                continue;
+            }
+            int index = -1;
+            for (std::size_t k = 0; k < rr->attnums.size(); ++k)
+                if (rr->attnums[k] == attnum) index = (int)k;
+            if (index < 0) {
+                index = (int)rr->attnums.size();
+                rr->attnums.push_back(attnum);
+                rr->typoutput.push_back(TupleDescAttr(desc, attnum - 1)->atttypid);  // resolved below
+            }
+            rule.value_index.push_back(index);
+        }
+        rr->rules.push_back(std::move(rule));
+    }
+    for (auto& type : rr->typoutput) {
+        Oid typid = type;
+        type = pg::call([&]() -> Oid {
+            Oid out;
+            bool varlena;
+            getTypeOutputInfo(typid, &out, &varlena);
+            return out;
+        });
+    }
+    if (!missing.empty()) {
+        std::string names;
+        for (const auto& m : missing) names += (names.empty() ? "" : ", ") + m;
+        std::string msg = "pgcohere: rules of \"" + rr->tag.substr(6) + "\" name missing column(s) " + names +
+                          "; those placeholders are widened to \"*\"";
+        pg::call([&] { ereport(WARNING, (errmsg("%s", msg.c_str()),
+                                         errhint("Run pgcohere.unwatch() and pgcohere.watch() with the new column names."))); });
+    }
+    return rr;
+}
+
+}  // namespace
+
+const RelRules& rules_for(Relation rel) {
+    Oid relid = RelationGetRelid(rel);
+    auto it = g_cache.find(relid);
+    if (it != g_cache.end()) return *it->second;
+    bool is_partition = rel->rd_rel->relispartition;
+    Loaded loaded = pg::call([&] { return load_rules(relid, is_partition); });
+    auto compiled = compile(rel, loaded);
+    return *g_cache.emplace(relid, std::move(compiled)).first->second;
+}
+
+void register_rules_cache() { CacheRegisterRelcacheCallback(relcache_callback, (Datum)0); }
+
+std::vector<core::Template> check_templates(Oid relid, const std::vector<std::string>& templates) {
+    struct Column {
+        std::string name;
+    };
+    std::vector<core::Template> out;
+    Relation rel = pg::call([&] { return relation_open(relid, AccessShareLock); });
+    char relkind = rel->rd_rel->relkind;
+    std::string relname = NameStr(rel->rd_rel->relname);
+    std::vector<std::string> columns;
+    TupleDesc desc = RelationGetDescr(rel);
+    for (int a = 0; a < desc->natts; ++a)
+        if (!TupleDescAttr(desc, a)->attisdropped) columns.emplace_back(NameStr(TupleDescAttr(desc, a)->attname));
+    relation_close(rel, AccessShareLock);
+    if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+        throw pg::UserError(ERRCODE_WRONG_OBJECT_TYPE, "pgcohere: \"" + relname + "\" is not a table",
+                            "Only ordinary and partitioned tables can be watched.");
+    if (templates.empty())
+        throw pg::UserError(ERRCODE_INVALID_PARAMETER_VALUE, "pgcohere: watch() needs at least one key template");
+    for (const auto& source : templates) {
+        core::Template t;
+        try {
+            t = core::parse_template(source);
+        } catch (const core::TemplateError& e) {
+            throw pg::UserError(ERRCODE_INVALID_PARAMETER_VALUE, std::string("pgcohere: ") + e.what(),
+                                "Placeholders are written {column_name}.");
+        }
+        for (const auto& c : t.columns) {
+            bool found = false;
+            for (const auto& name : columns) found = found || name == c;
+            if (!found)
+                throw pg::UserError(ERRCODE_UNDEFINED_COLUMN,
+                                    "pgcohere: column \"" + c + "\" of relation \"" + relname +
+                                        "\" does not exist (in key template \"" + source + "\")");
+        }
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+}  // namespace pgcohere

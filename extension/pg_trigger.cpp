@@ -1,0 +1,79 @@
+// The row trigger (INSERT/UPDATE/DELETE, also via COPY, MERGE, ON CONFLICT and
+// partitions) and the statement trigger for TRUNCATE.
+#include "state.hpp"
+
+extern "C" {
+PG_FUNCTION_INFO_V1(pgcohere_row_trigger);
+PG_FUNCTION_INFO_V1(pgcohere_truncate_trigger);
+}
+
+namespace pgcohere {
+
+namespace {
+
+// PostgreSQL phase: the text of every column the rules read (nullptr for NULL).
+// Allocated in the trigger's per-tuple memory context, which the executor resets.
+const char** fetch_values(TupleTableSlot* slot, const RelRules* rr) {
+    std::size_t n = rr->attnums.size();
+    const char** values = (const char**)palloc0(sizeof(char*) * (n ? n : 1));
+    for (std::size_t i = 0; i < n; ++i) {
+        bool isnull;
+        Datum d = slot_getattr(slot, rr->attnums[i], &isnull);
+        values[i] = isnull ? nullptr : OidOutputFunctionCall(rr->typoutput[i], d);
+    }
+    return values;
+}
+
+void queue_row(TupleTableSlot* slot, const RelRules& rr) {
+    const RelRules* prr = &rr;
+    const char** values = pg::call([&] { return fetch_values(slot, prr); });
+    std::vector<const char*> args;
+    for (const auto& rule : rr.rules) {
+        args.clear();
+        for (int index : rule.value_index) args.push_back(index < 0 ? nullptr : values[index]);
+        queue_rendered(rule, core::render(rule.tmpl, args));
+    }
+}
+
+void row_trigger(FunctionCallInfo fcinfo) {
+    if (!CALLED_AS_TRIGGER(fcinfo))
+        throw pg::UserError(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                            "pgcohere.row_trigger() must be called as a trigger");
+    auto* td = (TriggerData*)fcinfo->context;
+    if (!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_AFTER(td->tg_event))
+        throw pg::UserError(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                            "pgcohere.row_trigger() must be an AFTER ... FOR EACH ROW trigger");
+    if (!guc_enabled) return;
+    const RelRules& rr = rules_for(td->tg_relation);
+    if (rr.rules.empty()) return;
+    if (TRIGGER_FIRED_BY_UPDATE(td->tg_event)) {
+        queue_row(td->tg_trigslot, rr);  // OLD
+        queue_row(td->tg_newslot, rr);   // NEW; equal keys collapse in the set
+    } else {
+        queue_row(td->tg_trigslot, rr);
+    }
+    queue_entry(core::kTag, rr.tag);
+}
+
+void truncate_trigger(FunctionCallInfo fcinfo) {
+    if (!CALLED_AS_TRIGGER(fcinfo))
+        throw pg::UserError(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                            "pgcohere.truncate_trigger() must be called as a trigger");
+    auto* td = (TriggerData*)fcinfo->context;
+    if (!guc_enabled) return;
+    queue_coarse(rules_for(td->tg_relation));
+}
+
+}  // namespace
+
+}  // namespace pgcohere
+
+extern "C" Datum pgcohere_row_trigger(PG_FUNCTION_ARGS) {
+    pgcohere::pg::entry([&] { pgcohere::row_trigger(fcinfo); });
+    return PointerGetDatum(nullptr);
+}
+
+extern "C" Datum pgcohere_truncate_trigger(PG_FUNCTION_ARGS) {
+    pgcohere::pg::entry([&] { pgcohere::truncate_trigger(fcinfo); });
+    return PointerGetDatum(nullptr);
+}

@@ -1,0 +1,209 @@
+// Transaction state: the entries a transaction collects, subtransaction handling, and
+// publication at commit (direct NOTIFY at pre-commit, or the shared ring after commit).
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+
+#include "state.hpp"
+
+namespace pgcohere {
+
+Counters g_local_stats;
+
+namespace {
+
+struct XactState {
+    core::KeySet entries;
+    bool coarsened = false;
+    uint64 nkeys = 0;
+    // Preload mode: the transaction's lines, serialized at pre-commit, pushed at commit.
+    std::string record;
+    int slot = -1;
+    bool direct_published = false;
+};
+XactState g_xact;
+
+void reset() noexcept {
+    g_xact.entries.clear();
+    g_xact.coarsened = false;
+    g_xact.nkeys = 0;
+    g_xact.record.clear();
+    g_xact.record.shrink_to_fit();
+    g_xact.slot = -1;
+    g_xact.direct_published = false;
+}
+
+int level() { return GetCurrentTransactionNestLevel(); }
+
+std::vector<std::string> lines_of_xact() {
+    std::vector<std::string> lines;
+    lines.reserve(g_xact.entries.size());
+    g_xact.entries.for_each([&](char kind, std::string_view text) { lines.push_back(core::entry_line(kind, text)); });
+    std::sort(lines.begin(), lines.end());  // stable output for readers and tests
+    return lines;
+}
+
+Oid sequence_relid() {
+    Oid nsp = get_namespace_oid("pgcohere", true);
+    return OidIsValid(nsp) ? get_relname_relid("seq", nsp) : InvalidOid;
+}
+
+// Direct mode: one or more NOTIFYs from this backend, inside the committing transaction.
+void publish_direct() {
+    char* dbname = pg::call([] { return get_database_name(MyDatabaseId); });
+    std::string secret = read_secret();
+    core::PayloadParams params;
+    params.dbname = dbname;
+    params.secret = secret;
+    params.epoch = guc_deterministic ? 0 : (uint64)unix_us(PgStartTime);
+    params.commit_us = guc_deterministic ? 0 : unix_us(GetCurrentTimestamp());
+    Oid seq = pg::call([] { return sequence_relid(); });
+    uint64 local_seq = 0;
+    if (!OidIsValid(seq) && !guc_deterministic) {
+        // The extension was dropped in this transaction: no shared sequence any more.
+        // A fresh epoch makes the daemon resync, which is what a dropped extension needs.
+        params.epoch = (uint64)params.commit_us;
+    }
+    auto lines = lines_of_xact();
+    std::vector<std::string_view> views(lines.begin(), lines.end());
+    auto payloads = core::encode_payloads(views, params, [&] {
+        if (!OidIsValid(seq)) return ++local_seq;
+        return (uint64)pg::call([&] { return nextval_internal(seq, false); });
+    });
+    const char* channel = guc_channel;
+    for (const auto& p : payloads) {
+        const char* text = p.c_str();
+        pg::call([&] { Async_Notify(channel, text); });
+    }
+    g_local_stats.notifications += payloads.size();
+    g_xact.direct_published = true;
+}
+
+// Preload mode, pre-commit: serialize now (may fail, the transaction then aborts);
+// the push at commit copies bytes only.
+bool prepare_ring() {
+    if (!ring_available()) return false;
+    int slot = pg::call([] { return ring_slot_for(MyDatabaseId); });
+    if (slot < 0) return false;  // no free slot: fall back to a direct NOTIFY
+    std::string record;
+    for (const auto& line : lines_of_xact()) {
+        record += line;
+        record.push_back('\n');
+    }
+    g_xact.record = std::move(record);
+    g_xact.slot = slot;
+    return true;
+}
+
+void pre_commit() {
+    if (g_xact.entries.empty()) return;
+    if (g_xact.coarsened) g_local_stats.coarsened_xacts++;
+    g_local_stats.keys_queued += g_xact.entries.size();
+    if (g_preloaded && guc_publish_mode == PUBLISH_AUTO && prepare_ring()) return;
+    publish_direct();
+}
+
+void commit() noexcept {
+    if (g_xact.slot >= 0) {
+        // Already committed: copying into the ring must never raise an error.
+        ring_push(g_xact.slot, unix_us(GetCurrentTimestamp()), g_xact.record.data(), g_xact.record.size(),
+                  g_xact.entries.size(), g_xact.coarsened);
+    } else if (g_xact.direct_published) {
+        g_local_stats.keys_published += g_xact.entries.size();
+    }
+    reset();
+}
+
+extern "C" void xact_callback(XactEvent event, void*) {
+    switch (event) {
+        case XACT_EVENT_PRE_COMMIT:
+            pg::entry([] { pre_commit(); });
+            break;
+        case XACT_EVENT_COMMIT:
+            commit();
+            break;
+        case XACT_EVENT_ABORT:
+        case XACT_EVENT_PARALLEL_ABORT:
+            reset();
+            break;
+        case XACT_EVENT_PRE_PREPARE:
+            if (!g_xact.entries.empty())
+                ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                                errmsg("pgcohere: cannot PREPARE a transaction that has pending cache invalidations"),
+                                errdetail("%zu invalidation entries would be lost: they are published at COMMIT.",
+                                          g_xact.entries.size()),
+                                errhint("Commit the changes to watched tables outside of two-phase commit.")));
+            break;
+        case XACT_EVENT_PREPARE:
+            reset();
+            break;
+        default:
+            break;
+    }
+}
+
+extern "C" void subxact_callback(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
+    // commit_sub merges sets and may allocate: guard it; abort only frees.
+    switch (event) {
+        case SUBXACT_EVENT_COMMIT_SUB: {
+            int l = level();
+            pg::entry([l] { g_xact.entries.commit_sub(l); });
+            break;
+        }
+        case SUBXACT_EVENT_ABORT_SUB:
+            g_xact.entries.abort_sub(level());
+            break;
+        default:
+            break;
+    }
+}
+
+}  // namespace
+
+int64 unix_us(TimestampTz ts) {
+    return (int64)ts + (int64)(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC;
+}
+
+std::string read_secret() {
+    const char* path = guc_secret_file;
+    if (path == nullptr || path[0] == '\0') return {};
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        throw pg::UserError(ERRCODE_CONFIG_FILE_ERROR,
+                            std::string("pgcohere: could not read pgcohere.secret_file \"") + path + "\"",
+                            "The file must be readable by the PostgreSQL server user.");
+    std::stringstream buf;
+    buf << in.rdbuf();
+    return core::rstrip(buf.str());
+}
+
+void register_xact_callbacks() {
+    RegisterXactCallback(xact_callback, nullptr);
+    RegisterSubXactCallback(subxact_callback, nullptr);
+}
+
+std::vector<std::string> pending_lines() { return lines_of_xact(); }
+
+void queue_entry(char kind, std::string_view text) {
+    if (g_xact.entries.add(level(), kind, text) && kind == core::kKey) g_xact.nkeys++;
+}
+
+void queue_rendered(const CompiledRule& rule, const core::Rendered& r) {
+    if (g_xact.entries.size() >= (std::size_t)guc_max_keys_per_xact) {
+        // Past the limit: the rule's coarse pattern covers every key it could render,
+        // and the set stops growing (bounded memory).
+        g_xact.coarsened = true;
+        queue_entry(rule.tmpl.coarse_kind, rule.tmpl.coarse);
+        return;
+    }
+    queue_entry(r.kind, r.text);
+}
+
+void queue_coarse(const RelRules& rr) {
+    for (const auto& rule : rr.rules) queue_entry(rule.tmpl.coarse_kind, rule.tmpl.coarse);
+    if (!rr.tag.empty()) queue_entry(core::kTag, rr.tag);
+}
+
+}  // namespace pgcohere

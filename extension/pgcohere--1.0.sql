@@ -1,0 +1,163 @@
+-- pgcohere 1.0: cache invalidation keys published with NOTIFY at commit.
+\echo Use "CREATE EXTENSION pgcohere" to load this file. \quit
+
+-- One row per key template. An extension configuration table: pg_dump keeps its rows,
+-- and the triggers on watched tables are dumped with the tables.
+CREATE TABLE pgcohere.rules (
+    tbl        regclass    NOT NULL,
+    template   text        NOT NULL,
+    tag        text        NOT NULL,  -- table:<schema>.<table>, kept current across renames
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tbl, template)
+);
+SELECT pg_catalog.pg_extension_config_dump('pgcohere.rules', '');
+COMMENT ON TABLE pgcohere.rules IS 'pgcohere key templates per watched table';
+
+-- Sequence numbers of direct-mode notifications (per database).
+CREATE SEQUENCE pgcohere.seq;
+
+CREATE FUNCTION pgcohere.row_trigger() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'pgcohere_row_trigger' LANGUAGE C;
+CREATE FUNCTION pgcohere.truncate_trigger() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'pgcohere_truncate_trigger' LANGUAGE C;
+
+CREATE FUNCTION pgcohere._check_templates(tbl regclass, templates text[]) RETURNS void
+    AS 'MODULE_PATHNAME', 'pgcohere_check_templates' LANGUAGE C STRICT;
+CREATE FUNCTION pgcohere._queue_coarse(templates text[], tag text) RETURNS void
+    AS 'MODULE_PATHNAME', 'pgcohere_queue_coarse' LANGUAGE C;
+
+CREATE FUNCTION pgcohere.coarse_pattern(template text) RETURNS text
+    AS 'MODULE_PATHNAME', 'pgcohere_coarse_pattern' LANGUAGE C IMMUTABLE STRICT;
+
+CREATE FUNCTION pgcohere.invalidate(VARIADIC keys text[]) RETURNS integer
+    AS 'MODULE_PATHNAME', 'pgcohere_invalidate' LANGUAGE C STRICT;
+
+CREATE FUNCTION pgcohere.stats(
+    OUT mode text,
+    OUT keys_queued bigint,
+    OUT keys_published bigint,
+    OUT notifications bigint,
+    OUT coarsened_xacts bigint,
+    OUT ring_overflows bigint,
+    OUT notify_failures bigint,
+    OUT signature_failures bigint)
+    AS 'MODULE_PATHNAME', 'pgcohere_stats' LANGUAGE C;
+
+-- table:<schema>.<table>, the coarse tag of a table.
+CREATE FUNCTION pgcohere.table_tag(tbl regclass) RETURNS text
+    LANGUAGE sql STABLE STRICT
+    AS $$ SELECT 'table:' || n.nspname || '.' || c.relname
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.oid = tbl $$;
+
+CREATE FUNCTION pgcohere.watch(tbl regclass, keys text[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pgcohere
+    AS $$
+BEGIN
+    PERFORM pgcohere._check_templates(tbl, keys);
+    INSERT INTO pgcohere.rules (tbl, template, tag)
+        SELECT tbl, k, pgcohere.table_tag(tbl) FROM unnest(keys) AS k
+        ON CONFLICT DO NOTHING;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'pgcohere_row') THEN
+        EXECUTE format('CREATE TRIGGER pgcohere_row AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION pgcohere.row_trigger()', tbl);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'pgcohere_truncate') THEN
+        EXECUTE format('CREATE TRIGGER pgcohere_truncate AFTER TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION pgcohere.truncate_trigger()', tbl);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION pgcohere.coarse_patterns() RETURNS SETOF text
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pgcohere
+    AS $$
+    SELECT pgcohere.coarse_pattern(template) FROM pgcohere.rules
+    UNION
+    SELECT tag FROM pgcohere.rules
+    ORDER BY 1
+$$;
+
+-- Removes the given templates of tbl (all of them when keys is NULL); the triggers go
+-- with the last one. Returns the number of templates removed.
+CREATE FUNCTION pgcohere.unwatch(tbl regclass, keys text[] DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pgcohere
+    AS $$
+DECLARE
+    removed integer;
+BEGIN
+    DELETE FROM pgcohere.rules r WHERE r.tbl = unwatch.tbl AND (keys IS NULL OR r.template = ANY (keys));
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    IF NOT EXISTS (SELECT 1 FROM pgcohere.rules r WHERE r.tbl = unwatch.tbl) THEN
+        EXECUTE format('DROP TRIGGER IF EXISTS pgcohere_row ON %s', tbl);
+        EXECUTE format('DROP TRIGGER IF EXISTS pgcohere_truncate ON %s', tbl);
+    ELSE
+        PERFORM pgcohere._check_templates(tbl, ARRAY(SELECT r.template FROM pgcohere.rules r WHERE r.tbl = unwatch.tbl));
+    END IF;
+    RETURN removed;
+END
+$$;
+
+-- DDL on watched tables. A dropped table publishes its rules' coarse patterns and tag,
+-- and its rules go. An altered table (columns renamed, dropped, retyped; the table or
+-- its schema renamed) publishes its coarse patterns and its old and new tags: cached
+-- data derived from the old shape is purged, never left behind.
+CREATE FUNCTION pgcohere._on_sql_drop() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pgcohere
+    AS $$
+DECLARE
+    d record;
+BEGIN
+    FOR d IN SELECT DISTINCT o.objid FROM pg_event_trigger_dropped_objects() o
+             WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0
+    LOOP
+        PERFORM pgcohere._queue_coarse(ARRAY(SELECT r.template FROM pgcohere.rules r WHERE r.tbl = d.objid),
+                                       (SELECT min(r.tag) FROM pgcohere.rules r WHERE r.tbl = d.objid))
+            WHERE EXISTS (SELECT 1 FROM pgcohere.rules r WHERE r.tbl = d.objid);
+        DELETE FROM pgcohere.rules r WHERE r.tbl = d.objid;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION pgcohere._on_ddl_end() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pgcohere
+    AS $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT r.tbl, min(r.tag) AS old_tag, array_agg(r.template) AS templates
+             FROM pgcohere.rules r
+             WHERE r.tbl::oid IN (SELECT c.objid FROM pg_event_trigger_ddl_commands() c
+                                  WHERE c.classid = 'pg_catalog.pg_class'::regclass)
+                OR r.tag IS DISTINCT FROM pgcohere.table_tag(r.tbl)
+             GROUP BY r.tbl
+    LOOP
+        PERFORM pgcohere._queue_coarse(t.templates, t.old_tag);
+        PERFORM pgcohere._queue_coarse(NULL, pgcohere.table_tag(t.tbl));
+        UPDATE pgcohere.rules r SET tag = pgcohere.table_tag(t.tbl)
+            WHERE r.tbl = t.tbl AND r.tag IS DISTINCT FROM pgcohere.table_tag(t.tbl);
+    END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER pgcohere_sql_drop ON sql_drop EXECUTE FUNCTION pgcohere._on_sql_drop();
+CREATE EVENT TRIGGER pgcohere_ddl_end ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA')
+    EXECUTE FUNCTION pgcohere._on_ddl_end();
+
+-- Rules are readable by every role: row triggers fire as whoever writes the table.
+GRANT USAGE ON SCHEMA pgcohere TO PUBLIC;
+GRANT SELECT ON pgcohere.rules TO PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere.watch(regclass, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere.unwatch(regclass, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere._check_templates(regclass, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere._queue_coarse(text[], text) FROM PUBLIC;
+
+-- The entry lines (docs/protocol.md) the current transaction would publish at commit.
+CREATE FUNCTION pgcohere.pending() RETURNS SETOF text
+    AS 'MODULE_PATHNAME', 'pgcohere_pending' LANGUAGE C;

@@ -1,0 +1,77 @@
+// Declarations shared by the PostgreSQL-facing files (pg_*.cpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core.hpp"
+#include "pg.hpp"
+
+namespace pgcohere {
+
+// ---- settings (pg_module.cpp)
+extern char* guc_channel;
+extern bool guc_enabled;
+extern char* guc_secret_file;
+extern int guc_max_keys_per_xact;
+extern int guc_ring_size_kb;
+extern int guc_max_databases;
+extern int guc_worker_idle_ms;
+enum PublishMode { PUBLISH_AUTO, PUBLISH_DIRECT };
+extern int guc_publish_mode;
+extern bool guc_deterministic;  // tests: epoch and commit-us 0
+extern bool g_preloaded;  // loaded through shared_preload_libraries
+
+// ---- rules of a relation (pg_rules.cpp)
+struct CompiledRule {
+    core::Template tmpl;
+    std::vector<int> value_index;  // per tmpl.columns[i]: index into RelRules::attnums, -1 if missing
+};
+struct RelRules {
+    Oid relid = InvalidOid;    // the relation the trigger fired on
+    Oid watched = InvalidOid;  // the relation named in pgcohere.rules (a partition's ancestor)
+    std::string tag;           // table:<schema>.<table> of the watched relation
+    std::vector<CompiledRule> rules;
+    std::vector<AttrNumber> attnums;  // columns read by any rule
+    std::vector<Oid> typoutput;
+};
+// Rules that apply to rel (its own or a partitioned ancestor's); cached per backend,
+// dropped on relcache invalidation. Never null; rules empty if the table has none.
+const RelRules& rules_for(Relation rel);
+void register_rules_cache();
+// Parses templates and checks their columns against relid; throws UserError.
+std::vector<core::Template> check_templates(Oid relid, const std::vector<std::string>& templates);
+
+// ---- transaction state (pg_xact.cpp)
+void register_xact_callbacks();
+void queue_entry(char kind, std::string_view text);
+std::vector<std::string> pending_lines();  // this transaction's entry lines, sorted
+void queue_rendered(const CompiledRule& rule, const core::Rendered& r);
+void queue_coarse(const RelRules& rr);  // every rule's coarse pattern plus the tag
+
+struct Counters {
+    uint64 keys_queued = 0;
+    uint64 keys_published = 0;
+    uint64 notifications = 0;
+    uint64 coarsened_xacts = 0;
+    uint64 ring_overflows = 0;
+    uint64 notify_failures = 0;
+};
+extern Counters g_local_stats;  // this backend (direct mode)
+
+int64 unix_us(TimestampTz ts);
+std::string read_secret();  // secret file content, trailing whitespace removed
+
+// ---- preload mode: shared ring and workers (pg_ring.cpp, pg_worker.cpp)
+void ring_request_shmem();
+void ring_startup();
+bool ring_available();
+int ring_slot_for(Oid dboid);  // claims a slot; -1 if none is free
+// Appends one committed transaction; never errors. False on overflow (resync recorded).
+bool ring_push(int slot, int64 commit_us, const char* data, std::size_t len, uint64 nkeys, bool coarsened) noexcept;
+Counters ring_stats();
+void register_workers();
+
+}  // namespace pgcohere
