@@ -46,13 +46,14 @@ ClientConn::ClientConn(Pooler& pooler, asio::ip::tcp::socket socket)
                static_cast<uint32_t>(std::max(1024, pooler.settings().max_packet_size))),
       in_(8 * 1024),
       connected_at_(Clock::now()) {
+  pooler_.track(this, true);
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   auto ep = socket_.remote_endpoint(ec);
   if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-ClientConn::~ClientConn() = default;
+ClientConn::~ClientConn() { pooler_.track(this, false); }
 
 void ClientConn::start() {
   asio::co_spawn(pooler_.io(), [self = shared_from_this()]() { return self->run(); }, asio::detached);
@@ -107,6 +108,7 @@ awaitable<void> ClientConn::run() {
     PGC_LOG_WARN << "client " << peer_ << ": " << e.what();
   }
   closed_ = true;
+  wait_timer_.cancel();
   if (auto s = server_) {
     s->unlink();
     s->client_gone();

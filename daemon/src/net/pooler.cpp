@@ -69,8 +69,7 @@ void Pooler::stop() {
     acceptor_->close(ec);
   }
   janitor_timer_.cancel();
-  std::vector<ClientConn*> clients;
-  for (auto& [id, c] : clients_) clients.push_back(c);
+  std::vector<ClientConn*> clients(all_clients_.begin(), all_clients_.end());
   for (auto* c : clients) c->close();
   for (auto& [key, e] : pools_) {
     std::vector<ServerConn*> servers(e->servers.begin(), e->servers.end());
