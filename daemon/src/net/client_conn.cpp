@@ -80,6 +80,8 @@ void ClientConn::fail(const std::string& why) {
   }
   // Linked and the server connection died, or a pool-mode violation: the client's
   // session cannot go on. Say why, then close.
+  if (dying_ || closed_) return;
+  dying_ = true;
   auto self = shared_from_this();
   auto msg = std::make_shared<std::string>();
   protocol::encode::error_response(*msg, "FATAL", "08P01", why);
@@ -121,7 +123,7 @@ awaitable<void> ClientConn::run() {
     PGC_LOG_DEBUG << "closing client " << peer_ << " db=" << database_ << " user=" << user_;
   }
   boost::system::error_code ec;
-  socket_.close(ec);
+  if (!dying_) socket_.close(ec);  // else fail() closes it once its error is written
 }
 
 awaitable<bool> ClientConn::login() {
@@ -271,6 +273,7 @@ awaitable<void> ClientConn::serve() {
   std::string out;
   for (;;) {
     size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+    if (dying_) co_return;
     in_.produced(n);
     entry_->stats.bytes_received += n;
     out.clear();

@@ -71,6 +71,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool writing_ = false;
   bool waiting_ = false;
   bool closed_ = false;
+  bool dying_ = false;  // fail() is writing a last error, then closes
   std::string fail_reason_;
   Clock::time_point connected_at_, wait_started_;
 };
