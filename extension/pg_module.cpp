@@ -15,6 +15,7 @@ int guc_max_keys_per_xact = 10000;
 int guc_ring_size_kb = 1024;
 int guc_max_databases = 8;
 int guc_worker_idle_ms = 2000;
+int guc_batch_delay_ms = 5;
 bool guc_deterministic = false;
 int guc_publish_mode = PUBLISH_AUTO;
 bool g_preloaded = false;
@@ -55,6 +56,10 @@ void define_settings() {
                             "Idle time after which a database's publishing worker exits (preload mode).", nullptr,
                             &guc_worker_idle_ms, 2000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
                             nullptr);
+    DefineCustomIntVariable("pgcohere.batch_delay",
+                            "After publishing, how long a worker gathers commits before its next NOTIFY (preload mode).",
+                            "0 publishes every drain at once: lower latency, more NOTIFY transactions.",
+                            &guc_batch_delay_ms, 5, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     DefineCustomBoolVariable("pgcohere.deterministic", "Tests only: publish epoch 0 and commit time 0.", nullptr,
                              &guc_deterministic, false, PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr,
                              nullptr, nullptr);

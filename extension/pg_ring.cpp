@@ -111,6 +111,9 @@ bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64
     LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
     std::size_t need = kRecordHeader + len;
     ok = need <= g_ring->capacity - (s->head - s->tail);
+    // The worker drains everything it finds, so only the push into an empty ring (or an
+    // overflow) needs to wake it: fewer latch signals under load.
+    bool was_empty = s->head == s->tail;
     if (ok) {
         uint32 l = (uint32)len;
         ring_write(i, s->head, &l, 4);
@@ -121,7 +124,8 @@ bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64
         s->resync = true;
         strlcpy(s->reason, "ring-overflow", sizeof s->reason);
     }
-    PGPROC* wake = s->worker ? s->worker : g_ring->launcher;
+    PGPROC* wake = nullptr;
+    if (was_empty || !ok) wake = s->worker ? s->worker : g_ring->launcher;
     LWLockRelease(slot_lock(i));
     if (ok) {
         pg_atomic_fetch_add_u64(&g_ring->keys_queued, nkeys);

@@ -328,5 +328,10 @@ void pgcohere_worker_main(Datum arg) {
         LWLockRelease(slot_lock(i));
         pg_atomic_fetch_add_u64(&ring()->keys_published, e.entries);
         pg_atomic_fetch_add_u64(&ring()->notifications, (uint64)e.n);
+        if (guc_batch_delay_ms > 0) {
+            // The first commit after a quiet period goes out at once; under load, commits
+            // of the next batch_delay are gathered into one NOTIFY transaction.
+            (void)WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, guc_batch_delay_ms, PG_WAIT_EXTENSION);
+        }
     }
 }

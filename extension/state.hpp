@@ -19,6 +19,7 @@ extern int guc_max_keys_per_xact;
 extern int guc_ring_size_kb;
 extern int guc_max_databases;
 extern int guc_worker_idle_ms;
+extern int guc_batch_delay_ms;
 enum PublishMode { PUBLISH_AUTO, PUBLISH_DIRECT };
 extern int guc_publish_mode;
 extern bool guc_deterministic;  // tests: epoch and commit-us 0
