@@ -60,7 +60,7 @@ void define_settings() {
                             "After publishing, how long a worker gathers commits before its next NOTIFY (preload mode).",
                             "0 publishes every drain at once: lower latency, more NOTIFY transactions.",
                             &guc_batch_delay_ms, 5, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
-    DefineCustomBoolVariable("pgcohere.deterministic", "Tests only: publish epoch 0 and commit time 0.", nullptr,
+    DefineCustomBoolVariable("pgcohere.deterministic", "Tests only: epoch 0, commit time 0, seqs from the pgcohere.seq sequence.", nullptr,
                              &guc_deterministic, false, PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr,
                              nullptr, nullptr);
     if (g_preloaded) {  // postmaster-level settings exist only with shared_preload_libraries

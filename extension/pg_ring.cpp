@@ -90,7 +90,7 @@ int ring_slot_for(Oid dboid) {
         LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
         s->dboid = dboid;
         s->epoch = (uint64)unix_us(GetCurrentTimestamp());
-        s->next_seq = 1;
+        pg_atomic_init_u64(&s->next_seq, 1);
         s->head = s->tail = 0;
         s->resync = false;
         s->inflight = false;
@@ -136,6 +136,14 @@ bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64
     if (wake) SetLatch(&wake->procLatch);
     return ok;
 }
+
+bool ring_stream(int i, uint64* epoch) {
+    if (g_ring == nullptr || i < 0) return false;
+    *epoch = slot_at(i)->epoch;
+    return true;
+}
+
+uint64 ring_next_seq(int i) { return pg_atomic_fetch_add_u64(&slot_at(i)->next_seq, 1); }
 
 Counters ring_stats() {
     Counters c;

@@ -128,9 +128,7 @@ Encoded encode(const Batch& b, int i, const char* dbname, MemoryContext cxt) {
     params.secret = secret;
     params.epoch = s->epoch;
     params.commit_us = earliest;
-    uint64 seq = s->next_seq;
-    auto payloads = core::encode_payloads(lines, params, [&] { return seq++; });
-    s->next_seq = seq;  // only this worker writes it
+    auto payloads = core::encode_payloads(lines, params, [&] { return ring_next_seq(i); });
     Encoded out;
     out.n = (int)payloads.size();
     out.entries = lines.size();

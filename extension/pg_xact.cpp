@@ -50,6 +50,16 @@ Oid sequence_relid() {
     return OidIsValid(nsp) ? get_relname_relid("seq", nsp) : InvalidOid;
 }
 
+void notify_payloads(const std::vector<std::string>& payloads) {
+    const char* channel = guc_channel;
+    for (const auto& p : payloads) {
+        const char* text = p.c_str();
+        pg::call([&] { Async_Notify(channel, text); });
+    }
+    g_local_stats.notifications += payloads.size();
+    g_xact.direct_published = true;
+}
+
 // Direct mode: one or more NOTIFYs from this backend, inside the committing transaction.
 void publish_direct() {
     char* dbname = pg::call([] { return get_database_name(MyDatabaseId); });
@@ -59,6 +69,17 @@ void publish_direct() {
     params.secret = secret;
     params.epoch = guc_deterministic ? 0 : (uint64)unix_us(PgStartTime);
     params.commit_us = guc_deterministic ? 0 : unix_us(GetCurrentTimestamp());
+    // A preloaded cluster has one stream per database: share the worker's epoch and seqs.
+    int slot = g_preloaded && ring_available() ? pg::call([] { return ring_slot_for(MyDatabaseId); }) : -1;
+    uint64 slot_epoch = 0;
+    if (slot >= 0 && !guc_deterministic && ring_stream(slot, &slot_epoch)) {
+        params.epoch = slot_epoch;
+        auto lines = lines_of_xact();
+        std::vector<std::string_view> views(lines.begin(), lines.end());
+        auto payloads = core::encode_payloads(views, params, [&] { return ring_next_seq(slot); });
+        notify_payloads(payloads);
+        return;
+    }
     Oid seq = pg::call([] { return sequence_relid(); });
     uint64 local_seq = 0;
     if (!OidIsValid(seq) && !guc_deterministic) {
@@ -72,13 +93,7 @@ void publish_direct() {
         if (!OidIsValid(seq)) return ++local_seq;
         return (uint64)pg::call([&] { return nextval_internal(seq, false); });
     });
-    const char* channel = guc_channel;
-    for (const auto& p : payloads) {
-        const char* text = p.c_str();
-        pg::call([&] { Async_Notify(channel, text); });
-    }
-    g_local_stats.notifications += payloads.size();
-    g_xact.direct_published = true;
+    notify_payloads(payloads);
 }
 
 // Preload mode, pre-commit: serialize now (may fail, the transaction then aborts);

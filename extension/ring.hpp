@@ -9,7 +9,7 @@ namespace pgcohere {
 struct Slot {
     Oid dboid;            // InvalidOid: free
     uint64 epoch;         // set when the slot is claimed (server start, shmem reinit)
-    uint64 next_seq;      // owned by the database's worker
+    pg_atomic_uint64 next_seq;  // shared by the worker and direct-mode publishers of this database
     uint64 head;          // write position (bytes, monotonic)
     uint64 tail;          // read position
     bool resync;          // entries were lost: the next batch carries an 'r' entry

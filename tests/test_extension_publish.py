@@ -196,6 +196,25 @@ def test_preload_several_databases_have_their_own_sequence(pg, secret, listener_
                 c.execute(f"DROP DATABASE IF EXISTS {n} WITH (FORCE)")
 
 
+def test_direct_sessions_in_a_preloaded_cluster_share_the_database_stream(pg, new_db, secret, listener_factory):
+    """publish_mode=direct in one session, the ring in another: one epoch, distinct seqs
+    (an interleaved second epoch would make the daemon drop payloads as replays)."""
+    setup_table(pg, new_db)
+    listener = listener_factory(pg, new_db, secret)
+    with pg.connect(new_db) as ring_conn, pg.connect(new_db) as direct_conn:
+        direct_conn.execute("SET pgcohere.publish_mode = direct")
+        for i in range(10):
+            (direct_conn if i % 2 else ring_conn).execute("INSERT INTO items VALUES (%s, 'x')", (i,))
+    listener.wait(lambda ps: {f"item:{i}" for i in range(10)} <= set().union(*[p.of("k") for p in ps])
+                  if ps else False, "all keys")
+    ps = listener.payloads
+    assert len({p.epoch for p in ps}) == 1
+    seqs = [p.seq for p in ps]
+    assert len(set(seqs)) == len(seqs)
+    assert sorted(seqs) == list(range(1, len(seqs) + 1))
+    assert all(p.signature_ok for p in ps)
+
+
 def test_worker_exits_when_idle_so_drop_database_works(pg, secret, listener_factory):
     name = f"dropme_{os.getpid()}"
     with pg.connect() as c:
