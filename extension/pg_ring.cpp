@@ -110,7 +110,9 @@ bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64
     bool ok;
     LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
     std::size_t need = kRecordHeader + len;
-    ok = need <= g_ring->capacity - (s->head - s->tail);
+    // The slot is ours unless the launcher gave it up (a database it could not reach);
+    // then nothing may be written into what could become another database's ring.
+    ok = s->dboid == MyDatabaseId && need <= g_ring->capacity - (s->head - s->tail);
     // The worker drains everything it finds, so only the push into an empty ring (or an
     // overflow) needs to wake it: fewer latch signals under load.
     bool was_empty = s->head == s->tail;
@@ -120,7 +122,7 @@ bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64
         ring_write(i, s->head + 4, &commit_us, 8);
         ring_write(i, s->head + kRecordHeader, data, len);
         s->head += need;
-    } else if (!s->resync) {
+    } else if (!s->resync && s->dboid == MyDatabaseId) {
         s->resync = true;
         strlcpy(s->reason, "ring-overflow", sizeof s->reason);
     }

@@ -70,8 +70,8 @@ std::unique_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
     rr->relid = RelationGetRelid(rel);
     rr->watched = loaded.watched;
     if (!OidIsValid(loaded.watched)) return rr;
-    rr->tag = std::string("table:") + (loaded.nspname ? loaded.nspname : "?") + "." +
-              (loaded.relname ? loaded.relname : "?");
+    rr->tag =
+        std::string("table:") + (loaded.nspname ? loaded.nspname : "?") + "." + (loaded.relname ? loaded.relname : "?");
     TupleDesc desc = RelationGetDescr(rel);
     std::vector<std::string> missing;
     for (int i = 0; i < loaded.ntemplates; ++i) {
@@ -116,8 +116,10 @@ std::unique_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
         for (const auto& m : missing) names += (names.empty() ? "" : ", ") + m;
         std::string msg = "pgcohere: rules of \"" + rr->tag.substr(6) + "\" name missing column(s) " + names +
                           "; those placeholders are widened to \"*\"";
-        pg::call([&] { ereport(WARNING, (errmsg("%s", msg.c_str()),
-                                         errhint("Run pgcohere.unwatch() and pgcohere.watch() with the new column names."))); });
+        pg::call([&] {
+            ereport(WARNING, (errmsg("%s", msg.c_str()),
+                              errhint("Run pgcohere.unwatch() and pgcohere.watch() with the new column names.")));
+        });
     }
     return rr;
 }
@@ -166,9 +168,9 @@ std::vector<core::Template> check_templates(Oid relid, const std::vector<std::st
             bool found = false;
             for (const auto& name : columns) found = found || name == c;
             if (!found)
-                throw pg::UserError(ERRCODE_UNDEFINED_COLUMN,
-                                    "pgcohere: column \"" + c + "\" of relation \"" + relname +
-                                        "\" does not exist (in key template \"" + source + "\")");
+                throw pg::UserError(ERRCODE_UNDEFINED_COLUMN, "pgcohere: column \"" + c + "\" of relation \"" +
+                                                                  relname + "\" does not exist (in key template \"" +
+                                                                  source + "\")");
         }
         out.push_back(std::move(t));
     }

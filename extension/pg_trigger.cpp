@@ -46,6 +46,11 @@ void row_trigger(FunctionCallInfo fcinfo) {
     if (!guc_enabled) return;
     const RelRules& rr = rules_for(td->tg_relation);
     if (rr.rules.empty()) return;
+    if (over_key_limit()) {
+        // Past max_keys_per_xact: the coarse patterns cover this row; skip rendering.
+        queue_coarse(rr);
+        return;
+    }
     if (TRIGGER_FIRED_BY_UPDATE(td->tg_event)) {
         queue_row(td->tg_trigslot, rr);  // OLD
         queue_row(td->tg_newslot, rr);   // NEW; equal keys collapse in the set

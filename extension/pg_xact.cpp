@@ -205,11 +205,16 @@ void queue_entry(char kind, std::string_view text) {
     if (g_xact.entries.add(level(), kind, text) && kind == core::kKey) g_xact.nkeys++;
 }
 
+bool over_key_limit() {
+    if (g_xact.entries.size() < (std::size_t)guc_max_keys_per_xact) return false;
+    g_xact.coarsened = true;
+    return true;
+}
+
 void queue_rendered(const CompiledRule& rule, const core::Rendered& r) {
-    if (g_xact.entries.size() >= (std::size_t)guc_max_keys_per_xact) {
+    if (over_key_limit()) {
         // Past the limit: the rule's coarse pattern covers every key it could render,
         // and the set stops growing (bounded memory).
-        g_xact.coarsened = true;
         queue_entry(rule.tmpl.coarse_kind, rule.tmpl.coarse);
         return;
     }

@@ -23,7 +23,7 @@ extern int guc_batch_delay_ms;
 enum PublishMode { PUBLISH_AUTO, PUBLISH_DIRECT };
 extern int guc_publish_mode;
 extern bool guc_deterministic;  // tests: epoch and commit-us 0
-extern bool g_preloaded;  // loaded through shared_preload_libraries
+extern bool g_preloaded;        // loaded through shared_preload_libraries
 
 // ---- rules of a relation (pg_rules.cpp)
 struct CompiledRule {
@@ -49,6 +49,7 @@ std::vector<core::Template> check_templates(Oid relid, const std::vector<std::st
 void register_xact_callbacks();
 void queue_entry(char kind, std::string_view text);
 std::vector<std::string> pending_lines();  // this transaction's entry lines, sorted
+bool over_key_limit();                     // past pgcohere.max_keys_per_xact (marks the transaction coarsened)
 void queue_rendered(const CompiledRule& rule, const core::Rendered& r);
 void queue_coarse(const RelRules& rr);  // every rule's coarse pattern plus the tag
 
