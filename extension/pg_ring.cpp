@@ -1,6 +1,12 @@
 // Preload mode: the shared ring. Producers are committing backends (after commit, so
 // pushing never errors); the consumer is the database's worker (pg_worker.cpp).
+#include <algorithm>
+
 #include "ring.hpp"
+
+extern "C" {
+#include "utils/syscache.h"
+}
 
 namespace pgcohere {
 
@@ -78,29 +84,63 @@ void ring_startup() {}
 
 bool ring_available() { return g_ring != nullptr; }
 
+namespace {
+
+void claim(int i, Oid dboid) {
+    Slot* s = slot_at(i);
+    LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
+    s->dboid = dboid;
+    s->epoch = (uint64)unix_us(GetCurrentTimestamp());
+    pg_atomic_init_u64(&s->next_seq, 1);
+    s->head = s->tail = 0;
+    s->resync = false;
+    s->inflight = false;
+    s->worker = nullptr;
+    s->started_ok = false;
+    s->failures = 0;
+    LWLockRelease(slot_lock(i));
+}
+
+int claim_free(Oid dboid) {
+    for (int i = 0; i < g_ring->nslots; ++i)
+        if (slot_at(i)->dboid == dboid) return i;
+    for (int i = 0; i < g_ring->nslots; ++i) {
+        if (slot_at(i)->dboid != InvalidOid) continue;
+        claim(i, dboid);
+        return i;
+    }
+    return -1;
+}
+
+}  // namespace
+
 int ring_slot_for(Oid dboid) {
     if (g_my_slot >= 0 && slot_at(g_my_slot)->dboid == dboid) return g_my_slot;
-    int found = -1;
     LWLockAcquire(table_lock(), LW_EXCLUSIVE);
-    for (int i = 0; i < g_ring->nslots && found < 0; ++i)
-        if (slot_at(i)->dboid == dboid) found = i;
-    for (int i = 0; i < g_ring->nslots && found < 0; ++i) {
-        Slot* s = slot_at(i);
-        if (s->dboid != InvalidOid) continue;
-        LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
-        s->dboid = dboid;
-        s->epoch = (uint64)unix_us(GetCurrentTimestamp());
-        pg_atomic_init_u64(&s->next_seq, 1);
-        s->head = s->tail = 0;
-        s->resync = false;
-        s->inflight = false;
-        s->worker = nullptr;
-        s->started_ok = false;
-        s->failures = 0;
-        LWLockRelease(slot_lock(i));
-        found = i;
-    }
+    int found = claim_free(dboid);
     LWLockRelease(table_lock());
+    if (found < 0) {
+        // Every slot is taken: reuse one whose database was dropped (nobody can listen
+        // there any more). Existence is checked in the catalog without holding our locks.
+        // Plain palloc'd data: this runs under pg::call and may be longjmp'd over.
+        Oid* dropped = (Oid*)palloc(sizeof(Oid) * g_ring->nslots);
+        int ndropped = 0;
+        for (int i = 0; i < g_ring->nslots; ++i) {
+            Oid db = slot_at(i)->dboid;
+            if (db != InvalidOid && !SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(db))) dropped[ndropped++] = db;
+        }
+        LWLockAcquire(table_lock(), LW_EXCLUSIVE);
+        found = claim_free(dboid);
+        for (int i = 0; i < g_ring->nslots && found < 0; ++i) {
+            Slot* s = slot_at(i);
+            if (s->worker == nullptr && std::find(dropped, dropped + ndropped, s->dboid) != dropped + ndropped) {
+                claim(i, dboid);
+                found = i;
+            }
+        }
+        LWLockRelease(table_lock());
+        pfree(dropped);
+    }
     g_my_slot = found;
     return found;
 }

@@ -364,7 +364,7 @@ def test_direct_mode_notifies_from_the_committing_backend(direct_pg, secret, lis
 @pytest.fixture(scope="module")
 def small_ring_pg(workdir, secret_file):
     cluster = PgCluster(os.path.join(workdir, "pg-small-ring"), preload=True, secret_file=secret_file,
-                        settings={"pgcohere.ring_size": "'16kB'"}).init().start()
+                        settings={"pgcohere.ring_size": "'16kB'", "pgcohere.max_databases": 2}).init().start()
     with cluster.connect() as c:
         c.execute("CREATE EXTENSION pgcohere")
     yield cluster
@@ -390,3 +390,27 @@ def test_ring_overflow_publishes_resync_never_drops_silently(small_ring_pg, secr
     finally:
         with small_ring_pg.connect() as c:
             c.execute("DROP TABLE items")
+
+
+def test_rings_of_dropped_databases_are_reused(small_ring_pg, secret, listener_factory):
+    """max_databases = 2 here: database after database keeps publishing through the ring
+    (from the publisher worker, not the writing backend) as dropped ones free their slot."""
+    for n in range(4):
+        name = f"cycle_{os.getpid()}_{n}"
+        with small_ring_pg.connect() as c:
+            c.execute(f"CREATE DATABASE {name}")
+        try:
+            with small_ring_pg.connect(name) as c:
+                c.execute("CREATE EXTENSION pgcohere")
+            setup_table(small_ring_pg, name)
+            listener = listener_factory(small_ring_pg, name, secret)
+            with small_ring_pg.connect(name) as c:
+                writer = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+                c.execute("INSERT INTO items VALUES (1, 'x')")
+            p = listener.wait(lambda ps: [p for p in ps if "item:1" in p.of("k")], f"key in {name}")[0]
+            assert p.pid != writer, "published by the database's worker, not in direct mode"
+            assert p.seq == 1 and p.signature_ok
+            listener.close()
+        finally:
+            with small_ring_pg.connect() as c:
+                c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
