@@ -14,6 +14,7 @@ import threading
 import time
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from harness.servers import PgCluster, wait_until
@@ -414,3 +415,32 @@ def test_rings_of_dropped_databases_are_reused(small_ring_pg, secret, listener_f
         finally:
             with small_ring_pg.connect() as c:
                 c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_worker_failure_degrades_to_resync(small_ring_pg, secret, secret_file, listener_factory):
+    """The worker cannot sign (secret file unreadable): the drained entries are replaced by
+    a resync entry, published as soon as it can sign again; user commits never fail."""
+    setup_table(small_ring_pg, "postgres")
+    try:
+        listener = listener_factory(small_ring_pg, "postgres", secret)
+        with small_ring_pg.connect() as c:
+            c.execute("ALTER SYSTEM SET pgcohere.secret_file = '/nonexistent/pgcohere-secret'")
+            c.execute("SELECT pg_reload_conf()")
+            c.execute("INSERT INTO items VALUES (1, 'lost')")  # commits fine
+
+            def failed():
+                return c.execute("SELECT notify_failures FROM pgcohere.stats()").fetchone()[0] > 0
+            wait_until(failed, timeout=15, what="the worker to fail signing")
+            c.execute("ALTER SYSTEM SET pgcohere.secret_file = %s" % psycopg.sql.quote(secret_file))
+            c.execute("SELECT pg_reload_conf()")
+            c.execute("INSERT INTO items VALUES (2, 'after')")
+        ps = listener.wait(lambda ps: [p for p in ps if "item:2" in set().union(*[q.of("k") for q in ps])] and ps,
+                           "payloads after the secret is back")
+        assert all(p.signature_ok for p in ps)
+        assert "encode-failed" in set().union(*[p.of("r") for p in ps])
+    finally:
+        with small_ring_pg.connect() as c:
+            # the harness keeps the secret in postgresql.auto.conf: put it back there
+            c.execute("ALTER SYSTEM SET pgcohere.secret_file = %s" % psycopg.sql.quote(secret_file))
+            c.execute("SELECT pg_reload_conf()")
+            c.execute("DROP TABLE items")
