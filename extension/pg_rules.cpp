@@ -103,6 +103,22 @@ std::unique_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
         rr->rules.push_back(std::move(rule));
     }
     for (auto& type : rr->typoutput) {
+        Oid base = pg::call([&] { return getBaseType(type); });
+        switch (base) {
+            case DATEOID:
+            case TIMEOID:
+            case TIMETZOID:
+            case TIMESTAMPOID:
+            case TIMESTAMPTZOID:
+            case INTERVALOID:
+            case FLOAT4OID:
+            case FLOAT8OID:
+            case BYTEAOID:
+                rr->fixed_settings = true;
+                break;
+            default:
+                break;
+        }
         Oid typid = type;
         type = pg::call([&]() -> Oid {
             Oid out;

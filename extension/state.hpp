@@ -37,6 +37,9 @@ struct RelRules {
     std::vector<CompiledRule> rules;
     std::vector<AttrNumber> attnums;  // columns read by any rule
     std::vector<Oid> typoutput;
+    // Some column's text depends on session settings (DateStyle, TimeZone, ...): render
+    // under fixed settings so that every session produces the same keys.
+    bool fixed_settings = false;
 };
 // Rules that apply to rel (its own or a partitioned ancestor's); cached per backend,
 // dropped on relcache invalidation. Never null; rules empty if the table has none.
