@@ -22,6 +22,7 @@ struct XactState {
     std::string record;
     int slot = -1;
     bool direct_published = false;
+    bool lost = false;  // entries could not be kept: publish a resync
 };
 XactState g_xact;
 
@@ -33,6 +34,7 @@ void reset() noexcept {
     g_xact.record.shrink_to_fit();
     g_xact.slot = -1;
     g_xact.direct_published = false;
+    g_xact.lost = false;
 }
 
 int level() { return GetCurrentTransactionNestLevel(); }
@@ -113,6 +115,10 @@ bool prepare_ring() {
 }
 
 void pre_commit() {
+    if (g_xact.lost) {
+        g_xact.entries.clear();
+        g_xact.entries.add(1, core::kResync, "backend-out-of-memory");
+    }
     if (g_xact.entries.empty()) return;
     if (g_xact.coarsened) g_local_stats.coarsened_xacts++;
     g_local_stats.keys_queued += g_xact.entries.size();
@@ -163,8 +169,13 @@ extern "C" void subxact_callback(SubXactEvent event, SubTransactionId, SubTransa
     // commit_sub merges sets and may allocate: guard it; abort only frees.
     switch (event) {
         case SUBXACT_EVENT_COMMIT_SUB: {
-            int l = level();
-            pg::entry([l] { g_xact.entries.commit_sub(l); });
+            // Raising an error while a subtransaction commits is not an option: if the
+            // merge cannot allocate, the transaction publishes a resync instead.
+            try {
+                g_xact.entries.commit_sub(level());
+            } catch (...) {
+                g_xact.lost = true;
+            }
             break;
         }
         case SUBXACT_EVENT_ABORT_SUB:
