@@ -47,6 +47,10 @@ UPDATE app.members SET email = 'e@x' WHERE id = 1;
 SELECT * FROM pgcohere.pending();
 ROLLBACK;
 
+-- the triggers cannot be disabled (that would lose invalidations silently)
+ALTER TABLE app.members DISABLE TRIGGER pgcohere_row;
+ALTER TABLE app.members DISABLE TRIGGER ALL;
+
 -- dropped table: coarse patterns and tag published, rules removed
 BEGIN;
 DROP TABLE app.members;
