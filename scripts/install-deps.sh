@@ -13,7 +13,7 @@ packages=(
   libgtest-dev googletest
   # servers and clients for tests and benchmarks
   redis-server redis-tools pgbouncer
-  python3 python3-pytest python3-psycopg python3-asyncpg python3-redis
+  python3 python3-pytest python3-psycopg python3-asyncpg python3-redis python3-prometheus-client
   util-linux procps iproute2
 )
 

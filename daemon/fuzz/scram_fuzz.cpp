@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "auth/exchange.h"
 #include "auth/scram.h"
 
 using namespace pgcohere::auth;
@@ -17,6 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)parse_server_final(in);
   (void)parse_scram_secret(in);
   (void)saslprep(in);
+  (void)parse_sasl_initial_response(in);
 
   // Split the input into two messages for the state machines.
   std::size_t cut = in.find('\n');

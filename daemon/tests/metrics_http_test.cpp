@@ -148,3 +148,17 @@ TEST(MetricsService, OffWhenPortIsZeroAndFollowsReload) {
   EXPECT_EQ(svc.port(), 0);
   svc.stop();
 }
+
+TEST(MetricsHttp, AcceptsHostNamesAndStar) {
+  asio::io_context io;
+  pgcohere::net::MetricsHttpServer a(io, [] { return std::string(); });
+  a.start("localhost", 0);
+  EXPECT_NE(a.port(), 0);
+  a.stop();
+  pgcohere::net::MetricsHttpServer b(io, [] { return std::string(); });
+  b.start("*", 0);
+  EXPECT_NE(b.port(), 0);
+  b.stop();
+  pgcohere::net::MetricsHttpServer c(io, [] { return std::string(); });
+  EXPECT_ANY_THROW(c.start("no-such-host.invalid", 0));
+}

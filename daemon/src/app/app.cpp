@@ -8,12 +8,14 @@
 #include "net/metrics_http.h"
 #include "net/pooler.h"
 #include "util/log.h"
+#include "util/systemd.h"
 
 namespace pgcohere::app {
 
 App::App(config::Config config)
     : stop_signals_(io_, SIGINT, SIGTERM), reload_signal_(io_, SIGHUP), config_(std::move(config)) {
   // Services, in start order. Each later issue adds its line here.
+  services_.push_back(std::make_unique<util::systemd::WatchdogService>(io_));
   services_.push_back(std::make_unique<net::MetricsService>(io_, config_));
   if (invalidation::InvalidationService::wanted(config_))
     services_.push_back(std::make_unique<invalidation::InvalidationService>(io_, config_));
@@ -31,6 +33,7 @@ int App::run() {
   wait_for_stop();
   wait_for_reload();
   PGC_LOG_INFO << "pgcohered " << PGCOHERE_VERSION << " ready (config " << config_.path << ")";
+  util::systemd::notify_ready();
   io_.run();
   PGC_LOG_INFO << "pgcohered stopped";
   return 0;
@@ -54,23 +57,27 @@ void App::wait_for_reload() {
 }
 
 std::string App::reload() {
+  util::systemd::notify_reloading();
   config::Config next;
   try {
     next = config::load_config(config_.path);
   } catch (const config::ConfigError& e) {
     PGC_LOG_ERROR << "reload refused, keeping the running configuration: " << e.what();
+    util::systemd::notify_ready();
     return e.what();
   }
   std::string changes = describe_changes(config_, next);
   PGC_LOG_INFO << "reloaded " << config_.path << (changes.empty() ? ": no changes" : ": " + changes);
   config_ = std::move(next);
   for (auto& s : services_) s->reload(config_);
+  util::systemd::notify_ready();
   return "";
 }
 
 void App::shutdown() {
   if (stopping_) return;
   stopping_ = true;
+  util::systemd::notify_stopping();
   for (auto it = services_.rbegin(); it != services_.rend(); ++it) (*it)->stop();
   stop_signals_.cancel();
   reload_signal_.cancel();

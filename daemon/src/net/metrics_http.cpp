@@ -135,7 +135,17 @@ MetricsHttpServer::~MetricsHttpServer() { stop(); }
 void MetricsHttpServer::start(const std::string& addr, std::uint16_t port) {
   stop();
   auto state = std::make_shared<State>(io_);
-  tcp::endpoint endpoint(asio::ip::make_address(addr), port);
+  tcp::endpoint endpoint;
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(addr == "*" ? "0.0.0.0" : addr, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(ip, port);
+  } else {
+    // A host name such as "localhost": its first address (start-up and reload only).
+    tcp::resolver resolver(io_);
+    auto results = resolver.resolve(addr, std::to_string(port));
+    endpoint = results.begin()->endpoint();
+  }
   state->acceptor.open(endpoint.protocol());
   state->acceptor.set_option(tcp::acceptor::reuse_address(true));
   state->acceptor.bind(endpoint);
@@ -175,7 +185,13 @@ void MetricsService::start() {
   }
   server_ = std::make_unique<MetricsHttpServer>(io_);
   // A port we cannot bind at start-up is a configuration error: fail loudly.
-  server_->start(addr_, static_cast<std::uint16_t>(port_));
+  try {
+    server_->start(addr_, static_cast<std::uint16_t>(port_));
+  } catch (const std::exception& e) {
+    server_.reset();
+    throw std::runtime_error("metrics: cannot listen on " + addr_ + ":" + std::to_string(port_) +
+                             " (metrics_addr, metrics_port): " + e.what());
+  }
 }
 
 void MetricsService::stop() {

@@ -1,0 +1,187 @@
+// Plain data the pool fills for the console (no pointers into the pool), and the Backend
+// interface through which console commands act on it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "admin/command.h"
+
+namespace pgcohere::admin {
+
+// One row of SHOW POOLS: one (database, user) pool.
+struct PoolRow {
+  std::string database;
+  std::string user;
+  int cl_active = 0;
+  int cl_waiting = 0;
+  int cl_active_cancel_req = 0;
+  int cl_waiting_cancel_req = 0;
+  int sv_active = 0;
+  int sv_active_cancel = 0;
+  int sv_being_canceled = 0;
+  int sv_idle = 0;
+  int sv_used = 0;
+  int sv_tested = 0;
+  int sv_login = 0;
+  std::int64_t maxwait_us = 0;  // how long the oldest waiting client has waited
+  std::string pool_mode;        // session | transaction | statement
+  std::optional<std::string> load_balance_hosts;
+};
+
+// One row of SHOW CLIENTS or SHOW SERVERS.
+struct SocketRow {
+  std::string user;
+  std::string database;
+  std::string replication = "none";
+  // clients: active | idle | waiting | active_cancel_req | waiting_cancel_req;
+  // servers: active | idle | used | tested | new | active_cancel | being_canceled
+  std::string state;
+  std::string addr;
+  int port = 0;
+  std::string local_addr;
+  int local_port = 0;
+  std::int64_t connect_time_us = 0;  // Unix time in microseconds
+  std::int64_t request_time_us = 0;
+  std::int64_t wait_us = 0;          // time the current query has waited
+  bool close_needed = false;
+  std::string ptr;                   // an opaque identity of this connection
+  std::string link;                  // ptr of the paired connection, "" when none
+  int remote_pid = 0;                // servers: backend PID
+  std::string tls;                   // "" when plain TCP
+  std::string application_name;
+  int prepared_statements = 0;
+  std::int64_t id = 0;               // KILL_CLIENT takes it
+};
+using ClientRow = SocketRow;
+using ServerRow = SocketRow;
+
+struct DatabaseRow {
+  std::string name;
+  std::optional<std::string> host;
+  int port = 0;
+  std::string database;  // dbname on the server
+  std::optional<std::string> force_user;
+  int pool_size = 0;
+  int min_pool_size = 0;
+  int reserve_pool_size = 0;
+  int server_lifetime = 0;  // seconds
+  std::optional<std::string> pool_mode;  // nullopt: inherits the global pool_mode
+  std::optional<std::string> load_balance_hosts;
+  int max_connections = 0;
+  int current_connections = 0;
+  int max_client_connections = 0;
+  int current_client_connections = 0;
+  bool paused = false;
+  bool disabled = false;
+};
+
+struct UserRow {
+  std::string name;
+  std::optional<int> pool_size;  // nullopt: not set for this user
+  std::optional<int> reserve_pool_size;
+  std::optional<std::string> pool_mode;
+  int max_user_connections = 0;
+  int current_connections = 0;
+  int max_user_client_connections = 0;
+  int current_client_connections = 0;
+};
+
+// PgBouncer's per-database counters. Times in microseconds, bytes in bytes.
+struct StatsCounters {
+  std::uint64_t server_assignment_count = 0;
+  std::uint64_t xact_count = 0;
+  std::uint64_t query_count = 0;
+  std::uint64_t bytes_received = 0;  // from clients
+  std::uint64_t bytes_sent = 0;      // to clients
+  std::uint64_t xact_time = 0;
+  std::uint64_t query_time = 0;
+  std::uint64_t wait_time = 0;
+  std::uint64_t client_parse_count = 0;
+  std::uint64_t server_parse_count = 0;
+  std::uint64_t bind_count = 0;
+  std::uint64_t client_login_count = 0;
+};
+
+// PgBouncer's averages over the last stats period: counts and bytes per second, times per
+// transaction / query / server assignment.
+StatsCounters compute_averages(const StatsCounters& current, const StatsCounters& previous,
+                               std::uint64_t period_us);
+
+struct StatsRow {
+  std::string database;
+  StatsCounters totals;
+  StatsCounters averages;  // see compute_averages
+};
+
+struct ConfigRow {
+  std::string key;
+  std::string value;
+  std::string default_value;
+  bool changeable = true;
+};
+
+struct ListsRow {
+  std::int64_t databases = 0, users = 0, peers = 0, pools = 0, peer_pools = 0;
+  std::int64_t free_clients = 0, used_clients = 0, login_clients = 0;
+  std::int64_t free_servers = 0, used_servers = 0;
+  std::int64_t dns_names = 0, dns_zones = 0, dns_queries = 0, dns_pending = 0;
+};
+
+struct MemRow {
+  std::string name;
+  int size = 0;
+  int used = 0;
+  int free = 0;
+  int memtotal = 0;
+};
+
+// The SHOW VERSION text; it contains "PgBouncer 1.24.0" so that exporters which parse the
+// version pick PgBouncer 1.24's column set.
+std::string version_string();
+
+struct Snapshot {
+  std::vector<PoolRow> pools;
+  std::vector<ClientRow> clients;
+  std::vector<ServerRow> servers;
+  std::vector<DatabaseRow> databases;
+  std::vector<UserRow> users;
+  std::vector<StatsRow> stats;
+  std::vector<ConfigRow> config;
+  ListsRow lists;
+  std::vector<MemRow> mem;
+  bool paused = false;
+  bool suspended = false;
+};
+
+// Implemented by the pool. Commands that take time (PAUSE waits for server connections to
+// be released) report through `done` with "" on success or the error text for the client;
+// `done` may be called before the method returns or later, on the same io_context.
+class Backend {
+ public:
+  using Done = std::function<void(std::string error)>;
+  virtual ~Backend() = default;
+  // Fill at least what `what` needs; the rest may stay empty.
+  virtual Snapshot snapshot(Show what) = 0;
+  virtual void pause(const std::string& database, Done done) = 0;   // "" = all
+  virtual void resume(const std::string& database, Done done) = 0;  // "" = all
+  virtual void reload(Done done) = 0;
+  virtual void shutdown(const std::string& mode, Done done) = 0;  // "", WAIT_FOR_SERVERS, WAIT_FOR_CLIENTS
+  virtual void kill(const std::string& database, Done done) = 0;  // "" = all
+  virtual void suspend(Done done) { done("SUSPEND is not supported by pgcohered"); }
+  virtual void kill_client(std::int64_t id, Done done) { (void)id; done("KILL_CLIENT is not supported by pgcohered"); }
+  virtual void disable(const std::string& database, Done done) { (void)database; done("DISABLE is not supported by pgcohered"); }
+  virtual void enable(const std::string& database, Done done) { (void)database; done("ENABLE is not supported by pgcohered"); }
+  virtual void reconnect(const std::string& database, Done done) { (void)database; done("RECONNECT is not supported by pgcohered"); }
+  virtual void wait_close(const std::string& database, Done done) { (void)database; done("WAIT_CLOSE is not supported by pgcohered"); }
+  virtual void set(const std::string& key, const std::string& value, Done done) {
+    (void)key;
+    (void)value;
+    done("SET is not supported by pgcohered; edit the configuration file and RELOAD");
+  }
+};
+
+}  // namespace pgcohere::admin
