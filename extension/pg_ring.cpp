@@ -187,6 +187,14 @@ bool ring_stream(int i, uint64* epoch) {
 
 uint64 ring_next_seq(int i) { return pg_atomic_fetch_add_u64(&slot_at(i)->next_seq, 1); }
 
+void ring_count_direct(uint64 entries, uint64 notifications, bool coarsened) noexcept {
+    if (g_ring == nullptr) return;
+    pg_atomic_fetch_add_u64(&g_ring->keys_queued, entries);
+    pg_atomic_fetch_add_u64(&g_ring->keys_published, entries);
+    pg_atomic_fetch_add_u64(&g_ring->notifications, notifications);
+    if (coarsened) pg_atomic_fetch_add_u64(&g_ring->coarsened_xacts, 1);
+}
+
 Counters ring_stats() {
     Counters c;
     c.keys_queued = pg_atomic_read_u64(&g_ring->keys_queued);

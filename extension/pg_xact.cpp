@@ -23,6 +23,7 @@ struct XactState {
     int slot = -1;
     bool direct_published = false;
     bool lost = false;  // entries could not be kept: publish a resync
+    uint64 notifications = 0;
 };
 XactState g_xact;
 
@@ -35,6 +36,7 @@ void reset() noexcept {
     g_xact.slot = -1;
     g_xact.direct_published = false;
     g_xact.lost = false;
+    g_xact.notifications = 0;
 }
 
 int level() { return GetCurrentTransactionNestLevel(); }
@@ -59,6 +61,7 @@ void notify_payloads(const std::vector<std::string>& payloads) {
         pg::call([&] { Async_Notify(channel, text); });
     }
     g_local_stats.notifications += payloads.size();
+    g_xact.notifications += payloads.size();
     g_xact.direct_published = true;
 }
 
@@ -133,6 +136,8 @@ void commit() noexcept {
                   g_xact.entries.size(), g_xact.coarsened);
     } else if (g_xact.direct_published) {
         g_local_stats.keys_published += g_xact.entries.size();
+        // a direct publish in a preloaded cluster also counts in the cluster's stats()
+        ring_count_direct(g_xact.entries.size(), g_xact.notifications, g_xact.coarsened);
     }
     reset();
 }

@@ -77,6 +77,7 @@ int ring_slot_for(Oid dboid);  // claims a slot; -1 if none is free
 // Appends one committed transaction; never errors. False on overflow (resync recorded).
 bool ring_push(int slot, int64 commit_us, const char* data, std::size_t len, uint64 nkeys, bool coarsened) noexcept;
 Counters ring_stats();
+void ring_count_direct(uint64 entries, uint64 notifications, bool coarsened) noexcept;
 // The (epoch, seq) stream of slot i, shared by its worker and by direct publishers in
 // a preloaded cluster, so that one database never has two interleaved epochs.
 bool ring_stream(int slot, uint64* epoch);
