@@ -168,7 +168,7 @@ BEGIN
     END LOOP;
     -- a disabled trigger would silently lose invalidations: refuse it
     IF EXISTS (SELECT 1 FROM pg_trigger g JOIN pgcohere.rules r ON r.tbl = g.tgrelid
-               WHERE g.tgname IN ('pgcohere_row', 'pgcohere_truncate') AND g.tgenabled = 'D') THEN
+               WHERE g.tgname IN ('pgcohere_row', 'pgcohere_truncate') AND g.tgenabled IN ('D', 'R')) THEN
         RAISE EXCEPTION 'pgcohere: the triggers of a watched table cannot be disabled'
             USING HINT = 'Use pgcohere.unwatch() to stop watching the table.';
     END IF;
