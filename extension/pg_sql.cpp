@@ -35,7 +35,8 @@ std::vector<std::string> strings_of(Datum array_datum, const char* what) {
         if (a.nulls[i])
             throw pg::UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED,
                                 std::string("pgcohere: ") + what + " must not contain NULL");
-        text* t = DatumGetTextPP(a.elems[i]);
+        Datum d = a.elems[i];
+        text* t = pg::call([&] { return DatumGetTextPP(d); });  // may detoast
         out.emplace_back(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
     }
     return out;
