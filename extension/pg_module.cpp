@@ -58,13 +58,15 @@ void define_settings() {
     DefineCustomBoolVariable("pgcohere.deterministic", "Tests only: publish epoch 0 and commit time 0.", nullptr,
                              &guc_deterministic, false, PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr,
                              nullptr, nullptr);
-    MarkGUCPrefixReserved("pgcohere");
-    if (!g_preloaded) return;  // postmaster-level settings exist only with shared_preload_libraries
+    if (g_preloaded) {  // postmaster-level settings exist only with shared_preload_libraries
     DefineCustomIntVariable("pgcohere.ring_size", "Size of each database's shared-memory ring (preload mode).",
                             nullptr, &guc_ring_size_kb, 1024, 16, 1024 * 1024, PGC_POSTMASTER, GUC_UNIT_KB, nullptr,
                             nullptr, nullptr);
     DefineCustomIntVariable("pgcohere.max_databases", "Databases that can publish through the ring (preload mode).",
                             nullptr, &guc_max_databases, 8, 1, 1024, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    }
+    // Last: it removes placeholders of pgcohere.* settings not defined above.
+    MarkGUCPrefixReserved("pgcohere");
 }
 
 }  // namespace

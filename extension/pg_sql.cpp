@@ -8,6 +8,7 @@ PG_FUNCTION_INFO_V1(pgcohere_coarse_pattern);
 PG_FUNCTION_INFO_V1(pgcohere_queue_coarse);
 PG_FUNCTION_INFO_V1(pgcohere_stats);
 PG_FUNCTION_INFO_V1(pgcohere_pending);
+PG_FUNCTION_INFO_V1(pgcohere_reload_rules);
 }
 
 namespace pgcohere {
@@ -142,4 +143,11 @@ extern "C" Datum pgcohere_pending(PG_FUNCTION_ARGS) {
         }
     });
     return (Datum)0;
+}
+
+// pgcohere._reload_rules(tbl regclass): every backend reloads tbl's rules at commit.
+extern "C" Datum pgcohere_reload_rules(PG_FUNCTION_ARGS) {
+    Oid relid = PG_GETARG_OID(0);
+    CacheInvalidateRelcacheByRelid(relid);
+    PG_RETURN_VOID();
 }

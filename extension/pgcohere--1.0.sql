@@ -23,6 +23,8 @@ CREATE FUNCTION pgcohere.truncate_trigger() RETURNS trigger
 
 CREATE FUNCTION pgcohere._check_templates(tbl regclass, templates text[]) RETURNS void
     AS 'MODULE_PATHNAME', 'pgcohere_check_templates' LANGUAGE C STRICT;
+CREATE FUNCTION pgcohere._reload_rules(tbl regclass) RETURNS void
+    AS 'MODULE_PATHNAME', 'pgcohere_reload_rules' LANGUAGE C STRICT;
 CREATE FUNCTION pgcohere._queue_coarse(templates text[], tag text) RETURNS void
     AS 'MODULE_PATHNAME', 'pgcohere_queue_coarse' LANGUAGE C;
 
@@ -50,6 +52,26 @@ CREATE FUNCTION pgcohere.table_tag(tbl regclass) RETURNS text
           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
           WHERE c.oid = tbl $$;
 
+-- Statement triggers do not propagate to partitions, so TRUNCATE of one partition
+-- needs its own trigger: one on tbl and on every table in its partition tree.
+CREATE FUNCTION pgcohere._attach_truncate_triggers(tbl regclass) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pgcohere
+    AS $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT t.relid FROM pg_partition_tree(tbl) t
+                UNION SELECT tbl
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part AND tgname = 'pgcohere_truncate') THEN
+            EXECUTE format('CREATE TRIGGER pgcohere_truncate AFTER TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION pgcohere.truncate_trigger()', part);
+        END IF;
+    END LOOP;
+END
+$$;
+
 CREATE FUNCTION pgcohere.watch(tbl regclass, keys text[]) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pgcohere
@@ -63,10 +85,7 @@ BEGIN
         EXECUTE format('CREATE TRIGGER pgcohere_row AFTER INSERT OR UPDATE OR DELETE ON %s '
                        'FOR EACH ROW EXECUTE FUNCTION pgcohere.row_trigger()', tbl);
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'pgcohere_truncate') THEN
-        EXECUTE format('CREATE TRIGGER pgcohere_truncate AFTER TRUNCATE ON %s '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION pgcohere.truncate_trigger()', tbl);
-    END IF;
+    PERFORM pgcohere._attach_truncate_triggers(tbl);
 END
 $$;
 
@@ -88,14 +107,17 @@ CREATE FUNCTION pgcohere.unwatch(tbl regclass, keys text[] DEFAULT NULL) RETURNS
     AS $$
 DECLARE
     removed integer;
+    part regclass;
 BEGIN
     DELETE FROM pgcohere.rules r WHERE r.tbl = unwatch.tbl AND (keys IS NULL OR r.template = ANY (keys));
     GET DIAGNOSTICS removed = ROW_COUNT;
     IF NOT EXISTS (SELECT 1 FROM pgcohere.rules r WHERE r.tbl = unwatch.tbl) THEN
         EXECUTE format('DROP TRIGGER IF EXISTS pgcohere_row ON %s', tbl);
-        EXECUTE format('DROP TRIGGER IF EXISTS pgcohere_truncate ON %s', tbl);
+        FOR part IN SELECT p.relid FROM pg_partition_tree(tbl) p UNION SELECT tbl LOOP
+            EXECUTE format('DROP TRIGGER IF EXISTS pgcohere_truncate ON %s', part);
+        END LOOP;
     ELSE
-        PERFORM pgcohere._check_templates(tbl, ARRAY(SELECT r.template FROM pgcohere.rules r WHERE r.tbl = unwatch.tbl));
+        PERFORM pgcohere._reload_rules(tbl);
     END IF;
     RETURN removed;
 END
@@ -142,12 +164,18 @@ BEGIN
         UPDATE pgcohere.rules r SET tag = pgcohere.table_tag(t.tbl)
             WHERE r.tbl = t.tbl AND r.tag IS DISTINCT FROM pgcohere.table_tag(t.tbl);
     END LOOP;
+    -- a partition created or attached later also needs the TRUNCATE trigger
+    FOR t IN SELECT DISTINCT r.tbl FROM pgcohere.rules r JOIN pg_class c ON c.oid = r.tbl
+             WHERE c.relkind = 'p'
+    LOOP
+        PERFORM pgcohere._attach_truncate_triggers(t.tbl);
+    END LOOP;
 END
 $$;
 
 CREATE EVENT TRIGGER pgcohere_sql_drop ON sql_drop EXECUTE FUNCTION pgcohere._on_sql_drop();
 CREATE EVENT TRIGGER pgcohere_ddl_end ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'CREATE TABLE')
     EXECUTE FUNCTION pgcohere._on_ddl_end();
 
 -- Rules are readable by every role: row triggers fire as whoever writes the table.
@@ -157,6 +185,8 @@ REVOKE ALL ON FUNCTION pgcohere.watch(regclass, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgcohere.unwatch(regclass, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgcohere._check_templates(regclass, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgcohere._queue_coarse(text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere._reload_rules(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere._attach_truncate_triggers(regclass) FROM PUBLIC;
 
 -- The entry lines (docs/protocol.md) the current transaction would publish at commit.
 CREATE FUNCTION pgcohere.pending() RETURNS SETOF text

@@ -58,13 +58,13 @@ pgcohere sandbox is running (data in {base}).
   daemon config / log:           {daemon.config_path} / {daemon.log_path}
 
 Try it (in another terminal):
-  psql "host=127.0.0.1 port={pg.port} dbname=appdb user=postgres" <<'SQL'
+  psql "host=127.0.0.1 port={port} dbname=appdb user=postgres" <<'SQL'
   CREATE TABLE users (id int PRIMARY KEY, name text);
   INSERT INTO users VALUES (42, 'Ada');
   SELECT pgcohere.watch('users', ARRAY['user:{{id}}']);
   SQL
   redis-cli -p {redis.port} SET user:42 cached-ada
-  psql "host=127.0.0.1 port={pg.port} dbname=appdb user=postgres" -c "UPDATE users SET name = 'Grace' WHERE id = 42"
+  psql "host=127.0.0.1 port={port} dbname=appdb user=postgres" -c "UPDATE users SET name = 'Grace' WHERE id = 42"
   redis-cli -p {redis.port} EXISTS user:42      # -> 0: the committed update purged it
 
 Ctrl-C stops everything.
@@ -80,12 +80,13 @@ Ctrl-C stops everything.
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if daemon:
-            daemon.stop()
-        if redis:
-            redis.stop()
-        if pg:
-            pg.remove()
+        for stop in (daemon and daemon.stop, redis and redis.stop, pg and pg.remove):
+            if not stop:
+                continue
+            try:
+                stop()
+            except Exception as e:  # keep stopping the others
+                print(f"sandbox: {e}", file=sys.stderr)
         shutil.rmtree(base, ignore_errors=True)
 
 

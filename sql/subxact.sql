@@ -51,6 +51,7 @@ ROLLBACK;
 BEGIN;
 INSERT INTO t VALUES (30);
 PREPARE TRANSACTION 'pgc_2pc';
+ROLLBACK PREPARED 'pgc_2pc';  -- fails: nothing was prepared (and cleans up if it was)
 SELECT count(*) FROM t WHERE id = 30;
 
 DROP TABLE t;

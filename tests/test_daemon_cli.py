@@ -64,3 +64,15 @@ def test_sigterm_stops_and_sighup_reloads(tmp_path):
     finally:
         d.stop()
     assert d.proc.returncode == 0
+
+
+def test_sigterm_stops_a_daemon_with_pools_and_invalidation(pg, new_db, daemon_factory):
+    """A daemon that holds server connections and a LISTEN connection exits on SIGTERM."""
+    import psycopg
+    d = daemon_factory(databases=[new_db], extra_ini="[pgcohered]\npool_mode = transaction\n")
+    with psycopg.connect(f"host=127.0.0.1 port={d.port} dbname={new_db} user=postgres", autocommit=True) as c:
+        assert c.execute("SELECT 1").fetchone() == (1,)
+    wait_until(lambda: "listening on" in d.log(), what="LISTEN connection up")
+    d.proc.send_signal(signal.SIGTERM)
+    d.proc.wait(timeout=10)
+    assert d.proc.returncode == 0, d.log()

@@ -32,9 +32,8 @@ std::string common_prefix(const std::vector<std::string>& prefixes) {
 }
 }  // namespace
 
-Purger::Purger(boost::asio::io_context& io, redis::AsyncClient& key_conn, redis::AsyncClient& scan_conn,
-               PurgeOptions options)
-    : retry_timer_(io), key_conn_(key_conn), scan_conn_(scan_conn), options_(std::move(options)) {}
+Purger::Purger(boost::asio::io_context& io, redis::Backend& backend, PurgeOptions options)
+    : retry_timer_(io), backend_(backend), options_(std::move(options)) {}
 
 Purger::~Purger() { *alive_ = false; }
 
@@ -105,10 +104,10 @@ void Purger::retry_later() {
 }
 
 void Purger::pump_keys() {
-  while (key_conn_.connected() && batches_in_flight_ < options_.max_in_flight && !key_queue_.empty()) {
-    std::vector<std::string> argv{"UNLINK"};
+  while (backend_.ready() && batches_in_flight_ < options_.max_in_flight && !key_queue_.empty()) {
+    std::vector<std::string> argv;
     auto waiters = std::make_shared<std::vector<std::pair<std::string, Waiters>>>();
-    while (!key_queue_.empty() && argv.size() <= options_.batch_keys) {
+    while (!key_queue_.empty() && argv.size() < options_.batch_keys) {
       std::string key = std::move(key_queue_.front());
       key_queue_.pop_front();
       auto node = queued_.extract(key);
@@ -116,7 +115,7 @@ void Purger::pump_keys() {
       waiters->emplace_back(std::move(key), std::move(node.mapped()));
     }
     ++batches_in_flight_;
-    key_conn_.command(std::move(argv), [this, waiters, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
+    backend_.unlink(std::move(argv), false, [this, waiters, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
       if (alive.expired()) return;
       --batches_in_flight_;
       if (r.is_error()) {
@@ -136,13 +135,13 @@ void Purger::pump_keys() {
 }
 
 void Purger::pump_tags() {
-  while (key_conn_.connected() && !pending_tags_.empty()) {
+  while (backend_.ready() && !pending_tags_.empty()) {
     auto [tag, job] = std::move(pending_tags_.back());
     pending_tags_.pop_back();
     std::string set_key = options_.cache_namespace + "tag:" + tag;
     ++tags_in_flight_;
     std::vector<std::string> argv{"SMEMBERS", set_key};
-    key_conn_.command(std::move(argv), [this, tag = tag, job = job, set_key,
+    backend_.keyed(std::move(argv), 1, [this, tag = tag, job = job, set_key,
                                         alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
       if (alive.expired()) return;
       --tags_in_flight_;
@@ -165,7 +164,7 @@ void Purger::pump_tags() {
 }
 
 void Purger::pump_patterns() {
-  if (pass_running_ || pending_patterns_.empty() || !scan_conn_.connected()) return;
+  if (pass_running_ || pending_patterns_.empty() || !backend_.ready()) return;
   pass_patterns_ = std::move(pending_patterns_);
   pending_patterns_.clear();
   std::vector<std::string> prefixes;
@@ -174,53 +173,62 @@ void Purger::pump_patterns() {
                                            : redis::glob_escape(common_prefix(prefixes)) + "*";
   pass_running_ = true;
   pass_failed_ = false;
-  cursor_ = "0";
+  pass_topology_ = backend_.topology_version();
   ++counters_.scan_passes;
-  scan_step();
+  // Every primary holds part of the keyspace: scan them all, side by side.
+  cursors_.assign(backend_.shards(), "0");
+  for (std::size_t shard = 0; shard < cursors_.size(); ++shard) scan_step(shard);
+  maybe_finish_pass();
 }
 
-void Purger::scan_step() {
-  scan_outstanding_ = true;
-  std::vector<std::string> argv{"SCAN", cursor_, "MATCH", pass_match_, "COUNT",
+void Purger::maybe_finish_pass() {
+  if (!pass_running_ || scans_outstanding_ > 0 || pass_unlinks_in_flight_ > 0) return;
+  if (!pass_failed_)
+    for (const auto& c : cursors_)
+      if (!c.empty()) return;  // that shard still has a SCAN step to take
+  finish_pass();
+}
+
+void Purger::scan_step(std::size_t shard) {
+  ++scans_outstanding_;
+  std::vector<std::string> argv{"SCAN", cursors_[shard], "MATCH", pass_match_, "COUNT",
                                 std::to_string(options_.scan_count)};
-  scan_conn_.command(std::move(argv), [this, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
+  backend_.scan(shard, std::move(argv), [this, shard, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
     if (alive.expired()) return;
-    scan_outstanding_ = false;
+    --scans_outstanding_;
+    if (backend_.topology_version() != pass_topology_) pass_failed_ = true;  // shards changed: start over
     if (r.is_error() || r.type != redis::Reply::Type::array || r.elements.size() != 2) {
       PGC_LOG_DEBUG << "SCAN failed: " << r.str;
       pass_failed_ = true;
-      if (pass_unlinks_in_flight_ == 0) finish_pass();
+    }
+    if (pass_failed_) {
+      maybe_finish_pass();
       return;
     }
-    cursor_ = r.elements[0].str;
-    std::vector<std::string> argv{"UNLINK"};
+    std::string cursor = r.elements[0].str;
+    cursors_[shard] = cursor == "0" ? "" : cursor;
+    std::vector<std::string> keys;
     bool single = pass_patterns_.size() == 1;  // the server already matched it
     for (auto& key : r.elements[1].elements) {
       bool hit = single;
       for (auto it = pass_patterns_.begin(); !hit && it != pass_patterns_.end(); ++it)
         hit = redis::glob_match(it->first, key.str);
-      if (hit) argv.push_back(std::move(key.str));
+      if (hit) keys.push_back(std::move(key.str));
     }
-    if (argv.size() > 1) {
+    if (!keys.empty()) {
       ++pass_unlinks_in_flight_;
-      scan_conn_.command(std::move(argv), [this, alive = std::weak_ptr<bool>(alive_)](redis::Reply u) {
+      backend_.unlink(std::move(keys), true, [this, alive = std::weak_ptr<bool>(alive_)](redis::Reply u) {
         if (alive.expired()) return;
         --pass_unlinks_in_flight_;
         if (u.is_error())
           pass_failed_ = true;
         else
           counters_.pattern_keys_removed += static_cast<std::uint64_t>(u.integer);
-        if (cursor_ == "0" && !scan_outstanding_ && pass_unlinks_in_flight_ == 0) finish_pass();
+        maybe_finish_pass();
       });
     }
-    if (pass_failed_) {
-      if (pass_unlinks_in_flight_ == 0) finish_pass();
-      return;
-    }
-    if (cursor_ != "0")
-      scan_step();
-    else if (pass_unlinks_in_flight_ == 0)
-      finish_pass();
+    if (!cursors_[shard].empty()) scan_step(shard);
+    maybe_finish_pass();
   });
 }
 

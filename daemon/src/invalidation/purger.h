@@ -15,7 +15,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "redis/async_client.h"
+#include "redis/backend.h"
 
 namespace pgcohere::invalidation {
 
@@ -46,8 +46,7 @@ class Purger {
  public:
   using Done = std::function<void()>;
 
-  Purger(boost::asio::io_context& io, redis::AsyncClient& key_conn, redis::AsyncClient& scan_conn,
-         PurgeOptions options = {});
+  Purger(boost::asio::io_context& io, redis::Backend& backend, PurgeOptions options = {});
   Purger(const Purger&) = delete;
   Purger& operator=(const Purger&) = delete;
   ~Purger();
@@ -76,14 +75,14 @@ class Purger {
   void queue_key(const std::string& key, const JobRef& job);
   void pump_keys();
   void pump_patterns();
-  void scan_step();
+  void scan_step(std::size_t shard);
+  void maybe_finish_pass();
   void finish_pass();
   void pump_tags();
   void retry_later();
 
   boost::asio::steady_timer retry_timer_;
-  redis::AsyncClient& key_conn_;
-  redis::AsyncClient& scan_conn_;
+  redis::Backend& backend_;
   PurgeOptions options_;
   PurgerCounters counters_;
 
@@ -96,8 +95,9 @@ class Purger {
   bool pass_running_ = false;
   bool pass_failed_ = false;
   std::string pass_match_;
-  std::string cursor_ = "0";
-  bool scan_outstanding_ = false;
+  std::uint64_t pass_topology_ = 0;
+  std::vector<std::string> cursors_;  // per shard; "" once that shard's SCAN is complete
+  std::size_t scans_outstanding_ = 0;
   std::size_t pass_unlinks_in_flight_ = 0;
 
   std::vector<std::pair<std::string, JobRef>> pending_tags_;

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "protocol/notify_payload.h"
+#include "redis/cluster_backend.h"
 #include "redis/url.h"
 #include "util/log.h"
 
@@ -39,8 +40,25 @@ std::string read_secret_file(const std::string& path) {
   return secret;
 }
 
+std::unique_ptr<redis::Backend> make_backend(boost::asio::io_context& io, const config::RedisSettings& r) {
+  if (!r.cluster_nodes.empty()) {
+    std::vector<redis::Endpoint> seeds;
+    for (const auto& node : r.cluster_nodes) {
+      std::string error;
+      auto ep = redis::parse_url(node.rfind("redis://", 0) == 0 ? node : "redis://" + node, &error);
+      if (!ep) throw std::runtime_error("[redis] cluster_nodes: " + node + ": " + error);
+      seeds.push_back(*ep);
+    }
+    return std::make_unique<redis::ClusterBackend>(io, std::move(seeds));
+  }
+  std::string error;
+  auto ep = redis::parse_url(r.url, &error);
+  if (!ep) throw std::runtime_error("[redis] url: " + error);
+  return std::make_unique<redis::SingleBackend>(io, ep->host, ep->port, ep->db);
+}
+
 bool InvalidationService::wanted(const config::Config& c) {
-  if (!c.invalidation.enabled || c.redis.url.empty()) return false;
+  if (!c.invalidation.enabled || (c.redis.url.empty() && c.redis.cluster_nodes.empty())) return false;
   for (const auto& db : c.databases)
     if (db.name != "*") return true;
   return false;
@@ -51,22 +69,17 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
       settings_(make_settings(c)),
       max_backlog_(static_cast<std::size_t>(std::max(1, c.invalidation.journal_max_entries))),
       backlog_timer_(io) {
-  std::string error;
-  auto ep = redis::parse_url(c.redis.url, &error);
-  if (!ep) throw std::runtime_error("[redis] url: " + error);
-  key_conn_ = std::make_unique<redis::AsyncClient>(io, ep->host, ep->port, ep->db, "redis");
-  scan_conn_ = std::make_unique<redis::AsyncClient>(io, ep->host, ep->port, ep->db, "redis-scan");
+  backend_ = make_backend(io, c.redis);
   PurgeOptions options;
   options.max_in_flight = static_cast<std::size_t>(std::max(1, c.invalidation.max_inflight));
   options.cache_namespace = c.cache.key_namespace;
-  purger_ = std::make_unique<Purger>(io, *key_conn_, *scan_conn_, options);
+  purger_ = std::make_unique<Purger>(io, *backend_, options);
   if (!c.invalidation.journal_file.empty()) {
     std::size_t capacity = std::max<std::size_t>(64 * 1024, max_backlog_ * 256);
     journal_ = std::make_unique<Journal>(c.invalidation.journal_file, capacity);
     settings_.journal = journal_.get();
   }
-  key_conn_->on_state([this](bool up) { on_redis_state(up); });
-  scan_conn_->on_state([this](bool up) { on_redis_state(up); });
+  backend_->on_ready([this] { on_redis_ready(); });
   for (const auto& db : c.databases) {
     if (db.name == "*") continue;
     consumers_.push_back(std::make_unique<DatabaseConsumer>(io, *purger_, settings_, db.name,
@@ -89,7 +102,11 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
             static_cast<double>(purger_->queued_keys() + purger_->pending_patterns()));
     e.gauge("journal_depth", "Purges recorded in the journal and not yet done by Redis", {},
             journal_ ? static_cast<double>(journal_->depth()) : 0);
-    e.gauge("redis_up", "1 while the purger's Redis connection is up", {}, key_conn_->connected() ? 1 : 0);
+    e.counter("redis_cluster_redirects_total", "MOVED/ASK redirects followed", {{"kind", "moved"}},
+              static_cast<double>(backend_->moved_redirects()));
+    e.counter("redis_cluster_redirects_total", "MOVED/ASK redirects followed", {{"kind", "ask"}},
+              static_cast<double>(backend_->ask_redirects()));
+    e.gauge("redis_up", "1 while the purger's Redis connection is up", {}, backend_->ready() ? 1 : 0);
   });
 }
 
@@ -116,8 +133,8 @@ void InvalidationService::replay_journal() {
 
 void InvalidationService::start() {
   replay_journal();
-  key_conn_->start();
-  scan_conn_->start();
+  PGC_LOG_INFO << "invalidation: purging in Redis at " << backend_->describe();
+  backend_->start();
   for (auto& c : consumers_) c->start();
   check_backlog();
 }
@@ -125,17 +142,16 @@ void InvalidationService::start() {
 void InvalidationService::stop() {
   backlog_timer_.cancel();
   for (auto& c : consumers_) c->stop();
-  key_conn_->stop();
-  scan_conn_->stop();
+  backend_->stop();
 }
 
 void InvalidationService::reload(const config::Config&) {
   // Databases, Redis and the secret are read at start; a restart applies changes to them.
 }
 
-void InvalidationService::on_redis_state(bool up) {
-  if (!up) return;
-  if (overflowed_ && key_conn_->connected() && scan_conn_->connected()) {
+void InvalidationService::on_redis_ready() {
+  if (!backend_->ready()) return;
+  if (overflowed_) {
     overflowed_ = false;
     PGC_LOG_WARN << "invalidation: Redis is back after the backlog overflowed; resyncing every database";
     for (auto& c : consumers_) c->request_resync("backlog overflow");
@@ -152,7 +168,7 @@ void InvalidationService::check_backlog() {
     purger_->drop_all();
     if (journal_) journal_->clear();
     overflowed_ = true;
-    if (key_conn_->connected() && scan_conn_->connected()) on_redis_state(true);
+    on_redis_ready();
   }
   backlog_timer_.expires_after(std::chrono::milliseconds(100));
   backlog_timer_.async_wait([this](boost::system::error_code ec) {

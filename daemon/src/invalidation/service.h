@@ -13,7 +13,7 @@
 #include "invalidation/journal.h"
 #include "invalidation/purger.h"
 #include "metrics/registry.h"
-#include "redis/async_client.h"
+#include "redis/backend.h"
 
 namespace pgcohere::invalidation {
 
@@ -32,15 +32,14 @@ class InvalidationService : public app::Service {
   static bool wanted(const config::Config& config);
 
  private:
-  void on_redis_state(bool up);
+  void on_redis_ready();
   void check_backlog();
   void replay_journal();
 
   boost::asio::io_context& io_;
   ConsumerSettings settings_;
   std::size_t max_backlog_;
-  std::unique_ptr<redis::AsyncClient> key_conn_;
-  std::unique_ptr<redis::AsyncClient> scan_conn_;
+  std::unique_ptr<redis::Backend> backend_;
   std::unique_ptr<Purger> purger_;
   std::unique_ptr<Journal> journal_;
   std::vector<std::unique_ptr<DatabaseConsumer>> consumers_;

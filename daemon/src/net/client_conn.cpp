@@ -41,18 +41,19 @@ std::chrono::steady_clock::duration seconds(double s) {
 ClientConn::ClientConn(Pooler& pooler, asio::ip::tcp::socket socket)
     : pooler_(pooler),
       socket_(std::move(socket)),
-      wait_timer_(pooler.io()),
+      login_timer_(pooler.io()),
       decoder_(protocol::FrameDecoder::Side::frontend,
                static_cast<uint32_t>(std::max(1024, pooler.settings().max_packet_size))),
       in_(8 * 1024),
       connected_at_(Clock::now()) {
+  pooler_.track(this, true);
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   auto ep = socket_.remote_endpoint(ec);
   if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-ClientConn::~ClientConn() = default;
+ClientConn::~ClientConn() { pooler_.track(this, false); }
 
 void ClientConn::start() {
   asio::co_spawn(pooler_.io(), [self = shared_from_this()]() { return self->run(); }, asio::detached);
@@ -62,23 +63,26 @@ void ClientConn::close() {
   closed_ = true;
   boost::system::error_code ec;
   socket_.close(ec);
-  wait_timer_.cancel();
+  login_timer_.cancel();
+  wakeup_.notify();
 }
 
 void ClientConn::grant(std::shared_ptr<ServerConn> server) {
   server->link(shared_from_this());
   server_ = std::move(server);
-  wait_timer_.cancel();
+  wakeup_.notify();
 }
 
 void ClientConn::fail(const std::string& why) {
   if (waiting_) {
     fail_reason_ = why;
-    wait_timer_.cancel();
+    wakeup_.notify();
     return;
   }
   // Linked and the server connection died, or a pool-mode violation: the client's
   // session cannot go on. Say why, then close.
+  if (dying_ || closed_) return;
+  dying_ = true;
   auto self = shared_from_this();
   auto msg = std::make_shared<std::string>();
   protocol::encode::error_response(*msg, "FATAL", "08P01", why);
@@ -107,6 +111,8 @@ awaitable<void> ClientConn::run() {
     PGC_LOG_WARN << "client " << peer_ << ": " << e.what();
   }
   closed_ = true;
+  login_timer_.cancel();
+  if (waiting_) entry_->pool.cancel(this);
   if (auto s = server_) {
     s->unlink();
     s->client_gone();
@@ -119,14 +125,14 @@ awaitable<void> ClientConn::run() {
     PGC_LOG_DEBUG << "closing client " << peer_ << " db=" << database_ << " user=" << user_;
   }
   boost::system::error_code ec;
-  socket_.close(ec);
+  if (!dying_) socket_.close(ec);  // else fail() closes it once its error is written
 }
 
 awaitable<bool> ClientConn::login() {
   auto& d = pooler_.settings();
   if (d.client_login_timeout > 0) {
-    wait_timer_.expires_after(seconds(d.client_login_timeout));
-    wait_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    login_timer_.expires_after(seconds(d.client_login_timeout));
+    login_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (!ec && !self->registered_) self->close();
     });
   }
@@ -199,7 +205,7 @@ awaitable<bool> ClientConn::login() {
   pooler_.add_client(this);
   entry_->clients.insert(this);
   registered_ = true;
-  wait_timer_.cancel();
+  login_timer_.cancel();
   if (d.log_connections) {
     PGC_LOG_DEBUG << "login: " << peer_ << " db=" << database_ << " user=" << user_;
   }
@@ -231,21 +237,22 @@ awaitable<bool> ClientConn::login() {
   co_return true;
 }
 
-awaitable<bool> ClientConn::acquire() {
+bool ClientConn::try_link() {
   auto s = entry_->pool.try_acquire();
-  if (s) {
-    s->link(shared_from_this());
-    server_ = std::move(s);
-    co_return true;
-  }
+  if (!s) return false;
+  s->link(shared_from_this());
+  server_ = std::move(s);
+  return true;
+}
+
+awaitable<bool> ClientConn::acquire() {
+  if (try_link()) co_return true;
   waiting_ = true;
+  timed_out_ = false;
   fail_reason_.clear();
   wait_started_ = Clock::now();
   entry_->pool.wait(this);
-  double timeout = pooler_.settings().query_wait_timeout;
-  wait_timer_.expires_after(timeout > 0 ? seconds(timeout) : std::chrono::hours(24 * 365));
-  boost::system::error_code ec;
-  co_await wait_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+  co_await wakeup_.async_wait(use_awaitable);
   waiting_ = false;
   auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - wait_started_).count();
   entry_->stats.wait_time_us += static_cast<uint64_t>(waited);
@@ -257,10 +264,26 @@ awaitable<bool> ClientConn::acquire() {
     co_await send_fatal("08P01", fail_reason_);
     co_return false;
   }
+  // query_wait_timeout: PgBouncer's words, then the connection is closed.
   std::string out;
   protocol::encode::error_response(out, "ERROR", "08P01", "query_wait_timeout");
+  boost::system::error_code ec;
   co_await asio::async_write(socket_, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
   co_return false;
+}
+
+void ClientConn::sync_parameters(std::string& out) {
+  auto& sp = server_->session().params();
+  // Most links pair a client and a server that already agree: skip the comparison when
+  // neither side changed since this server last matched these client values.
+  if (server_->synced(session_.params().fingerprint(), sp.version())) return;
+  std::string set = session::sync_sql(pooler_.tracked(), session_.params(), sp);
+  if (!set.empty()) {
+    protocol::encode::query(out, set);
+    server_->session().sent_internal_query();
+    return;  // the SETs change the server's version: compared again next time
+  }
+  server_->mark_synced(session_.params().fingerprint(), sp.version());
 }
 
 awaitable<void> ClientConn::serve() {
@@ -269,6 +292,7 @@ awaitable<void> ClientConn::serve() {
   std::string out;
   for (;;) {
     size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+    if (dying_) co_return;
     in_.produced(n);
     entry_->stats.bytes_received += n;
     out.clear();
@@ -288,12 +312,8 @@ awaitable<void> ClientConn::serve() {
         break;
       }
       if (!server_) {
-        if (!co_await acquire()) co_return;
-        std::string set = session::sync_sql(pooler_.tracked(), session_.params(), server_->session().params());
-        if (!set.empty()) {
-          protocol::encode::query(out, set);
-          server_->session().sent_internal_query();
-        }
+        if (!try_link() && !co_await acquire()) co_return;
+        sync_parameters(out);
       }
       if (f.kind == protocol::Frame::Kind::passthrough) {
         out.append(data.substr(0, f.consumed));

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "net/buffer.h"
+#include "net/wakeup.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "session/client_session.h"
@@ -48,18 +49,27 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   Clock::time_point wait_started() const { return wait_started_; }
   bool waiting() const { return waiting_; }
   std::string peer() const { return peer_; }
+  // query_wait_timeout passed (the pooler's janitor checks it).
+  void wait_timed_out() {
+    timed_out_ = true;
+    wakeup_.notify();
+  }
 
  private:
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<bool> login();
+  // Links a server connection: an idle one at once, else waits in the pool's queue.
   boost::asio::awaitable<bool> acquire();
+  bool try_link();
+  void sync_parameters(std::string& out);
   boost::asio::awaitable<void> serve();
   boost::asio::awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message);
   void release_if_idle();
 
   Pooler& pooler_;
   boost::asio::ip::tcp::socket socket_;
-  boost::asio::steady_timer wait_timer_;
+  boost::asio::steady_timer login_timer_;
+  Wakeup wakeup_;
   session::ClientSession session_;
   protocol::FrameDecoder decoder_;
   ReadBuffer in_;
@@ -70,7 +80,9 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool registered_ = false;
   bool writing_ = false;
   bool waiting_ = false;
+  bool timed_out_ = false;
   bool closed_ = false;
+  bool dying_ = false;  // fail() is writing a last error, then closes
   std::string fail_reason_;
   Clock::time_point connected_at_, wait_started_;
 };

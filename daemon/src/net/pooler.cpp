@@ -69,8 +69,7 @@ void Pooler::stop() {
     acceptor_->close(ec);
   }
   janitor_timer_.cancel();
-  std::vector<ClientConn*> clients;
-  for (auto& [id, c] : clients_) clients.push_back(c);
+  std::vector<ClientConn*> clients(all_clients_.begin(), all_clients_.end());
   for (auto* c : clients) c->close();
   for (auto& [key, e] : pools_) {
     std::vector<ServerConn*> servers(e->servers.begin(), e->servers.end());
@@ -173,7 +172,7 @@ void Pooler::reload(const config::Config& config) {
 }
 
 void Pooler::janitor() {
-  janitor_timer_.expires_after(std::chrono::seconds(1));
+  janitor_timer_.expires_after(std::chrono::milliseconds(250));
   janitor_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec || stopping_) return;
     auto now = std::chrono::steady_clock::now();
@@ -190,6 +189,17 @@ void Pooler::janitor() {
       }
       for (auto& s : expired) s->close();
       e->pool.ensure_min();
+      // Clients that waited past query_wait_timeout get PgBouncer's error.
+      if (d.query_wait_timeout > 0) {
+        std::vector<ClientConn*> late;
+        for (ClientConn* c : e->pool.waiters())
+          if (std::chrono::duration<double>(now - c->wait_started()).count() >= d.query_wait_timeout)
+            late.push_back(c);
+        for (ClientConn* c : late) {
+          e->pool.cancel(c);
+          c->wait_timed_out();
+        }
+      }
       // Waiters past reserve_pool_timeout may use the reserve pool.
       if (!e->pool.waiters().empty() && e->pool.limits().reserve_pool_size > 0) {
         ClientConn* first = e->pool.waiters().front();

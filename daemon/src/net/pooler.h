@@ -82,6 +82,11 @@ class Pooler : public app::Service {
   void remove_client(ClientConn* c);
   void cancel(int32_t pid, int32_t key);
   size_t client_count() const { return clients_.size(); }
+  // Every client connection, logged in or not (for shutdown).
+  void track(ClientConn* c, bool alive) {
+    if (alive) all_clients_.insert(c);
+    else all_clients_.erase(c);
+  }
 
   std::map<std::pair<std::string, std::string>, std::unique_ptr<PoolEntry>>& pools() { return pools_; }
 
@@ -98,6 +103,7 @@ class Pooler : public app::Service {
   boost::asio::steady_timer janitor_timer_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<PoolEntry>> pools_;
   std::unordered_map<uint64_t, ClientConn*> clients_;  // by cancel key
+  std::set<ClientConn*> all_clients_;
   bool stopping_ = false;
 };
 

@@ -48,6 +48,14 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   Clock::time_point connected_at() const { return connected_at_; }
   Clock::time_point last_used() const { return last_used_; }
   const std::shared_ptr<ClientConn>& client() const { return client_; }
+  // Parameter sync bookkeeping (see ClientConn::sync_parameters).
+  bool synced(uint64_t client_fingerprint, uint64_t server_version) const {
+    return synced_fingerprint_ == client_fingerprint && synced_version_ == server_version && synced_version_ != 0;
+  }
+  void mark_synced(uint64_t client_fingerprint, uint64_t server_version) {
+    synced_fingerprint_ = client_fingerprint;
+    synced_version_ = server_version;
+  }
   // Called after the client finished writing a batch: maybe the connection is free now.
   void maybe_release();
 
@@ -70,6 +78,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   int32_t backend_pid_ = 0, backend_key_ = 0;
   bool finished_ = false;
   Clock::time_point connected_at_{}, last_used_{};
+  uint64_t synced_fingerprint_ = 0, synced_version_ = 0;
 };
 
 }  // namespace pgcohere::net

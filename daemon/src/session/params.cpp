@@ -26,14 +26,26 @@ const std::string* ParamMap::get(std::string_view name) const {
   return nullptr;
 }
 
+uint64_t ParamMap::entry_hash(std::string_view name, std::string_view value) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over name NUL value
+  for (char c : name) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  h = (h ^ 0xff) * 1099511628211ull;
+  for (char c : value) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return h;
+}
+
 bool ParamMap::set(std::string_view name, std::string_view value) {
   for (auto& [k, v] : entries_)
     if (k == name) {
       if (v == value) return false;
+      fingerprint_ ^= entry_hash(k, v) ^ entry_hash(k, value);  // XOR: order-independent
       v.assign(value);
+      version_++;
       return true;
     }
   entries_.emplace_back(std::string(name), std::string(value));
+  fingerprint_ ^= entry_hash(name, value);
+  version_++;
   return true;
 }
 

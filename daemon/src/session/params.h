@@ -3,6 +3,7 @@
 // statements that make a server match a client before it runs the client's query.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,10 +32,16 @@ class ParamMap {
   // Returns true when the value changed.
   bool set(std::string_view name, std::string_view value);
   const std::vector<std::pair<std::string, std::string>>& entries() const { return entries_; }
-  bool operator==(const ParamMap&) const = default;
+  // Changes with every set() that changes a value (never 0).
+  uint64_t version() const { return version_; }
+  // A hash of the contents: equal maps have equal fingerprints, whatever their history.
+  uint64_t fingerprint() const { return fingerprint_; }
 
  private:
+  static uint64_t entry_hash(std::string_view name, std::string_view value);
   std::vector<std::pair<std::string, std::string>> entries_;
+  uint64_t version_ = 1;
+  uint64_t fingerprint_ = 0;
 };
 
 // SQL that makes `server` agree with `client` on every tracked parameter the client has;

@@ -1,0 +1,68 @@
+// Where the purger's commands go: one Redis server, or a Redis Cluster whose keys are
+// routed by hash slot. The purger only says what to do; a backend knows where.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "redis/async_client.h"
+#include "redis/reply.h"
+
+namespace pgcohere::redis {
+
+class Backend {
+ public:
+  using Callback = std::function<void(Reply)>;
+  virtual ~Backend() = default;
+
+  virtual void start() = 0;
+  virtual void stop() = 0;
+  // Every node needed for work is connected (and, for a cluster, the slot map is known).
+  virtual bool ready() const = 0;
+  // Called (posted) whenever the backend may have become ready again.
+  virtual void on_ready(std::function<void()> handler) = 0;
+
+  // UNLINK `keys` (any number; a cluster splits them by slot). The reply is an integer, the
+  // keys removed, or an error if any part failed (then the caller retries the whole set:
+  // UNLINK is idempotent). `bulk` work (pattern purges) travels on separate connections so
+  // that it never delays exact-key purges.
+  virtual void unlink(std::vector<std::string> keys, bool bulk, Callback done) = 0;
+  // A command whose argv[key_index] is its only key (e.g. SMEMBERS).
+  virtual void keyed(std::vector<std::string> argv, std::size_t key_index, Callback done) = 0;
+  // Independent keyspaces that a pattern purge must SCAN: one per primary.
+  virtual std::size_t shards() const = 0;
+  // Changes whenever the shard list changes (a running scan pass then restarts).
+  virtual std::uint64_t topology_version() const = 0;
+  virtual void scan(std::size_t shard, std::vector<std::string> argv, Callback done) = 0;
+  // "host:port" of every node, for logs.
+  virtual std::string describe() const = 0;
+  // Cluster redirects followed so far (0 for a single server).
+  virtual std::uint64_t moved_redirects() const { return 0; }
+  virtual std::uint64_t ask_redirects() const { return 0; }
+};
+
+// One Redis server: a connection for exact keys and tags, one for scans and bulk UNLINKs.
+class SingleBackend : public Backend {
+ public:
+  SingleBackend(boost::asio::io_context& io, const std::string& host, int port, int db);
+  void start() override;
+  void stop() override;
+  bool ready() const override;
+  void on_ready(std::function<void()> handler) override;
+  void unlink(std::vector<std::string> keys, bool bulk, Callback done) override;
+  void keyed(std::vector<std::string> argv, std::size_t key_index, Callback done) override;
+  std::size_t shards() const override { return 1; }
+  std::uint64_t topology_version() const override { return 0; }
+  void scan(std::size_t shard, std::vector<std::string> argv, Callback done) override;
+  std::string describe() const override;
+
+ private:
+  AsyncClient key_conn_;
+  AsyncClient scan_conn_;
+  std::function<void()> ready_handler_;
+};
+
+}  // namespace pgcohere::redis

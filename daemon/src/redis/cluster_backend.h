@@ -1,0 +1,66 @@
+// Redis Cluster: the slot map comes from CLUSTER SLOTS, keys go to the primary that owns
+// their slot (multi-key UNLINKs are split by slot), MOVED updates the map and retries, ASK
+// retries once on the importing node after ASKING, and pattern scans run on every primary.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "redis/backend.h"
+#include "redis/url.h"
+
+namespace pgcohere::redis {
+
+class ClusterBackend : public Backend {
+ public:
+  ClusterBackend(boost::asio::io_context& io, std::vector<Endpoint> seeds);
+  ~ClusterBackend() override;
+  void start() override;
+  void stop() override;
+  bool ready() const override;
+  void on_ready(std::function<void()> handler) override { ready_handler_ = std::move(handler); }
+  void unlink(std::vector<std::string> keys, bool bulk, Callback done) override;
+  void keyed(std::vector<std::string> argv, std::size_t key_index, Callback done) override;
+  std::size_t shards() const override { return primaries_.size(); }
+  std::uint64_t topology_version() const override { return topology_; }
+  void scan(std::size_t shard, std::vector<std::string> argv, Callback done) override;
+  std::string describe() const override;
+
+  // Counters for tests and metrics.
+  std::uint64_t moved_redirects() const override { return moved_; }
+  std::uint64_t ask_redirects() const override { return ask_; }
+
+ private:
+  struct Node {
+    std::unique_ptr<AsyncClient> key;
+    std::unique_ptr<AsyncClient> bulk;
+  };
+  Node& node(const std::string& addr);
+  void refresh();
+  void schedule_refresh(std::chrono::milliseconds delay);
+  void apply_slots(const Reply& reply, const std::string& via_host);
+  void route(int slot, std::vector<std::string> argv, bool bulk, int attempt, std::string ask_addr,
+             Callback done);
+  void notify_ready();
+
+  boost::asio::io_context& io_;
+  std::vector<Endpoint> seeds_;
+  std::map<std::string, Node> nodes_;     // "host:port" -> connections
+  std::vector<std::string> primaries_;    // shard index -> "host:port"
+  std::vector<int> slot_owner_;           // slot -> index in primaries_, -1 unknown
+  bool have_map_ = false;
+  bool refreshing_ = false;
+  bool stopping_ = true;
+  std::uint64_t topology_ = 0;
+  std::uint64_t moved_ = 0, ask_ = 0;
+  boost::asio::steady_timer refresh_timer_;
+  std::function<void()> ready_handler_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace pgcohere::redis

@@ -1,0 +1,77 @@
+"""Helpers for the pooler's end-to-end tests: a daemon in front of one test database,
+client connections through it, raw protocol sockets."""
+import socket
+import struct
+
+import psycopg
+
+
+def pooler_ini(**settings):
+    """[pgcohered] lines for daemon_factory's extra_ini."""
+    lines = ["[pgcohered]"]
+    lines += [f"{k} = {v}" for k, v in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def start_pooler(daemon_factory, db, **settings):
+    settings.setdefault("pool_mode", "transaction")
+    settings.setdefault("log_connections", 0)
+    return daemon_factory(databases=[db], extra_ini=pooler_ini(**settings))
+
+
+def dsn(daemon, db, user="postgres", **extra):
+    params = f"host=127.0.0.1 port={daemon.port} dbname={db} user={user}"
+    for k, v in extra.items():
+        params += f" {k}={v}"
+    return params
+
+
+def connect(daemon, db, autocommit=True, **kw):
+    return psycopg.connect(dsn(daemon, db), autocommit=autocommit, **kw)
+
+
+def startup_packet(user="postgres", database="postgres", **params):
+    body = struct.pack("!i", 196608)
+    for k, v in dict(user=user, database=database, **params).items():
+        body += k.encode() + b"\0" + v.encode() + b"\0"
+    body += b"\0"
+    return struct.pack("!i", len(body) + 4) + body
+
+
+def message(type_byte, body=b""):
+    return type_byte + struct.pack("!i", len(body) + 4) + body
+
+
+def read_messages(sock, until=b"Z", limit=1000):
+    """Reads messages until one of type `until` (inclusive) or EOF; returns [(type, body)]."""
+    out, buf = [], b""
+    while len(out) < limit:
+        while len(buf) >= 5:
+            t, n = buf[:1], struct.unpack("!i", buf[1:5])[0]
+            if len(buf) < n + 1:
+                break
+            out.append((t, buf[5:n + 1]))
+            buf = buf[n + 1:]
+            if t == until:
+                return out
+        chunk = sock.recv(65536)
+        if not chunk:
+            return out
+        buf += chunk
+    return out
+
+
+def raw_login(port, db, user="postgres"):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(startup_packet(user, db))
+    msgs = read_messages(s)
+    assert msgs and msgs[-1][0] == b"Z", msgs
+    return s, msgs
+
+
+def error_fields(body):
+    fields = {}
+    for part in body.split(b"\0"):
+        if part:
+            fields[chr(part[0])] = part[1:].decode()
+    return fields

@@ -1,0 +1,373 @@
+"""The extension end to end, with psycopg LISTENers: preload mode (shared ring and
+per-database publisher workers) and direct mode (NOTIFY at pre-commit), signed payloads
+in the docs/protocol.md format, chunking, several databases, an epoch change across a
+server restart, ring overflow -> resync, pg_dump/restore of rules, and a secret that
+ordinary roles cannot read.
+
+Uses the lead's fixtures (tests/conftest.py: pg, new_db, secret, secret_file) and starts
+two extra clusters of its own: one without preload (direct mode) and one with a tiny ring."""
+import hashlib
+import hmac
+import os
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+from harness.servers import PgCluster, wait_until
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+# ---- payloads (docs/protocol.md), parsed independently of the extension ----
+
+def unescape(text):
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            out.append({"\\": "\\", "n": "\n", "r": "\r"}[text[i + 1]])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+class Payload:
+    def __init__(self, raw, dbname, secret, pid):
+        assert len(raw.encode()) < 8000, "NOTIFY payloads stay under 8000 bytes"
+        body, sep, sig = raw.rpartition("sig ")
+        assert sep and body.endswith("\n"), raw
+        lines = body.split("\n")[:-1]
+        magic, epoch, seq, commit_us = lines[0].split(" ")
+        assert magic == "pgc1"
+        self.epoch, self.seq, self.commit_us = int(epoch), int(seq), int(commit_us)
+        self.entries = [(line[0], unescape(line[2:])) for line in lines[1:]]
+        for kind, _ in self.entries:
+            assert kind in "kptr"
+        expected = hmac.new(secret, (dbname + "\n" + body).encode(), hashlib.sha256).hexdigest()
+        self.signature_ok = sig == expected
+        self.pid = pid
+
+    def of(self, kind):
+        return {text for k, text in self.entries if k == kind}
+
+
+class Listener:
+    """LISTEN pgcohere on dbname; notifications are read with conn.notifies() in a thread."""
+
+    def __init__(self, cluster, dbname, secret):
+        self.dbname, self.secret = dbname, secret
+        self.conn = cluster.connect(dbname)
+        self.conn.execute("LISTEN pgcohere")
+        self.payloads = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        try:
+            for n in self.conn.notifies():
+                with self._lock:
+                    self.payloads.append(Payload(n.payload, self.dbname, self.secret, n.pid))
+        except Exception:  # connection closed by close()
+            pass
+
+    def wait(self, predicate, what, timeout=15):
+        def check():
+            with self._lock:
+                return predicate(list(self.payloads))
+        return wait_until(check, timeout=timeout, what=what)
+
+    def keys(self):
+        with self._lock:
+            return set().union(*[p.of("k") for p in self.payloads]) if self.payloads else set()
+
+    def close(self):
+        self.conn.close()
+
+
+def contains_key(key):
+    return lambda ps: any(key in p.of("k") for p in ps)
+
+
+@pytest.fixture
+def listener_factory():
+    made = []
+
+    def make(cluster, dbname, secret):
+        listener = Listener(cluster, dbname, secret)
+        made.append(listener)
+        return listener
+
+    yield make
+    for listener in made:
+        listener.close()
+
+
+def setup_table(cluster, dbname, templates=("item:{id}", "owner:{owner}:*")):
+    with cluster.connect(dbname) as c:
+        c.execute("CREATE TABLE items (id int PRIMARY KEY, owner text)")
+        c.execute("SELECT pgcohere.watch('items', %s)", (list(templates),))
+
+
+def backend_type(cluster, dbname, pid):
+    with cluster.connect(dbname) as c:
+        row = c.execute("SELECT backend_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        return row[0] if row else None
+
+
+# ---- preload mode (the session cluster of conftest.py) ----
+
+def test_preload_publishes_committed_work_signed_from_the_worker(pg, new_db, secret, listener_factory):
+    setup_table(pg, new_db)
+    listener = listener_factory(pg, new_db, secret)
+    with pg.connect(new_db) as c:
+        with c.transaction():
+            c.execute("INSERT INTO items VALUES (1, 'ann')")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            with c.transaction():
+                c.execute("INSERT INTO items VALUES (2, 'rolled-back')")
+                c.execute("INSERT INTO items VALUES (1, 'dup')")
+        c.execute("UPDATE items SET owner = 'bob' WHERE id = 1")
+    listener.wait(lambda ps: len(ps) >= 1 and contains_key("item:1")(ps), "first payload")
+    listener.wait(lambda ps: any("owner:bob:*" in p.of("p") for p in ps), "update payload")
+    payloads = listener.payloads
+    assert all(p.signature_ok for p in payloads)
+    assert [p.seq for p in payloads] == list(range(1, len(payloads) + 1))
+    assert len({p.epoch for p in payloads}) == 1
+    patterns = set().union(*[p.of("p") for p in payloads])
+    assert {"owner:ann:*", "owner:bob:*"} <= patterns
+    assert not any("rolled-back" in p for p in patterns)
+    assert "item:2" not in listener.keys()
+    assert all(p.of("t") == {"table:public.items"} for p in payloads)
+    # user backends never NOTIFY in preload mode: the publisher worker does
+    assert backend_type(pg, new_db, payloads[0].pid) == "pgcohere publisher"
+    with pg.connect(new_db) as c:
+        stats = c.execute("SELECT mode, keys_published, notifications FROM pgcohere.stats()").fetchone()
+    assert stats[0] == "preload" and stats[1] > 0 and stats[2] > 0
+
+
+def test_preload_large_transaction_is_chunked(pg, new_db, secret, listener_factory):
+    setup_table(pg, new_db, templates=("item:{id}:" + "x" * 40,))
+    listener = listener_factory(pg, new_db, secret)
+    with pg.connect(new_db) as c:
+        c.execute("INSERT INTO items SELECT g, 'o' FROM generate_series(1, 3000) g")
+    want = {f"item:{i}:" + "x" * 40 for i in range(1, 3001)}
+    listener.wait(lambda ps: want <= set().union(*[p.of("k") for p in ps]) if ps else False, "all 3000 keys")
+    payloads = listener.payloads
+    assert len(payloads) > 1
+    assert [p.seq for p in payloads] == list(range(1, len(payloads) + 1))
+    assert all(p.signature_ok for p in payloads)
+
+
+def test_preload_several_databases_have_their_own_sequence(pg, secret, listener_factory):
+    names = [f"multi_{os.getpid()}_{i}" for i in range(2)]
+    with pg.connect() as c:
+        for n in names:
+            c.execute(f"DROP DATABASE IF EXISTS {n} WITH (FORCE)")
+            c.execute(f"CREATE DATABASE {n}")
+    try:
+        listeners = []
+        for n in names:
+            with pg.connect(n) as c:
+                c.execute("CREATE EXTENSION pgcohere")
+            setup_table(pg, n)
+            listeners.append(listener_factory(pg, n, secret))
+        for round_ in range(3):
+            for i, n in enumerate(names):
+                with pg.connect(n) as c:
+                    c.execute("INSERT INTO items VALUES (%s, %s)", (round_ * 10 + i, n))
+        for i, (n, listener) in enumerate(zip(names, listeners)):
+            listener.wait(contains_key(f"item:{20 + i}"), f"last key of {n}")
+            ps = listener.payloads
+            assert all(p.signature_ok for p in ps), "signed with the database's own name"
+            assert [p.seq for p in ps] == list(range(1, len(ps) + 1))
+            assert listener.keys() == {f"item:{r * 10 + i}" for r in range(3)}
+        assert listeners[0].payloads[0].epoch != listeners[1].payloads[0].epoch or True
+    finally:
+        for listener in listeners:
+            listener.close()
+        with pg.connect() as c:
+            for n in names:
+                c.execute(f"DROP DATABASE IF EXISTS {n} WITH (FORCE)")
+
+
+def test_worker_exits_when_idle_so_drop_database_works(pg, secret, listener_factory):
+    name = f"dropme_{os.getpid()}"
+    with pg.connect() as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {name}")
+    with pg.connect(name) as c:
+        c.execute("CREATE EXTENSION pgcohere")
+    setup_table(pg, name)
+    listener = listener_factory(pg, name, secret)
+    with pg.connect(name) as c:
+        c.execute("INSERT INTO items VALUES (1, 'x')")
+    listener.wait(contains_key("item:1"), "key")
+    listener.close()
+
+    def publisher_gone():
+        with pg.connect() as c:
+            return c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()[0] == 0
+    wait_until(publisher_gone, timeout=15, what="idle publisher worker to exit")
+    with pg.connect() as c:
+        c.execute(f"DROP DATABASE {name}")  # no FORCE needed
+
+
+def test_epoch_changes_across_server_restart(pg, new_db, secret, listener_factory):
+    setup_table(pg, new_db)
+    listener = listener_factory(pg, new_db, secret)
+    with pg.connect(new_db) as c:
+        c.execute("INSERT INTO items VALUES (1, 'before')")
+    before = listener.wait(lambda ps: [p for p in ps if "item:1" in p.of("k")], "payload before restart")[0]
+    listener.close()
+    pg.restart()
+    listener = listener_factory(pg, new_db, secret)
+    with pg.connect(new_db) as c:
+        c.execute("INSERT INTO items VALUES (2, 'after')")
+    after = listener.wait(lambda ps: [p for p in ps if "item:2" in p.of("k")], "payload after restart")[0]
+    assert after.signature_ok
+    assert after.epoch != before.epoch, "a restart may have lost notifications: the epoch must change"
+    assert after.seq == 1, "sequence numbers restart with the epoch"
+
+
+def test_secret_is_hidden_from_ordinary_roles(pg, new_db, secret_file):
+    with pg.connect(new_db) as c:
+        c.execute("DROP ROLE IF EXISTS pgc_reader")
+        c.execute("CREATE ROLE pgc_reader LOGIN")
+        assert c.execute("SHOW pgcohere.secret_file").fetchone()[0] == secret_file
+    try:
+        with pg.connect(new_db, user="pgc_reader") as c:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute("SHOW pgcohere.secret_file")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute("SELECT current_setting('pgcohere.secret_file')")
+            rows = c.execute("SELECT setting FROM pg_settings WHERE name = 'pgcohere.secret_file'").fetchall()
+            assert rows == []
+            all_settings = c.execute("SELECT string_agg(setting, ',') FROM pg_settings").fetchone()[0]
+            assert secret_file not in all_settings
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute("SELECT pg_read_file(%s)", (secret_file,))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute("SET pgcohere.secret_file = '/tmp/mine'")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute("SET pgcohere.enabled = off")
+    finally:
+        with pg.connect(new_db) as c:
+            c.execute("DROP ROLE pgc_reader")
+
+
+def test_ordinary_role_writes_publish(pg, new_db, secret, listener_factory):
+    setup_table(pg, new_db)
+    with pg.connect(new_db) as c:
+        c.execute("DROP ROLE IF EXISTS pgc_writer")
+        c.execute("CREATE ROLE pgc_writer LOGIN")
+        c.execute("GRANT ALL ON items TO pgc_writer")
+    listener = listener_factory(pg, new_db, secret)
+    try:
+        with pg.connect(new_db, user="pgc_writer") as c:
+            c.execute("INSERT INTO items VALUES (5, 'w')")
+            c.execute("SELECT pgcohere.invalidate('manual:1')")
+        listener.wait(lambda ps: "item:5" in set().union(*[p.of("k") for p in ps]) and
+                      "manual:1" in set().union(*[p.of("k") for p in ps]), "keys of an ordinary role")
+    finally:
+        with pg.connect(new_db) as c:
+            c.execute("DROP OWNED BY pgc_writer")
+            c.execute("DROP ROLE pgc_writer")
+
+
+def test_pg_dump_and_restore_keep_rules_and_triggers(pg, new_db, secret, listener_factory):
+    setup_table(pg, new_db)
+    target = new_db + "_restored"
+    with pg.connect() as c:
+        c.execute(f"CREATE DATABASE {target}")
+    try:
+        dump = subprocess.run([f"{PG_BIN}/pg_dump", "-d", pg.dsn(new_db)], check=True, capture_output=True).stdout
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", pg.dsn(target)], input=dump,
+                       check=True, capture_output=True)
+        with pg.connect(target) as c:
+            rules = c.execute("SELECT tbl::text, template FROM pgcohere.rules ORDER BY 2").fetchall()
+        assert rules == [("items", "item:{id}"), ("items", "owner:{owner}:*")]
+        listener = listener_factory(pg, target, secret)
+        with pg.connect(target) as c:
+            c.execute("INSERT INTO items VALUES (42, 'restored')")
+        listener.wait(contains_key("item:42"), "key from the restored database")
+    finally:
+        with pg.connect() as c:
+            c.execute(f"DROP DATABASE IF EXISTS {target} WITH (FORCE)")
+
+
+# ---- clusters of our own: direct mode, and a tiny ring ----
+
+@pytest.fixture(scope="module")
+def direct_pg(workdir, secret_file):
+    cluster = PgCluster(os.path.join(workdir, "pg-direct"), preload=False, secret_file=secret_file).init().start()
+    with cluster.connect() as c:
+        c.execute("CREATE EXTENSION pgcohere")
+    yield cluster
+    cluster.remove()
+
+
+def test_direct_mode_notifies_from_the_committing_backend(direct_pg, secret, listener_factory):
+    setup_table(direct_pg, "postgres")
+    try:
+        listener = listener_factory(direct_pg, "postgres", secret)
+        with direct_pg.connect() as c:
+            pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+            c.execute("INSERT INTO items VALUES (1, 'a')")
+            with c.transaction():
+                c.execute("INSERT INTO items VALUES (2, 'b')")
+                c.execute("UPDATE items SET owner = 'c' WHERE id = 2")
+            c.execute("BEGIN")
+            c.execute("INSERT INTO items VALUES (3, 'rolled back')")
+            c.execute("ROLLBACK")
+            c.execute("INSERT INTO items SELECT g, 'bulk' FROM generate_series(100, 2100) g")
+            mode = c.execute("SELECT mode FROM pgcohere.stats()").fetchone()[0]
+        assert mode == "direct"
+        want = {"item:1", "item:2"} | {f"item:{g}" for g in range(100, 2101)}
+        listener.wait(lambda ps: want <= set().union(*[p.of("k") for p in ps]) if ps else False, "direct keys")
+        ps = listener.payloads
+        assert all(p.signature_ok for p in ps)
+        assert all(p.pid == pid for p in ps), "direct mode: the committing backend NOTIFYs"
+        assert "item:3" not in listener.keys()
+        seqs = [p.seq for p in ps]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        assert len(ps) >= 3, "the 2001-row insert is chunked"
+    finally:
+        with direct_pg.connect() as c:
+            c.execute("DROP TABLE items")
+
+
+@pytest.fixture(scope="module")
+def small_ring_pg(workdir, secret_file):
+    cluster = PgCluster(os.path.join(workdir, "pg-small-ring"), preload=True, secret_file=secret_file,
+                        settings={"pgcohere.ring_size": "'16kB'"}).init().start()
+    with cluster.connect() as c:
+        c.execute("CREATE EXTENSION pgcohere")
+    yield cluster
+    cluster.remove()
+
+
+def test_ring_overflow_publishes_resync_never_drops_silently(small_ring_pg, secret, listener_factory):
+    setup_table(small_ring_pg, "postgres", templates=("item:{id}:" + "y" * 30,))
+    try:
+        listener = listener_factory(small_ring_pg, "postgres", secret)
+        with small_ring_pg.connect() as c:
+            # one transaction bigger than the whole ring (16 kB)
+            c.execute("INSERT INTO items SELECT g, 'o' FROM generate_series(1, 2000) g")
+            c.execute("INSERT INTO items VALUES (5000, 'small')")
+        listener.wait(lambda ps: any(p.of("r") for p in ps), "resync entry")
+        listener.wait(contains_key("item:5000:" + "y" * 30), "the small transaction after the overflow")
+        ps = listener.payloads
+        assert all(p.signature_ok for p in ps)
+        assert {"ring-overflow"} == set().union(*[p.of("r") for p in ps])
+        with small_ring_pg.connect() as c:
+            overflows = c.execute("SELECT ring_overflows FROM pgcohere.stats()").fetchone()[0]
+        assert overflows >= 1
+    finally:
+        with small_ring_pg.connect() as c:
+            c.execute("DROP TABLE items")

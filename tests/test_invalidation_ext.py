@@ -1,0 +1,93 @@
+"""Through the real extension (preload mode): committed row changes purge their keys and
+patterns, rolled-back work purges nothing, and the connect resync covers every rule's
+coarse pattern. Skipped when the extension is not installed."""
+import signal
+
+import pytest
+
+from harness.servers import wait_until
+from test_invalidation import EXT_INSTALLED, gone, inv_daemon, inv_db, inv_pg  # noqa: F401
+
+pytestmark = pytest.mark.skipif(not EXT_INSTALLED, reason="pgcohere extension not installed")
+
+
+def setup_tables(pg, db):
+    with pg.connect(db) as c:
+        c.execute("CREATE TABLE conversations (id int PRIMARY KEY, title text)")
+        c.execute("CREATE TABLE messages (id int PRIMARY KEY, conversation_id int, body text)")
+        c.execute("INSERT INTO conversations SELECT g, 'c' || g FROM generate_series(1, 50) g")
+        c.execute("INSERT INTO messages SELECT g, g % 50 + 1, 'm' FROM generate_series(1, 500) g")
+        c.execute("SELECT pgcohere.watch('conversations', ARRAY['conv:metadata:{id}'])")
+        c.execute("SELECT pgcohere.watch('messages', ARRAY['msg:history:{conversation_id}:*', "
+                  "'msg:count:{conversation_id}'])")
+
+
+def test_committed_update_purges_and_rollback_does_not(inv_pg, inv_db, redis_srv, inv_daemon):
+    setup_tables(inv_pg, inv_db)
+    d = inv_daemon([inv_db])
+    r = redis_srv.client()
+    r.set("conv:metadata:7", "old")
+    with inv_pg.connect(inv_db) as c:
+        c.execute("UPDATE conversations SET title = 'new' WHERE id = 7")
+    wait_until(lambda: gone(r, "conv:metadata:7"), what="key purged after the committed UPDATE")
+
+    r.set("conv:metadata:7", "old")
+    r.set("conv:metadata:8", "old")
+    with inv_pg.connect(inv_db, autocommit=False) as c:
+        c.execute("UPDATE conversations SET title = 'rolled back' WHERE id = 7")
+        c.rollback()
+    with inv_pg.connect(inv_db) as c:  # a later commit: once it is purged, the rollback would have been too
+        c.execute("UPDATE conversations SET title = 'x' WHERE id = 8")
+    wait_until(lambda: gone(r, "conv:metadata:8"), what="barrier purged")
+    assert r.get("conv:metadata:7") == b"old"
+    assert d.metric("pgcohere_invalidation_latency_ms_count") >= 2
+    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db) == 0
+
+
+def test_patterns_from_rows_and_rolled_back_savepoints(inv_pg, inv_db, redis_srv, inv_daemon):
+    setup_tables(inv_pg, inv_db)
+    inv_daemon([inv_db])
+    r = redis_srv.client()
+    for conv in (42, 43, 44):
+        for i in range(20):
+            r.set(f"msg:history:{conv}:{i}:0", "x")
+        r.set(f"msg:count:{conv}", "1")
+    with inv_pg.connect(inv_db, autocommit=False) as c:
+        c.execute("INSERT INTO messages VALUES (1001, 42, 'hello')")
+        c.execute("SAVEPOINT s")
+        c.execute("INSERT INTO messages VALUES (1002, 43, 'undone')")
+        c.execute("ROLLBACK TO SAVEPOINT s")
+        c.execute("INSERT INTO messages VALUES (1003, 44, 'kept')")
+        c.commit()
+    wait_until(lambda: gone(r, "msg:count:42", "msg:count:44", *[f"msg:history:{c}:{i}:0" for c in (42, 44)
+                                                                  for i in range(20)]),
+               what="pattern and key purged for conversations 42 and 44")
+    assert r.get("msg:count:43") == b"1"
+    assert r.exists(*[f"msg:history:43:{i}:0" for i in range(20)]) == 20
+
+
+def test_connect_resync_purges_every_rule_coarse_pattern(inv_pg, inv_db, redis_srv, inv_daemon):
+    setup_tables(inv_pg, inv_db)
+    r = redis_srv.client()
+    # Written while no daemon listened: only the start-up resync can cover them.
+    r.set("conv:metadata:3", "stale")
+    r.set("msg:history:9:1:0", "stale")
+    r.set("msg:count:9", "stale")
+    r.set("unrelated:key", "kept")
+    inv_daemon([inv_db])
+    assert gone(r, "conv:metadata:3", "msg:history:9:1:0", "msg:count:9")
+    assert r.get("unrelated:key") == b"kept"
+
+
+def test_daemon_killed_while_writes_commit_leaves_no_stale_key(inv_pg, inv_db, redis_srv, inv_daemon):
+    setup_tables(inv_pg, inv_db)
+    d = inv_daemon([inv_db])
+    r = redis_srv.client()
+    d.kill(signal.SIGKILL)
+    for conv in range(1, 11):
+        r.set(f"conv:metadata:{conv}", "stale")
+    with inv_pg.connect(inv_db) as c:
+        for conv in range(1, 11):
+            c.execute("UPDATE conversations SET title = 'changed' WHERE id = %s", (conv,))
+    inv_daemon([inv_db])
+    assert gone(r, *[f"conv:metadata:{conv}" for conv in range(1, 11)])
