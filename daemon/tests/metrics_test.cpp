@@ -4,6 +4,7 @@
 #include <limits>
 #include <thread>
 
+#include "metrics/process.h"
 #include "metrics/registry.h"
 
 using namespace pgcohere::metrics;
@@ -181,8 +182,6 @@ TEST(Metrics, BucketHelpers) {
 }
 
 TEST(Metrics, GlobalRegistryIsShared) { EXPECT_EQ(&registry(), &registry()); }
-
-#include "metrics/process.h"
 
 TEST(ProcessMetrics, ReadFromProc) {
   std::vector<char> touch(8 << 20, 1);  // some resident memory
