@@ -188,6 +188,10 @@ void AsyncClient::on_disconnect(const redisAsyncContext* ac, int status) {
                  << ")";
   }
   if (self->ac_ == ac) self->ac_ = nullptr;
+  // hiredis has called every subscription callback for the last time; free them once it
+  // has finished with the context.
+  asio::post(self->io_, [subs = std::make_shared<decltype(subscriptions_)>(std::move(self->subscriptions_))] {});
+  self->subscriptions_.clear();
   self->set_state(false);
   self->schedule_reconnect();
 }
@@ -196,6 +200,27 @@ void AsyncClient::on_reply(redisAsyncContext*, void* reply, void* privdata) {
   std::unique_ptr<Pending> p(static_cast<Pending*>(privdata));
   if (!p->alive.expired()) --*p->in_flight;
   asio::post(p->io, [done = std::move(p->done), r = copy_reply(reply)]() mutable { done(std::move(r)); });
+}
+
+void AsyncClient::on_message(redisAsyncContext*, void* reply, void* privdata) {
+  if (!reply) return;  // the connection is going away; the owner resubscribes on "up"
+  auto* sub = static_cast<Subscription*>(privdata);
+  asio::post(sub->self->io_, [handler = sub->handler, r = copy_reply(reply), alive = std::weak_ptr<bool>(sub->self->alive_)] {
+    if (!alive.expired()) handler(r);
+  });
+}
+
+void AsyncClient::subscribe(std::vector<std::string> argv, Callback on_message_handler) {
+  if (!ac_ || stopping_) return;
+  std::vector<const char*> args;
+  std::vector<std::size_t> lens;
+  for (const auto& a : argv) {
+    args.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  subscriptions_.push_back(std::make_unique<Subscription>(Subscription{this, std::move(on_message_handler)}));
+  redisAsyncCommandArgv(ac_, &AsyncClient::on_message, subscriptions_.back().get(), static_cast<int>(args.size()),
+                        args.data(), lens.data());
 }
 
 void AsyncClient::command(std::vector<std::string> argv, Callback done) {

@@ -39,6 +39,9 @@ class AsyncClient {
   // reply, or with an error reply when not connected or when the link drops.
   void command(std::vector<std::string> argv, Callback done);
   std::size_t in_flight() const { return in_flight_; }
+  // (P)SUBSCRIBE: `on_message` runs (posted) for the confirmation and for every message,
+  // until the connection drops; subscribe again after the next "up".
+  void subscribe(std::vector<std::string> argv, Callback on_message);
 
   const std::string& host() const { return host_; }
   int port() const { return port_; }
@@ -48,6 +51,12 @@ class AsyncClient {
   static void on_connect(const redisAsyncContext* ac, int status);
   static void on_disconnect(const redisAsyncContext* ac, int status);
   static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
+  static void on_message(redisAsyncContext* ac, void* reply, void* privdata);
+  struct Subscription {
+    AsyncClient* self;
+    Callback handler;
+  };
+  std::vector<std::unique_ptr<Subscription>> subscriptions_;
   void connect_now();
   void schedule_reconnect();
   void set_state(bool up);
