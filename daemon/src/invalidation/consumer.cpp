@@ -84,7 +84,7 @@ DatabaseConsumer::DatabaseConsumer(asio::io_context& io, Purger& purger, const C
                                               db_label(name_))),
       latency_(metrics::registry().histogram("invalidation_latency_ms",
                                              "Commit-to-purge latency of applied invalidations, milliseconds",
-                                             metrics::latency_buckets_ms())) {}
+                                             metrics::exponential_buckets(0.1, 1.2, 64))) {}
 
 DatabaseConsumer::~DatabaseConsumer() { *alive_ = false; }
 

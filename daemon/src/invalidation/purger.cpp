@@ -176,6 +176,15 @@ void Purger::pump_patterns() {
   for (const auto& [pattern, ws] : pass_patterns_) prefixes.push_back(redis::literal_prefix(pattern));
   pass_match_ = pass_patterns_.size() == 1 ? pass_patterns_.begin()->first
                                            : redis::glob_escape(common_prefix(prefixes)) + "*";
+  pass_by_prefix_.clear();
+  pass_prefix_lengths_.clear();
+  for (const auto& [pattern, ws] : pass_patterns_) {
+    std::string prefix = redis::literal_prefix(pattern);
+    if (std::find(pass_prefix_lengths_.begin(), pass_prefix_lengths_.end(), prefix.size()) ==
+        pass_prefix_lengths_.end())
+      pass_prefix_lengths_.push_back(prefix.size());
+    pass_by_prefix_[prefix].push_back(pattern);
+  }
   pass_running_ = true;
   pass_failed_ = false;
   pass_topology_ = backend_.topology_version();
@@ -262,8 +271,13 @@ void Purger::scan_step(std::size_t shard) {
     bool single = pass_patterns_.size() == 1;  // the server already matched it
     for (auto& key : r.elements[1].elements) {
       bool hit = single;
-      for (auto it = pass_patterns_.begin(); !hit && it != pass_patterns_.end(); ++it)
-        hit = redis::glob_match(it->first, key.str);
+      for (std::size_t len : pass_prefix_lengths_) {
+        if (hit || len > key.str.size()) continue;
+        auto it = pass_by_prefix_.find(key.str.substr(0, len));
+        if (it == pass_by_prefix_.end()) continue;
+        for (const auto& pattern : it->second)
+          if ((hit = redis::glob_match(pattern, key.str))) break;
+      }
       if (hit) keys.push_back(std::move(key.str));
     }
     if (!keys.empty()) {

@@ -103,6 +103,10 @@ class Purger {
   bool pass_failed_ = false;
   std::string pass_match_;
   std::uint64_t pass_topology_ = 0;
+  // Patterns of the running pass by literal prefix, so that a scanned key is matched only
+  // against the patterns whose prefix it starts with.
+  std::unordered_map<std::string, std::vector<std::string>> pass_by_prefix_;
+  std::vector<std::size_t> pass_prefix_lengths_;
   std::vector<std::string> cursors_;  // per shard; "" once that shard's SCAN is complete
   std::size_t scans_outstanding_ = 0;
   std::size_t pass_unlinks_in_flight_ = 0;
