@@ -40,6 +40,11 @@ std::string read_secret_file(const std::string& path) {
   return secret;
 }
 
+namespace {
+redis::Timeouts timeouts(const config::RedisSettings& r) {
+  return {ms(r.connect_timeout), ms(r.command_timeout)};
+}
+
 std::unique_ptr<redis::Backend> make_backend(boost::asio::io_context& io, const config::RedisSettings& r) {
   if (!r.cluster_nodes.empty()) {
     std::vector<redis::Endpoint> seeds;
@@ -49,13 +54,14 @@ std::unique_ptr<redis::Backend> make_backend(boost::asio::io_context& io, const 
       if (!ep) throw std::runtime_error("[redis] cluster_nodes: " + node + ": " + error);
       seeds.push_back(*ep);
     }
-    return std::make_unique<redis::ClusterBackend>(io, std::move(seeds));
+    return std::make_unique<redis::ClusterBackend>(io, std::move(seeds), timeouts(r));
   }
   std::string error;
   auto ep = redis::parse_url(r.url, &error);
   if (!ep) throw std::runtime_error("[redis] url: " + error);
-  return std::make_unique<redis::SingleBackend>(io, ep->host, ep->port, ep->db);
+  return std::make_unique<redis::SingleBackend>(io, ep->host, ep->port, ep->db, timeouts(r));
 }
+}  // namespace
 
 bool InvalidationService::wanted(const config::Config& c) {
   if (!c.invalidation.enabled || (c.redis.url.empty() && c.redis.cluster_nodes.empty())) return false;
@@ -78,7 +84,7 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
       PGC_LOG_WARN << "[invalidation] pattern_index is not supported with a Redis Cluster yet; patterns are scanned";
     } else {
       auto ep = redis::parse_url(c.redis.url);
-      index_ = std::make_unique<redis::KeyIndex>(io, ep->host, ep->port, ep->db);
+      index_ = std::make_unique<redis::KeyIndex>(io, ep->host, ep->port, ep->db, ms(c.redis.command_timeout));
     }
   }
   purger_ = std::make_unique<Purger>(io, *backend_, options, index_.get());

@@ -20,12 +20,15 @@ std::vector<std::string> KeySet::match(std::string_view pattern, std::size_t* vi
   return out;
 }
 
-KeyIndex::KeyIndex(boost::asio::io_context& io, const std::string& host, int port, int db)
+KeyIndex::KeyIndex(boost::asio::io_context& io, const std::string& host, int port, int db,
+                   std::chrono::milliseconds command_timeout)
     : db_(db),
       event_prefix_("__keyevent@" + std::to_string(db) + "__:"),
       barrier_channel_(event_prefix_ + "pgcohered-barrier-" + std::to_string(getpid())),
       sub_(io, host, port, 0, "redis-index-sub"),
       cmd_(io, host, port, db, "redis-index") {
+  cmd_.set_timeouts(command_timeout, command_timeout);
+  sub_.set_timeouts(command_timeout, std::chrono::milliseconds(0));
   sub_.on_state([this](bool up) { on_subscriber_state(up); });
   cmd_.on_state([this](bool up) {
     if (up && state_ == State::down && sub_.connected()) on_subscriber_state(true);

@@ -7,6 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <set>
@@ -34,7 +35,8 @@ class KeySet {
 
 class KeyIndex {
  public:
-  KeyIndex(boost::asio::io_context& io, const std::string& host, int port, int db);
+  KeyIndex(boost::asio::io_context& io, const std::string& host, int port, int db,
+           std::chrono::milliseconds command_timeout = std::chrono::milliseconds(1000));
   KeyIndex(const KeyIndex&) = delete;
   KeyIndex& operator=(const KeyIndex&) = delete;
 
