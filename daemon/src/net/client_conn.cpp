@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "auth/exchange.h"
 #include "net/pooler.h"
 #include "net/server_conn.h"
 #include "util/log.h"
@@ -128,6 +129,53 @@ awaitable<void> ClientConn::run() {
   if (!dying_) socket_.close(ec);  // else fail() closes it once its error is written
 }
 
+awaitable<bool> ClientConn::authenticate() {
+  auto& d = pooler_.settings();
+  auth::ClientAuth exchange(d.auth_type, pooler_.users(), user_);
+  auto step = exchange.begin();
+  for (;;) {
+    std::string out;
+    if (step.send) protocol::encode::authentication(out, static_cast<int32_t>(step.send->code), step.send->data);
+    if (step.state == auth::ClientAuth::State::failure) {
+      PGC_LOG_WARN << "client " << peer_ << " db=" << database_ << " user=" << user_
+                   << ": authentication failed: " << step.reason;
+      co_await send_fatal("28P01", "password authentication failed for user \"" + user_ + "\"");
+      co_return false;
+    }
+    if (step.state == auth::ClientAuth::State::success) {
+      if (step.send && step.send->code != auth::AuthCode::ok) protocol::encode::authentication(out, 0);
+      co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+      break;
+    }
+    co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+    // The client's answer: one 'p' message.
+    for (;;) {
+      auto f = decoder_.next(in_.unconsumed());
+      if (f.kind == protocol::Frame::Kind::message) {
+        if (f.type != 'p') {
+          co_await send_fatal("08P01", "expected a password message");
+          co_return false;
+        }
+        step = exchange.on_password_message(f.body);
+        in_.consume(f.consumed);
+        break;
+      }
+      if (f.kind != protocol::Frame::Kind::need_more) {
+        co_await send_fatal("08P01", "invalid password packet");
+        co_return false;
+      }
+      size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+      in_.produced(n);
+    }
+  }
+  // Server logins of this pool use these credentials unless [databases] gives a password.
+  if (entry_->target.password.empty()) {
+    auto creds = exchange.credentials();
+    if (!creds.empty() && creds.user == entry_->server_user) entry_->credentials = std::move(creds);
+  }
+  co_return true;
+}
+
 awaitable<bool> ClientConn::login() {
   auto& d = pooler_.settings();
   if (d.client_login_timeout > 0) {
@@ -193,10 +241,7 @@ awaitable<bool> ClientConn::login() {
     co_await send_fatal("08P01", error);
     co_return false;
   }
-  if (d.auth_type != "trust" && d.auth_type != "any") {
-    co_await send_fatal("28000", "auth_type " + d.auth_type + " is not supported yet");
-    co_return false;
-  }
+  if (!co_await authenticate()) co_return false;
   do {
     RAND_bytes(reinterpret_cast<unsigned char*>(&cancel_pid_), sizeof cancel_pid_);
     RAND_bytes(reinterpret_cast<unsigned char*>(&cancel_key_), sizeof cancel_key_);
@@ -211,7 +256,6 @@ awaitable<bool> ClientConn::login() {
   }
 
   std::string out;
-  protocol::encode::authentication(out, 0);
   if (!entry_->defaults_known) {
     // The first client of a pool learns the server's parameters from a real login.
     if (!co_await acquire()) co_return false;

@@ -58,6 +58,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
  private:
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<bool> login();
+  boost::asio::awaitable<bool> authenticate();
   // Links a server connection: an idle one at once, else waits in the pool's queue.
   boost::asio::awaitable<bool> acquire();
   bool try_link();

@@ -30,7 +30,22 @@ const char* to_string(PoolMode m) {
 }
 
 Pooler::Pooler(asio::io_context& io, const config::Config& config)
-    : io_(io), config_(config), tracked_(config.daemon.track_extra_parameters), janitor_timer_(io) {}
+    : io_(io), config_(config), tracked_(config.daemon.track_extra_parameters), janitor_timer_(io) {
+  load_users();
+}
+
+void Pooler::load_users() {
+  if (config_.daemon.auth_file.empty()) {
+    users_.reset();
+    return;
+  }
+  try {
+    users_ = std::make_shared<auth::UserList>(auth::load_userlist(config_.daemon.auth_file));
+  } catch (const std::exception& e) {
+    // A bad auth_file keeps the users already loaded (at start: nobody can log in with a password).
+    PGC_LOG_ERROR << "auth_file: " << e.what();
+  }
+}
 
 Pooler::~Pooler() = default;
 
@@ -155,6 +170,7 @@ void Pooler::cancel(int32_t pid, int32_t key) {
 void Pooler::reload(const config::Config& config) {
   config_ = config;
   tracked_ = session::TrackedNames(config_.daemon.track_extra_parameters);
+  load_users();
   for (auto& [key, e] : pools_) {
     const config::ConnEntry* db = config_.find_database(key.first);
     if (db) {

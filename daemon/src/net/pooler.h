@@ -14,6 +14,8 @@
 #include <unordered_map>
 
 #include "app/service.h"
+#include "auth/exchange.h"
+#include "auth/userlist.h"
 #include "config/config.h"
 #include "pool/pool.h"
 #include "pool/target.h"
@@ -54,6 +56,9 @@ struct PoolEntry {
   std::set<ClientConn*> clients;
   PoolStats stats;
   std::string last_connect_error;
+  // What server logins use: from the [databases] entry's password, else from the auth_file
+  // entry of the last client that logged in (for SCRAM secrets: its proven key).
+  auth::ServerCredentials credentials;
 };
 
 class Pooler : public app::Service {
@@ -71,6 +76,7 @@ class Pooler : public app::Service {
   const session::TrackedNames& tracked() const { return tracked_; }
   session::StatementRegistry& statements() { return statements_; }
   bool stopping() const { return stopping_; }
+  const auth::UserList* users() const { return users_.get(); }
 
   // The pool for a client's database and user, or nullptr with the client-facing reason.
   PoolEntry* find_pool(const std::string& database, const std::string& user, std::string& error);
@@ -105,6 +111,8 @@ class Pooler : public app::Service {
   std::unordered_map<uint64_t, ClientConn*> clients_;  // by cancel key
   std::set<ClientConn*> all_clients_;
   bool stopping_ = false;
+  std::shared_ptr<auth::UserList> users_;
+  void load_users();
 };
 
 }  // namespace pgcohere::net

@@ -3,7 +3,6 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/evp.h>
 #include <sys/socket.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -33,19 +32,6 @@ using asio::use_awaitable;
 using generic_stream = asio::generic::stream_protocol;
 
 namespace {
-std::string md5_hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_md5(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out.push_back(hex[digest[i] >> 4]);
-    out.push_back(hex[digest[i] & 15]);
-  }
-  return out;
-}
-
 void set_tcp_options(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -148,6 +134,25 @@ void ServerConn::finish(const std::string& why) {
   }
 }
 
+auth::ServerCredentials ServerConn::server_credentials() const {
+  auth::ServerCredentials c;
+  if (!entry_.target.password.empty()) {
+    c.user = entry_.server_user;
+    c.password = entry_.target.password;
+    return c;
+  }
+  if (!entry_.credentials.empty()) return entry_.credentials;
+  // A forced user ([databases] user=) without a password: its auth_file entry.
+  c.user = entry_.server_user;
+  if (auto* users = pooler_.users())
+    if (auto* e = users->find(entry_.server_user)) {
+      auth::ClientAuth probe("trust", users, entry_.server_user);
+      probe.begin();
+      c = probe.credentials();
+    }
+  return c;
+}
+
 awaitable<std::string> ServerConn::connect_and_login() {
   auto& t = entry_.target;
   auto& d = pooler_.settings();
@@ -199,16 +204,10 @@ awaitable<std::string> ServerConn::connect_and_login() {
       case 'R': {
         auto a = protocol::parse_authentication(body);
         if (!a) co_return a.error();
-        if (a->code == 0) break;
-        if (a->code == 3) {
-          protocol::encode::password_message(reply, t.password);
-        } else if (a->code == 5 && a->data.size() == 4) {
-          std::string inner = md5_hex(t.password + entry_.server_user);
-          protocol::encode::password_message(reply, "md5" + md5_hex(inner + std::string(a->data)));
-        } else {
-          co_return "server asks for authentication method " + std::to_string(a->code) + ", not supported yet";
-        }
-        if (t.password.empty()) co_return "server asks for a password and none is configured";
+        if (!auth_) auth_.emplace(server_credentials());
+        auto step = auth_->on_request(a->code, a->data);
+        if (!step.error.empty()) co_return step.error;
+        if (step.send) protocol::encode::password_message(reply, *step.send, false);
         break;
       }
       case 'S':

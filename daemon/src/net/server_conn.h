@@ -7,8 +7,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "auth/exchange.h"
 #include "net/buffer.h"
 #include "protocol/frame.h"
 #include "session/server_session.h"
@@ -64,6 +66,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   boost::asio::awaitable<std::string> connect_and_login();
   boost::asio::awaitable<void> read_loop();
   void finish(const std::string& why);
+  auth::ServerCredentials server_credentials() const;
 
   Pooler& pooler_;
   PoolEntry& entry_;
@@ -74,6 +77,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   protocol::FrameDecoder decoder_;
   ReadBuffer in_;
   std::shared_ptr<ClientConn> client_;
+  std::optional<auth::ServerAuth> auth_;
   State state_ = State::connecting;
   int32_t backend_pid_ = 0, backend_key_ = 0;
   bool finished_ = false;
