@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "admin/console.h"
 #include "auth/exchange.h"
 #include "net/pooler.h"
 #include "net/server_conn.h"
@@ -47,6 +48,8 @@ ClientConn::ClientConn(Pooler& pooler, asio::ip::tcp::socket socket)
                static_cast<uint32_t>(std::max(1024, pooler.settings().max_packet_size))),
       in_(8 * 1024),
       connected_at_(Clock::now()) {
+  static int64_t next_id = 1;
+  id_ = next_id++;
   pooler_.track(this, true);
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
@@ -118,10 +121,8 @@ awaitable<void> ClientConn::run() {
     s->unlink();
     s->client_gone();
   }
-  if (registered_) {
-    pooler_.remove_client(this);
-    if (entry_) entry_->clients.erase(this);
-  }
+  if (registered_) pooler_.remove_client(this);
+  if (entry_) entry_->clients.erase(this);
   if (pooler_.settings().log_disconnections && entry_) {
     PGC_LOG_DEBUG << "closing client " << peer_ << " db=" << database_ << " user=" << user_;
   }
@@ -169,7 +170,7 @@ awaitable<bool> ClientConn::authenticate() {
     }
   }
   // Server logins of this pool use these credentials unless [databases] gives a password.
-  if (entry_->target.password.empty()) {
+  if (entry_ && entry_->target.password.empty()) {
     auto creds = exchange.credentials();
     if (!creds.empty() && creds.user == entry_->server_user) entry_->credentials = std::move(creds);
   }
@@ -233,6 +234,31 @@ awaitable<bool> ClientConn::login() {
   }
   if (!pooler_.admit_client()) {
     co_await send_fatal("53300", "no more connections allowed (max_client_conn)");
+    co_return false;
+  }
+  if (database_ == "pgcohere" || database_ == "pgbouncer") {
+    auto listed = [&](const std::vector<std::string>& names) {
+      return std::find(names.begin(), names.end(), user_) != names.end();
+    };
+    bool admin_user = listed(d.admin_users);
+    if (!admin_user && !listed(d.stats_users)) {
+      co_await send_fatal("28000", "not allowed to connect to the admin console (admin_users, stats_users)");
+      co_return false;
+    }
+    if (!co_await authenticate()) co_return false;
+    admin_ = true;
+    registered_ = true;
+    login_timer_.cancel();
+    std::string out;
+    static const std::vector<std::pair<std::string, std::string>> params = {
+        {"server_version", "15.0 (pgcohered " PGCOHERE_VERSION ")"}, {"client_encoding", "UTF8"},
+        {"server_encoding", "UTF8"}, {"DateStyle", "ISO"}, {"TimeZone", "UTC"},
+        {"standard_conforming_strings", "on"}, {"integer_datetimes", "on"}, {"application_name", ""}};
+    for (auto& [k, v] : params) protocol::encode::parameter_status(out, k, v);
+    protocol::encode::backend_key_data(out, 0, 0);
+    protocol::encode::ready_for_query(out, 'I');
+    co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+    co_await serve_admin(admin_user);
     co_return false;
   }
   std::string error;
@@ -328,6 +354,66 @@ void ClientConn::sync_parameters(std::string& out) {
     return;  // the SETs change the server's version: compared again next time
   }
   server_->mark_synced(session_.params().fingerprint(), sp.version());
+}
+
+awaitable<void> ClientConn::serve_admin(bool admin_user) {
+  admin::Console console(pooler_);
+  for (;;) {
+    auto f = decoder_.next(in_.unconsumed());
+    if (f.kind == protocol::Frame::Kind::need_more) {
+      size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+      in_.produced(n);
+      continue;
+    }
+    if (f.kind != protocol::Frame::Kind::message) {
+      co_await send_fatal("08P01", "invalid message");
+      co_return;
+    }
+    char type = f.type;
+    std::string query;
+    if (type == 'Q') {
+      auto q = protocol::parse_query(f.body);
+      if (q) query.assign(q.value());
+    }
+    in_.consume(f.consumed);
+    if (type == 'X') co_return;
+    std::string out;
+    if (type != 'Q') {
+      // PgBouncer's console speaks only the simple query protocol.
+      protocol::encode::error_response(out, "ERROR", "08P01", "the admin console supports only simple queries");
+      if (type == 'S' || type == 'H') protocol::encode::ready_for_query(out, 'I');
+      co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+      continue;
+    }
+    // PAUSE may answer later: wait for the reply through shared state, so a connection
+    // closed meanwhile leaves nothing dangling.
+    auto reply = std::make_shared<std::optional<admin::Reply>>();
+    auto self = shared_from_this();
+    console.execute(query, admin_user, [reply, self](admin::Reply r) {
+      *reply = std::move(r);
+      self->wakeup_.notify();
+    });
+    while (!*reply) {
+      co_await wakeup_.async_wait(use_awaitable);
+      if (closed_) co_return;
+    }
+    admin::Reply& r = **reply;
+    if (r.ok()) {
+      for (auto& n : r.result->notices) protocol::encode::notice(out, n.message, n.detail);
+      if (!r.result->columns.empty()) {
+        std::vector<protocol::encode::Field> fields;
+        for (auto& c : r.result->columns)
+          fields.push_back({c.name, static_cast<int32_t>(c.type_oid), c.type_size});
+        protocol::encode::row_description(out, fields);
+        for (auto& row : r.result->rows) protocol::encode::data_row(out, row);
+      }
+      protocol::encode::command_complete(out, r.result->command_tag);
+    } else {
+      protocol::encode::error_response(out, "ERROR", r.sqlstate, r.error);
+    }
+    protocol::encode::ready_for_query(out, 'I');
+    co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+  }
 }
 
 awaitable<void> ClientConn::serve() {

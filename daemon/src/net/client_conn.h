@@ -49,6 +49,9 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   Clock::time_point wait_started() const { return wait_started_; }
   bool waiting() const { return waiting_; }
   std::string peer() const { return peer_; }
+  std::chrono::system_clock::time_point connect_wall() const { return connect_wall_; }
+  int64_t id() const { return id_; }
+  bool admin() const { return admin_; }
   // query_wait_timeout passed (the pooler's janitor checks it).
   void wait_timed_out() {
     timed_out_ = true;
@@ -86,6 +89,10 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool dying_ = false;  // fail() is writing a last error, then closes
   std::string fail_reason_;
   Clock::time_point connected_at_, wait_started_;
+  std::chrono::system_clock::time_point connect_wall_ = std::chrono::system_clock::now();
+  int64_t id_;
+  bool admin_ = false;
+  boost::asio::awaitable<void> serve_admin(bool admin_user);
 };
 
 }  // namespace pgcohere::net

@@ -205,6 +205,7 @@ void Pooler::janitor() {
       }
       for (auto& s : expired) s->close();
       e->pool.ensure_min();
+      (void)key;
       // Clients that waited past query_wait_timeout get PgBouncer's error.
       if (d.query_wait_timeout > 0) {
         std::vector<ClientConn*> late;
@@ -222,6 +223,17 @@ void Pooler::janitor() {
         if (std::chrono::duration<double>(now - first->wait_started()).count() > d.reserve_pool_timeout)
           e->pool.use_reserve();
       }
+    }
+    check_pauses();
+    // Averages for SHOW STATS over the last stats_period.
+    double period = std::chrono::duration<double>(now - stats_prev_at_).count();
+    if (period >= std::max(1.0, d.stats_period)) {
+      std::map<std::string, admin::StatsCounters> current;
+      for (auto& [k, e] : pools_) current[k.first] = totals(k.first);
+      for (auto& [db, c] : current)
+        stats_avg_[db] = admin::compute_averages(c, stats_prev_[db], static_cast<std::uint64_t>(period * 1e6));
+      stats_prev_ = std::move(current);
+      stats_prev_at_ = now;
     }
     janitor();
   });

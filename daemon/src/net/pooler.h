@@ -13,6 +13,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "admin/snapshot.h"
 #include "app/service.h"
 #include "auth/exchange.h"
 #include "auth/userlist.h"
@@ -61,7 +62,7 @@ struct PoolEntry {
   auth::ServerCredentials credentials;
 };
 
-class Pooler : public app::Service {
+class Pooler : public app::Service, public admin::Backend {
  public:
   Pooler(boost::asio::io_context& io, const config::Config& config);
   ~Pooler() override;
@@ -96,6 +97,16 @@ class Pooler : public app::Service {
 
   std::map<std::pair<std::string, std::string>, std::unique_ptr<PoolEntry>>& pools() { return pools_; }
 
+  // admin::Backend (the console; see pooler_admin.cpp)
+  admin::Snapshot snapshot(admin::Show what) override;
+  void pause(const std::string& database, Done done) override;
+  void resume(const std::string& database, Done done) override;
+  void reload(Done done) override;
+  void shutdown(const std::string& mode, Done done) override;
+  void kill(const std::string& database, Done done) override;
+  void kill_client(std::int64_t id, Done done) override;
+  bool paused() const { return paused_all_; }
+
  private:
   void accept_next();
   void apply_limits(PoolEntry& e);
@@ -113,6 +124,17 @@ class Pooler : public app::Service {
   bool stopping_ = false;
   std::shared_ptr<auth::UserList> users_;
   void load_users();
+  void check_pauses();
+  struct PendingPause {
+    std::string database;
+    Done done;
+  };
+  std::vector<PendingPause> pending_pauses_;
+  bool paused_all_ = false;
+  admin::StatsCounters totals(const std::string& database) const;
+  std::map<std::string, admin::StatsCounters> stats_prev_;
+  std::chrono::steady_clock::time_point stats_prev_at_ = std::chrono::steady_clock::now();
+  std::map<std::string, admin::StatsCounters> stats_avg_;
 };
 
 }  // namespace pgcohere::net

@@ -48,6 +48,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   void set_state(State s) { state_ = s; }
   int32_t backend_pid() const { return backend_pid_; }
   Clock::time_point connected_at() const { return connected_at_; }
+  std::chrono::system_clock::time_point connect_wall() const { return connect_wall_; }
   Clock::time_point last_used() const { return last_used_; }
   const std::shared_ptr<ClientConn>& client() const { return client_; }
   // Parameter sync bookkeeping (see ClientConn::sync_parameters).
@@ -83,6 +84,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   bool finished_ = false;
   Clock::time_point connected_at_{}, last_used_{};
   uint64_t synced_fingerprint_ = 0, synced_version_ = 0;
+  std::chrono::system_clock::time_point connect_wall_ = std::chrono::system_clock::now();
 };
 
 }  // namespace pgcohere::net
