@@ -310,6 +310,7 @@ awaitable<bool> ClientConn::login() {
 bool ClientConn::try_link() {
   auto s = entry_->pool.try_acquire();
   if (!s) return false;
+  entry_->queue_wait_ms->observe(0);
   s->link(shared_from_this());
   server_ = std::move(s);
   return true;
@@ -326,6 +327,7 @@ awaitable<bool> ClientConn::acquire() {
   waiting_ = false;
   auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - wait_started_).count();
   entry_->stats.wait_time_us += static_cast<uint64_t>(waited);
+  entry_->queue_wait_ms->observe(static_cast<double>(waited) / 1000.0);
   entry_->stats.wait_count++;
   if (server_) co_return true;
   entry_->pool.cancel(this);

@@ -47,7 +47,9 @@ void Pooler::load_users() {
   }
 }
 
-Pooler::~Pooler() = default;
+Pooler::~Pooler() {
+  if (collector_id_) metrics::registry().remove_collector(collector_id_);
+}
 
 void Pooler::start() {
   auto& d = config_.daemon;
@@ -62,6 +64,41 @@ void Pooler::start() {
                << ")";
   accept_next();
   janitor();
+  collector_id_ = metrics::registry().add_collector([this](metrics::Exposition& out) { collect(out); });
+}
+
+// Pool gauges and counters at scrape time (the /metrics server runs on this io_context).
+void Pooler::collect(metrics::Exposition& out) {
+  auto now = std::chrono::steady_clock::now();
+  for (auto& [key, e] : pools_) {
+    metrics::Labels l{{"database", key.first}, {"user", key.second}};
+    int cl_active = 0, cl_waiting = 0;
+    for (ClientConn* c : e->clients) (c->waiting() ? cl_waiting : cl_active)++;
+    double maxwait = 0;
+    if (!e->pool.waiters().empty())
+      maxwait = std::chrono::duration<double>(now - e->pool.waiters().front()->wait_started()).count();
+    out.gauge("pgcohere_pool_cl_active", "Clients not waiting for a server connection", l, cl_active);
+    out.gauge("pgcohere_pool_cl_waiting", "Clients waiting for a server connection", l, cl_waiting);
+    out.gauge("pgcohere_pool_sv_active", "Server connections linked to a client", l, e->pool.active());
+    out.gauge("pgcohere_pool_sv_idle", "Idle server connections", l, e->pool.idle_count());
+    out.gauge("pgcohere_pool_sv_used", "Server connections being reset", l, 0);
+    out.gauge("pgcohere_pool_sv_login", "Server connections logging in", l, e->pool.connecting());
+    out.gauge("pgcohere_pool_maxwait_seconds", "How long the oldest waiting client has waited", l, maxwait);
+    auto& s = e->stats;
+    out.counter("pgcohere_pool_transactions_total", "Transactions pooled (server connection released)", l,
+                static_cast<double>(s.xact_count));
+    out.counter("pgcohere_pool_queries_total", "Requests answered by ReadyForQuery", l,
+                static_cast<double>(s.query_count));
+    out.counter("pgcohere_pool_received_bytes_total", "Bytes received from clients", l,
+                static_cast<double>(s.bytes_received));
+    out.counter("pgcohere_pool_sent_bytes_total", "Bytes sent to clients", l, static_cast<double>(s.bytes_sent));
+    out.counter("pgcohere_pool_server_connect_errors_total", "Failed server logins", l,
+                static_cast<double>(s.server_connect_errors));
+    out.counter("pgcohere_pool_wait_seconds_total", "Time clients spent waiting for a server connection", l,
+                static_cast<double>(s.wait_time_us) / 1e6);
+  }
+  out.gauge("pgcohere_clients", "Client connections (including logins in progress)", {},
+            static_cast<double>(all_clients_.size()));
 }
 
 void Pooler::accept_next() {
@@ -79,6 +116,8 @@ void Pooler::accept_next() {
 
 void Pooler::stop() {
   stopping_ = true;
+  if (collector_id_) metrics::registry().remove_collector(collector_id_);
+  collector_id_ = 0;
   if (acceptor_) {
     boost::system::error_code ec;
     acceptor_->close(ec);
@@ -112,6 +151,9 @@ PoolEntry* Pooler::find_pool(const std::string& database, const std::string& use
   auto entry = std::make_unique<PoolEntry>(database, server_user, pool::PoolLimits{});
   entry->target = std::move(target);
   entry->server_user = server_user;
+  entry->queue_wait_ms = &metrics::registry().histogram(
+      "pgcohere_pool_queue_wait_ms", "Time a transaction waited for a server connection, in milliseconds",
+      metrics::latency_buckets_ms(), {{"database", database}, {"user", server_user}});
   apply_limits(*entry);
   PoolEntry* raw = entry.get();
   raw->pool.set_launcher([this, raw] { launch_server(*raw); });

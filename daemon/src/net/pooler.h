@@ -18,6 +18,7 @@
 #include "auth/exchange.h"
 #include "auth/userlist.h"
 #include "config/config.h"
+#include "metrics/registry.h"
 #include "pool/pool.h"
 #include "pool/target.h"
 #include "session/params.h"
@@ -60,6 +61,7 @@ struct PoolEntry {
   // What server logins use: from the [databases] entry's password, else from the auth_file
   // entry of the last client that logged in (for SCRAM secrets: its proven key).
   auth::ServerCredentials credentials;
+  metrics::Histogram* queue_wait_ms = nullptr;  // time clients waited for a server connection
 };
 
 class Pooler : public app::Service, public admin::Backend {
@@ -125,6 +127,8 @@ class Pooler : public app::Service, public admin::Backend {
   std::shared_ptr<auth::UserList> users_;
   void load_users();
   void check_pauses();
+  void collect(metrics::Exposition& out);
+  metrics::CollectorId collector_id_ = 0;
   struct PendingPause {
     std::string database;
     Done done;
