@@ -425,6 +425,7 @@ awaitable<void> ClientConn::serve() {
   for (;;) {
     size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
     if (dying_) co_return;
+    last_activity_ = Clock::now();
     in_.produced(n);
     entry_->stats.bytes_received += n;
     out.clear();

@@ -248,6 +248,37 @@ void Pooler::janitor() {
       for (auto& s : expired) s->close();
       e->pool.ensure_min();
       (void)key;
+      // Client-side timeouts, with PgBouncer's names and error texts.
+      std::vector<std::pair<ClientConn*, const char*>> expired_clients;
+      for (ClientConn* c : e->clients) {
+        auto since = [&](std::chrono::steady_clock::time_point t) {
+          return std::chrono::duration<double>(now - t).count();
+        };
+        auto& s = c->server();
+        if (!s) {
+          if (d.client_idle_timeout > 0 && !c->waiting() && since(c->last_activity()) > d.client_idle_timeout)
+            expired_clients.emplace_back(c, "client_idle_timeout");
+          continue;
+        }
+        if (s->session().requests_in_flight()) {
+          if (d.query_timeout > 0 && since(c->last_activity()) > d.query_timeout &&
+              since(s->last_activity()) > d.query_timeout)
+            expired_clients.emplace_back(c, "query_timeout");
+        } else if (s->session().tx_status() != 'I' && d.idle_transaction_timeout > 0 &&
+                   since(c->last_activity()) > d.idle_transaction_timeout &&
+                   since(s->last_activity()) > d.idle_transaction_timeout) {
+          expired_clients.emplace_back(c, "idle transaction timeout");
+        }
+      }
+      for (auto& [c, why] : expired_clients) {
+        // The server connection is mid-transaction or mid-query: it is closed, not reused.
+        if (auto s = c->server()) {
+          if (std::string_view(why) == "query_timeout") s->send_cancel();  // stop the query too
+          s->unlink();
+          s->close();
+        }
+        c->expire(why);
+      }
       // Clients that waited past query_wait_timeout get PgBouncer's error.
       if (d.query_wait_timeout > 0) {
         std::vector<ClientConn*> late;

@@ -239,6 +239,7 @@ awaitable<void> ServerConn::read_loop() {
   std::string out;
   for (;;) {
     size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+    last_activity_ = Clock::now();
     in_.produced(n);
     out.clear();
     bool batch_done = false;
@@ -303,8 +304,13 @@ void ServerConn::maybe_release() {
   if (session_.tx_status() == 'I') {
     entry_.stats.xact_count++;
     unlink();
-    state_ = State::idle;
     last_used_ = Clock::now();
+    double lifetime = pooler_.settings().server_lifetime;
+    if (lifetime > 0 && std::chrono::duration<double>(last_used_ - connected_at_).count() > lifetime) {
+      close();  // server_lifetime: retire it instead of reusing it (finish() tells the pool)
+      return;
+    }
+    state_ = State::idle;
     entry_.pool.release(shared_from_this());
     return;
   }

@@ -50,6 +50,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   Clock::time_point connected_at() const { return connected_at_; }
   std::chrono::system_clock::time_point connect_wall() const { return connect_wall_; }
   Clock::time_point last_used() const { return last_used_; }
+  Clock::time_point last_activity() const { return last_activity_; }
   const std::shared_ptr<ClientConn>& client() const { return client_; }
   // Parameter sync bookkeeping (see ClientConn::sync_parameters).
   bool synced(uint64_t client_fingerprint, uint64_t server_version) const {
@@ -82,7 +83,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   State state_ = State::connecting;
   int32_t backend_pid_ = 0, backend_key_ = 0;
   bool finished_ = false;
-  Clock::time_point connected_at_{}, last_used_{};
+  Clock::time_point connected_at_{}, last_used_{}, last_activity_{};
   uint64_t synced_fingerprint_ = 0, synced_version_ = 0;
   std::chrono::system_clock::time_point connect_wall_ = std::chrono::system_clock::now();
 };
