@@ -243,6 +243,7 @@ awaitable<void> ServerConn::read_loop() {
     in_.produced(n);
     out.clear();
     bool batch_done = false;
+    bool statement_violation = false;
     for (;;) {
       std::string_view data = in_.unconsumed();
       auto f = decoder_.next(data);
@@ -273,6 +274,15 @@ awaitable<void> ServerConn::read_loop() {
       if (v.batch_done) {
         batch_done = true;
         entry_.stats.query_count++;
+        if (client_ && entry_.mode == PoolMode::statement && session_.tx_status() != 'I' &&
+            !session_.requests_in_flight()) {
+          // Statement pooling cannot keep a transaction open across statements: the client
+          // gets PgBouncer's error instead of this ReadyForQuery, and both sides are closed.
+          if (v.forward) out.resize(out.size() - f.consumed);
+          statement_violation = true;
+          in_.consume(f.consumed);
+          break;
+        }
       }
       in_.consume(f.consumed);
     }
@@ -283,6 +293,12 @@ awaitable<void> ServerConn::read_loop() {
       boost::system::error_code ec;
       co_await asio::async_write(c->socket(), asio::buffer(out), asio::redirect_error(use_awaitable, ec));
       if (ec) c->close();  // the client's own loop notices and gives this connection back
+    }
+    if (statement_violation && client_) {
+      auto c = client_;
+      unlink();
+      c->fail("transaction blocks not allowed in statement pooling mode");
+      throw std::runtime_error("statement pooling mode violated");
     }
     if (in_.capacity() > 1024 * 1024) in_.shrink(64 * 1024);
     if (batch_done) maybe_release();
@@ -313,12 +329,6 @@ void ServerConn::maybe_release() {
     state_ = State::idle;
     entry_.pool.release(shared_from_this());
     return;
-  }
-  if (entry_.mode == PoolMode::statement) {
-    auto c = client_;
-    unlink();
-    c->fail("transaction blocks not allowed in statement pool mode");
-    close();
   }
 }
 
