@@ -53,7 +53,8 @@ def test_transaction_holds_its_server_until_commit(daemon_factory, new_db, pg):
         assert not done.wait(0.5)
         with pg.connect(new_db) as direct:
             states = [r[0] for r in direct.execute(
-                "select state from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+                "select state from pg_stat_activity where datname = %s and pid <> pg_backend_pid()"
+                " and application_name <> 'pgcohered-listen'",
                 (new_db,)).fetchall()]
         assert states.count("idle in transaction") == 1  # (the daemon's LISTEN connection is "idle")
         a.execute("commit")
