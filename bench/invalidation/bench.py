@@ -165,7 +165,11 @@ def bench_latency(s, seconds, rate=1000):
     before, after = histogram(before_text), histogram(after_text)
     p50, n = quantile(before, after, 0.5)
     p99, _ = quantile(before, after, 0.99)
-    return {"target_tx_per_s": rate, "achieved_tx_per_s": round(achieved, 1), "seconds": seconds,
+    rb, ra = (histogram(t, "pgcohere_invalidation_receive_latency_ms") for t in (before_text, after_text))
+    r50, _ = quantile(rb, ra, 0.5)
+    r99, _ = quantile(rb, ra, 0.99)
+    return {"receive_p50_ms": round(r50, 2) if r50 else None, "receive_p99_ms": round(r99, 2) if r99 else None,
+            "target_tx_per_s": rate, "achieved_tx_per_s": round(achieved, 1), "seconds": seconds,
             "payloads": int(n), "applied": int(metric(after_text, "pgcohere_invalidations_applied_total") - applied0),
             "p50_ms": round(p50, 2) if p50 else None, "p99_ms": round(p99, 2) if p99 else None}
 
