@@ -74,6 +74,11 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
+
+
 class Setup:
     def __init__(self, base):
         self.base = base
@@ -252,6 +257,7 @@ def bench_patterns(s, sustained_seconds, rate=1000):
                     "p50_ms": round(p50, 2) if p50 else None, "p99_ms": round(p99, 2) if p99 else None,
                     "redis_cpu_percent": round(100 * (redis_cpu(r) - cpu0) / wall, 1),
                     "daemon_cpu_percent": round(100 * (proc_cpu(d.pid) - dcpu0) / wall, 1),
+                    "daemon_rss_mb": round(rss_mb(d.pid), 1),
                     "scan_passes": int(metric(text1, "pgcohere_purge_scan_passes_total") -
                                        metric(text0, "pgcohere_purge_scan_passes_total")),
                     "keys_after": r.dbsize()})
