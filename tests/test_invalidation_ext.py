@@ -91,3 +91,28 @@ def test_daemon_killed_while_writes_commit_leaves_no_stale_key(inv_pg, inv_db, r
             c.execute("UPDATE conversations SET title = 'changed' WHERE id = %s", (conv,))
     inv_daemon([inv_db])
     assert gone(r, *[f"conv:metadata:{conv}" for conv in range(1, 11)])
+
+
+def test_direct_mode_concurrent_commits_purge_everything(inv_pg, inv_db, redis_srv, inv_daemon):
+    """Direct mode: user backends NOTIFY at pre-commit, so seqs may arrive out of order;
+    within the grace period that is not a gap."""
+    import threading
+    setup_tables(inv_pg, inv_db)
+    d = inv_daemon([inv_db], extra_ini="gap_grace = 5\n")
+    r = redis_srv.client()
+    r.mset({f"conv:metadata:{i}": "x" for i in range(1, 51)})
+
+    def writer(ids):
+        with inv_pg.connect(inv_db) as c:
+            c.execute("SET pgcohere.publish_mode = direct")
+            for i in ids:
+                c.execute("UPDATE conversations SET title = 'd' WHERE id = %s", (i,))
+
+    threads = [threading.Thread(target=writer, args=(range(k, 51, 5),)) for k in range(1, 6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wait_until(lambda: gone(r, *[f"conv:metadata:{i}" for i in range(1, 51)]), what="all 50 keys purged")
+    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db) == 0
+    assert d.metric("pgcohere_invalidation_gaps_total", database=inv_db) == 0
