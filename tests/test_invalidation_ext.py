@@ -74,9 +74,11 @@ def test_connect_resync_purges_every_rule_coarse_pattern(inv_pg, inv_db, redis_s
     r.set("msg:history:9:1:0", "stale")
     r.set("msg:count:9", "stale")
     r.set("unrelated:key", "kept")
+    r.set("table:public.messages", "a user key that happens to look like a tag")
     inv_daemon([inv_db])
     assert gone(r, "conv:metadata:3", "msg:history:9:1:0", "msg:count:9")
     assert r.get("unrelated:key") == b"kept"
+    assert r.get("table:public.messages") is not None  # tags are not key patterns
 
 
 def test_daemon_killed_while_writes_commit_leaves_no_stale_key(inv_pg, inv_db, redis_srv, inv_daemon):
