@@ -118,3 +118,26 @@ def test_direct_mode_concurrent_commits_purge_everything(inv_pg, inv_db, redis_s
     wait_until(lambda: gone(r, *[f"conv:metadata:{i}" for i in range(1, 51)]), what="all 50 keys purged")
     assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db) == 0
     assert d.metric("pgcohere_invalidation_gaps_total", database=inv_db) == 0
+
+
+def test_redis_killed_while_writes_commit_leaves_no_stale_key(inv_pg, inv_db, inv_daemon, workdir):
+    from test_invalidation_faults import restart_redis
+    from harness.servers import RedisServer, free_port
+    import os
+    redis = RedisServer(os.path.join(workdir, f"redis-ext-{free_port()}"),
+                        extra_args=["--appendonly", "yes", "--appendfsync", "always"]).start()
+    try:
+        setup_tables(inv_pg, inv_db)
+        inv_daemon([inv_db], extra_ini=f"journal_file = {workdir}/journal-ext-{inv_db}\n", redis_url=redis.url)
+        r = redis.client()
+        r.mset({f"conv:metadata:{i}": "stale" for i in range(1, 21)})
+        redis.kill(signal.SIGKILL)
+        with inv_pg.connect(inv_db) as c:
+            for i in range(1, 21):
+                c.execute("UPDATE conversations SET title = 'changed' WHERE id = %s", (i,))
+        restart_redis(redis)
+        r = redis.client()
+        wait_until(lambda: gone(r, *[f"conv:metadata:{i}" for i in range(1, 21)]),
+                   what="every key changed while Redis was down purged after it came back")
+    finally:
+        redis.kill(signal.SIGKILL)
