@@ -281,6 +281,17 @@ def main():
         if args.only in (None, "latency"):
             results["latency_1000_tx_per_s"] = bench_latency(s, 5 if args.quick else 20)
             print(json.dumps(results["latency_1000_tx_per_s"]), flush=True)
+            # The extension's publisher gathers commits for pgcohere.batch_delay (5 ms) after
+            # each NOTIFY under load; 0 trades more NOTIFY transactions for latency.
+            with s.pg.connect() as c:
+                c.execute("ALTER SYSTEM SET pgcohere.batch_delay = 0")
+                c.execute("SELECT pg_reload_conf()")
+            time.sleep(1)
+            results["latency_1000_tx_per_s_batch_delay_0"] = bench_latency(s, 5 if args.quick else 20)
+            print(json.dumps(results["latency_1000_tx_per_s_batch_delay_0"]), flush=True)
+            with s.pg.connect() as c:
+                c.execute("ALTER SYSTEM RESET pgcohere.batch_delay")
+                c.execute("SELECT pg_reload_conf()")
         if args.only in (None, "patterns"):
             results["patterns_1m_keys"] = bench_patterns(s, 5 if args.quick else 30)
             print(json.dumps(results["patterns_1m_keys"], indent=1), flush=True)
