@@ -16,7 +16,14 @@ def pooler_ini(**settings):
 def start_pooler(daemon_factory, db, **settings):
     settings.setdefault("pool_mode", "transaction")
     settings.setdefault("log_connections", 0)
-    return daemon_factory(databases=[db], extra_ini=pooler_ini(**settings))
+    auth_type = settings.pop("auth_type", None)
+    d = daemon_factory(databases=[db], extra_ini=pooler_ini(**settings), start=False)
+    if auth_type:  # the shared config says trust; a key may not repeat
+        with open(d.config_path) as f:
+            text = f.read()
+        with open(d.config_path, "w") as f:
+            f.write(text.replace("auth_type = trust", f"auth_type = {auth_type}"))
+    return d.start()
 
 
 def dsn(daemon, db, user="postgres", **extra):

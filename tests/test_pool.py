@@ -256,7 +256,7 @@ def test_statement_mode_refuses_transactions(daemon_factory, new_db):
     d = start_pooler(daemon_factory, new_db, pool_mode="statement", default_pool_size=1)
     with connect(d, new_db) as c:
         assert c.execute("select 1").fetchone()[0] == 1
-        with pytest.raises(psycopg.OperationalError, match="transaction blocks not allowed"):
+        with pytest.raises(psycopg.OperationalError, match="transaction blocks not allowed in statement pooling mode"):
             c.execute("begin")
             c.execute("select 1")
     with connect(d, new_db) as c:

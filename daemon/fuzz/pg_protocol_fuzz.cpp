@@ -7,6 +7,8 @@
 
 #include "protocol/frame.h"
 #include "protocol/messages.h"
+#include "session/client_session.h"
+#include "session/server_session.h"
 
 using namespace pgcohere::protocol;
 
@@ -63,6 +65,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (sp) (void)sp->find("user");
     in.remove_prefix(sf.consumed);
   }
+  // The session layer sees every whole message too: client messages are translated for a
+  // server connection (prepared statements rewritten), server messages update its state.
+  pgcohere::session::StatementRegistry registry;
+  pgcohere::session::ClientSession client;
+  pgcohere::session::ServerSession server(4);
+  std::string translated;
   FrameDecoder dec(backend ? FrameDecoder::Side::backend : FrameDecoder::Side::frontend,
                    mode & 4 ? 4096 : kDefaultMaxPacketSize, mode & 8 ? 16 : 64 * 1024);
   // Feed the stream in pieces of `chunk` bytes, as reads from a socket would arrive.
@@ -79,7 +87,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       continue;
     }
     if (f.consumed == 0 || f.consumed > buffer.size()) __builtin_trap();
-    if (f.kind == Frame::Kind::message) inspect(f.type, f.body, backend);
+    if (f.kind == Frame::Kind::message) {
+      inspect(f.type, f.body, backend);
+      if (backend) {
+        (void)server.on_message(f.type, f.body);
+      } else {
+        std::string_view frame(buffer.data(), f.consumed);
+        (void)client.translate(f.type, frame, f.body, server, registry, true, translated);
+        if (translated.size() > (1u << 20)) translated.clear();
+      }
+    }
     buffer.erase(0, f.consumed);
   }
 }

@@ -9,6 +9,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "admin/console.h"
+#include "auth/exchange.h"
 #include "net/pooler.h"
 #include "net/server_conn.h"
 #include "util/log.h"
@@ -46,6 +48,8 @@ ClientConn::ClientConn(Pooler& pooler, asio::ip::tcp::socket socket)
                static_cast<uint32_t>(std::max(1024, pooler.settings().max_packet_size))),
       in_(8 * 1024),
       connected_at_(Clock::now()) {
+  static int64_t next_id = 1;
+  id_ = next_id++;
   pooler_.track(this, true);
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
@@ -117,15 +121,60 @@ awaitable<void> ClientConn::run() {
     s->unlink();
     s->client_gone();
   }
-  if (registered_) {
-    pooler_.remove_client(this);
-    if (entry_) entry_->clients.erase(this);
-  }
+  if (registered_) pooler_.remove_client(this);
+  if (entry_) entry_->clients.erase(this);
   if (pooler_.settings().log_disconnections && entry_) {
     PGC_LOG_DEBUG << "closing client " << peer_ << " db=" << database_ << " user=" << user_;
   }
   boost::system::error_code ec;
   if (!dying_) socket_.close(ec);  // else fail() closes it once its error is written
+}
+
+awaitable<bool> ClientConn::authenticate() {
+  auto& d = pooler_.settings();
+  auth::ClientAuth exchange(d.auth_type, pooler_.users(), user_);
+  auto step = exchange.begin();
+  for (;;) {
+    std::string out;
+    if (step.send) protocol::encode::authentication(out, static_cast<int32_t>(step.send->code), step.send->data);
+    if (step.state == auth::ClientAuth::State::failure) {
+      PGC_LOG_WARN << "client " << peer_ << " db=" << database_ << " user=" << user_
+                   << ": authentication failed: " << step.reason;
+      co_await send_fatal("28P01", "password authentication failed for user \"" + user_ + "\"");
+      co_return false;
+    }
+    if (step.state == auth::ClientAuth::State::success) {
+      if (step.send && step.send->code != auth::AuthCode::ok) protocol::encode::authentication(out, 0);
+      co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+      break;
+    }
+    co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+    // The client's answer: one 'p' message.
+    for (;;) {
+      auto f = decoder_.next(in_.unconsumed());
+      if (f.kind == protocol::Frame::Kind::message) {
+        if (f.type != 'p') {
+          co_await send_fatal("08P01", "expected a password message");
+          co_return false;
+        }
+        step = exchange.on_password_message(f.body);
+        in_.consume(f.consumed);
+        break;
+      }
+      if (f.kind != protocol::Frame::Kind::need_more) {
+        co_await send_fatal("08P01", "invalid password packet");
+        co_return false;
+      }
+      size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+      in_.produced(n);
+    }
+  }
+  // Server logins of this pool use these credentials unless [databases] gives a password.
+  if (entry_ && entry_->target.password.empty()) {
+    auto creds = exchange.credentials();
+    if (!creds.empty() && creds.user == entry_->server_user) entry_->credentials = std::move(creds);
+  }
+  co_return true;
 }
 
 awaitable<bool> ClientConn::login() {
@@ -187,16 +236,38 @@ awaitable<bool> ClientConn::login() {
     co_await send_fatal("53300", "no more connections allowed (max_client_conn)");
     co_return false;
   }
+  if (database_ == "pgcohere" || database_ == "pgbouncer") {
+    auto listed = [&](const std::vector<std::string>& names) {
+      return std::find(names.begin(), names.end(), user_) != names.end();
+    };
+    bool admin_user = listed(d.admin_users);
+    if (!admin_user && !listed(d.stats_users)) {
+      co_await send_fatal("28000", "not allowed to connect to the admin console (admin_users, stats_users)");
+      co_return false;
+    }
+    if (!co_await authenticate()) co_return false;
+    admin_ = true;
+    registered_ = true;
+    login_timer_.cancel();
+    std::string out;
+    static const std::vector<std::pair<std::string, std::string>> params = {
+        {"server_version", "15.0 (pgcohered " PGCOHERE_VERSION ")"}, {"client_encoding", "UTF8"},
+        {"server_encoding", "UTF8"}, {"DateStyle", "ISO"}, {"TimeZone", "UTC"},
+        {"standard_conforming_strings", "on"}, {"integer_datetimes", "on"}, {"application_name", ""}};
+    for (auto& [k, v] : params) protocol::encode::parameter_status(out, k, v);
+    protocol::encode::backend_key_data(out, 0, 0);
+    protocol::encode::ready_for_query(out, 'I');
+    co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+    co_await serve_admin(admin_user);
+    co_return false;
+  }
   std::string error;
   entry_ = pooler_.find_pool(database_, user_, error);
   if (!entry_) {
     co_await send_fatal("08P01", error);
     co_return false;
   }
-  if (d.auth_type != "trust" && d.auth_type != "any") {
-    co_await send_fatal("28000", "auth_type " + d.auth_type + " is not supported yet");
-    co_return false;
-  }
+  if (!co_await authenticate()) co_return false;
   do {
     RAND_bytes(reinterpret_cast<unsigned char*>(&cancel_pid_), sizeof cancel_pid_);
     RAND_bytes(reinterpret_cast<unsigned char*>(&cancel_key_), sizeof cancel_key_);
@@ -211,7 +282,6 @@ awaitable<bool> ClientConn::login() {
   }
 
   std::string out;
-  protocol::encode::authentication(out, 0);
   if (!entry_->defaults_known) {
     // The first client of a pool learns the server's parameters from a real login.
     if (!co_await acquire()) co_return false;
@@ -240,6 +310,7 @@ awaitable<bool> ClientConn::login() {
 bool ClientConn::try_link() {
   auto s = entry_->pool.try_acquire();
   if (!s) return false;
+  entry_->queue_wait_ms->observe(0);
   s->link(shared_from_this());
   server_ = std::move(s);
   return true;
@@ -256,6 +327,7 @@ awaitable<bool> ClientConn::acquire() {
   waiting_ = false;
   auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - wait_started_).count();
   entry_->stats.wait_time_us += static_cast<uint64_t>(waited);
+  entry_->queue_wait_ms->observe(static_cast<double>(waited) / 1000.0);
   entry_->stats.wait_count++;
   if (server_) co_return true;
   entry_->pool.cancel(this);
@@ -286,6 +358,66 @@ void ClientConn::sync_parameters(std::string& out) {
   server_->mark_synced(session_.params().fingerprint(), sp.version());
 }
 
+awaitable<void> ClientConn::serve_admin(bool admin_user) {
+  admin::Console console(pooler_);
+  for (;;) {
+    auto f = decoder_.next(in_.unconsumed());
+    if (f.kind == protocol::Frame::Kind::need_more) {
+      size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+      in_.produced(n);
+      continue;
+    }
+    if (f.kind != protocol::Frame::Kind::message) {
+      co_await send_fatal("08P01", "invalid message");
+      co_return;
+    }
+    char type = f.type;
+    std::string query;
+    if (type == 'Q') {
+      auto q = protocol::parse_query(f.body);
+      if (q) query.assign(q.value());
+    }
+    in_.consume(f.consumed);
+    if (type == 'X') co_return;
+    std::string out;
+    if (type != 'Q') {
+      // PgBouncer's console speaks only the simple query protocol.
+      protocol::encode::error_response(out, "ERROR", "08P01", "the admin console supports only simple queries");
+      if (type == 'S' || type == 'H') protocol::encode::ready_for_query(out, 'I');
+      co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+      continue;
+    }
+    // PAUSE may answer later: wait for the reply through shared state, so a connection
+    // closed meanwhile leaves nothing dangling.
+    auto reply = std::make_shared<std::optional<admin::Reply>>();
+    auto self = shared_from_this();
+    console.execute(query, admin_user, [reply, self](admin::Reply r) {
+      *reply = std::move(r);
+      self->wakeup_.notify();
+    });
+    while (!*reply) {
+      co_await wakeup_.async_wait(use_awaitable);
+      if (closed_) co_return;
+    }
+    admin::Reply& r = **reply;
+    if (r.ok()) {
+      for (auto& n : r.result->notices) protocol::encode::notice(out, n.message, n.detail);
+      if (!r.result->columns.empty()) {
+        std::vector<protocol::encode::Field> fields;
+        for (auto& c : r.result->columns)
+          fields.push_back({c.name, static_cast<int32_t>(c.type_oid), c.type_size});
+        protocol::encode::row_description(out, fields);
+        for (auto& row : r.result->rows) protocol::encode::data_row(out, row);
+      }
+      protocol::encode::command_complete(out, r.result->command_tag);
+    } else {
+      protocol::encode::error_response(out, "ERROR", r.sqlstate, r.error);
+    }
+    protocol::encode::ready_for_query(out, 'I');
+    co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+  }
+}
+
 awaitable<void> ClientConn::serve() {
   auto& d = pooler_.settings();
   bool rewrite = entry_->mode != PoolMode::session && d.max_prepared_statements > 0;
@@ -293,6 +425,7 @@ awaitable<void> ClientConn::serve() {
   for (;;) {
     size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
     if (dying_) co_return;
+    last_activity_ = Clock::now();
     in_.produced(n);
     entry_->stats.bytes_received += n;
     out.clear();

@@ -49,6 +49,12 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   Clock::time_point wait_started() const { return wait_started_; }
   bool waiting() const { return waiting_; }
   std::string peer() const { return peer_; }
+  std::chrono::system_clock::time_point connect_wall() const { return connect_wall_; }
+  int64_t id() const { return id_; }
+  bool admin() const { return admin_; }
+  Clock::time_point last_activity() const { return last_activity_; }
+  // Closes the connection with an error (a timeout the janitor found), PgBouncer's wording.
+  void expire(const std::string& why) { fail(why); }
   // query_wait_timeout passed (the pooler's janitor checks it).
   void wait_timed_out() {
     timed_out_ = true;
@@ -58,6 +64,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
  private:
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<bool> login();
+  boost::asio::awaitable<bool> authenticate();
   // Links a server connection: an idle one at once, else waits in the pool's queue.
   boost::asio::awaitable<bool> acquire();
   bool try_link();
@@ -84,7 +91,11 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool closed_ = false;
   bool dying_ = false;  // fail() is writing a last error, then closes
   std::string fail_reason_;
-  Clock::time_point connected_at_, wait_started_;
+  Clock::time_point connected_at_, wait_started_, last_activity_ = Clock::now();
+  std::chrono::system_clock::time_point connect_wall_ = std::chrono::system_clock::now();
+  int64_t id_;
+  bool admin_ = false;
+  boost::asio::awaitable<void> serve_admin(bool admin_user);
 };
 
 }  // namespace pgcohere::net

@@ -30,9 +30,26 @@ const char* to_string(PoolMode m) {
 }
 
 Pooler::Pooler(asio::io_context& io, const config::Config& config)
-    : io_(io), config_(config), tracked_(config.daemon.track_extra_parameters), janitor_timer_(io) {}
+    : io_(io), config_(config), tracked_(config.daemon.track_extra_parameters), janitor_timer_(io) {
+  load_users();
+}
 
-Pooler::~Pooler() = default;
+void Pooler::load_users() {
+  if (config_.daemon.auth_file.empty()) {
+    users_.reset();
+    return;
+  }
+  try {
+    users_ = std::make_shared<auth::UserList>(auth::load_userlist(config_.daemon.auth_file));
+  } catch (const std::exception& e) {
+    // A bad auth_file keeps the users already loaded (at start: nobody can log in with a password).
+    PGC_LOG_ERROR << "auth_file: " << e.what();
+  }
+}
+
+Pooler::~Pooler() {
+  if (collector_id_) metrics::registry().remove_collector(collector_id_);
+}
 
 void Pooler::start() {
   auto& d = config_.daemon;
@@ -47,6 +64,41 @@ void Pooler::start() {
                << ")";
   accept_next();
   janitor();
+  collector_id_ = metrics::registry().add_collector([this](metrics::Exposition& out) { collect(out); });
+}
+
+// Pool gauges and counters at scrape time (the /metrics server runs on this io_context).
+void Pooler::collect(metrics::Exposition& out) {
+  auto now = std::chrono::steady_clock::now();
+  for (auto& [key, e] : pools_) {
+    metrics::Labels l{{"database", key.first}, {"user", key.second}};
+    int cl_active = 0, cl_waiting = 0;
+    for (ClientConn* c : e->clients) (c->waiting() ? cl_waiting : cl_active)++;
+    double maxwait = 0;
+    if (!e->pool.waiters().empty())
+      maxwait = std::chrono::duration<double>(now - e->pool.waiters().front()->wait_started()).count();
+    out.gauge("pgcohere_pool_cl_active", "Clients not waiting for a server connection", l, cl_active);
+    out.gauge("pgcohere_pool_cl_waiting", "Clients waiting for a server connection", l, cl_waiting);
+    out.gauge("pgcohere_pool_sv_active", "Server connections linked to a client", l, e->pool.active());
+    out.gauge("pgcohere_pool_sv_idle", "Idle server connections", l, e->pool.idle_count());
+    out.gauge("pgcohere_pool_sv_used", "Server connections being reset", l, 0);
+    out.gauge("pgcohere_pool_sv_login", "Server connections logging in", l, e->pool.connecting());
+    out.gauge("pgcohere_pool_maxwait_seconds", "How long the oldest waiting client has waited", l, maxwait);
+    auto& s = e->stats;
+    out.counter("pgcohere_pool_transactions_total", "Transactions pooled (server connection released)", l,
+                static_cast<double>(s.xact_count));
+    out.counter("pgcohere_pool_queries_total", "Requests answered by ReadyForQuery", l,
+                static_cast<double>(s.query_count));
+    out.counter("pgcohere_pool_received_bytes_total", "Bytes received from clients", l,
+                static_cast<double>(s.bytes_received));
+    out.counter("pgcohere_pool_sent_bytes_total", "Bytes sent to clients", l, static_cast<double>(s.bytes_sent));
+    out.counter("pgcohere_pool_server_connect_errors_total", "Failed server logins", l,
+                static_cast<double>(s.server_connect_errors));
+    out.counter("pgcohere_pool_wait_seconds_total", "Time clients spent waiting for a server connection", l,
+                static_cast<double>(s.wait_time_us) / 1e6);
+  }
+  out.gauge("pgcohere_clients", "Client connections (including logins in progress)", {},
+            static_cast<double>(all_clients_.size()));
 }
 
 void Pooler::accept_next() {
@@ -64,6 +116,8 @@ void Pooler::accept_next() {
 
 void Pooler::stop() {
   stopping_ = true;
+  if (collector_id_) metrics::registry().remove_collector(collector_id_);
+  collector_id_ = 0;
   if (acceptor_) {
     boost::system::error_code ec;
     acceptor_->close(ec);
@@ -97,6 +151,9 @@ PoolEntry* Pooler::find_pool(const std::string& database, const std::string& use
   auto entry = std::make_unique<PoolEntry>(database, server_user, pool::PoolLimits{});
   entry->target = std::move(target);
   entry->server_user = server_user;
+  entry->queue_wait_ms = &metrics::registry().histogram(
+      "pgcohere_pool_queue_wait_ms", "Time a transaction waited for a server connection, in milliseconds",
+      metrics::latency_buckets_ms(), {{"database", database}, {"user", server_user}});
   apply_limits(*entry);
   PoolEntry* raw = entry.get();
   raw->pool.set_launcher([this, raw] { launch_server(*raw); });
@@ -155,6 +212,7 @@ void Pooler::cancel(int32_t pid, int32_t key) {
 void Pooler::reload(const config::Config& config) {
   config_ = config;
   tracked_ = session::TrackedNames(config_.daemon.track_extra_parameters);
+  load_users();
   for (auto& [key, e] : pools_) {
     const config::ConnEntry* db = config_.find_database(key.first);
     if (db) {
@@ -189,6 +247,38 @@ void Pooler::janitor() {
       }
       for (auto& s : expired) s->close();
       e->pool.ensure_min();
+      (void)key;
+      // Client-side timeouts, with PgBouncer's names and error texts.
+      std::vector<std::pair<ClientConn*, const char*>> expired_clients;
+      for (ClientConn* c : e->clients) {
+        auto since = [&](std::chrono::steady_clock::time_point t) {
+          return std::chrono::duration<double>(now - t).count();
+        };
+        auto& s = c->server();
+        if (!s) {
+          if (d.client_idle_timeout > 0 && !c->waiting() && since(c->last_activity()) > d.client_idle_timeout)
+            expired_clients.emplace_back(c, "client_idle_timeout");
+          continue;
+        }
+        if (s->session().requests_in_flight()) {
+          if (d.query_timeout > 0 && since(c->last_activity()) > d.query_timeout &&
+              since(s->last_activity()) > d.query_timeout)
+            expired_clients.emplace_back(c, "query_timeout");
+        } else if (s->session().tx_status() != 'I' && d.idle_transaction_timeout > 0 &&
+                   since(c->last_activity()) > d.idle_transaction_timeout &&
+                   since(s->last_activity()) > d.idle_transaction_timeout) {
+          expired_clients.emplace_back(c, "idle transaction timeout");
+        }
+      }
+      for (auto& [c, why] : expired_clients) {
+        // The server connection is mid-transaction or mid-query: it is closed, not reused.
+        if (auto s = c->server()) {
+          if (std::string_view(why) == "query_timeout") s->send_cancel();  // stop the query too
+          s->unlink();
+          s->close();
+        }
+        c->expire(why);
+      }
       // Clients that waited past query_wait_timeout get PgBouncer's error.
       if (d.query_wait_timeout > 0) {
         std::vector<ClientConn*> late;
@@ -206,6 +296,17 @@ void Pooler::janitor() {
         if (std::chrono::duration<double>(now - first->wait_started()).count() > d.reserve_pool_timeout)
           e->pool.use_reserve();
       }
+    }
+    check_pauses();
+    // Averages for SHOW STATS over the last stats_period.
+    double period = std::chrono::duration<double>(now - stats_prev_at_).count();
+    if (period >= std::max(1.0, d.stats_period)) {
+      std::map<std::string, admin::StatsCounters> current;
+      for (auto& [k, e] : pools_) current[k.first] = totals(k.first);
+      for (auto& [db, c] : current)
+        stats_avg_[db] = admin::compute_averages(c, stats_prev_[db], static_cast<std::uint64_t>(period * 1e6));
+      stats_prev_ = std::move(current);
+      stats_prev_at_ = now;
     }
     janitor();
   });

@@ -13,8 +13,12 @@
 #include <string>
 #include <unordered_map>
 
+#include "admin/snapshot.h"
 #include "app/service.h"
+#include "auth/exchange.h"
+#include "auth/userlist.h"
 #include "config/config.h"
+#include "metrics/registry.h"
 #include "pool/pool.h"
 #include "pool/target.h"
 #include "session/params.h"
@@ -54,9 +58,13 @@ struct PoolEntry {
   std::set<ClientConn*> clients;
   PoolStats stats;
   std::string last_connect_error;
+  // What server logins use: from the [databases] entry's password, else from the auth_file
+  // entry of the last client that logged in (for SCRAM secrets: its proven key).
+  auth::ServerCredentials credentials;
+  metrics::Histogram* queue_wait_ms = nullptr;  // time clients waited for a server connection
 };
 
-class Pooler : public app::Service {
+class Pooler : public app::Service, public admin::Backend {
  public:
   Pooler(boost::asio::io_context& io, const config::Config& config);
   ~Pooler() override;
@@ -71,6 +79,7 @@ class Pooler : public app::Service {
   const session::TrackedNames& tracked() const { return tracked_; }
   session::StatementRegistry& statements() { return statements_; }
   bool stopping() const { return stopping_; }
+  const auth::UserList* users() const { return users_.get(); }
 
   // The pool for a client's database and user, or nullptr with the client-facing reason.
   PoolEntry* find_pool(const std::string& database, const std::string& user, std::string& error);
@@ -90,6 +99,16 @@ class Pooler : public app::Service {
 
   std::map<std::pair<std::string, std::string>, std::unique_ptr<PoolEntry>>& pools() { return pools_; }
 
+  // admin::Backend (the console; see pooler_admin.cpp)
+  admin::Snapshot snapshot(admin::Show what) override;
+  void pause(const std::string& database, Done done) override;
+  void resume(const std::string& database, Done done) override;
+  void reload(Done done) override;
+  void shutdown(const std::string& mode, Done done) override;
+  void kill(const std::string& database, Done done) override;
+  void kill_client(std::int64_t id, Done done) override;
+  bool paused() const { return paused_all_; }
+
  private:
   void accept_next();
   void apply_limits(PoolEntry& e);
@@ -105,6 +124,21 @@ class Pooler : public app::Service {
   std::unordered_map<uint64_t, ClientConn*> clients_;  // by cancel key
   std::set<ClientConn*> all_clients_;
   bool stopping_ = false;
+  std::shared_ptr<auth::UserList> users_;
+  void load_users();
+  void check_pauses();
+  void collect(metrics::Exposition& out);
+  metrics::CollectorId collector_id_ = 0;
+  struct PendingPause {
+    std::string database;
+    Done done;
+  };
+  std::vector<PendingPause> pending_pauses_;
+  bool paused_all_ = false;
+  admin::StatsCounters totals(const std::string& database) const;
+  std::map<std::string, admin::StatsCounters> stats_prev_;
+  std::chrono::steady_clock::time_point stats_prev_at_ = std::chrono::steady_clock::now();
+  std::map<std::string, admin::StatsCounters> stats_avg_;
 };
 
 }  // namespace pgcohere::net

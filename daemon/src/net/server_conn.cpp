@@ -3,7 +3,6 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/evp.h>
 #include <sys/socket.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -33,19 +32,6 @@ using asio::use_awaitable;
 using generic_stream = asio::generic::stream_protocol;
 
 namespace {
-std::string md5_hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_md5(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out.push_back(hex[digest[i] >> 4]);
-    out.push_back(hex[digest[i] & 15]);
-  }
-  return out;
-}
-
 void set_tcp_options(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -148,6 +134,25 @@ void ServerConn::finish(const std::string& why) {
   }
 }
 
+auth::ServerCredentials ServerConn::server_credentials() const {
+  auth::ServerCredentials c;
+  if (!entry_.target.password.empty()) {
+    c.user = entry_.server_user;
+    c.password = entry_.target.password;
+    return c;
+  }
+  if (!entry_.credentials.empty()) return entry_.credentials;
+  // A forced user ([databases] user=) without a password: its auth_file entry.
+  c.user = entry_.server_user;
+  if (auto* users = pooler_.users())
+    if (auto* e = users->find(entry_.server_user)) {
+      auth::ClientAuth probe("trust", users, entry_.server_user);
+      probe.begin();
+      c = probe.credentials();
+    }
+  return c;
+}
+
 awaitable<std::string> ServerConn::connect_and_login() {
   auto& t = entry_.target;
   auto& d = pooler_.settings();
@@ -199,16 +204,10 @@ awaitable<std::string> ServerConn::connect_and_login() {
       case 'R': {
         auto a = protocol::parse_authentication(body);
         if (!a) co_return a.error();
-        if (a->code == 0) break;
-        if (a->code == 3) {
-          protocol::encode::password_message(reply, t.password);
-        } else if (a->code == 5 && a->data.size() == 4) {
-          std::string inner = md5_hex(t.password + entry_.server_user);
-          protocol::encode::password_message(reply, "md5" + md5_hex(inner + std::string(a->data)));
-        } else {
-          co_return "server asks for authentication method " + std::to_string(a->code) + ", not supported yet";
-        }
-        if (t.password.empty()) co_return "server asks for a password and none is configured";
+        if (!auth_) auth_.emplace(server_credentials());
+        auto step = auth_->on_request(a->code, a->data);
+        if (!step.error.empty()) co_return step.error;
+        if (step.send) protocol::encode::password_message(reply, *step.send, false);
         break;
       }
       case 'S':
@@ -240,9 +239,11 @@ awaitable<void> ServerConn::read_loop() {
   std::string out;
   for (;;) {
     size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+    last_activity_ = Clock::now();
     in_.produced(n);
     out.clear();
     bool batch_done = false;
+    bool statement_violation = false;
     for (;;) {
       std::string_view data = in_.unconsumed();
       auto f = decoder_.next(data);
@@ -273,6 +274,15 @@ awaitable<void> ServerConn::read_loop() {
       if (v.batch_done) {
         batch_done = true;
         entry_.stats.query_count++;
+        if (client_ && entry_.mode == PoolMode::statement && session_.tx_status() != 'I' &&
+            !session_.requests_in_flight()) {
+          // Statement pooling cannot keep a transaction open across statements: the client
+          // gets PgBouncer's error instead of this ReadyForQuery, and both sides are closed.
+          if (v.forward) out.resize(out.size() - f.consumed);
+          statement_violation = true;
+          in_.consume(f.consumed);
+          break;
+        }
       }
       in_.consume(f.consumed);
     }
@@ -283,6 +293,12 @@ awaitable<void> ServerConn::read_loop() {
       boost::system::error_code ec;
       co_await asio::async_write(c->socket(), asio::buffer(out), asio::redirect_error(use_awaitable, ec));
       if (ec) c->close();  // the client's own loop notices and gives this connection back
+    }
+    if (statement_violation && client_) {
+      auto c = client_;
+      unlink();
+      c->fail("transaction blocks not allowed in statement pooling mode");
+      throw std::runtime_error("statement pooling mode violated");
     }
     if (in_.capacity() > 1024 * 1024) in_.shrink(64 * 1024);
     if (batch_done) maybe_release();
@@ -304,16 +320,15 @@ void ServerConn::maybe_release() {
   if (session_.tx_status() == 'I') {
     entry_.stats.xact_count++;
     unlink();
-    state_ = State::idle;
     last_used_ = Clock::now();
+    double lifetime = pooler_.settings().server_lifetime;
+    if (lifetime > 0 && std::chrono::duration<double>(last_used_ - connected_at_).count() > lifetime) {
+      close();  // server_lifetime: retire it instead of reusing it (finish() tells the pool)
+      return;
+    }
+    state_ = State::idle;
     entry_.pool.release(shared_from_this());
     return;
-  }
-  if (entry_.mode == PoolMode::statement) {
-    auto c = client_;
-    unlink();
-    c->fail("transaction blocks not allowed in statement pool mode");
-    close();
   }
 }
 

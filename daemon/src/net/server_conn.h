@@ -7,8 +7,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "auth/exchange.h"
 #include "net/buffer.h"
 #include "protocol/frame.h"
 #include "session/server_session.h"
@@ -46,7 +48,9 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   void set_state(State s) { state_ = s; }
   int32_t backend_pid() const { return backend_pid_; }
   Clock::time_point connected_at() const { return connected_at_; }
+  std::chrono::system_clock::time_point connect_wall() const { return connect_wall_; }
   Clock::time_point last_used() const { return last_used_; }
+  Clock::time_point last_activity() const { return last_activity_; }
   const std::shared_ptr<ClientConn>& client() const { return client_; }
   // Parameter sync bookkeeping (see ClientConn::sync_parameters).
   bool synced(uint64_t client_fingerprint, uint64_t server_version) const {
@@ -64,6 +68,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   boost::asio::awaitable<std::string> connect_and_login();
   boost::asio::awaitable<void> read_loop();
   void finish(const std::string& why);
+  auth::ServerCredentials server_credentials() const;
 
   Pooler& pooler_;
   PoolEntry& entry_;
@@ -74,11 +79,13 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   protocol::FrameDecoder decoder_;
   ReadBuffer in_;
   std::shared_ptr<ClientConn> client_;
+  std::optional<auth::ServerAuth> auth_;
   State state_ = State::connecting;
   int32_t backend_pid_ = 0, backend_key_ = 0;
   bool finished_ = false;
-  Clock::time_point connected_at_{}, last_used_{};
+  Clock::time_point connected_at_{}, last_used_{}, last_activity_{};
   uint64_t synced_fingerprint_ = 0, synced_version_ = 0;
+  std::chrono::system_clock::time_point connect_wall_ = std::chrono::system_clock::now();
 };
 
 }  // namespace pgcohere::net

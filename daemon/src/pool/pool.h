@@ -44,9 +44,25 @@ class Pool {
     launch_for_waiters();
   }
 
+  // PAUSE: no connection is handed out until resume(); clients queue up.
+  void pause() { paused_ = true; }
+  void resume() {
+    paused_ = false;
+    while (!waiters_.empty() && !idle_.empty()) {
+      ServerPtr s = std::move(idle_.back());
+      idle_.pop_back();
+      Waiter* w = waiters_.front();
+      waiters_.pop_front();
+      active_++;
+      w->grant(std::move(s));
+    }
+    launch_for_waiters();
+  }
+  bool paused() const { return paused_; }
+
   // An idle connection now, or nullptr: then call wait().
   ServerPtr try_acquire() {
-    if (idle_.empty() || !waiters_.empty()) return nullptr;
+    if (paused_ || idle_.empty() || !waiters_.empty()) return nullptr;
     ServerPtr s = std::move(idle_.back());  // most recently used: warm caches, others can age out
     idle_.pop_back();
     active_++;
@@ -130,7 +146,7 @@ class Pool {
 
  private:
   void offer(ServerPtr s) {
-    if (!waiters_.empty()) {
+    if (!waiters_.empty() && !paused_) {
       Waiter* w = waiters_.front();
       waiters_.pop_front();
       active_++;
@@ -152,6 +168,7 @@ class Pool {
     return true;
   }
   void launch_for_waiters() {
+    if (paused_) return;
     while (waiters_.size() > static_cast<size_t>(connecting_) && total_ < limits_.pool_size && launch_one()) {
     }
   }
@@ -165,6 +182,7 @@ class Pool {
   int active_ = 0;
   int connecting_ = 0;
   int total_ = 0;  // idle + active + connecting
+  bool paused_ = false;
 };
 
 }  // namespace pgcohere::pool

@@ -196,13 +196,17 @@ void close_complete(std::string& out) {
   w.begin('3');
   w.end();
 }
-void row_description(std::string& out, const std::vector<std::pair<std::string, int32_t>>& columns) {
+void row_description(std::string& out, const std::vector<Field>& columns) {
   Writer w(out);
   w.begin('T').i16(static_cast<int16_t>(columns.size()));
-  for (const auto& [name, oid] : columns) {
-    int16_t typlen = oid == 20 ? 8 : oid == 23 ? 4 : oid == 16 ? 1 : -1;
-    w.cstr(name).i32(0).i16(0).i32(oid).i16(typlen).i32(-1).i16(0);
-  }
+  for (const auto& c : columns) w.cstr(c.name).i32(0).i16(0).i32(c.type_oid).i16(c.type_size).i32(-1).i16(0);
+  w.end();
+}
+void notice(std::string& out, std::string_view message, std::string_view detail) {
+  Writer w(out);
+  w.begin('N').u8('S').cstr("NOTICE").u8('V').cstr("NOTICE").u8('C').cstr("00000").u8('M').cstr(message);
+  if (!detail.empty()) w.u8('D').cstr(detail);
+  w.u8(0);
   w.end();
 }
 void data_row(std::string& out, const std::vector<std::optional<std::string>>& values) {

@@ -116,8 +116,13 @@ void command_complete(std::string& out, std::string_view tag);
 void empty_query_response(std::string& out);
 void parse_complete(std::string& out);
 void close_complete(std::string& out);
-// columns: name + type OID (text format)
-void row_description(std::string& out, const std::vector<std::pair<std::string, int32_t>>& columns);
+struct Field {  // one RowDescription column, text format
+  std::string name;
+  int32_t type_oid = 25;
+  int16_t type_size = -1;
+};
+void row_description(std::string& out, const std::vector<Field>& columns);
+void notice(std::string& out, std::string_view message, std::string_view detail = {});
 void data_row(std::string& out, const std::vector<std::optional<std::string>>& values);
 
 void startup_message(std::string& out, const Params& params);
