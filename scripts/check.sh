@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
 
-echo "== unit tests (ctest)"
+echo "== unit tests (ctest; the extension's PostgreSQL-free core)"
 (cd build/daemon && ctest --output-on-failure -j2)
+make -s -C extension core-test
 
 echo "== extension regression + isolation tests (make installcheck)"
 for preload in pgcohere ''; do
