@@ -29,7 +29,7 @@ struct TemplateError : std::runtime_error {
 // A parsed key template such as "msg:history:{conversation_id}:*".
 struct Template {
     struct Segment {
-        bool placeholder;     // true: `text` is a column name
+        bool placeholder;  // true: `text` is a column name
         std::string text;
     };
     std::string source;
@@ -71,8 +71,7 @@ struct PayloadParams {
     std::int64_t commit_us = 0;
     std::size_t max_payload = kMaxPayload;
 };
-std::vector<std::string> encode_payloads(const std::vector<std::string_view>& lines,
-                                         const PayloadParams& params,
+std::vector<std::string> encode_payloads(const std::vector<std::string_view>& lines, const PayloadParams& params,
                                          const std::function<std::uint64_t()>& next_seq);
 
 // Removes trailing whitespace (the secret file's content).
@@ -82,7 +81,7 @@ std::string rstrip(std::string s);
 // nesting level so that a rolled-back savepoint drops exactly its own entries.
 // Entries are stored as "kind + text" (unescaped).
 class KeySet {
-public:
+  public:
     // Adds at nesting level `level` (1 = top). Returns false if already present.
     bool add(int level, char kind, std::string_view text);
     void commit_sub(int level);  // merge level into level-1
@@ -97,7 +96,7 @@ public:
             for (const auto& e : frame) f(e[0], std::string_view(e).substr(1));
     }
 
-private:
+  private:
     std::vector<std::unordered_set<std::string>> frames_;
     std::size_t total_ = 0;
 };

@@ -3,9 +3,7 @@
 
 namespace pgcohere::core {
 
-bool is_glob_meta(char c) {
-    return c == '*' || c == '?' || c == '[' || c == ']' || c == '\\';
-}
+bool is_glob_meta(char c) { return c == '*' || c == '?' || c == '[' || c == ']' || c == '\\'; }
 
 Template parse_template(std::string_view source) {
     Template t;
@@ -78,10 +76,17 @@ std::string line_escape(std::string_view text) {
     out.reserve(text.size() + 2);
     for (char c : text) {
         switch (c) {
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            default: out.push_back(c);
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            default:
+                out.push_back(c);
         }
     }
     return out;

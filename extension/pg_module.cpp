@@ -15,6 +15,7 @@ int guc_max_keys_per_xact = 10000;
 int guc_ring_size_kb = 1024;
 int guc_max_databases = 8;
 int guc_worker_idle_ms = 2000;
+int guc_batch_delay_ms = 5;
 bool guc_deterministic = false;
 int guc_publish_mode = PUBLISH_AUTO;
 bool g_preloaded = false;
@@ -51,19 +52,23 @@ void define_settings() {
     DefineCustomIntVariable("pgcohere.max_keys_per_xact",
                             "Entries a transaction collects before it publishes coarse patterns instead.", nullptr,
                             &guc_max_keys_per_xact, 10000, 1, INT_MAX / 2, PGC_SUSET, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("pgcohere.worker_idle_timeout",
-                            "Idle time after which a database's publishing worker exits (preload mode).", nullptr,
-                            &guc_worker_idle_ms, 2000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
-                            nullptr);
-    DefineCustomBoolVariable("pgcohere.deterministic", "Tests only: publish epoch 0 and commit time 0.", nullptr,
-                             &guc_deterministic, false, PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr,
-                             nullptr, nullptr);
+    DefineCustomIntVariable(
+        "pgcohere.worker_idle_timeout", "Idle time after which a database's publishing worker exits (preload mode).",
+        nullptr, &guc_worker_idle_ms, 2000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "pgcohere.batch_delay",
+        "After publishing, how long a worker gathers commits before its next NOTIFY (preload mode).",
+        "0 publishes every drain at once: lower latency, more NOTIFY transactions.", &guc_batch_delay_ms, 5, 0, 1000,
+        PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomBoolVariable(
+        "pgcohere.deterministic", "Tests only: epoch 0, commit time 0, seqs from the pgcohere.seq sequence.", nullptr,
+        &guc_deterministic, false, PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);
     if (g_preloaded) {  // postmaster-level settings exist only with shared_preload_libraries
-    DefineCustomIntVariable("pgcohere.ring_size", "Size of each database's shared-memory ring (preload mode).",
-                            nullptr, &guc_ring_size_kb, 1024, 16, 1024 * 1024, PGC_POSTMASTER, GUC_UNIT_KB, nullptr,
-                            nullptr, nullptr);
-    DefineCustomIntVariable("pgcohere.max_databases", "Databases that can publish through the ring (preload mode).",
-                            nullptr, &guc_max_databases, 8, 1, 1024, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+        DefineCustomIntVariable("pgcohere.ring_size", "Size of each database's shared-memory ring (preload mode).",
+                                nullptr, &guc_ring_size_kb, 1024, 16, 1024 * 1024, PGC_POSTMASTER, GUC_UNIT_KB, nullptr,
+                                nullptr, nullptr);
+        DefineCustomIntVariable("pgcohere.max_databases", "Databases that can publish through the ring (preload mode).",
+                                nullptr, &guc_max_databases, 8, 1, 1024, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
     }
     // Last: it removes placeholders of pgcohere.* settings not defined above.
     MarkGUCPrefixReserved("pgcohere");

@@ -1,6 +1,12 @@
 // Preload mode: the shared ring. Producers are committing backends (after commit, so
 // pushing never errors); the consumer is the database's worker (pg_worker.cpp).
+#include <algorithm>
+
 #include "ring.hpp"
+
+extern "C" {
+#include "utils/syscache.h"
+}
 
 namespace pgcohere {
 
@@ -78,29 +84,63 @@ void ring_startup() {}
 
 bool ring_available() { return g_ring != nullptr; }
 
+namespace {
+
+void claim(int i, Oid dboid) {
+    Slot* s = slot_at(i);
+    LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
+    s->dboid = dboid;
+    s->epoch = (uint64)unix_us(GetCurrentTimestamp());
+    pg_atomic_init_u64(&s->next_seq, 1);
+    s->head = s->tail = 0;
+    s->resync = false;
+    s->inflight = false;
+    s->worker = nullptr;
+    s->started_ok = false;
+    s->failures = 0;
+    LWLockRelease(slot_lock(i));
+}
+
+int claim_free(Oid dboid) {
+    for (int i = 0; i < g_ring->nslots; ++i)
+        if (slot_at(i)->dboid == dboid) return i;
+    for (int i = 0; i < g_ring->nslots; ++i) {
+        if (slot_at(i)->dboid != InvalidOid) continue;
+        claim(i, dboid);
+        return i;
+    }
+    return -1;
+}
+
+}  // namespace
+
 int ring_slot_for(Oid dboid) {
     if (g_my_slot >= 0 && slot_at(g_my_slot)->dboid == dboid) return g_my_slot;
-    int found = -1;
     LWLockAcquire(table_lock(), LW_EXCLUSIVE);
-    for (int i = 0; i < g_ring->nslots && found < 0; ++i)
-        if (slot_at(i)->dboid == dboid) found = i;
-    for (int i = 0; i < g_ring->nslots && found < 0; ++i) {
-        Slot* s = slot_at(i);
-        if (s->dboid != InvalidOid) continue;
-        LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
-        s->dboid = dboid;
-        s->epoch = (uint64)unix_us(GetCurrentTimestamp());
-        s->next_seq = 1;
-        s->head = s->tail = 0;
-        s->resync = false;
-        s->inflight = false;
-        s->worker = nullptr;
-        s->started_ok = false;
-        s->failures = 0;
-        LWLockRelease(slot_lock(i));
-        found = i;
-    }
+    int found = claim_free(dboid);
     LWLockRelease(table_lock());
+    if (found < 0) {
+        // Every slot is taken: reuse one whose database was dropped (nobody can listen
+        // there any more). Existence is checked in the catalog without holding our locks.
+        // Plain palloc'd data: this runs under pg::call and may be longjmp'd over.
+        Oid* dropped = (Oid*)palloc(sizeof(Oid) * g_ring->nslots);
+        int ndropped = 0;
+        for (int i = 0; i < g_ring->nslots; ++i) {
+            Oid db = slot_at(i)->dboid;
+            if (db != InvalidOid && !SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(db))) dropped[ndropped++] = db;
+        }
+        LWLockAcquire(table_lock(), LW_EXCLUSIVE);
+        found = claim_free(dboid);
+        for (int i = 0; i < g_ring->nslots && found < 0; ++i) {
+            Slot* s = slot_at(i);
+            if (s->worker == nullptr && std::find(dropped, dropped + ndropped, s->dboid) != dropped + ndropped) {
+                claim(i, dboid);
+                found = i;
+            }
+        }
+        LWLockRelease(table_lock());
+        pfree(dropped);
+    }
     g_my_slot = found;
     return found;
 }
@@ -110,18 +150,24 @@ bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64
     bool ok;
     LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
     std::size_t need = kRecordHeader + len;
-    ok = need <= g_ring->capacity - (s->head - s->tail);
+    // The slot is ours unless the launcher gave it up (a database it could not reach);
+    // then nothing may be written into what could become another database's ring.
+    ok = s->dboid == MyDatabaseId && need <= g_ring->capacity - (s->head - s->tail);
+    // The worker drains everything it finds, so only the push into an empty ring (or an
+    // overflow) needs to wake it: fewer latch signals under load.
+    bool was_empty = s->head == s->tail;
     if (ok) {
         uint32 l = (uint32)len;
         ring_write(i, s->head, &l, 4);
         ring_write(i, s->head + 4, &commit_us, 8);
         ring_write(i, s->head + kRecordHeader, data, len);
         s->head += need;
-    } else if (!s->resync) {
+    } else if (!s->resync && s->dboid == MyDatabaseId) {
         s->resync = true;
         strlcpy(s->reason, "ring-overflow", sizeof s->reason);
     }
-    PGPROC* wake = s->worker ? s->worker : g_ring->launcher;
+    PGPROC* wake = nullptr;
+    if (was_empty || !ok) wake = s->worker ? s->worker : g_ring->launcher;
     LWLockRelease(slot_lock(i));
     if (ok) {
         pg_atomic_fetch_add_u64(&g_ring->keys_queued, nkeys);
@@ -131,6 +177,22 @@ bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64
     }
     if (wake) SetLatch(&wake->procLatch);
     return ok;
+}
+
+bool ring_stream(int i, uint64* epoch) {
+    if (g_ring == nullptr || i < 0) return false;
+    *epoch = slot_at(i)->epoch;
+    return true;
+}
+
+uint64 ring_next_seq(int i) { return pg_atomic_fetch_add_u64(&slot_at(i)->next_seq, 1); }
+
+void ring_count_direct(uint64 entries, uint64 notifications, bool coarsened) noexcept {
+    if (g_ring == nullptr) return;
+    pg_atomic_fetch_add_u64(&g_ring->keys_queued, entries);
+    pg_atomic_fetch_add_u64(&g_ring->keys_published, entries);
+    pg_atomic_fetch_add_u64(&g_ring->notifications, notifications);
+    if (coarsened) pg_atomic_fetch_add_u64(&g_ring->coarsened_xacts, 1);
 }
 
 Counters ring_stats() {

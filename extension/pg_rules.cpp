@@ -70,8 +70,8 @@ std::unique_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
     rr->relid = RelationGetRelid(rel);
     rr->watched = loaded.watched;
     if (!OidIsValid(loaded.watched)) return rr;
-    rr->tag = std::string("table:") + (loaded.nspname ? loaded.nspname : "?") + "." +
-              (loaded.relname ? loaded.relname : "?");
+    rr->tag =
+        std::string("table:") + (loaded.nspname ? loaded.nspname : "?") + "." + (loaded.relname ? loaded.relname : "?");
     TupleDesc desc = RelationGetDescr(rel);
     std::vector<std::string> missing;
     for (int i = 0; i < loaded.ntemplates; ++i) {
@@ -103,6 +103,22 @@ std::unique_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
         rr->rules.push_back(std::move(rule));
     }
     for (auto& type : rr->typoutput) {
+        Oid base = pg::call([&] { return getBaseType(type); });
+        switch (base) {
+            case DATEOID:
+            case TIMEOID:
+            case TIMETZOID:
+            case TIMESTAMPOID:
+            case TIMESTAMPTZOID:
+            case INTERVALOID:
+            case FLOAT4OID:
+            case FLOAT8OID:
+            case BYTEAOID:
+                rr->fixed_settings = true;
+                break;
+            default:
+                break;
+        }
         Oid typid = type;
         type = pg::call([&]() -> Oid {
             Oid out;
@@ -116,8 +132,10 @@ std::unique_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
         for (const auto& m : missing) names += (names.empty() ? "" : ", ") + m;
         std::string msg = "pgcohere: rules of \"" + rr->tag.substr(6) + "\" name missing column(s) " + names +
                           "; those placeholders are widened to \"*\"";
-        pg::call([&] { ereport(WARNING, (errmsg("%s", msg.c_str()),
-                                         errhint("Run pgcohere.unwatch() and pgcohere.watch() with the new column names."))); });
+        pg::call([&] {
+            ereport(WARNING, (errmsg("%s", msg.c_str()),
+                              errhint("Run pgcohere.unwatch() and pgcohere.watch() with the new column names.")));
+        });
     }
     return rr;
 }
@@ -166,9 +184,9 @@ std::vector<core::Template> check_templates(Oid relid, const std::vector<std::st
             bool found = false;
             for (const auto& name : columns) found = found || name == c;
             if (!found)
-                throw pg::UserError(ERRCODE_UNDEFINED_COLUMN,
-                                    "pgcohere: column \"" + c + "\" of relation \"" + relname +
-                                        "\" does not exist (in key template \"" + source + "\")");
+                throw pg::UserError(ERRCODE_UNDEFINED_COLUMN, "pgcohere: column \"" + c + "\" of relation \"" +
+                                                                  relname + "\" does not exist (in key template \"" +
+                                                                  source + "\")");
         }
         out.push_back(std::move(t));
     }

@@ -33,8 +33,10 @@ std::vector<std::string> strings_of(Datum array_datum, const char* what) {
     std::vector<std::string> out;
     for (int i = 0; i < a.n; ++i) {
         if (a.nulls[i])
-            throw pg::UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, std::string("pgcohere: ") + what + " must not contain NULL");
-        text* t = DatumGetTextPP(a.elems[i]);
+            throw pg::UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                                std::string("pgcohere: ") + what + " must not contain NULL");
+        Datum d = a.elems[i];
+        text* t = pg::call([&] { return DatumGetTextPP(d); });  // may detoast
         out.emplace_back(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
     }
     return out;
@@ -111,7 +113,8 @@ extern "C" Datum pgcohere_queue_coarse(PG_FUNCTION_ARGS) {
 // pgcohere.stats(): counters of this cluster (preload mode) or of this backend (direct mode).
 extern "C" Datum pgcohere_stats(PG_FUNCTION_ARGS) {
     TupleDesc desc;
-    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "return type must be a row type");
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+        elog(ERROR, "return type must be a row type");
     desc = BlessTupleDesc(desc);
     bool shared = g_preloaded && ring_available();
     Counters c = shared ? ring_stats() : g_local_stats;

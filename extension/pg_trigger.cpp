@@ -16,11 +16,25 @@ namespace {
 const char** fetch_values(TupleTableSlot* slot, const RelRules* rr) {
     std::size_t n = rr->attnums.size();
     const char** values = (const char**)palloc0(sizeof(char*) * (n ? n : 1));
+    int guc_level = -1;
+    if (rr->fixed_settings) {
+        // Like a function's SET clause: restored by AtEOXact_GUC below, or by the
+        // (sub)transaction abort if an output function raises an error.
+        guc_level = NewGUCNestLevel();
+        (void)set_config_option("DateStyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+        (void)set_config_option("TimeZone", "UTC", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+        (void)set_config_option("IntervalStyle", "postgres", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                                false);
+        (void)set_config_option("extra_float_digits", "1", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                                false);
+        (void)set_config_option("bytea_output", "hex", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+    }
     for (std::size_t i = 0; i < n; ++i) {
         bool isnull;
         Datum d = slot_getattr(slot, rr->attnums[i], &isnull);
         values[i] = isnull ? nullptr : OidOutputFunctionCall(rr->typoutput[i], d);
     }
+    if (guc_level >= 0) AtEOXact_GUC(true, guc_level);
     return values;
 }
 
@@ -46,6 +60,11 @@ void row_trigger(FunctionCallInfo fcinfo) {
     if (!guc_enabled) return;
     const RelRules& rr = rules_for(td->tg_relation);
     if (rr.rules.empty()) return;
+    if (over_key_limit()) {
+        // Past max_keys_per_xact: the coarse patterns cover this row; skip rendering.
+        queue_coarse(rr);
+        return;
+    }
     if (TRIGGER_FIRED_BY_UPDATE(td->tg_event)) {
         queue_row(td->tg_trigslot, rr);  // OLD
         queue_row(td->tg_newslot, rr);   // NEW; equal keys collapse in the set

@@ -128,9 +128,7 @@ Encoded encode(const Batch& b, int i, const char* dbname, MemoryContext cxt) {
     params.secret = secret;
     params.epoch = s->epoch;
     params.commit_us = earliest;
-    uint64 seq = s->next_seq;
-    auto payloads = core::encode_payloads(lines, params, [&] { return seq++; });
-    s->next_seq = seq;  // only this worker writes it
+    auto payloads = core::encode_payloads(lines, params, [&] { return ring_next_seq(i); });
     Encoded out;
     out.n = (int)payloads.size();
     out.entries = lines.size();
@@ -328,5 +326,10 @@ void pgcohere_worker_main(Datum arg) {
         LWLockRelease(slot_lock(i));
         pg_atomic_fetch_add_u64(&ring()->keys_published, e.entries);
         pg_atomic_fetch_add_u64(&ring()->notifications, (uint64)e.n);
+        if (guc_batch_delay_ms > 0) {
+            // The first commit after a quiet period goes out at once; under load, commits
+            // of the next batch_delay are gathered into one NOTIFY transaction.
+            (void)WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, guc_batch_delay_ms, PG_WAIT_EXTENSION);
+        }
     }
 }

@@ -22,6 +22,8 @@ struct XactState {
     std::string record;
     int slot = -1;
     bool direct_published = false;
+    bool lost = false;  // entries could not be kept: publish a resync
+    uint64 notifications = 0;
 };
 XactState g_xact;
 
@@ -33,6 +35,8 @@ void reset() noexcept {
     g_xact.record.shrink_to_fit();
     g_xact.slot = -1;
     g_xact.direct_published = false;
+    g_xact.lost = false;
+    g_xact.notifications = 0;
 }
 
 int level() { return GetCurrentTransactionNestLevel(); }
@@ -50,6 +54,17 @@ Oid sequence_relid() {
     return OidIsValid(nsp) ? get_relname_relid("seq", nsp) : InvalidOid;
 }
 
+void notify_payloads(const std::vector<std::string>& payloads) {
+    const char* channel = guc_channel;
+    for (const auto& p : payloads) {
+        const char* text = p.c_str();
+        pg::call([&] { Async_Notify(channel, text); });
+    }
+    g_local_stats.notifications += payloads.size();
+    g_xact.notifications += payloads.size();
+    g_xact.direct_published = true;
+}
+
 // Direct mode: one or more NOTIFYs from this backend, inside the committing transaction.
 void publish_direct() {
     char* dbname = pg::call([] { return get_database_name(MyDatabaseId); });
@@ -59,6 +74,17 @@ void publish_direct() {
     params.secret = secret;
     params.epoch = guc_deterministic ? 0 : (uint64)unix_us(PgStartTime);
     params.commit_us = guc_deterministic ? 0 : unix_us(GetCurrentTimestamp());
+    // A preloaded cluster has one stream per database: share the worker's epoch and seqs.
+    int slot = g_preloaded && ring_available() ? pg::call([] { return ring_slot_for(MyDatabaseId); }) : -1;
+    uint64 slot_epoch = 0;
+    if (slot >= 0 && !guc_deterministic && ring_stream(slot, &slot_epoch)) {
+        params.epoch = slot_epoch;
+        auto lines = lines_of_xact();
+        std::vector<std::string_view> views(lines.begin(), lines.end());
+        auto payloads = core::encode_payloads(views, params, [&] { return ring_next_seq(slot); });
+        notify_payloads(payloads);
+        return;
+    }
     Oid seq = pg::call([] { return sequence_relid(); });
     uint64 local_seq = 0;
     if (!OidIsValid(seq) && !guc_deterministic) {
@@ -72,13 +98,7 @@ void publish_direct() {
         if (!OidIsValid(seq)) return ++local_seq;
         return (uint64)pg::call([&] { return nextval_internal(seq, false); });
     });
-    const char* channel = guc_channel;
-    for (const auto& p : payloads) {
-        const char* text = p.c_str();
-        pg::call([&] { Async_Notify(channel, text); });
-    }
-    g_local_stats.notifications += payloads.size();
-    g_xact.direct_published = true;
+    notify_payloads(payloads);
 }
 
 // Preload mode, pre-commit: serialize now (may fail, the transaction then aborts);
@@ -98,6 +118,10 @@ bool prepare_ring() {
 }
 
 void pre_commit() {
+    if (g_xact.lost) {
+        g_xact.entries.clear();
+        g_xact.entries.add(1, core::kResync, "backend-out-of-memory");
+    }
     if (g_xact.entries.empty()) return;
     if (g_xact.coarsened) g_local_stats.coarsened_xacts++;
     g_local_stats.keys_queued += g_xact.entries.size();
@@ -112,6 +136,8 @@ void commit() noexcept {
                   g_xact.entries.size(), g_xact.coarsened);
     } else if (g_xact.direct_published) {
         g_local_stats.keys_published += g_xact.entries.size();
+        // a direct publish in a preloaded cluster also counts in the cluster's stats()
+        ring_count_direct(g_xact.entries.size(), g_xact.notifications, g_xact.coarsened);
     }
     reset();
 }
@@ -148,8 +174,13 @@ extern "C" void subxact_callback(SubXactEvent event, SubTransactionId, SubTransa
     // commit_sub merges sets and may allocate: guard it; abort only frees.
     switch (event) {
         case SUBXACT_EVENT_COMMIT_SUB: {
-            int l = level();
-            pg::entry([l] { g_xact.entries.commit_sub(l); });
+            // Raising an error while a subtransaction commits is not an option: if the
+            // merge cannot allocate, the transaction publishes a resync instead.
+            try {
+                g_xact.entries.commit_sub(level());
+            } catch (...) {
+                g_xact.lost = true;
+            }
             break;
         }
         case SUBXACT_EVENT_ABORT_SUB:
@@ -190,11 +221,16 @@ void queue_entry(char kind, std::string_view text) {
     if (g_xact.entries.add(level(), kind, text) && kind == core::kKey) g_xact.nkeys++;
 }
 
+bool over_key_limit() {
+    if (g_xact.entries.size() < (std::size_t)guc_max_keys_per_xact) return false;
+    g_xact.coarsened = true;
+    return true;
+}
+
 void queue_rendered(const CompiledRule& rule, const core::Rendered& r) {
-    if (g_xact.entries.size() >= (std::size_t)guc_max_keys_per_xact) {
+    if (over_key_limit()) {
         // Past the limit: the rule's coarse pattern covers every key it could render,
         // and the set stops growing (bounded memory).
-        g_xact.coarsened = true;
         queue_entry(rule.tmpl.coarse_kind, rule.tmpl.coarse);
         return;
     }

@@ -77,6 +77,8 @@ CREATE FUNCTION pgcohere.watch(tbl regclass, keys text[]) RETURNS void
     SET search_path = pg_catalog, pgcohere
     AS $$
 BEGIN
+    -- serializes concurrent watch() calls on one table (CREATE TRIGGER takes it anyway)
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
     PERFORM pgcohere._check_templates(tbl, keys);
     INSERT INTO pgcohere.rules (tbl, template, tag)
         SELECT tbl, k, pgcohere.table_tag(tbl) FROM unnest(keys) AS k
@@ -164,6 +166,12 @@ BEGIN
         UPDATE pgcohere.rules r SET tag = pgcohere.table_tag(t.tbl)
             WHERE r.tbl = t.tbl AND r.tag IS DISTINCT FROM pgcohere.table_tag(t.tbl);
     END LOOP;
+    -- a disabled trigger would silently lose invalidations: refuse it
+    IF EXISTS (SELECT 1 FROM pg_trigger g JOIN pgcohere.rules r ON r.tbl = g.tgrelid
+               WHERE g.tgname IN ('pgcohere_row', 'pgcohere_truncate') AND g.tgenabled IN ('D', 'R')) THEN
+        RAISE EXCEPTION 'pgcohere: the triggers of a watched table cannot be disabled'
+            USING HINT = 'Use pgcohere.unwatch() to stop watching the table.';
+    END IF;
     -- a partition created or attached later also needs the TRUNCATE trigger
     FOR t IN SELECT DISTINCT r.tbl FROM pgcohere.rules r JOIN pg_class c ON c.oid = r.tbl
              WHERE c.relkind = 'p'

@@ -19,10 +19,11 @@ extern int guc_max_keys_per_xact;
 extern int guc_ring_size_kb;
 extern int guc_max_databases;
 extern int guc_worker_idle_ms;
+extern int guc_batch_delay_ms;
 enum PublishMode { PUBLISH_AUTO, PUBLISH_DIRECT };
 extern int guc_publish_mode;
 extern bool guc_deterministic;  // tests: epoch and commit-us 0
-extern bool g_preloaded;  // loaded through shared_preload_libraries
+extern bool g_preloaded;        // loaded through shared_preload_libraries
 
 // ---- rules of a relation (pg_rules.cpp)
 struct CompiledRule {
@@ -36,6 +37,9 @@ struct RelRules {
     std::vector<CompiledRule> rules;
     std::vector<AttrNumber> attnums;  // columns read by any rule
     std::vector<Oid> typoutput;
+    // Some column's text depends on session settings (DateStyle, TimeZone, ...): render
+    // under fixed settings so that every session produces the same keys.
+    bool fixed_settings = false;
 };
 // Rules that apply to rel (its own or a partitioned ancestor's); cached per backend,
 // dropped on relcache invalidation. Never null; rules empty if the table has none.
@@ -48,6 +52,7 @@ std::vector<core::Template> check_templates(Oid relid, const std::vector<std::st
 void register_xact_callbacks();
 void queue_entry(char kind, std::string_view text);
 std::vector<std::string> pending_lines();  // this transaction's entry lines, sorted
+bool over_key_limit();                     // past pgcohere.max_keys_per_xact (marks the transaction coarsened)
 void queue_rendered(const CompiledRule& rule, const core::Rendered& r);
 void queue_coarse(const RelRules& rr);  // every rule's coarse pattern plus the tag
 
@@ -72,6 +77,11 @@ int ring_slot_for(Oid dboid);  // claims a slot; -1 if none is free
 // Appends one committed transaction; never errors. False on overflow (resync recorded).
 bool ring_push(int slot, int64 commit_us, const char* data, std::size_t len, uint64 nkeys, bool coarsened) noexcept;
 Counters ring_stats();
+void ring_count_direct(uint64 entries, uint64 notifications, bool coarsened) noexcept;
+// The (epoch, seq) stream of slot i, shared by its worker and by direct publishers in
+// a preloaded cluster, so that one database never has two interleaved epochs.
+bool ring_stream(int slot, uint64* epoch);
+uint64 ring_next_seq(int slot);
 void register_workers();
 
 }  // namespace pgcohere

@@ -47,6 +47,12 @@ UPDATE app.members SET email = 'e@x' WHERE id = 1;
 SELECT * FROM pgcohere.pending();
 ROLLBACK;
 
+-- the triggers cannot be disabled (that would lose invalidations silently)
+ALTER TABLE app.members DISABLE TRIGGER pgcohere_row;
+ALTER TABLE app.members DISABLE TRIGGER ALL;
+ALTER TABLE app.members ENABLE REPLICA TRIGGER pgcohere_row;  -- fires only in replica mode
+ALTER TABLE app.members ENABLE ALWAYS TRIGGER pgcohere_row;   -- fires everywhere: fine
+
 -- dropped table: coarse patterns and tag published, rules removed
 BEGIN;
 DROP TABLE app.members;

@@ -66,5 +66,24 @@ SELECT * FROM pgcohere.pending();
 ROLLBACK;
 RESET pgcohere.enabled;
 
-DROP TABLE items, odd;
+-- date/time, float and bytea values render under fixed settings (ISO dates, UTC,
+-- extra_float_digits 1, hex bytea) whatever the session uses, and the session's own
+-- settings are left as they were
+CREATE TABLE ev (id int PRIMARY KEY, at timestamptz, d float8, b bytea);
+SELECT pgcohere.watch('ev', ARRAY['ev:{at}', 'ev:d:{d}', 'ev:b:{b}']);
+SET DateStyle = 'SQL, DMY';
+SET TimeZone = 'Asia/Tokyo';
+SET extra_float_digits = 3;
+SET bytea_output = 'escape';
+BEGIN;
+INSERT INTO ev VALUES (1, '2024-03-04 05:06:07+09', 0.1, '\x41');
+SELECT * FROM pgcohere.pending();
+ROLLBACK;
+SHOW DateStyle;
+SHOW TimeZone;
+SHOW extra_float_digits;
+SHOW bytea_output;
+RESET DateStyle; RESET TimeZone; RESET extra_float_digits; RESET bytea_output;
+
+DROP TABLE items, odd, ev;
 DROP EXTENSION pgcohere;

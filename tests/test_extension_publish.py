@@ -14,6 +14,7 @@ import threading
 import time
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from harness.servers import PgCluster, wait_until
@@ -126,6 +127,7 @@ def test_preload_publishes_committed_work_signed_from_the_worker(pg, new_db, sec
     setup_table(pg, new_db)
     listener = listener_factory(pg, new_db, secret)
     with pg.connect(new_db) as c:
+        writer = c.execute("SELECT pg_backend_pid()").fetchone()[0]
         with c.transaction():
             c.execute("INSERT INTO items VALUES (1, 'ann')")
         with pytest.raises(psycopg.errors.UniqueViolation):
@@ -145,7 +147,9 @@ def test_preload_publishes_committed_work_signed_from_the_worker(pg, new_db, sec
     assert "item:2" not in listener.keys()
     assert all(p.of("t") == {"table:public.items"} for p in payloads)
     # user backends never NOTIFY in preload mode: the publisher worker does
-    assert backend_type(pg, new_db, payloads[0].pid) == "pgcohere publisher"
+    assert writer not in {p.pid for p in payloads}
+    kind = backend_type(pg, new_db, payloads[0].pid)
+    assert kind in ("pgcohere publisher", None)  # None: it already exited, idle
     with pg.connect(new_db) as c:
         stats = c.execute("SELECT mode, keys_published, notifications FROM pgcohere.stats()").fetchone()
     assert stats[0] == "preload" and stats[1] > 0 and stats[2] > 0
@@ -194,6 +198,25 @@ def test_preload_several_databases_have_their_own_sequence(pg, secret, listener_
         with pg.connect() as c:
             for n in names:
                 c.execute(f"DROP DATABASE IF EXISTS {n} WITH (FORCE)")
+
+
+def test_direct_sessions_in_a_preloaded_cluster_share_the_database_stream(pg, new_db, secret, listener_factory):
+    """publish_mode=direct in one session, the ring in another: one epoch, distinct seqs
+    (an interleaved second epoch would make the daemon drop payloads as replays)."""
+    setup_table(pg, new_db)
+    listener = listener_factory(pg, new_db, secret)
+    with pg.connect(new_db) as ring_conn, pg.connect(new_db) as direct_conn:
+        direct_conn.execute("SET pgcohere.publish_mode = direct")
+        for i in range(10):
+            (direct_conn if i % 2 else ring_conn).execute("INSERT INTO items VALUES (%s, 'x')", (i,))
+    listener.wait(lambda ps: {f"item:{i}" for i in range(10)} <= set().union(*[p.of("k") for p in ps])
+                  if ps else False, "all keys")
+    ps = listener.payloads
+    assert len({p.epoch for p in ps}) == 1
+    seqs = [p.seq for p in ps]
+    assert len(set(seqs)) == len(seqs)
+    assert sorted(seqs) == list(range(1, len(seqs) + 1))
+    assert all(p.signature_ok for p in ps)
 
 
 def test_worker_exits_when_idle_so_drop_database_works(pg, secret, listener_factory):
@@ -345,7 +368,7 @@ def test_direct_mode_notifies_from_the_committing_backend(direct_pg, secret, lis
 @pytest.fixture(scope="module")
 def small_ring_pg(workdir, secret_file):
     cluster = PgCluster(os.path.join(workdir, "pg-small-ring"), preload=True, secret_file=secret_file,
-                        settings={"pgcohere.ring_size": "'16kB'"}).init().start()
+                        settings={"pgcohere.ring_size": "'16kB'", "pgcohere.max_databases": 2}).init().start()
     with cluster.connect() as c:
         c.execute("CREATE EXTENSION pgcohere")
     yield cluster
@@ -370,4 +393,62 @@ def test_ring_overflow_publishes_resync_never_drops_silently(small_ring_pg, secr
         assert overflows >= 1
     finally:
         with small_ring_pg.connect() as c:
+            c.execute("DROP TABLE items")
+
+
+def test_rings_of_dropped_databases_are_reused(small_ring_pg, secret, listener_factory):
+    """max_databases = 2 here: database after database keeps publishing through the ring
+    (from the publisher worker, not the writing backend) as dropped ones free their slot."""
+    for n in range(4):
+        name = f"cycle_{os.getpid()}_{n}"
+        with small_ring_pg.connect() as c:
+            c.execute(f"CREATE DATABASE {name}")
+        try:
+            with small_ring_pg.connect(name) as c:
+                c.execute("CREATE EXTENSION pgcohere")
+            setup_table(small_ring_pg, name)
+            listener = listener_factory(small_ring_pg, name, secret)
+            with small_ring_pg.connect(name) as c:
+                writer = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+                c.execute("INSERT INTO items VALUES (1, 'x')")
+            p = listener.wait(lambda ps: [p for p in ps if "item:1" in p.of("k")], f"key in {name}")[0]
+            assert p.pid != writer, "published by the database's worker, not in direct mode"
+            assert p.seq == 1 and p.signature_ok
+            listener.close()
+        finally:
+            with small_ring_pg.connect() as c:
+                c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_worker_failure_degrades_to_resync(small_ring_pg, secret, secret_file, listener_factory):
+    """The worker cannot sign (secret file unreadable): the drained entries are replaced by
+    a resync entry, published as soon as it can sign again; user commits never fail."""
+    setup_table(small_ring_pg, "postgres")
+    try:
+        listener = listener_factory(small_ring_pg, "postgres", secret)
+        with small_ring_pg.connect() as c:
+            c.execute("ALTER SYSTEM SET pgcohere.secret_file = '/nonexistent/pgcohere-secret'")
+            c.execute("SELECT pg_reload_conf()")
+            ids = iter(range(100, 100000))
+
+            def failed():
+                # writes commit fine; once the worker has seen the reload, it cannot sign
+                c.execute("INSERT INTO items VALUES (%s, 'during')", (next(ids),))
+                return c.execute("SELECT notify_failures FROM pgcohere.stats()").fetchone()[0] > 0
+            wait_until(failed, timeout=15, what="the worker to fail signing")
+            c.execute("ALTER SYSTEM SET pgcohere.secret_file = %s" % psycopg.sql.quote(secret_file))
+            c.execute("SELECT pg_reload_conf()")
+            c.execute("INSERT INTO items VALUES (2, 'after')")
+            # item:2 may be drained before the worker sees the reload: then the resync
+            # covers it too. Either way a signed resync entry arrives.
+            resync = listener.wait(lambda ps: [p for p in ps if "encode-failed" in p.of("r")], "resync entry")[0]
+            assert resync.signature_ok
+            c.execute("INSERT INTO items VALUES (3, 'later')")
+        listener.wait(contains_key("item:3"), "publication back to normal")
+        assert all(p.signature_ok for p in listener.payloads)
+    finally:
+        with small_ring_pg.connect() as c:
+            # the harness keeps the secret in postgresql.auto.conf: put it back there
+            c.execute("ALTER SYSTEM SET pgcohere.secret_file = %s" % psycopg.sql.quote(secret_file))
+            c.execute("SELECT pg_reload_conf()")
             c.execute("DROP TABLE items")

@@ -117,3 +117,29 @@ def test_one_leader_per_database_and_takeover_when_it_dies(inv_pg, inv_db, secre
     r.set(key, "x")
     Stream(inv_pg, inv_db, secret).send([("k", key)])
     wait_until(lambda: gone(r, key), what="the new leader purges")
+
+
+def test_hung_redis_is_dropped_and_purges_resume(inv_pg, inv_db, secret, inv_daemon, durable_redis):
+    d = inv_daemon([inv_db], extra_ini="[redis]\ncommand_timeout = 0.3\n", redis_url=durable_redis.url)
+    r = durable_redis.client()
+    key = f"{inv_db}:hung"
+    r.set(key, "x")
+    durable_redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        Stream(inv_pg, inv_db, secret).send([("k", key)])
+        wait_until(lambda: "command timed out" in d.log(), what="the hung connection is dropped")
+    finally:
+        durable_redis.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: gone(r, key), what="purge applied once Redis answers again")
+
+
+def test_delayed_redelete_purges_a_stale_refill(inv_pg, inv_db, secret, inv_daemon, redis_srv):
+    d = inv_daemon([inv_db], extra_ini="redelete_delay = 2\n")
+    r = redis_srv.client()
+    key = f"{inv_db}:raced"
+    r.set(key, "old")
+    Stream(inv_pg, inv_db, secret).send([("k", key)])
+    wait_until(lambda: gone(r, key), what="first purge")
+    r.set(key, "old value written back by a racing reader")
+    wait_until(lambda: gone(r, key), what="second purge after the delay")
+    assert d.metric("pgcohere_invalidations_applied_total", database=inv_db) == 1

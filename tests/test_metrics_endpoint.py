@@ -21,12 +21,21 @@ def get(port, path="/metrics", method="GET"):
         conn.close()
 
 
+def started(d):
+    """The daemon's metrics endpoint answers (and the daemon did not die after 'ready')."""
+    def up():
+        assert d.proc.poll() is None, f"pgcohered exited with {d.proc.returncode}:\n{d.log()}"
+        return port_open(d.metrics_port)
+    wait_until(up, what=f"metrics port {d.metrics_port} (log: {d.log_path})")
+    return d
+
+
 def families(text):
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
 def test_metrics_are_valid_prometheus_text(daemon_factory, new_db):
-    d = daemon_factory(databases=[new_db])
+    d = started(daemon_factory(databases=[new_db]))
     status, ctype, body = get(d.metrics_port)
     assert status == 200
     assert ctype == "text/plain; version=0.0.4; charset=utf-8"
@@ -45,7 +54,7 @@ def test_metrics_are_valid_prometheus_text(daemon_factory, new_db):
 
 
 def test_other_paths_and_methods(daemon_factory, new_db):
-    d = daemon_factory(databases=[new_db])
+    d = started(daemon_factory(databases=[new_db]))
     assert get(d.metrics_port, "/")[0] == 404
     assert get(d.metrics_port, "/metrics/x")[0] == 404
     assert get(d.metrics_port, "/metrics", "POST")[0] == 405
@@ -54,7 +63,7 @@ def test_other_paths_and_methods(daemon_factory, new_db):
 
 
 def test_reload_moves_the_endpoint(daemon_factory, new_db):
-    d = daemon_factory(databases=[new_db])
+    d = started(daemon_factory(databases=[new_db]))
     old_port, new_port = d.metrics_port, free_port()
     with open(d.config_path) as f:
         text = f.read()
@@ -67,7 +76,7 @@ def test_reload_moves_the_endpoint(daemon_factory, new_db):
 
 
 def test_port_in_use_is_a_clear_startup_error(daemon_factory, new_db):
-    first = daemon_factory(databases=[new_db])
+    first = started(daemon_factory(databases=[new_db]))
     second = daemon_factory(databases=[new_db], start=False)
     with open(second.config_path) as f:
         text = f.read()

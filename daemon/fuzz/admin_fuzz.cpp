@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "admin/console.h"
+#include "util/log.h"
 
 using namespace pgcohere::admin;
 
@@ -30,6 +31,11 @@ class NullBackend : public Backend {
   void kill(const std::string&, Done done) override { done(""); }
 };
 }  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  pgcohere::log::set_min_level(pgcohere::log::Level::error);  // the console logs each command
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view q(reinterpret_cast<const char*>(data), size);

@@ -371,3 +371,26 @@ TEST(AdminConsole, OtherCommandsAndDefaults) {
   EXPECT_EQ(replies[6].error, "invalid command 'bogus', use SHOW HELP;");
   EXPECT_EQ(b.calls, (std::vector<std::string>{"reload", "kill:appdb", "shutdown:"}));
 }
+
+TEST(AdminShow, ConfigRowsFromTheRunningConfig) {
+  pgcohere::config::Config cfg;
+  cfg.daemon.default_pool_size = 42;
+  cfg.redis.url = "redis://:hunter2@127.0.0.1:6379/0";
+  std::vector<ConfigRow> rows = config_rows(cfg);
+  auto find = [&](const std::string& key) -> const ConfigRow* {
+    for (const auto& r : rows)
+      if (r.key == key) return &r;
+    return nullptr;
+  };
+  ASSERT_TRUE(find("default_pool_size"));
+  EXPECT_EQ(find("default_pool_size")->value, "42");
+  EXPECT_EQ(find("default_pool_size")->default_value, "20");
+  EXPECT_TRUE(find("default_pool_size")->changeable);
+  ASSERT_TRUE(find("listen_port"));
+  EXPECT_FALSE(find("listen_port")->changeable);
+  ASSERT_TRUE(find("redis.url"));
+  EXPECT_EQ(find("redis.url")->value, "********");
+  ResultSet r = show_config(rows);
+  for (const auto& row : r.rows)
+    for (const auto& v : row) EXPECT_EQ(v->find("hunter2"), std::string::npos);
+}

@@ -244,3 +244,30 @@ TEST(ServerAuthLive, LogsInToPostgres) {
   ASSERT_TRUE(play(front, client));
   EXPECT_EQ(login(host, port, front.credentials()), "");
 }
+
+TEST(ClientAuth, PlainPasswordsDeriveTheirScramSecretOnce) {
+  UserList u = users();
+  std::string first_salt;
+  for (int i = 0; i < 3; ++i) {
+    ClientAuth a("scram-sha-256", &u, "plainuser");
+    auto s = a.begin();
+    ASSERT_TRUE(s.send);
+    ClientAuth::Step continue_step =
+        a.on_password_message(sasl_initial_response("SCRAM-SHA-256", "n,,n=,r=clientnonce"));
+    ASSERT_TRUE(continue_step.send) << continue_step.reason;
+    std::string msg = continue_step.send->data;
+    std::string salt = msg.substr(msg.find(",s="), msg.find(",i=") - msg.find(",s="));
+    if (i == 0) first_salt = salt;
+    EXPECT_EQ(salt, first_salt);
+  }
+  // A changed password gets a new secret.
+  UserList changed = parse_userlist("\"plainuser\" \"pw2\"\n");
+  ClientAuth b("scram-sha-256", &changed, "plainuser");
+  b.begin();
+  auto st = b.on_password_message(sasl_initial_response("SCRAM-SHA-256", "n,,n=,r=clientnonce"));
+  ASSERT_TRUE(st.send);
+  EXPECT_EQ(st.send->data.find(first_salt), std::string::npos);
+  ServerAuth client(password_creds("plainuser", "pw2"));
+  ClientAuth c("scram-sha-256", &changed, "plainuser");
+  EXPECT_TRUE(play(c, client));
+}

@@ -4,6 +4,7 @@
 #include <limits>
 #include <thread>
 
+#include "metrics/process.h"
 #include "metrics/registry.h"
 
 using namespace pgcohere::metrics;
@@ -181,3 +182,23 @@ TEST(Metrics, BucketHelpers) {
 }
 
 TEST(Metrics, GlobalRegistryIsShared) { EXPECT_EQ(&registry(), &registry()); }
+
+TEST(ProcessMetrics, ReadFromProc) {
+  std::vector<char> touch(8 << 20, 1);  // some resident memory
+  Exposition e;
+  collect_process_metrics(e);
+  std::string out = e.text();
+  for (const char* name : {"pgcohere_process_cpu_seconds_total ", "pgcohere_process_resident_memory_bytes ",
+                           "pgcohere_process_open_fds ", "pgcohere_process_max_fds ",
+                           "pgcohere_process_start_time_seconds ", "pgcohere_process_threads "})
+    EXPECT_TRUE(contains(out, name)) << name << "\n" << out;
+  auto value = [&](const std::string& name) {
+    auto pos = out.find("\n" + name + " ");
+    return pos == std::string::npos ? -1.0 : std::stod(out.substr(pos + name.size() + 2));
+  };
+  EXPECT_GT(value("pgcohere_process_resident_memory_bytes"), 8e6);
+  EXPECT_GT(value("pgcohere_process_open_fds"), 2);
+  EXPECT_GT(value("pgcohere_process_start_time_seconds"), 1.6e9);
+  EXPECT_GE(value("pgcohere_process_threads"), 1);
+  EXPECT_EQ(touch[0], 1);
+}

@@ -3,7 +3,9 @@
 
 #include <cstdio>
 #include <fstream>
+#include <unistd.h>
 
+#include "auth/auth_file.h"
 #include "auth/userlist.h"
 
 using namespace pgcohere::auth;
@@ -103,4 +105,37 @@ TEST(Userlist, LoadsFromFile) {
   } catch (const UserlistError& e) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos);
   }
+}
+
+TEST(AuthFile, ReloadKeepsTheOldListWhenTheNewFileIsBroken) {
+  char path[] = "/tmp/pgcohere-authfile-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  auto write = [&](const char* text) {
+    std::ofstream out(path, std::ios::trunc);
+    out << text;
+  };
+  write("\"a\" \"1\"\n");
+  AuthFile f;
+  f.load(path);
+  auto before = f.users();
+  EXPECT_EQ(before->find("a")->secret, "1");
+
+  write("\"a\" \"2\"\n\"b\" \"3\"\n");
+  EXPECT_EQ(f.reload(path), "");
+  EXPECT_EQ(f.users()->find("a")->secret, "2");
+  EXPECT_EQ(f.users()->size(), 2u);
+  EXPECT_EQ(before->find("a")->secret, "1");  // a login in progress keeps its snapshot
+
+  write("\"a\" \"4\"\nbroken\n");
+  std::string err = f.reload(path);
+  EXPECT_EQ(err, std::string(path) + ":2: expected a double-quoted user name");
+  EXPECT_EQ(f.users()->find("a")->secret, "2");
+
+  std::remove(path);
+  EXPECT_THROW(f.load(path), UserlistError);
+  EXPECT_EQ(f.users()->size(), 2u);
+  f.load("");
+  EXPECT_EQ(f.users()->size(), 0u);
 }

@@ -352,6 +352,28 @@ ResultSet show_param(std::string_view name) {
   return r;
 }
 
+std::vector<ConfigRow> config_rows(const config::Config& config) {
+  static const std::string_view kRestartOnly[] = {"listen_addr", "listen_port", "unix_socket_dir",
+                                                  "listen_backlog", "so_reuseport", "workers",
+                                                  "pidfile", "logfile", "pkt_buf"};
+  std::vector<ConfigRow> rows;
+  for (const config::Setting& st : config::list_settings(config)) {
+    ConfigRow row;
+    row.key = st.section == "pgcohered" ? st.key : st.section + "." + st.key;
+    // A Redis URL can carry a password (redis://:pw@host); file paths are not secrets.
+    bool secret = st.key.find("password") != std::string::npos ||
+                  (st.section == "redis" && st.value.find('@') != std::string::npos);
+    row.value = secret ? "********" : st.value;
+    row.default_value = st.default_value;
+    row.changeable = true;
+    if (st.section == "pgcohered")
+      for (std::string_view k : kRestartOnly)
+        if (k == st.key) row.changeable = false;
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
 ResultSet build_show(Show what, const Snapshot& snap, std::string_view param) {
   switch (what) {
     case Show::help: return show_help();

@@ -8,6 +8,7 @@
 
 #include "admin/result_set.h"
 #include "admin/snapshot.h"
+#include "config/config.h"
 
 namespace pgcohere::admin {
 
@@ -28,6 +29,11 @@ ResultSet show_version(const std::string& version);
 ResultSet show_state(bool paused, bool suspended);
 ResultSet show_help();
 ResultSet show_param(std::string_view name);  // SHOW client_encoding and friends
+
+// SHOW CONFIG rows from the running configuration: [pgcohered] keys by their PgBouncer
+// names, other sections' keys as section.key; a Redis URL with a password masked; changeable = "no" for the
+// keys that only take effect at start (listen_addr, listen_port, unix_socket_dir, ...).
+std::vector<ConfigRow> config_rows(const config::Config& config);
 
 // Dispatches on `what`; Show::fds, sockets and active_sockets have no builder (nullopt-like:
 // an empty ResultSet with an empty tag).

@@ -1,6 +1,9 @@
 // Client-facing and server-facing password exchanges.
 #include "auth/exchange.h"
 
+#include <mutex>
+#include <unordered_map>
+
 #include "auth/crypto.h"
 #include "auth/md5.h"
 
@@ -27,6 +30,25 @@ std::optional<std::string_view> c_string(std::string_view body) {
   body.remove_suffix(1);
   if (body.find('\0') != std::string_view::npos) return std::nullopt;
   return body;
+}
+
+// Deriving a SCRAM secret from a plain auth_file password costs 4096 HMAC rounds; do it
+// once per (user, password) rather than on every login (PgBouncer caches it too).
+ScramSecret cached_secret_for_plain(const UserEntry& entry) {
+  static std::mutex mutex;
+  static std::unordered_map<std::string, ScramSecret> cache;
+  constexpr std::size_t kMaxEntries = 10000;
+  std::string key = entry.name + '\0' + sha256(entry.secret);
+  {
+    std::lock_guard lock(mutex);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  ScramSecret secret = *scram_secret_for(entry);
+  std::lock_guard lock(mutex);
+  if (cache.size() >= kMaxEntries) cache.clear();
+  cache.emplace(std::move(key), secret);
+  return secret;
 }
 
 std::string sasl_mechanisms() {
@@ -106,7 +128,8 @@ ClientAuth::Step ClientAuth::begin() {
       break;
     case Method::scram: {
       std::optional<ScramSecret> secret;
-      if (entry_) secret = scram_secret_for(*entry_);
+      if (entry_ && entry_->kind == SecretKind::plain) secret = cached_secret_for_plain(*entry_);
+      else if (entry_) secret = scram_secret_for(*entry_);
       scram_.emplace(secret ? ScramServer(*secret) : ScramServer::for_unknown_user(user_));
       s.send = AuthRequest{AuthCode::sasl, sasl_mechanisms()};
       break;

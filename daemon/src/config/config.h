@@ -93,6 +93,7 @@ struct InvalidationSettings {
   std::string journal_file;    // empty: in memory only
   int journal_max_entries = 100000;
   int max_inflight = 16;       // concurrent purge batches per Redis node
+  bool pattern_index = false;  // keep an index of key names (keyspace events) for pattern purges
 };
 
 struct CacheSettings {

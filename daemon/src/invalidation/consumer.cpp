@@ -84,7 +84,11 @@ DatabaseConsumer::DatabaseConsumer(asio::io_context& io, Purger& purger, const C
                                               db_label(name_))),
       latency_(metrics::registry().histogram("invalidation_latency_ms",
                                              "Commit-to-purge latency of applied invalidations, milliseconds",
-                                             metrics::latency_buckets_ms())) {}
+                                             metrics::exponential_buckets(0.1, 1.2, 64))),
+      receive_latency_(metrics::registry().histogram(
+          "invalidation_receive_latency_ms",
+          "Commit to the daemon receiving the notification (extension + PostgreSQL share), milliseconds",
+          metrics::exponential_buckets(0.1, 1.2, 64))) {}
 
 DatabaseConsumer::~DatabaseConsumer() { *alive_ = false; }
 
@@ -242,6 +246,7 @@ void DatabaseConsumer::handle(const Notification& n) {
     return;
   }
   const auto& p = *decoded.payload;
+  std::uint64_t received_us = now_us();
   auto verdict = tracker_.observe(p.epoch, p.seq, Clock::now());
   if (verdict == SequenceTracker::Verdict::replay) {
     replayed_.inc();
@@ -249,6 +254,8 @@ void DatabaseConsumer::handle(const Notification& n) {
                  << p.seq << ")";
     return;
   }
+  if (p.commit_us > 0 && received_us >= p.commit_us)
+    receive_latency_.observe(static_cast<double>(received_us - p.commit_us) / 1000.0);
   if (verdict == SequenceTracker::Verdict::apply_and_resync) request_resync("epoch");
   PurgeJob job;
   for (const auto& e : p.entries) {
@@ -266,8 +273,9 @@ void DatabaseConsumer::handle(const Notification& n) {
 }
 
 void DatabaseConsumer::submit(PurgeJob job, std::uint64_t commit_us, std::function<void()> after) {
-  PurgeJob again;
-  if (settings_.redelete_delay.count() > 0 && commit_us > 0) again = job;
+  auto again = std::make_shared<PurgeJob>();
+  bool redelete = settings_.redelete_delay.count() > 0 && commit_us > 0;
+  if (redelete) *again = job;
   std::optional<std::uint64_t> journal_id;
   if (settings_.journal) {
     journal_id = settings_.journal->append(name_, job);
@@ -276,28 +284,30 @@ void DatabaseConsumer::submit(PurgeJob job, std::uint64_t commit_us, std::functi
     }
   }
   Journal* journal = settings_.journal;
-  purger_.submit(std::move(job), [this, commit_us, journal, journal_id, after = std::move(after),
+  purger_.submit(std::move(job), [this, commit_us, journal, journal_id, after = std::move(after), redelete, again,
                                   alive = std::weak_ptr<bool>(alive_)] {
     if (journal_id && journal) journal->complete(*journal_id);
     if (after) after();
     if (alive.expired() || commit_us == 0) return;
     applied_.inc();
     std::uint64_t now = now_us();
-    if (commit_us > 0 && now >= commit_us) latency_.observe(static_cast<double>(now - commit_us) / 1000.0);
+    if (now >= commit_us) latency_.observe(static_cast<double>(now - commit_us) / 1000.0);
+    if (redelete && !stopping_) schedule_redelete(std::move(*again));
   });
-  if (settings_.redelete_delay.count() > 0 && commit_us > 0) {
-    // Re-delete after a delay: covers an application that read the old row before the
-    // commit and writes its stale value back after our first purge.
-    auto timer = std::make_shared<asio::steady_timer>(io_, settings_.redelete_delay);
-    redelete_timers_.insert(timer);
-    timer->async_wait([this, timer, again = std::move(again), alive = std::weak_ptr<bool>(alive_)](
-                          boost::system::error_code ec) mutable {
-      if (alive.expired()) return;
-      redelete_timers_.erase(timer);
-      if (ec || stopping_) return;
-      purger_.submit(std::move(again));
-    });
-  }
+}
+
+void DatabaseConsumer::schedule_redelete(PurgeJob job) {
+  // Purge again a while after the first purge: covers an application that read the old row
+  // before the commit and writes its stale value back after our first purge.
+  auto timer = std::make_shared<asio::steady_timer>(io_, settings_.redelete_delay);
+  redelete_timers_.insert(timer);
+  timer->async_wait([this, timer, job = std::move(job), alive = std::weak_ptr<bool>(alive_)](
+                        boost::system::error_code ec) mutable {
+    if (alive.expired()) return;
+    redelete_timers_.erase(timer);
+    if (ec || stopping_) return;
+    purger_.submit(std::move(job));
+  });
 }
 
 }  // namespace pgcohere::invalidation

@@ -56,6 +56,7 @@ class DatabaseConsumer {
   void handle(const Notification& n);
   void submit(PurgeJob job, std::uint64_t commit_us, std::function<void()> after = {});
   void set_leader(bool leader);
+  void schedule_redelete(PurgeJob job);
 
   boost::asio::io_context& io_;
   Purger& purger_;
@@ -80,6 +81,7 @@ class DatabaseConsumer {
   metrics::Counter& gaps_;
   metrics::Gauge& leader_gauge_;
   metrics::Histogram& latency_;
+  metrics::Histogram& receive_latency_;
 };
 
 // The advisory-lock key that elects one purging daemon per database and channel.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "redis/glob.h"
 #include "util/log.h"
@@ -32,8 +33,8 @@ std::string common_prefix(const std::vector<std::string>& prefixes) {
 }
 }  // namespace
 
-Purger::Purger(boost::asio::io_context& io, redis::Backend& backend, PurgeOptions options)
-    : retry_timer_(io), backend_(backend), options_(std::move(options)) {}
+Purger::Purger(boost::asio::io_context& io, redis::Backend& backend, PurgeOptions options, redis::KeyIndex* index)
+    : retry_timer_(io), backend_(backend), index_(index), options_(std::move(options)) {}
 
 Purger::~Purger() { *alive_ = false; }
 
@@ -167,10 +168,23 @@ void Purger::pump_patterns() {
   if (pass_running_ || pending_patterns_.empty() || !backend_.ready()) return;
   pass_patterns_ = std::move(pending_patterns_);
   pending_patterns_.clear();
+  if (index_ && index_->ready()) {
+    index_pass();
+    return;
+  }
   std::vector<std::string> prefixes;
   for (const auto& [pattern, ws] : pass_patterns_) prefixes.push_back(redis::literal_prefix(pattern));
   pass_match_ = pass_patterns_.size() == 1 ? pass_patterns_.begin()->first
                                            : redis::glob_escape(common_prefix(prefixes)) + "*";
+  pass_by_prefix_.clear();
+  pass_prefix_lengths_.clear();
+  for (const auto& [pattern, ws] : pass_patterns_) {
+    std::string prefix = redis::literal_prefix(pattern);
+    if (std::find(pass_prefix_lengths_.begin(), pass_prefix_lengths_.end(), prefix.size()) ==
+        pass_prefix_lengths_.end())
+      pass_prefix_lengths_.push_back(prefix.size());
+    pass_by_prefix_[prefix].push_back(pattern);
+  }
   pass_running_ = true;
   pass_failed_ = false;
   pass_topology_ = backend_.topology_version();
@@ -179,6 +193,52 @@ void Purger::pump_patterns() {
   cursors_.assign(backend_.shards(), "0");
   for (std::size_t shard = 0; shard < cursors_.size(); ++shard) scan_step(shard);
   maybe_finish_pass();
+}
+
+void Purger::index_pass() {
+  pass_running_ = true;
+  pass_failed_ = false;
+  cursors_.clear();
+  ++counters_.index_passes;
+  ++scans_outstanding_;  // the barrier
+  index_->barrier([this, alive = std::weak_ptr<bool>(alive_)](bool ok) {
+    if (alive.expired()) return;
+    --scans_outstanding_;
+    if (!ok) {  // index broke meanwhile: these patterns go back and will be scanned
+      pass_failed_ = true;
+      maybe_finish_pass();
+      return;
+    }
+    std::set<std::string> keys;
+    for (const auto& [pattern, ws] : pass_patterns_) {
+      std::size_t visited = 0;
+      for (auto& k : index_->match(pattern, &visited)) keys.insert(std::move(k));
+      counters_.index_keys_visited += visited;
+    }
+    std::vector<std::string> batch;
+    auto flush = [&] {
+      ++pass_unlinks_in_flight_;
+      std::vector<std::string> sent = batch;
+      backend_.unlink(std::move(batch), true, [this, sent = std::move(sent), alive = std::weak_ptr<bool>(alive_)](redis::Reply u) {
+        if (alive.expired()) return;
+        --pass_unlinks_in_flight_;
+        if (u.is_error()) {
+          pass_failed_ = true;
+        } else {
+          counters_.pattern_keys_removed += static_cast<std::uint64_t>(u.integer);
+          for (const auto& k : sent) index_->erase(k);
+        }
+        maybe_finish_pass();
+      });
+      batch.clear();
+    };
+    for (const auto& k : keys) {
+      batch.push_back(k);
+      if (batch.size() >= 1000) flush();
+    }
+    if (!batch.empty()) flush();
+    maybe_finish_pass();
+  });
 }
 
 void Purger::maybe_finish_pass() {
@@ -211,8 +271,13 @@ void Purger::scan_step(std::size_t shard) {
     bool single = pass_patterns_.size() == 1;  // the server already matched it
     for (auto& key : r.elements[1].elements) {
       bool hit = single;
-      for (auto it = pass_patterns_.begin(); !hit && it != pass_patterns_.end(); ++it)
-        hit = redis::glob_match(it->first, key.str);
+      for (std::size_t len : pass_prefix_lengths_) {
+        if (hit || len > key.str.size()) continue;
+        auto it = pass_by_prefix_.find(key.str.substr(0, len));
+        if (it == pass_by_prefix_.end()) continue;
+        for (const auto& pattern : it->second)
+          if ((hit = redis::glob_match(pattern, key.str))) break;
+      }
       if (hit) keys.push_back(std::move(key.str));
     }
     if (!keys.empty()) {

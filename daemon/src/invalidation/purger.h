@@ -16,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "redis/backend.h"
+#include "redis/key_index.h"
 
 namespace pgcohere::invalidation {
 
@@ -39,6 +40,8 @@ struct PurgerCounters {
   std::uint64_t patterns_purged = 0;
   std::uint64_t pattern_keys_removed = 0;
   std::uint64_t scan_passes = 0;
+  std::uint64_t index_passes = 0;       // pattern passes answered by the key index
+  std::uint64_t index_keys_visited = 0;  // index entries looked at (O(matching keys))
   std::uint64_t redis_errors = 0;
 };
 
@@ -46,7 +49,9 @@ class Purger {
  public:
   using Done = std::function<void()>;
 
-  Purger(boost::asio::io_context& io, redis::Backend& backend, PurgeOptions options = {});
+  // With `index`, pattern purges look keys up in it while it is ready, and scan otherwise.
+  Purger(boost::asio::io_context& io, redis::Backend& backend, PurgeOptions options = {},
+         redis::KeyIndex* index = nullptr);
   Purger(const Purger&) = delete;
   Purger& operator=(const Purger&) = delete;
   ~Purger();
@@ -77,12 +82,14 @@ class Purger {
   void pump_patterns();
   void scan_step(std::size_t shard);
   void maybe_finish_pass();
+  void index_pass();
   void finish_pass();
   void pump_tags();
   void retry_later();
 
   boost::asio::steady_timer retry_timer_;
   redis::Backend& backend_;
+  redis::KeyIndex* index_;
   PurgeOptions options_;
   PurgerCounters counters_;
 
@@ -96,6 +103,10 @@ class Purger {
   bool pass_failed_ = false;
   std::string pass_match_;
   std::uint64_t pass_topology_ = 0;
+  // Patterns of the running pass by literal prefix, so that a scanned key is matched only
+  // against the patterns whose prefix it starts with.
+  std::unordered_map<std::string, std::vector<std::string>> pass_by_prefix_;
+  std::vector<std::size_t> pass_prefix_lengths_;
   std::vector<std::string> cursors_;  // per shard; "" once that shard's SCAN is complete
   std::size_t scans_outstanding_ = 0;
   std::size_t pass_unlinks_in_flight_ = 0;

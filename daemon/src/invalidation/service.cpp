@@ -40,6 +40,11 @@ std::string read_secret_file(const std::string& path) {
   return secret;
 }
 
+namespace {
+redis::Timeouts timeouts(const config::RedisSettings& r) {
+  return {ms(r.connect_timeout), ms(r.command_timeout)};
+}
+
 std::unique_ptr<redis::Backend> make_backend(boost::asio::io_context& io, const config::RedisSettings& r) {
   if (!r.cluster_nodes.empty()) {
     std::vector<redis::Endpoint> seeds;
@@ -49,13 +54,14 @@ std::unique_ptr<redis::Backend> make_backend(boost::asio::io_context& io, const 
       if (!ep) throw std::runtime_error("[redis] cluster_nodes: " + node + ": " + error);
       seeds.push_back(*ep);
     }
-    return std::make_unique<redis::ClusterBackend>(io, std::move(seeds));
+    return std::make_unique<redis::ClusterBackend>(io, std::move(seeds), timeouts(r));
   }
   std::string error;
   auto ep = redis::parse_url(r.url, &error);
   if (!ep) throw std::runtime_error("[redis] url: " + error);
-  return std::make_unique<redis::SingleBackend>(io, ep->host, ep->port, ep->db);
+  return std::make_unique<redis::SingleBackend>(io, ep->host, ep->port, ep->db, timeouts(r));
 }
+}  // namespace
 
 bool InvalidationService::wanted(const config::Config& c) {
   if (!c.invalidation.enabled || (c.redis.url.empty() && c.redis.cluster_nodes.empty())) return false;
@@ -73,7 +79,15 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
   PurgeOptions options;
   options.max_in_flight = static_cast<std::size_t>(std::max(1, c.invalidation.max_inflight));
   options.cache_namespace = c.cache.key_namespace;
-  purger_ = std::make_unique<Purger>(io, *backend_, options);
+  if (c.invalidation.pattern_index) {
+    if (!c.redis.cluster_nodes.empty()) {
+      PGC_LOG_WARN << "[invalidation] pattern_index is not supported with a Redis Cluster yet; patterns are scanned";
+    } else {
+      auto ep = redis::parse_url(c.redis.url);
+      index_ = std::make_unique<redis::KeyIndex>(io, ep->host, ep->port, ep->db, ms(c.redis.command_timeout));
+    }
+  }
+  purger_ = std::make_unique<Purger>(io, *backend_, options, index_.get());
   if (!c.invalidation.journal_file.empty()) {
     std::size_t capacity = std::max<std::size_t>(64 * 1024, max_backlog_ * 256);
     journal_ = std::make_unique<Journal>(c.invalidation.journal_file, capacity);
@@ -97,6 +111,12 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
               static_cast<double>(k.pattern_keys_removed));
     e.counter("purge_scan_passes_total", "SCAN passes (each shared by every pending pattern)", {},
               static_cast<double>(k.scan_passes));
+    e.counter("purge_index_passes_total", "Pattern passes answered by the key index", {},
+              static_cast<double>(k.index_passes));
+    e.counter("purge_index_keys_visited_total", "Index entries visited by pattern purges", {},
+              static_cast<double>(k.index_keys_visited));
+    e.gauge("pattern_index_keys", "Key names held by the pattern index", {}, index_ ? static_cast<double>(index_->size()) : 0);
+    e.gauge("pattern_index_ready", "1 while pattern purges use the index", {}, index_ && index_->ready() ? 1 : 0);
     e.counter("redis_errors_total", "Failed Redis commands of the purger", {}, static_cast<double>(k.redis_errors));
     e.gauge("purge_backlog", "Keys and patterns waiting for Redis", {},
             static_cast<double>(purger_->queued_keys() + purger_->pending_patterns()));
@@ -135,6 +155,7 @@ void InvalidationService::start() {
   replay_journal();
   PGC_LOG_INFO << "invalidation: purging in Redis at " << backend_->describe();
   backend_->start();
+  if (index_) index_->start();
   for (auto& c : consumers_) c->start();
   check_backlog();
 }
@@ -143,6 +164,7 @@ void InvalidationService::stop() {
   backlog_timer_.cancel();
   for (auto& c : consumers_) c->stop();
   backend_->stop();
+  if (index_) index_->stop();
 }
 
 void InvalidationService::reload(const config::Config&) {

@@ -40,6 +40,7 @@ class InvalidationService : public app::Service {
   ConsumerSettings settings_;
   std::size_t max_backlog_;
   std::unique_ptr<redis::Backend> backend_;
+  std::unique_ptr<redis::KeyIndex> index_;
   std::unique_ptr<Purger> purger_;
   std::unique_ptr<Journal> journal_;
   std::vector<std::unique_ptr<DatabaseConsumer>> consumers_;

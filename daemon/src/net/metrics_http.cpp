@@ -12,6 +12,7 @@
 #include <chrono>
 #include <list>
 
+#include "metrics/process.h"
 #include "metrics/registry.h"
 #include "util/log.h"
 
@@ -176,6 +177,7 @@ MetricsService::MetricsService(asio::io_context& io, const config::Config& confi
   metrics::registry()
       .gauge("build_info", "pgcohered version; always 1.", {{"version", PGCOHERE_VERSION}})
       .set(1);
+  metrics::register_process_metrics();
 }
 
 void MetricsService::start() {

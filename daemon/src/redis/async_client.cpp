@@ -91,7 +91,37 @@ Reply copy_reply(const void* raw) {
 
 AsyncClient::AsyncClient(asio::io_context& io, std::string host, int port, int db, std::string name)
     : io_(io), host_(std::move(host)), port_(port), db_(db), name_(std::move(name)),
-      reconnect_timer_(io) {}
+      reconnect_timer_(io),
+      watchdog_(io) {}
+
+void AsyncClient::set_timeouts(std::chrono::milliseconds connect_timeout, std::chrono::milliseconds command_timeout) {
+  connect_timeout_ = connect_timeout;
+  command_timeout_ = command_timeout;
+}
+
+void AsyncClient::arm_watchdog() {
+  if (connect_timeout_.count() == 0 && command_timeout_.count() == 0) return;
+  watchdog_.expires_after(std::chrono::milliseconds(100));
+  watchdog_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+    if (ec || alive.expired() || stopping_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (ac_ && !connected_ && connect_timeout_.count() > 0 && now - connect_started_ > connect_timeout_)
+      drop_connection("connect timed out");
+    else if (ac_ && connected_ && command_timeout_.count() > 0 && !sent_at_.empty() &&
+             now - sent_at_.front() > command_timeout_)
+      drop_connection("command timed out");
+    arm_watchdog();
+  });
+}
+
+void AsyncClient::drop_connection(const char* why) {
+  PGC_LOG_WARN << name_ << ": " << why << " (" << host_ << ":" << port_ << "); reconnecting";
+  redisAsyncContext* ac = ac_;
+  ac_ = nullptr;
+  bool was_connected = connected_;
+  redisAsyncFree(ac);  // fails every pending command; on_disconnect runs if it was connected
+  if (!was_connected) schedule_reconnect();
+}
 
 AsyncClient::~AsyncClient() {
   *alive_ = false;
@@ -101,11 +131,13 @@ AsyncClient::~AsyncClient() {
 void AsyncClient::start() {
   stopping_ = false;
   if (!ac_) connect_now();
+  arm_watchdog();
 }
 
 void AsyncClient::stop() {
   stopping_ = true;
   reconnect_timer_.cancel();
+  watchdog_.cancel();
   if (ac_) {
     redisAsyncContext* ac = ac_;
     ac_ = nullptr;
@@ -127,6 +159,8 @@ void AsyncClient::connect_now() {
     return;
   }
   ac->data = this;
+  connect_started_ = std::chrono::steady_clock::now();
+  sent_at_.clear();
   auto events = std::make_shared<Events>(io_, ac);
   events->self = events;
   ac->ev.data = events.get();
@@ -188,14 +222,43 @@ void AsyncClient::on_disconnect(const redisAsyncContext* ac, int status) {
                  << ")";
   }
   if (self->ac_ == ac) self->ac_ = nullptr;
+  // hiredis has called every subscription callback for the last time; free them once it
+  // has finished with the context.
+  asio::post(self->io_, [subs = std::make_shared<decltype(subscriptions_)>(std::move(self->subscriptions_))] {});
+  self->subscriptions_.clear();
   self->set_state(false);
   self->schedule_reconnect();
 }
 
-void AsyncClient::on_reply(redisAsyncContext*, void* reply, void* privdata) {
+void AsyncClient::on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
   std::unique_ptr<Pending> p(static_cast<Pending*>(privdata));
-  if (!p->alive.expired()) --*p->in_flight;
+  if (!p->alive.expired()) {
+    --*p->in_flight;
+    auto* self = static_cast<AsyncClient*>(ac->data);
+    if (self && !self->sent_at_.empty()) self->sent_at_.pop_front();  // replies come in order
+  }
   asio::post(p->io, [done = std::move(p->done), r = copy_reply(reply)]() mutable { done(std::move(r)); });
+}
+
+void AsyncClient::on_message(redisAsyncContext*, void* reply, void* privdata) {
+  if (!reply) return;  // the connection is going away; the owner resubscribes on "up"
+  auto* sub = static_cast<Subscription*>(privdata);
+  asio::post(sub->self->io_, [handler = sub->handler, r = copy_reply(reply), alive = std::weak_ptr<bool>(sub->self->alive_)] {
+    if (!alive.expired()) handler(r);
+  });
+}
+
+void AsyncClient::subscribe(std::vector<std::string> argv, Callback on_message_handler) {
+  if (!ac_ || stopping_) return;
+  std::vector<const char*> args;
+  std::vector<std::size_t> lens;
+  for (const auto& a : argv) {
+    args.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  subscriptions_.push_back(std::make_unique<Subscription>(Subscription{this, std::move(on_message_handler)}));
+  redisAsyncCommandArgv(ac_, &AsyncClient::on_message, subscriptions_.back().get(), static_cast<int>(args.size()),
+                        args.data(), lens.data());
 }
 
 void AsyncClient::command(std::vector<std::string> argv, Callback done) {
@@ -219,6 +282,7 @@ void AsyncClient::command(std::vector<std::string> argv, Callback done) {
     return;
   }
   ++in_flight_;
+  sent_at_.push_back(std::chrono::steady_clock::now());
 }
 
 }  // namespace pgcohere::redis

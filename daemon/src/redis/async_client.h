@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -28,6 +29,10 @@ class AsyncClient {
   AsyncClient& operator=(const AsyncClient&) = delete;
   ~AsyncClient();
 
+  // A command unanswered for `command_timeout`, or a connect that takes longer than
+  // `connect_timeout`, drops the connection (pending commands fail and are retried by
+  // their owners): a hung Redis is treated like a dead one. Zero disables.
+  void set_timeouts(std::chrono::milliseconds connect_timeout, std::chrono::milliseconds command_timeout);
   // Connects now and reconnects with backoff whenever the link drops, until stop().
   void start();
   void stop();
@@ -39,6 +44,9 @@ class AsyncClient {
   // reply, or with an error reply when not connected or when the link drops.
   void command(std::vector<std::string> argv, Callback done);
   std::size_t in_flight() const { return in_flight_; }
+  // (P)SUBSCRIBE: `on_message` runs (posted) for the confirmation and for every message,
+  // until the connection drops; subscribe again after the next "up".
+  void subscribe(std::vector<std::string> argv, Callback on_message);
 
   const std::string& host() const { return host_; }
   int port() const { return port_; }
@@ -48,9 +56,17 @@ class AsyncClient {
   static void on_connect(const redisAsyncContext* ac, int status);
   static void on_disconnect(const redisAsyncContext* ac, int status);
   static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
+  static void on_message(redisAsyncContext* ac, void* reply, void* privdata);
+  struct Subscription {
+    AsyncClient* self;
+    Callback handler;
+  };
+  std::vector<std::unique_ptr<Subscription>> subscriptions_;
   void connect_now();
   void schedule_reconnect();
   void set_state(bool up);
+  void arm_watchdog();
+  void drop_connection(const char* why);
 
   boost::asio::io_context& io_;
   std::string host_;
@@ -63,6 +79,10 @@ class AsyncClient {
   std::size_t in_flight_ = 0;
   std::chrono::milliseconds backoff_{50};
   boost::asio::steady_timer reconnect_timer_;
+  boost::asio::steady_timer watchdog_;
+  std::chrono::milliseconds connect_timeout_{0}, command_timeout_{0};
+  std::chrono::steady_clock::time_point connect_started_;
+  std::deque<std::chrono::steady_clock::time_point> sent_at_;  // in-flight commands, oldest first
   StateHandler state_handler_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

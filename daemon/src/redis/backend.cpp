@@ -3,8 +3,11 @@
 
 namespace pgcohere::redis {
 
-SingleBackend::SingleBackend(boost::asio::io_context& io, const std::string& host, int port, int db)
+SingleBackend::SingleBackend(boost::asio::io_context& io, const std::string& host, int port, int db,
+                             Timeouts timeouts)
     : key_conn_(io, host, port, db, "redis"), scan_conn_(io, host, port, db, "redis-scan") {
+  key_conn_.set_timeouts(timeouts.connect, timeouts.command);
+  scan_conn_.set_timeouts(timeouts.connect, timeouts.command);
   auto notify = [this](bool up) {
     if (up && ready_handler_) ready_handler_();
   };

@@ -2,6 +2,7 @@
 // routed by hash slot. The purger only says what to do; a backend knows where.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -12,6 +13,11 @@
 #include "redis/reply.h"
 
 namespace pgcohere::redis {
+
+struct Timeouts {
+  std::chrono::milliseconds connect{1000};
+  std::chrono::milliseconds command{1000};
+};
 
 class Backend {
  public:
@@ -47,7 +53,8 @@ class Backend {
 // One Redis server: a connection for exact keys and tags, one for scans and bulk UNLINKs.
 class SingleBackend : public Backend {
  public:
-  SingleBackend(boost::asio::io_context& io, const std::string& host, int port, int db);
+  SingleBackend(boost::asio::io_context& io, const std::string& host, int port, int db,
+                Timeouts timeouts = {});
   void start() override;
   void stop() override;
   bool ready() const override;

@@ -62,8 +62,8 @@ struct Gather {
 };
 }  // namespace
 
-ClusterBackend::ClusterBackend(boost::asio::io_context& io, std::vector<Endpoint> seeds)
-    : io_(io), seeds_(std::move(seeds)), slot_owner_(kClusterSlots, -1), refresh_timer_(io) {}
+ClusterBackend::ClusterBackend(boost::asio::io_context& io, std::vector<Endpoint> seeds, Timeouts timeouts)
+    : io_(io), seeds_(std::move(seeds)), timeouts_(timeouts), slot_owner_(kClusterSlots, -1), refresh_timer_(io) {}
 
 ClusterBackend::~ClusterBackend() {
   *alive_ = false;
@@ -79,6 +79,8 @@ ClusterBackend::Node& ClusterBackend::node(const std::string& addr) {
   Node n;
   n.key = std::make_unique<AsyncClient>(io_, host, port, 0, "redis " + addr);
   n.bulk = std::make_unique<AsyncClient>(io_, host, port, 0, "redis-scan " + addr);
+  n.key->set_timeouts(timeouts_.connect, timeouts_.command);
+  n.bulk->set_timeouts(timeouts_.connect, timeouts_.command);
   auto on_state = [this, alive = std::weak_ptr<bool>(alive_)](bool up) {
     if (alive.expired() || !up) return;
     if (!have_map_) refresh();

@@ -18,7 +18,7 @@ namespace pgcohere::redis {
 
 class ClusterBackend : public Backend {
  public:
-  ClusterBackend(boost::asio::io_context& io, std::vector<Endpoint> seeds);
+  ClusterBackend(boost::asio::io_context& io, std::vector<Endpoint> seeds, Timeouts timeouts = {});
   ~ClusterBackend() override;
   void start() override;
   void stop() override;
@@ -50,6 +50,7 @@ class ClusterBackend : public Backend {
 
   boost::asio::io_context& io_;
   std::vector<Endpoint> seeds_;
+  Timeouts timeouts_;
   std::map<std::string, Node> nodes_;     // "host:port" -> connections
   std::vector<std::string> primaries_;    // shard index -> "host:port"
   std::vector<int> slot_owner_;           // slot -> index in primaries_, -1 unknown

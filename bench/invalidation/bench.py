@@ -1,0 +1,287 @@
+"""Invalidation benchmarks (see docs/invalidation.md for the numbers and how to read them).
+
+Starts its own PostgreSQL 15 (pgcohere preloaded), Redis and pgcohered on loopback, then:
+  A. commit-to-purge latency, p50/p99, at a paced 1,000 committing transactions per second;
+  B. one conversation's pattern purge in a Redis of 1,000,000 keys shaped
+     msg:history:{conv}:{limit}:{offset}, by the daemon (scan and index strategies) and by
+     `redis-cli --scan --pattern ... | xargs redis-cli unlink`, in the same run;
+  C. sustained 1,000 distinct conversation invalidations per second over that keyspace,
+     p99 commit-to-purge and Redis CPU, for each pattern strategy.
+Latencies come from the daemon's histogram (the extension stamps the commit time)."""
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from harness.servers import Daemon, PgCluster, RedisServer, free_port, make_secret_file, temp_dir, wait_until  # noqa
+
+import asyncpg  # noqa: E402
+
+DB = "benchdb"
+
+
+def scrape(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def histogram(text, name="pgcohere_invalidation_latency_ms"):
+    buckets = []
+    for m in re.finditer(rf'^{name}_bucket\{{le="([^"]+)"\}} (\S+)$', text, re.M):
+        le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+        buckets.append((le, float(m.group(2))))
+    return sorted(buckets)
+
+
+def quantile(before, after, q):
+    """q-quantile of the observations between two scrapes, interpolated in its bucket."""
+    diff = [(le, a - b) for (le, a), (_, b) in zip(after, before)]
+    total = diff[-1][1]
+    if total == 0:
+        return None, 0
+    rank = q * total
+    prev_le, prev_c = 0.0, 0.0
+    for le, c in diff:
+        if c >= rank:
+            if le == float("inf"):
+                return prev_le, total
+            frac = (rank - prev_c) / (c - prev_c) if c > prev_c else 1
+            return prev_le + (le - prev_le) * frac, total
+        prev_le, prev_c = le, c
+    return prev_le, total
+
+
+def metric(text, name):
+    return sum(float(v) for v in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
+
+
+def redis_cpu(r):
+    info = r.info("cpu")
+    return info["used_cpu_sys"] + info["used_cpu_user"]
+
+
+def proc_cpu(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Setup:
+    def __init__(self, base):
+        self.base = base
+        self.secret_file = make_secret_file(base)
+        self.pg = PgCluster(os.path.join(base, "pg"), preload=True, secret_file=self.secret_file,
+                            settings={"max_connections": 100}).init().start()
+        self.redis = RedisServer(os.path.join(base, "redis")).start()
+        with self.pg.connect() as c:
+            c.execute(f"CREATE DATABASE {DB}")
+        with self.pg.connect(DB) as c:
+            c.execute("CREATE EXTENSION pgcohere")
+            c.execute("CREATE TABLE conversations (id int PRIMARY KEY, title text)")
+            c.execute("INSERT INTO conversations SELECT g, 't' FROM generate_series(1, 10000) g")
+            c.execute("CREATE TABLE messages (id bigserial PRIMARY KEY, conversation_id int, body text)")
+            c.execute("SELECT pgcohere.watch('conversations', ARRAY['conv:metadata:{id}'])")
+            c.execute("SELECT pgcohere.watch('messages', ARRAY['msg:history:{conversation_id}:*'])")
+        self.daemon = None
+
+    def start_daemon(self, pattern_index):
+        if self.daemon:
+            self.daemon.stop()
+        port, mport = free_port(), free_port()
+        ini = (f"[databases]\n{DB} = host=127.0.0.1 port={self.pg.port} dbname={DB} user=postgres\n"
+               f"[pgcohered]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = trust\n"
+               f"metrics_port = {mport}\n[redis]\nurl = {self.redis.url}\n"
+               f"[invalidation]\nsecret_file = {self.secret_file}\npattern_index = {1 if pattern_index else 0}\n")
+        d = Daemon(os.path.join(self.base, "daemon"), ini, port).start()
+        d.metrics_port = mport
+        wait_until(lambda: "resync (connect) done" in d.log(), timeout=600, what="daemon ready")
+        if pattern_index:
+            wait_until(lambda: metric(scrape(mport), "pgcohere_pattern_index_ready") == 1, timeout=600,
+                       what="pattern index built")
+        self.daemon = d
+        return d
+
+    def stop(self):
+        if self.daemon:
+            self.daemon.stop()
+        self.redis.stop()
+        self.pg.remove()
+
+
+async def paced(pg, rate, seconds, sql_args, connections=8):
+    """Runs sql_args(i) -> (sql, args) at `rate` per second; returns the achieved rate."""
+    pool = await asyncpg.create_pool(host=pg.host, port=pg.port, user="postgres", database=DB,
+                                     min_size=connections, max_size=connections)
+    total = int(rate * seconds)
+    done = 0
+    start = time.perf_counter()
+
+    async def one(i):
+        nonlocal done
+        sql, args = sql_args(i)
+        async with pool.acquire() as c:
+            await c.execute(sql, *args)
+        done += 1
+
+    tasks = set()
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t = asyncio.create_task(one(i))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    await pool.close()
+    return done / elapsed
+
+
+def wait_quiet(d, expected_applied, timeout=300):
+    wait_until(lambda: metric(scrape(d.metrics_port), "pgcohere_invalidations_applied_total") >= expected_applied,
+               timeout=timeout, interval=0.05, what="every invalidation applied")
+
+
+def bench_latency(s, seconds, rate=1000):
+    d = s.start_daemon(pattern_index=False)
+    r = s.redis.client()
+    r.mset({f"conv:metadata:{i}": "x" for i in range(1, 10001)})
+    before_text = scrape(d.metrics_port)
+    applied0 = metric(before_text, "pgcohere_invalidations_applied_total")
+    achieved = asyncio.run(paced(s.pg, rate, seconds,
+                                 lambda i: ("UPDATE conversations SET title = $1 WHERE id = $2",
+                                            (str(i), i % 10000 + 1))))
+    # The publisher batches several commits into one payload: wait for the stream to settle.
+    time.sleep(0.5)
+    after_text = scrape(d.metrics_port)
+    before, after = histogram(before_text), histogram(after_text)
+    p50, n = quantile(before, after, 0.5)
+    p99, _ = quantile(before, after, 0.99)
+    return {"target_tx_per_s": rate, "achieved_tx_per_s": round(achieved, 1), "seconds": seconds,
+            "payloads": int(n), "applied": int(metric(after_text, "pgcohere_invalidations_applied_total") - applied0),
+            "p50_ms": round(p50, 2) if p50 else None, "p99_ms": round(p99, 2) if p99 else None}
+
+
+def load_keyspace(r, convs=1000, per_conv=1000):
+    pipe = r.pipeline(transaction=False)
+    for conv in range(1, convs + 1):
+        pipe.mset({f"msg:history:{conv}:{limit}:{offset}": "v"
+                   for limit, offset in ((i // 50, i % 50) for i in range(per_conv))})
+        if conv % 20 == 0:
+            pipe.execute()
+    pipe.execute()
+
+
+def purge_one(s, d, conv, r):
+    size0 = r.dbsize()
+    assert r.exists(f"msg:history:{conv}:0:0")
+    with s.pg.connect(DB) as c:
+        t0 = time.perf_counter()
+        c.execute("INSERT INTO messages (conversation_id, body) VALUES (%s, 'hi')", (conv,))
+    deadline = t0 + 120
+    while r.dbsize() > size0 - 1000:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"conversation {conv} not purged in 120 s")
+        time.sleep(0.0005)
+    return (time.perf_counter() - t0) * 1000
+
+
+def redis_cli_purge(s, conv, r):
+    size0 = r.dbsize()
+    t0 = time.perf_counter()
+    subprocess.run(f"redis-cli -p {s.redis.port} --scan --pattern 'msg:history:{conv}:*' | "
+                   f"xargs redis-cli -p {s.redis.port} unlink > /dev/null", shell=True, check=True)
+    ms = (time.perf_counter() - t0) * 1000
+    assert r.dbsize() == size0 - 1000
+    return ms
+
+
+def bench_patterns(s, sustained_seconds, rate=1000):
+    r = s.redis.client()
+    out = {}
+    for strategy, index in (("scan", False), ("index", True)):
+        # The daemon's start-up resync purges every rule's coarse pattern (msg:history:*:*),
+        # so the keyspace is loaded after it, once per strategy.
+        d = s.start_daemon(pattern_index=index)
+        r.flushall()
+        t0 = time.perf_counter()
+        load_keyspace(r)
+        out["keys"] = r.dbsize()
+        out["load_seconds"] = round(time.perf_counter() - t0, 1)
+        if index:
+            wait_until(lambda: metric(scrape(d.metrics_port), "pgcohere_pattern_index_keys") >= out["keys"],
+                       timeout=300, what="index caught up with the load")
+        if "redis_cli_scan_xargs_unlink_ms" not in out:
+            out["redis_cli_scan_xargs_unlink_ms"] = round(redis_cli_purge(s, 43, r), 1)
+        res = {"one_conversation_ms": round(purge_one(s, d, 42, r), 2)}
+        res["speedup_vs_redis_cli"] = round(out["redis_cli_scan_xargs_unlink_ms"] / res["one_conversation_ms"], 1)
+        # Sustained: distinct conversations out of 1,000,000 ids (most have no keys; about 3%
+        # fall in the 1,000 loaded ones), so the keyspace stays near 1,000,000 keys.
+        text0 = scrape(d.metrics_port)
+        applied0 = metric(text0, "pgcohere_invalidations_applied_total")
+        cpu0, dcpu0, w0 = redis_cpu(r), proc_cpu(d.pid), time.perf_counter()
+        ids = random.Random(7).sample(range(1, 1_000_001), int(rate * sustained_seconds))
+        achieved = asyncio.run(paced(s.pg, rate, sustained_seconds,
+                                     lambda i: ("INSERT INTO messages (conversation_id, body) VALUES ($1, 'm')",
+                                                (ids[i],))))
+        payloads_sent = None
+        try:
+            wait_until(lambda: metric(scrape(d.metrics_port), "pgcohere_purge_backlog") == 0 and
+                       d.log().count("resync") >= 0, timeout=600, interval=0.1, what="backlog drained")
+            time.sleep(0.5)
+        except TimeoutError:
+            payloads_sent = "backlog not drained in 600 s"
+        wall = time.perf_counter() - w0
+        text1 = scrape(d.metrics_port)
+        p50, n = quantile(histogram(text0), histogram(text1), 0.5)
+        p99, _ = quantile(histogram(text0), histogram(text1), 0.99)
+        res.update({"sustained_seconds": sustained_seconds, "achieved_tx_per_s": round(achieved, 1),
+                    "payloads": int(n), "applied": int(metric(text1, "pgcohere_invalidations_applied_total") - applied0),
+                    "p50_ms": round(p50, 2) if p50 else None, "p99_ms": round(p99, 2) if p99 else None,
+                    "redis_cpu_percent": round(100 * (redis_cpu(r) - cpu0) / wall, 1),
+                    "daemon_cpu_percent": round(100 * (proc_cpu(d.pid) - dcpu0) / wall, 1),
+                    "scan_passes": int(metric(text1, "pgcohere_purge_scan_passes_total") -
+                                       metric(text0, "pgcohere_purge_scan_passes_total")),
+                    "keys_after": r.dbsize()})
+        if payloads_sent:
+            res["note"] = payloads_sent
+        out[strategy] = res
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "invalidation"))
+    ap.add_argument("--quick", action="store_true", help="short runs (5 s) for development")
+    ap.add_argument("--only", choices=["latency", "patterns"])
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    base = temp_dir("pgcohere-bench-inv-")
+    s = Setup(base)
+    results = {"machine": {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}}
+    try:
+        if args.only in (None, "latency"):
+            results["latency_1000_tx_per_s"] = bench_latency(s, 5 if args.quick else 20)
+            print(json.dumps(results["latency_1000_tx_per_s"]), flush=True)
+        if args.only in (None, "patterns"):
+            results["patterns_1m_keys"] = bench_patterns(s, 5 if args.quick else 30)
+            print(json.dumps(results["patterns_1m_keys"], indent=1), flush=True)
+    finally:
+        s.stop()
+        subprocess.run(["rm", "-rf", base])
+    path = os.path.join(args.out, "results.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+// Unit tests of the extension's pure C++ core (no PostgreSQL): `make -C extension core-test`.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "../core.hpp"
+
+using namespace pgcohere::core;
+
+TEST(Template, ParsesPlaceholdersAndKinds) {
+    Template t = parse_template("msg:history:{conversation_id}:*");
+    EXPECT_TRUE(t.pattern);
+    ASSERT_EQ(t.columns.size(), 1u);
+    EXPECT_EQ(t.columns[0], "conversation_id");
+    EXPECT_EQ(t.coarse, "msg:history:*:*");
+    EXPECT_EQ(t.coarse_kind, kPattern);
+
+    Template k = parse_template("user:{id}");
+    EXPECT_FALSE(k.pattern);
+    EXPECT_EQ(k.coarse, "user:*");
+    EXPECT_EQ(k.coarse_kind, kPattern);
+
+    Template plain = parse_template("all:users");
+    EXPECT_EQ(plain.coarse, "all:users");
+    EXPECT_EQ(plain.coarse_kind, kKey);
+}
+
+TEST(Template, RejectsMalformed) {
+    EXPECT_THROW(parse_template(""), TemplateError);
+    EXPECT_THROW(parse_template("a:{id"), TemplateError);
+    EXPECT_THROW(parse_template("a:{}"), TemplateError);
+    EXPECT_THROW(parse_template("a:}"), TemplateError);
+    EXPECT_THROW(parse_template("a:{x{y}"), TemplateError);
+}
+
+TEST(Render, KeysVerbatimPatternsEscaped) {
+    Template key = parse_template("user:{name}");
+    auto r = render(key, {"a*b"});
+    EXPECT_EQ(r.kind, kKey);
+    EXPECT_EQ(r.text, "user:a*b");
+
+    Template pat = parse_template("feed:{name}:*");
+    r = render(pat, {"*?[]\\"});
+    EXPECT_EQ(r.kind, kPattern);
+    EXPECT_EQ(r.text, "feed:\\*\\?\\[\\]\\\\:*");
+}
+
+TEST(Render, NullWidensOnlyItsPlaceholderAndEscapesTheRest) {
+    Template t = parse_template("m:{a}:{b}");
+    auto r = render(t, {nullptr, "x*"});
+    EXPECT_EQ(r.kind, kPattern);
+    EXPECT_EQ(r.text, "m:*:x\\*");
+}
+
+TEST(Lines, EscapeBackslashLfCr) {
+    EXPECT_EQ(entry_line('k', "a\\b\nc\rd"), "k a\\\\b\\nc\\rd");
+}
+
+TEST(Hmac, KnownVector) {
+    // RFC 4231 test case 2
+    EXPECT_EQ(hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
+              "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST(Payload, ChunksUnderLimitWithConsecutiveSeqs) {
+    std::vector<std::string> owned;
+    for (int i = 0; i < 3000; ++i) owned.push_back("k item:" + std::to_string(i) + ":" + std::string(20, 'x'));
+    std::vector<std::string_view> lines(owned.begin(), owned.end());
+    PayloadParams p;
+    p.dbname = "db";
+    p.secret = "s";
+    p.epoch = 7;
+    p.commit_us = 42;
+    std::uint64_t seq = 10;
+    auto payloads = encode_payloads(lines, p, [&] { return seq++; });
+    ASSERT_GT(payloads.size(), 1u);
+    std::size_t entries = 0;
+    for (std::size_t i = 0; i < payloads.size(); ++i) {
+        const auto& pl = payloads[i];
+        EXPECT_LT(pl.size(), 8000u);
+        EXPECT_EQ(pl.rfind("pgc1 7 " + std::to_string(10 + i) + " 42\n", 0), 0u);
+        auto sig = pl.rfind("sig ");
+        ASSERT_NE(sig, std::string::npos);
+        std::string body = pl.substr(0, sig);
+        EXPECT_EQ(pl.substr(sig + 4), hmac_sha256_hex("s", "db\n" + body));
+        entries += std::count(body.begin(), body.end(), '\n') - 1;
+    }
+    EXPECT_EQ(entries, owned.size());
+}
+
+TEST(Payload, OversizeEntryBecomesResync) {
+    std::string big = "k " + std::string(9000, 'a');
+    std::vector<std::string_view> lines{big};
+    PayloadParams p;
+    p.dbname = "db";
+    auto payloads = encode_payloads(lines, p, [] { return std::uint64_t{1}; });
+    ASSERT_EQ(payloads.size(), 1u);
+    EXPECT_NE(payloads[0].find("\nr oversize-entry\n"), std::string::npos);
+}
+
+TEST(KeySet, SavepointRollbackDropsExactlyItsEntries) {
+    KeySet s;
+    EXPECT_TRUE(s.add(1, kKey, "a"));
+    EXPECT_TRUE(s.add(2, kKey, "b"));
+    EXPECT_FALSE(s.add(2, kKey, "a"));  // already in the parent
+    EXPECT_TRUE(s.add(3, kKey, "c"));
+    s.abort_sub(3);
+    EXPECT_EQ(s.size(), 2u);
+    s.commit_sub(2);
+    EXPECT_EQ(s.size(), 2u);
+    EXPECT_TRUE(s.add(2, kKey, "d"));
+    s.abort_sub(2);
+    std::vector<std::string> got;
+    s.for_each([&](char kind, std::string_view text) { got.push_back(std::string(1, kind) + std::string(text)); });
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, (std::vector<std::string>{"ka", "kb"}));
+}
