@@ -63,6 +63,19 @@ def test_psycopg_prepared_statements_across_server_connections(daemon_factory, n
             c.close()
 
 
+def test_psycopg_statement_cache_rotation(daemon_factory, new_db):
+    # Past prepared_max, psycopg sends SQL "DEALLOCATE _pg3_N" for protocol-level names.
+    d = start_pooler(daemon_factory, new_db, default_pool_size=2)
+    with psycopg.connect(dsn(d, new_db), autocommit=True, prepare_threshold=0) as c:
+        c.prepared_max = 2
+        for rnd in range(3):
+            for i in range(6):
+                assert c.execute(f"select %s::int + {i}", (rnd,)).fetchone()[0] == rnd + i
+        with c.transaction():
+            for i in range(6):
+                assert c.execute(f"select %s::int * {i}", (2,)).fetchone()[0] == 2 * i
+
+
 def test_asyncpg_default_statement_cache(daemon_factory, new_db):
     asyncpg = pytest.importorskip("asyncpg")
     d = start_pooler(daemon_factory, new_db, default_pool_size=2)

@@ -275,3 +275,36 @@ def test_session_mode_keeps_the_server_and_resets_it(daemon_factory, new_db):
         # server_reset_query (DISCARD ALL) dropped the previous client's temp table
         with pytest.raises(errors.UndefinedTable):
             c.execute("select * from scratch")
+
+
+def test_unreachable_server_fails_the_client_quickly(daemon_factory, new_db):
+    d = start_pooler(daemon_factory, new_db, query_wait_timeout=60)
+    with open(d.config_path) as f:
+        text = f.read()
+    # a second [databases] section is merged into the first
+    text += "[databases]\nnowhere = host=127.0.0.1 port=1 dbname=nowhere\n"
+    with open(d.config_path, "w") as f:
+        f.write(text)
+    d.kill(signal.SIGHUP)
+    wait_until(lambda: "nowhere" in d.log(), timeout=10, what="reload")
+    start = time.monotonic()
+    with pytest.raises(psycopg.OperationalError, match="server login failed"):
+        psycopg.connect(dsn(d, "nowhere"))
+    assert time.monotonic() - start < 30
+    with connect(d, new_db) as c:  # other pools are unaffected
+        assert c.execute("select 1").fetchone()[0] == 1
+
+
+def test_postgres_restart_is_survived(daemon_factory, new_db, pg):
+    d = start_pooler(daemon_factory, new_db, default_pool_size=2)
+    with connect(d, new_db) as c:
+        c.execute("select 1")
+    pg.restart()
+
+    def works():
+        try:
+            with connect(d, new_db) as c:
+                return c.execute("select 2").fetchone()[0] == 2
+        except psycopg.OperationalError:
+            return False  # a connection that died with the restart is reported once
+    wait_until(works, timeout=30, what="a working connection after the restart")

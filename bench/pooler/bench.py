@@ -231,25 +231,24 @@ def main():
                    ("direct", type("D", (), {"port": pg.port})(), "postgres")]
 
         def case(name, clients, extra, which):
-            rows = {}
-            for label, t, db in targets:
-                if label not in which:
-                    continue
-                proc = ours_prepared if (label == "pgcohered" and "prepared" in name) else t
-                port = proc.port
-                measured = isinstance(proc, Proc)
-                runs = []
-                for _ in range(args.repeats):
+            # Repeats interleave the targets, so that load drifting on a shared machine
+            # hits all of them alike.
+            runs = {label: [] for label, _, _ in targets if label in which}
+            for _ in range(args.repeats):
+                for label, t, db in targets:
+                    if label not in which:
+                        continue
+                    proc = ours_prepared if (label == "pgcohered" and "prepared" in name) else t
+                    measured = isinstance(proc, Proc)
                     cpu0 = proc.cpu_seconds() if measured else 0
-                    tps, p50, p99, n = pgbench(port, db, clients, args.duration, extra, base)
+                    tps, p50, p99, n = pgbench(proc.port, db, clients, args.duration, extra, base)
                     cpu = (proc.cpu_seconds() - cpu0) if measured else 0
-                    runs.append((tps, p50, p99, cpu / n * 1e6 if n and measured else 0))
-                    print(f"  {name} c={clients} {label}: tps={tps:.0f} p50={p50:.2f}ms p99={p99:.2f}ms cpu_us_per_tx={runs[-1][3]:.1f}",
-                          flush=True)
-                med = [statistics.median(r[i] for r in runs) for i in range(4)]
-                rows[label] = med
+                    runs[label].append((tps, p50, p99, cpu / n * 1e6 if n and measured else 0))
+                    print(f"  {name} c={clients} {label}: tps={tps:.0f} p50={p50:.2f}ms p99={p99:.2f}ms "
+                          f"cpu_us_per_tx={runs[label][-1][3]:.1f}", flush=True)
+            for label, r in runs.items():
+                med = [statistics.median(x[i] for x in r) for i in range(4)]
                 results.append((name, clients, label, *med))
-            return rows
 
         clients = [int(c) for c in args.clients.split(",")]
         all3 = {"pgcohered", "pgbouncer", "direct"}

@@ -229,3 +229,32 @@ TEST(Params, SyncSqlSetsOnlyDifferences) {
   client.set("application_name", "it's");
   EXPECT_EQ(session::sync_sql(tracked, client, server), "SET application_name TO 'it''s';");
 }
+
+TEST(Prepared, DeallocateTarget) {
+  EXPECT_EQ(session::deallocate_target("DEALLOCATE _pg3_0"), "_pg3_0");
+  EXPECT_EQ(session::deallocate_target("  deallocate prepare S1 ;"), "s1");
+  EXPECT_EQ(session::deallocate_target("DEALLOCATE \"Mixed\"\"Q\""), "Mixed\"Q");
+  EXPECT_EQ(session::deallocate_target("DEALLOCATE ALL"), "");
+  EXPECT_EQ(session::deallocate_target("DEALLOCATE a; select 1"), "");
+  EXPECT_EQ(session::deallocate_target("select 1"), "");
+  EXPECT_EQ(session::deallocate_target("DEALLOCATEx"), "");
+}
+
+TEST(ClientSession, SqlDeallocateOfAProtocolNameTargetsTheServerStatement) {
+  session::StatementRegistry reg;
+  session::ClientSession c;
+  session::ServerSession s;
+  std::string parse, dealloc;
+  protocol::encode::parse(parse, "_pg3_0", "select 1", "\0\0"s);
+  send(c, s, reg, parse);
+  protocol::encode::query(dealloc, "DEALLOCATE _pg3_0");
+  auto out = split(send(c, s, reg, dealloc));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(*protocol::parse_query(out[0].body).operator->(), "DEALLOCATE \"PGC_1\"");
+  EXPECT_EQ(c.statements().find("_pg3_0"), nullptr);
+  EXPECT_FALSE(s.statements().has(1));
+  // a name the client never prepared goes to the server unchanged (and fails there)
+  std::string other;
+  protocol::encode::query(other, "DEALLOCATE nope");
+  EXPECT_EQ(send(c, s, reg, other), other);
+}

@@ -46,7 +46,7 @@ ClientConn::ClientConn(Pooler& pooler, asio::ip::tcp::socket socket)
       login_timer_(pooler.io()),
       decoder_(protocol::FrameDecoder::Side::frontend,
                static_cast<uint32_t>(std::max(1024, pooler.settings().max_packet_size))),
-      in_(8 * 1024),
+      in_(static_cast<size_t>(std::max(1024, pooler.settings().pkt_buf))),  // PgBouncer's pkt_buf; grows for big messages
       connected_at_(Clock::now()) {
   static int64_t next_id = 1;
   id_ = next_id++;

@@ -144,12 +144,12 @@ auth::ServerCredentials ServerConn::server_credentials() const {
   if (!entry_.credentials.empty()) return entry_.credentials;
   // A forced user ([databases] user=) without a password: its auth_file entry.
   c.user = entry_.server_user;
-  if (auto* users = pooler_.users())
-    if (auto* e = users->find(entry_.server_user)) {
-      auth::ClientAuth probe("trust", users, entry_.server_user);
-      probe.begin();
-      c = probe.credentials();
-    }
+  if (auto* users = pooler_.users(); users && users->find(entry_.server_user)) {
+    // ClientAuth knows how each kind of auth_file secret maps to server credentials.
+    auth::ClientAuth probe("trust", users, entry_.server_user);
+    probe.begin();
+    c = probe.credentials();
+  }
   return c;
 }
 

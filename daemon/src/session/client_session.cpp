@@ -27,14 +27,52 @@ void ClientSession::ensure_prepared(const Statement& s, ServerSession& server, s
   server.prepared_in_batch(s.id, s.server_name);
 }
 
+// SQL `DEALLOCATE name` of one of this client's protocol-level statements (psycopg sends
+// it when its cache rotates): the server knows the statement as PGC_<id>, maybe not at all
+// yet, and other clients may share it. Prepare it if needed, deallocate the server's copy,
+// forget the client's name: the client sees the DEALLOCATE it expects.
+bool ClientSession::rewrite_deallocate(std::string_view sql, std::string_view param_types, bool as_parse,
+                                       ServerSession& server, std::string& out) {
+  std::string name = deallocate_target(sql);
+  if (name.empty()) return false;
+  const Statement* s = statements_.find(name);
+  if (!s) return false;
+  std::string server_name = s->server_name;
+  uint64_t id = s->id;
+  ensure_prepared(*s, server, out);
+  std::string sql_out = "DEALLOCATE \"" + server_name + "\"";  // quoted: PGC_ is upper case
+  if (as_parse) protocol::encode::parse(out, "", sql_out, param_types);
+  else protocol::encode::query(out, sql_out);
+  server.statements().forget_uncertain(id, server_name);
+  server.statements().settle(server_name);  // it is gone for sure once this succeeds...
+  server.prepared_in_batch(id, server_name);  // ...and in doubt if the batch fails
+  statements_.erase(name);
+  return true;
+}
+
 bool ClientSession::translate(char type, std::string_view frame, std::string_view body, ServerSession& server,
                               StatementRegistry& registry, bool rewrite, std::string& out) {
   if (rewrite) {
     switch (type) {
+      case 'Q': {
+        auto q = protocol::parse_query(body);
+        if (!q) return false;
+        if (rewrite_deallocate(q.value(), {}, false, server, out)) {
+          server.sent('Q');
+          return true;
+        }
+        break;
+      }
       case 'P': {
         auto p = protocol::parse_parse(body);
         if (!p) return false;
-        if (p->name.empty()) break;
+        if (p->name.empty()) {
+          if (rewrite_deallocate(p->query, p->param_types, true, server, out)) {
+            server.sent('P');
+            return true;
+          }
+          break;
+        }
         auto s = registry.intern(p->query, p->param_types);
         statements_.put(p->name, s);
         // The client expects a ParseComplete; the server gives one for a fresh Parse. If it

@@ -27,6 +27,8 @@ class ClientSession {
 
  private:
   void ensure_prepared(const Statement& s, ServerSession& server, std::string& out);
+  bool rewrite_deallocate(std::string_view sql, std::string_view param_types, bool as_parse, ServerSession& server,
+                          std::string& out);
 
   ParamMap params_;
   ClientStatements statements_;

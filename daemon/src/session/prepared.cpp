@@ -25,6 +25,48 @@ std::shared_ptr<const Statement> StatementRegistry::intern(std::string_view quer
   return s;
 }
 
+namespace {
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+// Consumes a case-insensitive keyword followed by a space or the end.
+bool keyword(std::string_view& s, std::string_view word) {
+  if (s.size() < word.size()) return false;
+  for (size_t i = 0; i < word.size(); ++i)
+    if ((s[i] | 0x20) != word[i]) return false;
+  if (s.size() > word.size() && !is_space(s[word.size()])) return false;
+  s.remove_prefix(word.size());
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  return true;
+}
+}  // namespace
+
+std::string deallocate_target(std::string_view sql) {
+  while (!sql.empty() && is_space(sql.front())) sql.remove_prefix(1);
+  while (!sql.empty() && (is_space(sql.back()) || sql.back() == ';')) sql.remove_suffix(1);
+  if (!keyword(sql, "deallocate")) return "";
+  keyword(sql, "prepare");
+  if (sql.empty()) return "";
+  std::string name;
+  if (sql.front() == '"') {
+    for (size_t i = 1; i < sql.size(); ++i) {
+      if (sql[i] == '"') {
+        if (i + 1 < sql.size() && sql[i + 1] == '"') {
+          name.push_back('"');
+          ++i;
+          continue;
+        }
+        return i + 1 == sql.size() ? name : "";
+      }
+      name.push_back(sql[i]);
+    }
+    return "";
+  }
+  for (char c : sql) {
+    if (is_space(c) || c == ';' || c == '"') return "";
+    name.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c | 0x20 : c));  // unquoted names fold
+  }
+  return name == "all" ? "" : name;
+}
+
 void ClientStatements::put(std::string_view name, std::shared_ptr<const Statement> s) {
   by_name_[std::string(name)] = std::move(s);
 }

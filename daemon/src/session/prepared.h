@@ -69,4 +69,9 @@ class ServerStatements {
   std::unordered_set<std::string> uncertain_;
 };
 
+// The statement name of an SQL `DEALLOCATE [PREPARE] name` (one statement, optional
+// semicolon, name optionally double-quoted), or "" for anything else (DEALLOCATE ALL too).
+// Drivers (psycopg's cache rotation) deallocate protocol-level statements this way.
+std::string deallocate_target(std::string_view sql);
+
 }  // namespace pgcohere::session
