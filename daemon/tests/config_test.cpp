@@ -124,7 +124,10 @@ TEST(Config, RangesAreCheckedOnTheirLine) {
 TEST(Config, SettingsKnowWhichValuesAreSecret) {
   auto c = parse_config("[pgbouncer]\nauth_type = trust\n[redis]\nurl = redis://:pw@127.0.0.1:6379/0\n", "x.ini");
   for (auto& s : pgcohere::config::list_settings(c)) {
-    if (s.key == "url") EXPECT_TRUE(s.secret);
-    if (s.key == "secret_file" || s.key == "listen_port") EXPECT_FALSE(s.secret);
+    if (s.key == "url") {
+      EXPECT_TRUE(s.secret);
+    } else if (s.key == "secret_file" || s.key == "listen_port") {
+      EXPECT_FALSE(s.secret);
+    }
   }
 }
