@@ -498,3 +498,114 @@ def test_worker_failure_degrades_to_resync(small_ring_pg, secret, secret_file, l
             c.execute("ALTER SYSTEM SET pgcohere.secret_file = %s" % psycopg.sql.quote(secret_file))
             c.execute("SELECT pg_reload_conf()")
             c.execute("DROP TABLE items")
+
+
+def test_publisher_terminated_before_its_notify_commits_publishes_resync(small_ring_pg, secret, listener_factory):
+    """The publisher drains a batch, then dies before its NOTIFY transaction commits (it
+    is terminated while it waits for PostgreSQL's global NOTIFY lock, held by a session
+    whose commit waits for a synchronous standby that does not exist). The drained batch
+    is not lost silently: without any further commit, a resync entry is published."""
+    setup_table(small_ring_pg, "postgres")
+    blocker = small_ring_pg.connect()
+    blocker_pid = blocker.execute("SELECT pg_backend_pid()").fetchone()[0]
+    blocked = None
+    try:
+        listener = listener_factory(small_ring_pg, "postgres", secret)
+        with small_ring_pg.connect() as c:
+            c.execute("INSERT INTO items VALUES (1, 'start the publisher')")
+            listener.wait(contains_key("item:1"), "first key")
+            c.execute("CREATE TABLE notify_blocker (i int)")
+            # only the blocker waits for the (absent) standby; everyone else commits locally
+            c.execute("ALTER SYSTEM SET synchronous_commit = 'local'")
+            c.execute("ALTER SYSTEM SET synchronous_standby_names = 'pgcohere_test_nobody'")
+            c.execute("SELECT pg_reload_conf()")
+            blocker.execute("SET synchronous_commit = on")
+
+            def blocker_waits():
+                # the setting takes effect once the checkpointer has processed the reload:
+                # until then the blocker's NOTIFY just commits, and is repeated
+                nonlocal blocked
+                if blocked is None or not blocked.is_alive():
+                    # it must write WAL besides its commit record to wait for the standby
+                    blocked = threading.Thread(target=lambda: blocker.execute(
+                        "INSERT INTO notify_blocker VALUES (1); NOTIFY pgcohere_test_other"), daemon=True)
+                    blocked.start()
+                return c.execute("SELECT wait_event FROM pg_stat_activity WHERE pid = %s",
+                                 (blocker_pid,)).fetchone() == ("SyncRep",)
+            wait_until(blocker_waits, timeout=15, what="the blocker to hold the NOTIFY lock")
+            c.execute("INSERT INTO items VALUES (2, 'drained, then lost')")
+
+            def publisher_waits_for_lock():
+                row = c.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pgcohere publisher' "
+                                "AND datname = current_database() AND wait_event_type = 'Lock'").fetchone()
+                return row[0] if row else None
+            publisher = wait_until(publisher_waits_for_lock, timeout=15, what="the publisher to wait in its NOTIFY")
+            c.execute("SELECT pg_terminate_backend(%s)", (publisher,))
+            wait_until(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                         (publisher,)).fetchone()[0] == 0, what="the publisher to exit")
+            c.execute("SELECT pg_cancel_backend(%s)", (blocker_pid,))  # its commit completes locally
+            blocked.join(15)
+            blocked = None
+            # no further commit: the launcher must notice the lost batch by itself
+            resync = listener.wait(lambda ps: [p for p in ps if p.of("r")], "resync entry for the lost batch")[0]
+            assert resync.signature_ok
+            assert resync.of("r") <= {"worker-exited", "worker-restarted"}
+            assert len({p.epoch for p in listener.payloads}) == 1, "same stream: a resync entry, not a new epoch"
+    finally:
+        with small_ring_pg.connect() as c:
+            if blocked is not None:
+                c.execute("SELECT pg_cancel_backend(%s)", (blocker_pid,))
+                blocked.join(15)
+            c.execute("ALTER SYSTEM RESET synchronous_standby_names")
+            c.execute("ALTER SYSTEM RESET synchronous_commit")
+            c.execute("SELECT pg_reload_conf()")
+            c.execute("DROP TABLE items")
+            c.execute("DROP TABLE IF EXISTS notify_blocker")
+        blocker.close()
+
+
+def test_database_whose_publisher_cannot_connect_gets_a_resync_not_silence(small_ring_pg, secret, listener_factory):
+    """No publisher can connect to the database (ALLOW_CONNECTIONS false; existing sessions
+    stay). The launcher gives up after repeated failures and discards the pending entries,
+    but flags a resync: once publishers can connect again, the next commit's payload
+    carries it, in the same stream."""
+    name = f"noconn_{os.getpid()}"
+    with small_ring_pg.connect() as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {name}")
+    try:
+        with small_ring_pg.connect(name) as c:
+            c.execute("CREATE EXTENSION pgcohere")
+        setup_table(small_ring_pg, name)
+        listener = listener_factory(small_ring_pg, name, secret)
+        with small_ring_pg.connect(name) as c, small_ring_pg.connect() as admin:
+            c.execute("INSERT INTO items VALUES (1, 'x')")
+            first = listener.wait(lambda ps: [p for p in ps if "item:1" in p.of("k")], "first key")[0]
+            with open(small_ring_pg.logfile) as f:
+                f.seek(0, os.SEEK_END)
+                log_start = f.tell()
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+
+            def idle_publisher_gone():
+                return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                                     "AND backend_type = 'pgcohere publisher'", (name,)).fetchone()[0] == 0
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                          "AND backend_type = 'pgcohere publisher'", (name,))
+            wait_until(idle_publisher_gone, what="the publisher to exit")
+            c.execute("INSERT INTO items VALUES (2, 'discarded')")  # publishers fail to connect
+
+            def gave_up():
+                with open(small_ring_pg.logfile) as f:
+                    f.seek(log_start)
+                    return "is unreachable" in f.read()
+            wait_until(gave_up, timeout=30, what="the launcher to give up on the database")
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+            c.execute("INSERT INTO items VALUES (3, 'after')")
+        listener.wait(contains_key("item:3"), "the commit after connections are allowed again")
+        ps = listener.payloads
+        assert all(p.signature_ok for p in ps)
+        assert "worker-failed" in set().union(*[p.of("r") for p in ps]), "the discarded entries are covered"
+        assert {p.epoch for p in ps} == {first.epoch}
+    finally:
+        with small_ring_pg.connect() as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
