@@ -366,6 +366,50 @@ def test_direct_mode_notifies_from_the_committing_backend(direct_pg, secret, lis
             c.execute("DROP TABLE items")
 
 
+def test_direct_mode_seqs_keep_growing_across_drop_and_create_extension(direct_pg, secret, listener_factory):
+    """Direct mode's epoch is the server start time, so it survives DROP/CREATE EXTENSION:
+    the re-created sequence must continue above every seq published before (else the
+    daemon would ignore the new payloads as replays). The same holds for a transaction
+    that drops the extension after its changes: same epoch, a seq above the earlier ones."""
+    listener = listener_factory(direct_pg, "postgres", secret)
+    try:
+        setup_table(direct_pg, "postgres")
+        with direct_pg.connect() as c:
+            c.execute("INSERT INTO items VALUES (1, 'a')")
+        before = listener.wait(lambda ps: [p for p in ps if "item:1" in p.of("k")], "first key")[0]
+        with direct_pg.connect() as c:
+            c.execute("DROP TABLE items")
+            c.execute("DROP EXTENSION pgcohere")
+            c.execute("CREATE EXTENSION pgcohere")
+        setup_table(direct_pg, "postgres")
+        with direct_pg.connect() as c:
+            c.execute("INSERT INTO items VALUES (2, 'b')")
+        after = listener.wait(lambda ps: [p for p in ps if "item:2" in p.of("k")], "key after re-create")[0]
+        assert after.signature_ok
+        assert after.epoch == before.epoch
+        assert after.seq > before.seq, "a re-created extension must not replay old seqs"
+        with direct_pg.connect() as c:
+            with c.transaction():
+                c.execute("INSERT INTO items VALUES (3, 'c')")
+                c.execute("DROP EXTENSION pgcohere CASCADE")
+        dropped = listener.wait(lambda ps: [p for p in ps if "item:3" in p.of("k")], "key of the dropping xact")[0]
+        assert dropped.signature_ok
+        assert dropped.epoch == before.epoch, "never a higher epoch that would lock the daemon out"
+        assert dropped.seq > after.seq
+        with direct_pg.connect() as c:
+            c.execute("DROP TABLE items")
+            c.execute("CREATE EXTENSION pgcohere")
+        setup_table(direct_pg, "postgres")
+        with direct_pg.connect() as c:
+            c.execute("INSERT INTO items VALUES (4, 'd')")
+        last = listener.wait(lambda ps: [p for p in ps if "item:4" in p.of("k")], "key after the second re-create")[0]
+        assert last.epoch == before.epoch and last.seq > dropped.seq
+    finally:
+        with direct_pg.connect() as c:
+            c.execute("DROP TABLE IF EXISTS items")
+            c.execute("CREATE EXTENSION IF NOT EXISTS pgcohere")
+
+
 @pytest.fixture(scope="module")
 def small_ring_pg(workdir, secret_file):
     cluster = PgCluster(os.path.join(workdir, "pg-small-ring"), preload=True, secret_file=secret_file,
