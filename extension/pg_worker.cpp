@@ -153,27 +153,25 @@ Encoded encode(const Batch& b, int i, const char* dbname, MemoryContext cxt) {
 // PostgreSQL phase: one transaction with every payload. False if it failed (for
 // instance a full NOTIFY queue); the caller then records a resync.
 bool notify_all(const Encoded& e) {
-    volatile bool ok = true;
-    MemoryContext old = CurrentMemoryContext;
-    PG_TRY();
-    {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        pgstat_report_activity(STATE_RUNNING, "pgcohere: NOTIFY");
-        for (int k = 0; k < e.n; ++k) Async_Notify(guc_channel, e.payloads[k]);
-        CommitTransactionCommand();
-        pgstat_report_activity(STATE_IDLE, nullptr);
+    ErrorData* edata = nullptr;
+    try {
+        pg::call([&] {
+            SetCurrentStatementStartTimestamp();
+            StartTransactionCommand();
+            pgstat_report_activity(STATE_RUNNING, "pgcohere: NOTIFY");
+            for (int k = 0; k < e.n; ++k) Async_Notify(guc_channel, e.payloads[k]);
+            CommitTransactionCommand();
+            pgstat_report_activity(STATE_IDLE, nullptr);
+        });
+    } catch (const pg::PgError& err) {
+        edata = err.edata;  // reported below, outside the catch block
     }
-    PG_CATCH();
-    {
-        MemoryContextSwitchTo(old);
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
-        ok = false;
-    }
-    PG_END_TRY();
-    return ok;
+    if (edata == nullptr) return true;
+    edata->elevel = LOG;  // the worker goes on: log the error, do not raise it
+    ThrowErrorData(edata);
+    FreeErrorData(edata);
+    AbortCurrentTransaction();
+    return false;
 }
 
 void mark_resync(int i, const char* reason) {
