@@ -547,52 +547,79 @@ def test_worker_failure_degrades_to_resync(small_ring_pg, secret, secret_file, l
             c.execute("DROP TABLE items")
 
 
+class NotifyLockHeld:
+    """Holds PostgreSQL's global NOTIFY lock: a session whose NOTIFY transaction waits, in
+    its commit, for a synchronous standby that does not exist (every other session commits
+    with synchronous_commit = local). release() cancels the wait; the commit completes."""
+
+    def __init__(self, cluster, admin):
+        self.cluster, self.admin = cluster, admin
+        self.conn = cluster.connect()
+        self.pid = self.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        self.thread = None
+
+    def __enter__(self):
+        a = self.admin
+        a.execute("CREATE TABLE IF NOT EXISTS notify_blocker (i int)")
+        a.execute("ALTER SYSTEM SET synchronous_commit = 'local'")
+        a.execute("ALTER SYSTEM SET synchronous_standby_names = 'pgcohere_test_nobody'")
+        a.execute("SELECT pg_reload_conf()")
+        self.conn.execute("SET synchronous_commit = on")
+
+        def waits():
+            # the setting takes effect once the checkpointer has processed the reload:
+            # until then the NOTIFY just commits, and is repeated. It must write WAL
+            # besides its commit record to wait for the standby.
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=lambda: self.conn.execute(
+                    "INSERT INTO notify_blocker VALUES (1); NOTIFY pgcohere_test_other"), daemon=True)
+                self.thread.start()
+            return a.execute("SELECT wait_event FROM pg_stat_activity WHERE pid = %s",
+                             (self.pid,)).fetchone() == ("SyncRep",)
+        wait_until(waits, timeout=15, what="a session to hold the NOTIFY lock")
+        return self
+
+    def release(self):
+        if self.thread is not None:
+            self.admin.execute("SELECT pg_cancel_backend(%s)", (self.pid,))
+            self.thread.join(15)
+            self.thread = None
+
+    def __exit__(self, *exc):
+        try:
+            self.release()
+        finally:
+            self.admin.execute("ALTER SYSTEM RESET synchronous_standby_names")
+            self.admin.execute("ALTER SYSTEM RESET synchronous_commit")
+            self.admin.execute("SELECT pg_reload_conf()")
+            self.admin.execute("DROP TABLE IF EXISTS notify_blocker")
+            self.conn.close()
+
+
+def publisher_waiting_for_lock(c):
+    row = c.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pgcohere publisher' "
+                    "AND datname = current_database() AND wait_event_type = 'Lock'").fetchone()
+    return row[0] if row else None
+
+
 def test_publisher_terminated_before_its_notify_commits_publishes_resync(small_ring_pg, secret, listener_factory):
     """The publisher drains a batch, then dies before its NOTIFY transaction commits (it
-    is terminated while it waits for PostgreSQL's global NOTIFY lock, held by a session
-    whose commit waits for a synchronous standby that does not exist). The drained batch
-    is not lost silently: without any further commit, a resync entry is published."""
+    is terminated while it waits for the global NOTIFY lock). The drained batch is not
+    lost silently: without any further commit, a resync entry is published."""
     setup_table(small_ring_pg, "postgres")
-    blocker = small_ring_pg.connect()
-    blocker_pid = blocker.execute("SELECT pg_backend_pid()").fetchone()[0]
-    blocked = None
     try:
         listener = listener_factory(small_ring_pg, "postgres", secret)
         with small_ring_pg.connect() as c:
             c.execute("INSERT INTO items VALUES (1, 'start the publisher')")
             listener.wait(contains_key("item:1"), "first key")
-            c.execute("CREATE TABLE notify_blocker (i int)")
-            # only the blocker waits for the (absent) standby; everyone else commits locally
-            c.execute("ALTER SYSTEM SET synchronous_commit = 'local'")
-            c.execute("ALTER SYSTEM SET synchronous_standby_names = 'pgcohere_test_nobody'")
-            c.execute("SELECT pg_reload_conf()")
-            blocker.execute("SET synchronous_commit = on")
-
-            def blocker_waits():
-                # the setting takes effect once the checkpointer has processed the reload:
-                # until then the blocker's NOTIFY just commits, and is repeated
-                nonlocal blocked
-                if blocked is None or not blocked.is_alive():
-                    # it must write WAL besides its commit record to wait for the standby
-                    blocked = threading.Thread(target=lambda: blocker.execute(
-                        "INSERT INTO notify_blocker VALUES (1); NOTIFY pgcohere_test_other"), daemon=True)
-                    blocked.start()
-                return c.execute("SELECT wait_event FROM pg_stat_activity WHERE pid = %s",
-                                 (blocker_pid,)).fetchone() == ("SyncRep",)
-            wait_until(blocker_waits, timeout=15, what="the blocker to hold the NOTIFY lock")
-            c.execute("INSERT INTO items VALUES (2, 'drained, then lost')")
-
-            def publisher_waits_for_lock():
-                row = c.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pgcohere publisher' "
-                                "AND datname = current_database() AND wait_event_type = 'Lock'").fetchone()
-                return row[0] if row else None
-            publisher = wait_until(publisher_waits_for_lock, timeout=15, what="the publisher to wait in its NOTIFY")
-            c.execute("SELECT pg_terminate_backend(%s)", (publisher,))
-            wait_until(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
-                                         (publisher,)).fetchone()[0] == 0, what="the publisher to exit")
-            c.execute("SELECT pg_cancel_backend(%s)", (blocker_pid,))  # its commit completes locally
-            blocked.join(15)
-            blocked = None
+            with NotifyLockHeld(small_ring_pg, c) as lock:
+                c.execute("INSERT INTO items VALUES (2, 'drained, then lost')")
+                publisher = wait_until(lambda: publisher_waiting_for_lock(c), timeout=15,
+                                       what="the publisher to wait in its NOTIFY")
+                c.execute("SELECT pg_terminate_backend(%s)", (publisher,))
+                wait_until(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                             (publisher,)).fetchone()[0] == 0, what="the publisher to exit")
+                lock.release()
             # no further commit: the launcher must notice the lost batch by itself
             resync = listener.wait(lambda ps: [p for p in ps if p.of("r")], "resync entry for the lost batch")[0]
             assert resync.signature_ok
@@ -600,15 +627,37 @@ def test_publisher_terminated_before_its_notify_commits_publishes_resync(small_r
             assert len({p.epoch for p in listener.payloads}) == 1, "same stream: a resync entry, not a new epoch"
     finally:
         with small_ring_pg.connect() as c:
-            if blocked is not None:
-                c.execute("SELECT pg_cancel_backend(%s)", (blocker_pid,))
-                blocked.join(15)
-            c.execute("ALTER SYSTEM RESET synchronous_standby_names")
-            c.execute("ALTER SYSTEM RESET synchronous_commit")
-            c.execute("SELECT pg_reload_conf()")
             c.execute("DROP TABLE items")
-            c.execute("DROP TABLE IF EXISTS notify_blocker")
-        blocker.close()
+
+
+def test_failed_notify_transaction_publishes_resync_and_worker_goes_on(small_ring_pg, secret, listener_factory):
+    """The publisher's NOTIFY transaction fails (cancelled while it waits for the global
+    NOTIFY lock): the error is logged, the worker stays up and publishes a resync for the
+    batch, and later commits flow normally."""
+    setup_table(small_ring_pg, "postgres")
+    try:
+        listener = listener_factory(small_ring_pg, "postgres", secret)
+        with small_ring_pg.connect() as c:
+            c.execute("INSERT INTO items VALUES (1, 'start the publisher')")
+            listener.wait(contains_key("item:1"), "first key")
+            failures = c.execute("SELECT notify_failures FROM pgcohere.stats()").fetchone()[0]
+            with NotifyLockHeld(small_ring_pg, c) as lock:
+                c.execute("INSERT INTO items VALUES (2, 'in the failed batch')")
+                publisher = wait_until(lambda: publisher_waiting_for_lock(c), timeout=15,
+                                       what="the publisher to wait in its NOTIFY")
+                c.execute("SELECT pg_cancel_backend(%s)", (publisher,))
+                wait_until(lambda: c.execute("SELECT notify_failures FROM pgcohere.stats()").fetchone()[0]
+                           > failures, what="the NOTIFY transaction to fail")
+                lock.release()
+            resync = listener.wait(lambda ps: [p for p in ps if "notify-failed" in p.of("r")], "resync entry")[0]
+            assert resync.signature_ok
+            assert resync.pid == publisher, "the same worker goes on after the error"
+            c.execute("INSERT INTO items VALUES (3, 'after')")
+        listener.wait(contains_key("item:3"), "the commit after the failure")
+        assert all(p.signature_ok for p in listener.payloads)
+    finally:
+        with small_ring_pg.connect() as c:
+            c.execute("DROP TABLE items")
 
 
 def test_database_whose_publisher_cannot_connect_gets_a_resync_not_silence(small_ring_pg, secret, listener_factory):
