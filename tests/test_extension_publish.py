@@ -413,6 +413,52 @@ def test_direct_mode_seqs_keep_growing_across_drop_and_create_extension(direct_p
             c.execute("CREATE EXTENSION IF NOT EXISTS pgcohere")
 
 
+def test_invalidation_during_the_row_trigger_does_not_free_its_rules(direct_pg, secret, listener_factory):
+    """The row trigger's type output calls can process invalidation messages (a catalog
+    cache miss locks the catalog, which accepts pending invalidations). A relcache
+    invalidation of the watched table that arrives there drops the table's cached rules
+    while the trigger is still using them: the trigger must keep its own reference.
+    Here: enum_out of a value not yet in the cache, right after another session committed
+    ALTER TABLE ... SET (fillfactor) on the table (a plpgsql AFTER trigger that fires
+    first waits for that commit on an advisory lock)."""
+    listener = listener_factory(direct_pg, "postgres", secret)
+    with direct_pg.connect() as c, direct_pg.connect() as alter:
+        try:
+            c.execute("CREATE TYPE kind AS ENUM ('a', 'b', 'c')")
+            c.execute("CREATE TABLE things (id int PRIMARY KEY, k kind)")
+            c.execute("SELECT pgcohere.watch('things', ARRAY['thing:{k}:{id}'])")
+            c.execute("""CREATE FUNCTION things_wait() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.id = 2 THEN PERFORM pg_advisory_xact_lock(4242); END IF;
+                    RETURN NULL;
+                END $$""")
+            # fires before pgcohere_row (AFTER triggers fire in name order)
+            c.execute("CREATE TRIGGER a_wait AFTER INSERT ON things FOR EACH ROW EXECUTE FUNCTION things_wait()")
+            c.execute("INSERT INTO things VALUES (0, 'c')")  # rules cached in this backend
+            writer = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+            alter.execute("BEGIN")
+            alter.execute("SELECT pg_advisory_xact_lock(4242)")
+            alter.execute("ALTER TABLE things SET (fillfactor = 50)")  # relcache invalidation at commit
+            inserted = []
+            t = threading.Thread(target=lambda: inserted.append(
+                c.execute("INSERT INTO things VALUES (1, 'a'), (2, 'b')").rowcount), daemon=True)
+            t.start()
+            wait_until(lambda: alter.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                             (writer,)).fetchone() == ("Lock",), what="the writer to wait")
+            alter.execute("COMMIT")
+            t.join(30)
+            assert inserted == [2], "the insert went through"
+            listener.wait(lambda ps: {"thing:a:1", "thing:b:2"} <= set().union(*[p.of("k") for p in ps])
+                          if ps else False, "keys rendered with the rules")
+        finally:
+            if alter.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                alter.execute("ROLLBACK")
+            with direct_pg.connect() as cleanup:
+                cleanup.execute("DROP TABLE IF EXISTS things")
+                cleanup.execute("DROP FUNCTION IF EXISTS things_wait()")
+                cleanup.execute("DROP TYPE IF EXISTS kind")
+
+
 @pytest.fixture(scope="module")
 def small_ring_pg(workdir, secret_file):
     cluster = PgCluster(os.path.join(workdir, "pg-small-ring"), preload=True, secret_file=secret_file,
