@@ -100,6 +100,7 @@ void claim(int i, Oid dboid) {
     s->worker = nullptr;
     s->started_ok = false;
     s->failures = 0;
+    s->parked = false;
     LWLockRelease(slot_lock(i));
 }
 
@@ -148,13 +149,33 @@ int ring_slot_for(Oid dboid) {
 }
 
 bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64 nkeys, bool coarsened) noexcept {
+    // Runs in the COMMIT callback: LWLocks and memcpy only, never an error.
     Slot* s = slot_at(i);
-    bool ok;
     LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
+    if (s->dboid != MyDatabaseId) {
+        // The slot was taken from this database after pre-commit chose it (it must not
+        // be written: it may be another database's ring now). Claim one again: a newly
+        // claimed slot has a new epoch, so the daemon resyncs. Lock order: table, slot.
+        LWLockRelease(slot_lock(i));
+        LWLockAcquire(table_lock(), LW_EXCLUSIVE);
+        i = claim_free(MyDatabaseId);
+        LWLockRelease(table_lock());
+        if (i < 0) {
+            // No slot left at all: nothing can carry a resync for this database. Counted;
+            // later transactions of this database publish directly (no slot).
+            pg_atomic_fetch_add_u64(&g_ring->ring_overflows, 1);
+            g_my_slot = -1;
+            return false;
+        }
+        g_my_slot = i;
+        s = slot_at(i);
+        LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
+    }
+    bool ok;
     std::size_t need = kRecordHeader + len;
-    // The slot is ours unless the launcher gave it up (a database it could not reach);
-    // then nothing may be written into what could become another database's ring.
     ok = s->dboid == MyDatabaseId && need <= g_ring->capacity - (s->head - s->tail);
+    // A push proves the database exists: a parked slot gets workers again.
+    s->parked = false;
     // The worker drains everything it finds, so only the push into an empty ring (or an
     // overflow) needs to wake it: fewer latch signals under load.
     bool was_empty = s->head == s->tail;
@@ -164,7 +185,7 @@ bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64
         ring_write(i, s->head + 4, &commit_us, 8);
         ring_write(i, s->head + kRecordHeader, data, len);
         s->head += need;
-    } else if (!s->resync && s->dboid == MyDatabaseId) {
+    } else if (!s->resync) {
         s->resync = true;
         strlcpy(s->reason, "ring-overflow", sizeof s->reason);
     }

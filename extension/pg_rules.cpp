@@ -9,9 +9,14 @@ namespace pgcohere {
 
 namespace {
 
-std::unordered_map<Oid, std::unique_ptr<RelRules>> g_cache;
+// Entries are shared: a caller keeps its copy for as long as it uses the rules, so an
+// invalidation that arrives meanwhile (any catalog access, e.g. inside a type output
+// function, may call AcceptInvalidationMessages) drops the cache's copy only.
+std::unordered_map<Oid, std::shared_ptr<const RelRules>> g_cache;
+uint64 g_invalidations = 0;  // bumped by every callback: a load that saw one is not cached
 
 void relcache_callback(Datum, Oid relid) {
+    ++g_invalidations;
     if (relid == InvalidOid) {
         g_cache.clear();
         return;
@@ -65,8 +70,8 @@ Loaded load_rules(Oid relid, bool is_partition) {
     return out;
 }
 
-std::unique_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
-    auto rr = std::make_unique<RelRules>();
+std::shared_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
+    auto rr = std::make_shared<RelRules>();
     rr->relid = RelationGetRelid(rel);
     rr->watched = loaded.watched;
     if (!OidIsValid(loaded.watched)) return rr;
@@ -142,14 +147,18 @@ std::unique_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
 
 }  // namespace
 
-const RelRules& rules_for(Relation rel) {
+std::shared_ptr<const RelRules> rules_for(Relation rel) {
     Oid relid = RelationGetRelid(rel);
     auto it = g_cache.find(relid);
-    if (it != g_cache.end()) return *it->second;
+    if (it != g_cache.end()) return it->second;
     bool is_partition = rel->rd_rel->relispartition;
+    uint64 generation = g_invalidations;
     Loaded loaded = pg::call([&] { return load_rules(relid, is_partition); });
-    auto compiled = compile(rel, loaded);
-    return *g_cache.emplace(relid, std::move(compiled)).first->second;
+    std::shared_ptr<const RelRules> compiled = compile(rel, loaded);
+    // An invalidation while loading may concern what was just read: use the result for
+    // this call, but do not cache it.
+    if (generation == g_invalidations) g_cache.insert_or_assign(relid, compiled);
+    return compiled;
 }
 
 void register_rules_cache() { CacheRegisterRelcacheCallback(relcache_callback, (Datum)0); }
@@ -166,7 +175,7 @@ std::vector<core::Template> check_templates(Oid relid, const std::vector<std::st
     TupleDesc desc = RelationGetDescr(rel);
     for (int a = 0; a < desc->natts; ++a)
         if (!TupleDescAttr(desc, a)->attisdropped) columns.emplace_back(NameStr(TupleDescAttr(desc, a)->attname));
-    relation_close(rel, AccessShareLock);
+    pg::call([&] { relation_close(rel, AccessShareLock); });
     if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
         throw pg::UserError(ERRCODE_WRONG_OBJECT_TYPE, "pgcohere: \"" + relname + "\" is not a table",
                             "Only ordinary and partitioned tables can be watched.");

@@ -58,7 +58,10 @@ void row_trigger(FunctionCallInfo fcinfo) {
         throw pg::UserError(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
                             "pgcohere.row_trigger() must be an AFTER ... FOR EACH ROW trigger");
     if (!guc_enabled) return;
-    const RelRules& rr = rules_for(td->tg_relation);
+    // Kept alive for the whole call: fetch_values runs type output functions, which can
+    // process invalidations that drop the cache entry.
+    std::shared_ptr<const RelRules> held = rules_for(td->tg_relation);
+    const RelRules& rr = *held;
     if (rr.rules.empty()) return;
     if (over_key_limit()) {
         // Past max_keys_per_xact: the coarse patterns cover this row; skip rendering.
@@ -80,7 +83,8 @@ void truncate_trigger(FunctionCallInfo fcinfo) {
                             "pgcohere.truncate_trigger() must be called as a trigger");
     auto* td = (TriggerData*)fcinfo->context;
     if (!guc_enabled) return;
-    queue_coarse(rules_for(td->tg_relation));
+    std::shared_ptr<const RelRules> held = rules_for(td->tg_relation);
+    queue_coarse(*held);
 }
 
 }  // namespace

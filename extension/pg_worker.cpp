@@ -30,7 +30,17 @@ void worker_exit(int, Datum) {
     Slot* s = slot_at(g_worker_slot);
     LWLockAcquire(slot_lock(g_worker_slot), LW_EXCLUSIVE);
     if (s->worker == MyProc) s->worker = nullptr;
+    bool lost = s->inflight;
+    if (lost) {
+        // Dying between drain and the NOTIFY's commit (terminated, FATAL): the drained
+        // batch may never have been sent. The next worker publishes a resync instead.
+        s->resync = true;
+        strlcpy(s->reason, "worker-exited", sizeof s->reason);
+        s->inflight = false;
+    }
+    PGPROC* launcher = ring()->launcher;
     LWLockRelease(slot_lock(g_worker_slot));
+    if (lost && launcher) SetLatch(&launcher->procLatch);
 }
 
 bool start_worker(int i, BackgroundWorkerHandle** handle) {
@@ -143,27 +153,25 @@ Encoded encode(const Batch& b, int i, const char* dbname, MemoryContext cxt) {
 // PostgreSQL phase: one transaction with every payload. False if it failed (for
 // instance a full NOTIFY queue); the caller then records a resync.
 bool notify_all(const Encoded& e) {
-    volatile bool ok = true;
-    MemoryContext old = CurrentMemoryContext;
-    PG_TRY();
-    {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        pgstat_report_activity(STATE_RUNNING, "pgcohere: NOTIFY");
-        for (int k = 0; k < e.n; ++k) Async_Notify(guc_channel, e.payloads[k]);
-        CommitTransactionCommand();
-        pgstat_report_activity(STATE_IDLE, nullptr);
+    ErrorData* edata = nullptr;
+    try {
+        pg::call([&] {
+            SetCurrentStatementStartTimestamp();
+            StartTransactionCommand();
+            pgstat_report_activity(STATE_RUNNING, "pgcohere: NOTIFY");
+            for (int k = 0; k < e.n; ++k) Async_Notify(guc_channel, e.payloads[k]);
+            CommitTransactionCommand();
+            pgstat_report_activity(STATE_IDLE, nullptr);
+        });
+    } catch (const pg::PgError& err) {
+        edata = err.edata;  // reported below, outside the catch block
     }
-    PG_CATCH();
-    {
-        MemoryContextSwitchTo(old);
-        EmitErrorReport();
-        FlushErrorState();
-        AbortCurrentTransaction();
-        ok = false;
-    }
-    PG_END_TRY();
-    return ok;
+    if (edata == nullptr) return true;
+    edata->elevel = LOG;  // the worker goes on: log the error, do not raise it
+    ThrowErrorData(edata);
+    FreeErrorData(edata);
+    AbortCurrentTransaction();
+    return false;
 }
 
 void mark_resync(int i, const char* reason) {
@@ -224,14 +232,21 @@ void pgcohere_launcher_main(Datum) {
                 LWLockRelease(slot_lock(i));
             }
             LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
-            bool pending = s->dboid != InvalidOid && (s->head != s->tail || s->resync);
+            bool pending = s->dboid != InvalidOid && !s->parked && (s->head != s->tail || s->resync || s->inflight);
             bool need = pending && s->worker == nullptr;
             if (need && s->failures >= 5) {
-                // The database is gone (its worker cannot connect): nobody can listen there.
-                elog(LOG, "pgcohere: database %u is unreachable, dropping its pending invalidations", s->dboid);
-                s->dboid = InvalidOid;
-                s->head = s->tail = 0;
-                s->resync = false;
+                // Its worker cannot connect (typically a dropped database: nobody can
+                // listen there). Discard the entries, but keep the slot and flag a resync:
+                // if the database does exist, its next commit unparks the slot and the
+                // resync goes out first. Slots of dropped databases are reused by
+                // ring_slot_for().
+                elog(LOG, "pgcohere: database %u is unreachable, discarding its pending invalidations (resync flagged)",
+                     s->dboid);
+                s->tail = s->head;
+                s->resync = true;
+                s->inflight = false;
+                strlcpy(s->reason, "worker-failed", sizeof s->reason);
+                s->parked = true;
                 s->failures = 0;
                 need = false;
             }

@@ -89,8 +89,13 @@ void publish_direct() {
     uint64 local_seq = 0;
     if (!OidIsValid(seq) && !guc_deterministic) {
         // The extension was dropped in this transaction: no shared sequence any more.
-        // A fresh epoch makes the daemon resync, which is what a dropped extension needs.
-        params.epoch = (uint64)params.commit_us;
+        // Same epoch as always (epochs of a database only grow: a higher one here would
+        // make the daemon take every later payload of the real epoch for a replay), and
+        // seqs from the commit time in microseconds: the sequence counted up from its
+        // install time, so these are above every seq it handed out (a forward gap: the
+        // daemon resyncs, which is what a dropped extension needs), and a re-created
+        // extension's sequence starts later still.
+        local_seq = (uint64)params.commit_us - 1;
     }
     auto lines = lines_of_xact();
     std::vector<std::string_view> views(lines.begin(), lines.end());

@@ -13,8 +13,14 @@ CREATE TABLE pgcohere.rules (
 SELECT pg_catalog.pg_extension_config_dump('pgcohere.rules', '');
 COMMENT ON TABLE pgcohere.rules IS 'pgcohere key templates per watched table';
 
--- Sequence numbers of direct-mode notifications (per database).
+-- Sequence numbers of direct-mode notifications (per database). The epoch of direct
+-- mode is the server start time, so it survives DROP EXTENSION + CREATE EXTENSION: the
+-- sequence starts at the install time in microseconds since the Unix epoch, so that the
+-- seqs of a re-created extension are greater than every seq published before (a forward
+-- gap, on which the daemon resyncs, never a replay).
 CREATE SEQUENCE pgcohere.seq;
+SELECT pg_catalog.setval('pgcohere.seq',
+    (EXTRACT(epoch FROM pg_catalog.clock_timestamp()) * 1000000)::bigint);
 
 CREATE FUNCTION pgcohere.row_trigger() RETURNS trigger
     AS 'MODULE_PATHNAME', 'pgcohere_row_trigger' LANGUAGE C;

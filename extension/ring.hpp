@@ -18,6 +18,10 @@ struct Slot {
     PGPROC* worker;   // running worker, or null
     bool started_ok;  // a worker of this slot got connected
     int failures;     // workers that exited before connecting
+    // The launcher gave up starting workers (5 failures in a row, e.g. a dropped
+    // database): pending entries were discarded and resync set; the next push (which
+    // proves the database exists) unparks the slot.
+    bool parked;
 };
 
 struct RingShared {

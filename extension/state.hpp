@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,7 +44,9 @@ struct RelRules {
 };
 // Rules that apply to rel (its own or a partitioned ancestor's); cached per backend,
 // dropped on relcache invalidation. Never null; rules empty if the table has none.
-const RelRules& rules_for(Relation rel);
+// Hold the returned pointer while using the rules: an invalidation processed meanwhile
+// (any catalog access can process one) drops only the cache's reference.
+std::shared_ptr<const RelRules> rules_for(Relation rel);
 void register_rules_cache();
 // Parses templates and checks their columns against relid; throws UserError.
 std::vector<core::Template> check_templates(Oid relid, const std::vector<std::string>& templates);

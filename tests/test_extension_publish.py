@@ -175,8 +175,8 @@ def test_preload_several_databases_have_their_own_sequence(pg, secret, listener_
         for n in names:
             c.execute(f"DROP DATABASE IF EXISTS {n} WITH (FORCE)")
             c.execute(f"CREATE DATABASE {n}")
+    listeners = []
     try:
-        listeners = []
         for n in names:
             with pg.connect(n) as c:
                 c.execute("CREATE EXTENSION pgcohere")
@@ -190,9 +190,12 @@ def test_preload_several_databases_have_their_own_sequence(pg, secret, listener_
             listener.wait(contains_key(f"item:{20 + i}"), f"last key of {n}")
             ps = listener.payloads
             assert all(p.signature_ok for p in ps), "signed with the database's own name"
+            # each database is its own stream: one epoch, seqs 1, 2, 3 whatever the other
+            # database published in between (epochs of two databases may be equal or not:
+            # the daemon tracks them per database)
+            assert len({p.epoch for p in ps}) == 1
             assert [p.seq for p in ps] == list(range(1, len(ps) + 1))
             assert listener.keys() == {f"item:{r * 10 + i}" for r in range(3)}
-        assert listeners[0].payloads[0].epoch != listeners[1].payloads[0].epoch or True
     finally:
         for listener in listeners:
             listener.close()
@@ -366,6 +369,96 @@ def test_direct_mode_notifies_from_the_committing_backend(direct_pg, secret, lis
             c.execute("DROP TABLE items")
 
 
+def test_direct_mode_seqs_keep_growing_across_drop_and_create_extension(direct_pg, secret, listener_factory):
+    """Direct mode's epoch is the server start time, so it survives DROP/CREATE EXTENSION:
+    the re-created sequence must continue above every seq published before (else the
+    daemon would ignore the new payloads as replays). The same holds for a transaction
+    that drops the extension after its changes: same epoch, a seq above the earlier ones."""
+    listener = listener_factory(direct_pg, "postgres", secret)
+    try:
+        setup_table(direct_pg, "postgres")
+        with direct_pg.connect() as c:
+            c.execute("INSERT INTO items VALUES (1, 'a')")
+        before = listener.wait(lambda ps: [p for p in ps if "item:1" in p.of("k")], "first key")[0]
+        with direct_pg.connect() as c:
+            c.execute("DROP TABLE items")
+            c.execute("DROP EXTENSION pgcohere")
+            c.execute("CREATE EXTENSION pgcohere")
+        setup_table(direct_pg, "postgres")
+        with direct_pg.connect() as c:
+            c.execute("INSERT INTO items VALUES (2, 'b')")
+        after = listener.wait(lambda ps: [p for p in ps if "item:2" in p.of("k")], "key after re-create")[0]
+        assert after.signature_ok
+        assert after.epoch == before.epoch
+        assert after.seq > before.seq, "a re-created extension must not replay old seqs"
+        with direct_pg.connect() as c:
+            with c.transaction():
+                c.execute("INSERT INTO items VALUES (3, 'c')")
+                c.execute("DROP EXTENSION pgcohere CASCADE")
+        dropped = listener.wait(lambda ps: [p for p in ps if "item:3" in p.of("k")], "key of the dropping xact")[0]
+        assert dropped.signature_ok
+        assert dropped.epoch == before.epoch, "never a higher epoch that would lock the daemon out"
+        assert dropped.seq > after.seq
+        with direct_pg.connect() as c:
+            c.execute("DROP TABLE items")
+            c.execute("CREATE EXTENSION pgcohere")
+        setup_table(direct_pg, "postgres")
+        with direct_pg.connect() as c:
+            c.execute("INSERT INTO items VALUES (4, 'd')")
+        last = listener.wait(lambda ps: [p for p in ps if "item:4" in p.of("k")], "key after the second re-create")[0]
+        assert last.epoch == before.epoch and last.seq > dropped.seq
+    finally:
+        with direct_pg.connect() as c:
+            c.execute("DROP TABLE IF EXISTS items")
+            c.execute("CREATE EXTENSION IF NOT EXISTS pgcohere")
+
+
+def test_invalidation_during_the_row_trigger_does_not_free_its_rules(direct_pg, secret, listener_factory):
+    """The row trigger's type output calls can process invalidation messages (a catalog
+    cache miss locks the catalog, which accepts pending invalidations). A relcache
+    invalidation of the watched table that arrives there drops the table's cached rules
+    while the trigger is still using them: the trigger must keep its own reference.
+    Here: enum_out of a value not yet in the cache, right after another session committed
+    ALTER TABLE ... SET (fillfactor) on the table (a plpgsql AFTER trigger that fires
+    first waits for that commit on an advisory lock)."""
+    listener = listener_factory(direct_pg, "postgres", secret)
+    with direct_pg.connect() as c, direct_pg.connect() as alter:
+        try:
+            c.execute("CREATE TYPE kind AS ENUM ('a', 'b', 'c')")
+            c.execute("CREATE TABLE things (id int PRIMARY KEY, k kind)")
+            c.execute("SELECT pgcohere.watch('things', ARRAY['thing:{k}:{id}'])")
+            c.execute("""CREATE FUNCTION things_wait() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.id = 2 THEN PERFORM pg_advisory_xact_lock(4242); END IF;
+                    RETURN NULL;
+                END $$""")
+            # fires before pgcohere_row (AFTER triggers fire in name order)
+            c.execute("CREATE TRIGGER a_wait AFTER INSERT ON things FOR EACH ROW EXECUTE FUNCTION things_wait()")
+            c.execute("INSERT INTO things VALUES (0, 'c')")  # rules cached in this backend
+            writer = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+            alter.execute("BEGIN")
+            alter.execute("SELECT pg_advisory_xact_lock(4242)")
+            alter.execute("ALTER TABLE things SET (fillfactor = 50)")  # relcache invalidation at commit
+            inserted = []
+            t = threading.Thread(target=lambda: inserted.append(
+                c.execute("INSERT INTO things VALUES (1, 'a'), (2, 'b')").rowcount), daemon=True)
+            t.start()
+            wait_until(lambda: alter.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                             (writer,)).fetchone() == ("Lock",), what="the writer to wait")
+            alter.execute("COMMIT")
+            t.join(30)
+            assert inserted == [2], "the insert went through"
+            listener.wait(lambda ps: {"thing:a:1", "thing:b:2"} <= set().union(*[p.of("k") for p in ps])
+                          if ps else False, "keys rendered with the rules")
+        finally:
+            if alter.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                alter.execute("ROLLBACK")
+            with direct_pg.connect() as cleanup:
+                cleanup.execute("DROP TABLE IF EXISTS things")
+                cleanup.execute("DROP FUNCTION IF EXISTS things_wait()")
+                cleanup.execute("DROP TYPE IF EXISTS kind")
+
+
 @pytest.fixture(scope="module")
 def small_ring_pg(workdir, secret_file):
     cluster = PgCluster(os.path.join(workdir, "pg-small-ring"), preload=True, secret_file=secret_file,
@@ -498,3 +591,163 @@ def test_worker_failure_degrades_to_resync(small_ring_pg, secret, secret_file, l
             c.execute("ALTER SYSTEM SET pgcohere.secret_file = %s" % psycopg.sql.quote(secret_file))
             c.execute("SELECT pg_reload_conf()")
             c.execute("DROP TABLE items")
+
+
+class NotifyLockHeld:
+    """Holds PostgreSQL's global NOTIFY lock: a session whose NOTIFY transaction waits, in
+    its commit, for a synchronous standby that does not exist (every other session commits
+    with synchronous_commit = local). release() cancels the wait; the commit completes."""
+
+    def __init__(self, cluster, admin):
+        self.cluster, self.admin = cluster, admin
+        self.conn = cluster.connect()
+        self.pid = self.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        self.thread = None
+
+    def __enter__(self):
+        a = self.admin
+        a.execute("CREATE TABLE IF NOT EXISTS notify_blocker (i int)")
+        a.execute("ALTER SYSTEM SET synchronous_commit = 'local'")
+        a.execute("ALTER SYSTEM SET synchronous_standby_names = 'pgcohere_test_nobody'")
+        a.execute("SELECT pg_reload_conf()")
+        self.conn.execute("SET synchronous_commit = on")
+
+        def waits():
+            # the setting takes effect once the checkpointer has processed the reload:
+            # until then the NOTIFY just commits, and is repeated. It must write WAL
+            # besides its commit record to wait for the standby.
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=lambda: self.conn.execute(
+                    "INSERT INTO notify_blocker VALUES (1); NOTIFY pgcohere_test_other"), daemon=True)
+                self.thread.start()
+            return a.execute("SELECT wait_event FROM pg_stat_activity WHERE pid = %s",
+                             (self.pid,)).fetchone() == ("SyncRep",)
+        wait_until(waits, timeout=15, what="a session to hold the NOTIFY lock")
+        return self
+
+    def release(self):
+        if self.thread is not None:
+            self.admin.execute("SELECT pg_cancel_backend(%s)", (self.pid,))
+            self.thread.join(15)
+            self.thread = None
+
+    def __exit__(self, *exc):
+        try:
+            self.release()
+        finally:
+            self.admin.execute("ALTER SYSTEM RESET synchronous_standby_names")
+            self.admin.execute("ALTER SYSTEM RESET synchronous_commit")
+            self.admin.execute("SELECT pg_reload_conf()")
+            self.admin.execute("DROP TABLE IF EXISTS notify_blocker")
+            self.conn.close()
+
+
+def publisher_waiting_for_lock(c):
+    row = c.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pgcohere publisher' "
+                    "AND datname = current_database() AND wait_event_type = 'Lock'").fetchone()
+    return row[0] if row else None
+
+
+def test_publisher_terminated_before_its_notify_commits_publishes_resync(small_ring_pg, secret, listener_factory):
+    """The publisher drains a batch, then dies before its NOTIFY transaction commits (it
+    is terminated while it waits for the global NOTIFY lock). The drained batch is not
+    lost silently: without any further commit, a resync entry is published."""
+    setup_table(small_ring_pg, "postgres")
+    try:
+        listener = listener_factory(small_ring_pg, "postgres", secret)
+        with small_ring_pg.connect() as c:
+            c.execute("INSERT INTO items VALUES (1, 'start the publisher')")
+            listener.wait(contains_key("item:1"), "first key")
+            with NotifyLockHeld(small_ring_pg, c) as lock:
+                c.execute("INSERT INTO items VALUES (2, 'drained, then lost')")
+                publisher = wait_until(lambda: publisher_waiting_for_lock(c), timeout=15,
+                                       what="the publisher to wait in its NOTIFY")
+                c.execute("SELECT pg_terminate_backend(%s)", (publisher,))
+                wait_until(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                             (publisher,)).fetchone()[0] == 0, what="the publisher to exit")
+                lock.release()
+            # no further commit: the launcher must notice the lost batch by itself
+            resync = listener.wait(lambda ps: [p for p in ps if p.of("r")], "resync entry for the lost batch")[0]
+            assert resync.signature_ok
+            assert resync.of("r") <= {"worker-exited", "worker-restarted"}
+            assert len({p.epoch for p in listener.payloads}) == 1, "same stream: a resync entry, not a new epoch"
+    finally:
+        with small_ring_pg.connect() as c:
+            c.execute("DROP TABLE items")
+
+
+def test_failed_notify_transaction_publishes_resync_and_worker_goes_on(small_ring_pg, secret, listener_factory):
+    """The publisher's NOTIFY transaction fails (cancelled while it waits for the global
+    NOTIFY lock): the error is logged, the worker stays up and publishes a resync for the
+    batch, and later commits flow normally."""
+    setup_table(small_ring_pg, "postgres")
+    try:
+        listener = listener_factory(small_ring_pg, "postgres", secret)
+        with small_ring_pg.connect() as c:
+            c.execute("INSERT INTO items VALUES (1, 'start the publisher')")
+            listener.wait(contains_key("item:1"), "first key")
+            failures = c.execute("SELECT notify_failures FROM pgcohere.stats()").fetchone()[0]
+            with NotifyLockHeld(small_ring_pg, c) as lock:
+                c.execute("INSERT INTO items VALUES (2, 'in the failed batch')")
+                publisher = wait_until(lambda: publisher_waiting_for_lock(c), timeout=15,
+                                       what="the publisher to wait in its NOTIFY")
+                c.execute("SELECT pg_cancel_backend(%s)", (publisher,))
+                wait_until(lambda: c.execute("SELECT notify_failures FROM pgcohere.stats()").fetchone()[0]
+                           > failures, what="the NOTIFY transaction to fail")
+                lock.release()
+            resync = listener.wait(lambda ps: [p for p in ps if "notify-failed" in p.of("r")], "resync entry")[0]
+            assert resync.signature_ok
+            assert resync.pid == publisher, "the same worker goes on after the error"
+            c.execute("INSERT INTO items VALUES (3, 'after')")
+        listener.wait(contains_key("item:3"), "the commit after the failure")
+        assert all(p.signature_ok for p in listener.payloads)
+    finally:
+        with small_ring_pg.connect() as c:
+            c.execute("DROP TABLE items")
+
+
+def test_database_whose_publisher_cannot_connect_gets_a_resync_not_silence(small_ring_pg, secret, listener_factory):
+    """No publisher can connect to the database (ALLOW_CONNECTIONS false; existing sessions
+    stay). The launcher gives up after repeated failures and discards the pending entries,
+    but flags a resync: once publishers can connect again, the next commit's payload
+    carries it, in the same stream."""
+    name = f"noconn_{os.getpid()}"
+    with small_ring_pg.connect() as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {name}")
+    try:
+        with small_ring_pg.connect(name) as c:
+            c.execute("CREATE EXTENSION pgcohere")
+        setup_table(small_ring_pg, name)
+        listener = listener_factory(small_ring_pg, name, secret)
+        with small_ring_pg.connect(name) as c, small_ring_pg.connect() as admin:
+            c.execute("INSERT INTO items VALUES (1, 'x')")
+            first = listener.wait(lambda ps: [p for p in ps if "item:1" in p.of("k")], "first key")[0]
+            with open(small_ring_pg.logfile) as f:
+                f.seek(0, os.SEEK_END)
+                log_start = f.tell()
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+
+            def idle_publisher_gone():
+                return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                                     "AND backend_type = 'pgcohere publisher'", (name,)).fetchone()[0] == 0
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                          "AND backend_type = 'pgcohere publisher'", (name,))
+            wait_until(idle_publisher_gone, what="the publisher to exit")
+            c.execute("INSERT INTO items VALUES (2, 'discarded')")  # publishers fail to connect
+
+            def gave_up():
+                with open(small_ring_pg.logfile) as f:
+                    f.seek(log_start)
+                    return "is unreachable" in f.read()
+            wait_until(gave_up, timeout=30, what="the launcher to give up on the database")
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+            c.execute("INSERT INTO items VALUES (3, 'after')")
+        listener.wait(contains_key("item:3"), "the commit after connections are allowed again")
+        ps = listener.payloads
+        assert all(p.signature_ok for p in ps)
+        assert "worker-failed" in set().union(*[p.of("r") for p in ps]), "the discarded entries are covered"
+        assert {p.epoch for p in ps} == {first.epoch}
+    finally:
+        with small_ring_pg.connect() as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
