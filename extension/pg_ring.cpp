@@ -84,6 +84,8 @@ void ring_startup() {}
 
 bool ring_available() { return g_ring != nullptr; }
 
+uint64 ring_capacity() { return g_ring ? g_ring->capacity : 0; }
+
 namespace {
 
 void claim(int i, Oid dboid) {

@@ -103,6 +103,8 @@ void publish_direct() {
 
 // Preload mode, pre-commit: serialize now (may fail, the transaction then aborts);
 // the push at commit copies bytes only.
+constexpr std::size_t kRecordOverhead = 16;
+
 bool prepare_ring() {
     if (!ring_available()) return false;
     int slot = pg::call([] { return ring_slot_for(MyDatabaseId); });
@@ -111,6 +113,11 @@ bool prepare_ring() {
     for (const auto& line : lines_of_xact()) {
         record += line;
         record.push_back('\n');
+    }
+    if (record.size() + kRecordOverhead > ring_capacity() / 2) {
+        // Too big for the ring: one direct NOTIFY for this transaction (it takes the
+        // global NOTIFY lock once) beats a resync that would purge every coarse pattern.
+        return false;
     }
     g_xact.record = std::move(record);
     g_xact.slot = slot;

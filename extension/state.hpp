@@ -73,6 +73,7 @@ std::string read_secret();  // secret file content, trailing whitespace removed
 void ring_request_shmem();
 void ring_startup();
 bool ring_available();
+uint64 ring_capacity();  // bytes per database
 int ring_slot_for(Oid dboid);  // claims a slot; -1 if none is free
 // Appends one committed transaction; never errors. False on overflow (resync recorded).
 bool ring_push(int slot, int64 commit_us, const char* data, std::size_t len, uint64 nkeys, bool coarsened) noexcept;

@@ -7,13 +7,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
 
-echo "== unit tests (ctest)"
+echo "== unit tests (ctest; the extension's PostgreSQL-free core)"
 (cd build/daemon && ctest --output-on-failure -j2)
+make -s -C extension core-test
 
 echo "== extension regression + isolation tests (make installcheck)"
+# As users run it: against servers that have a signing secret, preloaded or not.
+tmp=$(mktemp -d /tmp/pgcohere-check-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+chmod 755 "$tmp"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$tmp/secret"
+chmod 600 "$tmp/secret"
+if [[ $(id -u) -eq 0 ]]; then chown postgres "$tmp/secret"; fi
 for preload in pgcohere ''; do
   echo "-- shared_preload_libraries = '$preload'"
-  if ! pg_virtualenv -t -v 15 -o "shared_preload_libraries=$preload" make -s installcheck; then
+  if ! pg_virtualenv -t -v 15 -o "shared_preload_libraries=$preload" -o "pgcohere.secret_file=$tmp/secret" \
+      make -s installcheck; then
     cat extension/regression.diffs extension/output_iso/regression.diffs 2>/dev/null || true
     exit 1
   fi

@@ -9,6 +9,7 @@ two extra clusters of its own: one without preload (direct mode) and one with a 
 import hashlib
 import hmac
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -375,22 +376,67 @@ def small_ring_pg(workdir, secret_file):
     cluster.remove()
 
 
+def publisher_pid(cluster, dbname):
+    with cluster.connect(dbname) as c:
+        row = c.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pgcohere publisher' "
+                        "AND datname = current_database()").fetchone()
+        return row[0] if row else None
+
+
 def test_ring_overflow_publishes_resync_never_drops_silently(small_ring_pg, secret, listener_factory):
+    """The publisher is stopped (SIGSTOP) while small commits fill the 16 kB ring: the
+    commits that do not fit are replaced by one resync entry; nothing fails."""
     setup_table(small_ring_pg, "postgres", templates=("item:{id}:" + "y" * 30,))
+    pid = None
     try:
         listener = listener_factory(small_ring_pg, "postgres", secret)
         with small_ring_pg.connect() as c:
-            # one transaction bigger than the whole ring (16 kB)
-            c.execute("INSERT INTO items SELECT g, 'o' FROM generate_series(1, 2000) g")
-            c.execute("INSERT INTO items VALUES (5000, 'small')")
-        listener.wait(lambda ps: any(p.of("r") for p in ps), "resync entry")
-        listener.wait(contains_key("item:5000:" + "y" * 30), "the small transaction after the overflow")
+            c.execute("INSERT INTO items VALUES (0, 'start the publisher')")
+            listener.wait(contains_key("item:0:" + "y" * 30), "first key")
+            pid = wait_until(lambda: publisher_pid(small_ring_pg, "postgres"), what="publisher pid")
+            os.kill(pid, signal.SIGSTOP)
+            # safety net: if it was stopped while holding its ring's lock, commits would
+            # wait for it; never let the test hang on that
+            safety = threading.Timer(20, os.kill, (pid, signal.SIGCONT))
+            safety.start()
+            for i in range(1, 600):  # ~90 bytes each: far more than 16 kB
+                c.execute("INSERT INTO items VALUES (%s, 'o')", (i,))
+            overflows = c.execute("SELECT ring_overflows FROM pgcohere.stats()").fetchone()[0]
+            assert overflows >= 1
+            os.kill(pid, signal.SIGCONT)
+            safety.cancel()
+            pid = None
+            listener.wait(lambda ps: any(p.of("r") for p in ps), "resync entry")
+            # (a commit made before the worker drained the full ring would be covered by
+            # the resync too; this one comes after it)
+            c.execute("INSERT INTO items VALUES (5000, 'after')")
+        listener.wait(contains_key("item:5000:" + "y" * 30), "the commit after the overflow")
         ps = listener.payloads
         assert all(p.signature_ok for p in ps)
         assert {"ring-overflow"} == set().union(*[p.of("r") for p in ps])
+        assert "item:1:" + "y" * 30 in listener.keys(), "commits that fit the ring are published"
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGCONT)
         with small_ring_pg.connect() as c:
-            overflows = c.execute("SELECT ring_overflows FROM pgcohere.stats()").fetchone()[0]
-        assert overflows >= 1
+            c.execute("DROP TABLE items")
+
+
+def test_transaction_bigger_than_the_ring_is_published_directly(small_ring_pg, secret, listener_factory):
+    """A single transaction that would not fit half the ring is NOTIFYed by its own
+    backend at pre-commit (direct mode for that transaction), not turned into a resync."""
+    setup_table(small_ring_pg, "postgres", templates=("big:{id}:" + "z" * 30,))
+    try:
+        listener = listener_factory(small_ring_pg, "postgres", secret)
+        with small_ring_pg.connect() as c:
+            writer = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+            c.execute("INSERT INTO items SELECT g, 'o' FROM generate_series(1, 2000) g")
+        want = {f"big:{i}:" + "z" * 30 for i in range(1, 2001)}
+        listener.wait(lambda ps: want <= set().union(*[p.of("k") for p in ps]) if ps else False, "all keys")
+        ps = [p for p in listener.payloads if p.of("k") & want]
+        assert all(p.pid == writer for p in ps)
+        assert all(p.signature_ok for p in ps)
+        assert not any(p.of("r") for p in listener.payloads)
     finally:
         with small_ring_pg.connect() as c:
             c.execute("DROP TABLE items")

@@ -118,14 +118,14 @@ def inv_daemon(workdir, inv_pg, redis_srv, secret_file):
     """inv_daemon(databases, extra_ini="", redis_url=None) -> started InvDaemon."""
     started = []
 
-    def make(databases, extra_ini="", redis_url=None, start=True):
+    def make(databases, extra_ini="", redis_url=None, start=True, secret_path=None):
         port, metrics_port = free_port(), free_port()
         lines = ["[databases]"]
         lines += [f"{db} = host={inv_pg.host} port={inv_pg.port} dbname={db} user=postgres" for db in databases]
         lines += ["[pgcohered]", "listen_addr = 127.0.0.1", f"listen_port = {port}", "auth_type = trust",
                   f"metrics_port = {metrics_port}",
                   "[redis]", f"url = {redis_url or redis_srv.url}",
-                  "[invalidation]", f"secret_file = {secret_file}"]
+                  "[invalidation]", f"secret_file = {secret_path or secret_file}"]
         d = InvDaemon(os.path.join(workdir, "inv-daemon"), "\n".join(lines) + "\n" + extra_ini + "\n", port)
         d.metrics_port = metrics_port
         started.append(d)
@@ -316,3 +316,22 @@ def test_several_databases_each_verified_with_its_own_name(inv_pg, redis_srv, se
         with inv_pg.connect() as c:
             for db in dbs:
                 c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def test_sighup_rotates_the_secret(inv_pg, inv_db, redis_srv, secret, inv_daemon, tmp_path):
+    path = tmp_path / "secret"
+    path.write_text("old-secret\n")
+    d = inv_daemon([inv_db], secret_path=str(path))
+    r = redis_srv.client()
+    key = f"{inv_db}:rotated"
+    r.set(key, "x")
+    s = Stream(inv_pg, inv_db, b"new-secret")
+    s.send([("k", key)])
+    wait_until(lambda: d.metric("pgcohere_invalidations_rejected_total", database=inv_db, reason="forged") == 1,
+               what="payload with the not-yet-loaded secret rejected")
+    assert r.get(key) == b"x"
+    path.write_text("new-secret\n")
+    d.kill(signal.SIGHUP)
+    wait_until(lambda: "signing secret reloaded" in d.log(), what="secret reloaded")
+    s.send([("k", key)])
+    wait_until(lambda: gone(r, key), what="purged with the new secret")

@@ -74,9 +74,11 @@ def test_connect_resync_purges_every_rule_coarse_pattern(inv_pg, inv_db, redis_s
     r.set("msg:history:9:1:0", "stale")
     r.set("msg:count:9", "stale")
     r.set("unrelated:key", "kept")
+    r.set("table:public.messages", "a user key that happens to look like a tag")
     inv_daemon([inv_db])
     assert gone(r, "conv:metadata:3", "msg:history:9:1:0", "msg:count:9")
     assert r.get("unrelated:key") == b"kept"
+    assert r.get("table:public.messages") is not None  # tags are not key patterns
 
 
 def test_daemon_killed_while_writes_commit_leaves_no_stale_key(inv_pg, inv_db, redis_srv, inv_daemon):
@@ -91,3 +93,51 @@ def test_daemon_killed_while_writes_commit_leaves_no_stale_key(inv_pg, inv_db, r
             c.execute("UPDATE conversations SET title = 'changed' WHERE id = %s", (conv,))
     inv_daemon([inv_db])
     assert gone(r, *[f"conv:metadata:{conv}" for conv in range(1, 11)])
+
+
+def test_direct_mode_concurrent_commits_purge_everything(inv_pg, inv_db, redis_srv, inv_daemon):
+    """Direct mode: user backends NOTIFY at pre-commit, so seqs may arrive out of order;
+    within the grace period that is not a gap."""
+    import threading
+    setup_tables(inv_pg, inv_db)
+    d = inv_daemon([inv_db], extra_ini="gap_grace = 5\n")
+    r = redis_srv.client()
+    r.mset({f"conv:metadata:{i}": "x" for i in range(1, 51)})
+
+    def writer(ids):
+        with inv_pg.connect(inv_db) as c:
+            c.execute("SET pgcohere.publish_mode = direct")
+            for i in ids:
+                c.execute("UPDATE conversations SET title = 'd' WHERE id = %s", (i,))
+
+    threads = [threading.Thread(target=writer, args=(range(k, 51, 5),)) for k in range(1, 6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wait_until(lambda: gone(r, *[f"conv:metadata:{i}" for i in range(1, 51)]), what="all 50 keys purged")
+    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db) == 0
+    assert d.metric("pgcohere_invalidation_gaps_total", database=inv_db) == 0
+
+
+def test_redis_killed_while_writes_commit_leaves_no_stale_key(inv_pg, inv_db, inv_daemon, workdir):
+    from test_invalidation_faults import restart_redis
+    from harness.servers import RedisServer, free_port
+    import os
+    redis = RedisServer(os.path.join(workdir, f"redis-ext-{free_port()}"),
+                        extra_args=["--appendonly", "yes", "--appendfsync", "always"]).start()
+    try:
+        setup_tables(inv_pg, inv_db)
+        inv_daemon([inv_db], extra_ini=f"journal_file = {workdir}/journal-ext-{inv_db}\n", redis_url=redis.url)
+        r = redis.client()
+        r.mset({f"conv:metadata:{i}": "stale" for i in range(1, 21)})
+        redis.kill(signal.SIGKILL)
+        with inv_pg.connect(inv_db) as c:
+            for i in range(1, 21):
+                c.execute("UPDATE conversations SET title = 'changed' WHERE id = %s", (i,))
+        restart_redis(redis)
+        r = redis.client()
+        wait_until(lambda: gone(r, *[f"conv:metadata:{i}" for i in range(1, 21)]),
+                   what="every key changed while Redis was down purged after it came back")
+    finally:
+        redis.kill(signal.SIGKILL)

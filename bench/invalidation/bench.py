@@ -74,6 +74,11 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
+
+
 class Setup:
     def __init__(self, base):
         self.base = base
@@ -165,7 +170,11 @@ def bench_latency(s, seconds, rate=1000):
     before, after = histogram(before_text), histogram(after_text)
     p50, n = quantile(before, after, 0.5)
     p99, _ = quantile(before, after, 0.99)
-    return {"target_tx_per_s": rate, "achieved_tx_per_s": round(achieved, 1), "seconds": seconds,
+    rb, ra = (histogram(t, "pgcohere_invalidation_receive_latency_ms") for t in (before_text, after_text))
+    r50, _ = quantile(rb, ra, 0.5)
+    r99, _ = quantile(rb, ra, 0.99)
+    return {"receive_p50_ms": round(r50, 2) if r50 else None, "receive_p99_ms": round(r99, 2) if r99 else None,
+            "target_tx_per_s": rate, "achieved_tx_per_s": round(achieved, 1), "seconds": seconds,
             "payloads": int(n), "applied": int(metric(after_text, "pgcohere_invalidations_applied_total") - applied0),
             "p50_ms": round(p50, 2) if p50 else None, "p99_ms": round(p99, 2) if p99 else None}
 
@@ -248,6 +257,7 @@ def bench_patterns(s, sustained_seconds, rate=1000):
                     "p50_ms": round(p50, 2) if p50 else None, "p99_ms": round(p99, 2) if p99 else None,
                     "redis_cpu_percent": round(100 * (redis_cpu(r) - cpu0) / wall, 1),
                     "daemon_cpu_percent": round(100 * (proc_cpu(d.pid) - dcpu0) / wall, 1),
+                    "daemon_rss_mb": round(rss_mb(d.pid), 1),
                     "scan_passes": int(metric(text1, "pgcohere_purge_scan_passes_total") -
                                        metric(text0, "pgcohere_purge_scan_passes_total")),
                     "keys_after": r.dbsize()})
@@ -271,6 +281,17 @@ def main():
         if args.only in (None, "latency"):
             results["latency_1000_tx_per_s"] = bench_latency(s, 5 if args.quick else 20)
             print(json.dumps(results["latency_1000_tx_per_s"]), flush=True)
+            # The extension's publisher gathers commits for pgcohere.batch_delay (5 ms) after
+            # each NOTIFY under load; 0 trades more NOTIFY transactions for latency.
+            with s.pg.connect() as c:
+                c.execute("ALTER SYSTEM SET pgcohere.batch_delay = 0")
+                c.execute("SELECT pg_reload_conf()")
+            time.sleep(1)
+            results["latency_1000_tx_per_s_batch_delay_0"] = bench_latency(s, 5 if args.quick else 20)
+            print(json.dumps(results["latency_1000_tx_per_s_batch_delay_0"]), flush=True)
+            with s.pg.connect() as c:
+                c.execute("ALTER SYSTEM RESET pgcohere.batch_delay")
+                c.execute("SELECT pg_reload_conf()")
         if args.only in (None, "patterns"):
             results["patterns_1m_keys"] = bench_patterns(s, 5 if args.quick else 30)
             print(json.dumps(results["patterns_1m_keys"], indent=1), flush=True)

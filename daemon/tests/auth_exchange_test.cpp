@@ -271,3 +271,8 @@ TEST(ClientAuth, PlainPasswordsDeriveTheirScramSecretOnce) {
   ClientAuth c("scram-sha-256", &changed, "plainuser");
   EXPECT_TRUE(play(c, client));
 }
+
+TEST(ClientAuth, FailureMessageIsPostgresWording) {
+  EXPECT_EQ(auth_failed_message("alice"), "password authentication failed for user \"alice\"");
+  EXPECT_EQ(kAuthFailedSqlstate, "28P01");
+}

@@ -120,3 +120,14 @@ TEST(Config, RangesAreCheckedOnTheirLine) {
   EXPECT_EQ(error_of("[pgbouncer]\nauth_type = trust\nlisten_port = 70000\n"),
             "test.ini:3: listen_port: must be between 1 and 65535, got 70000");
 }
+
+TEST(Config, SettingsKnowWhichValuesAreSecret) {
+  auto c = parse_config("[pgbouncer]\nauth_type = trust\n[redis]\nurl = redis://:pw@127.0.0.1:6379/0\n", "x.ini");
+  for (auto& s : pgcohere::config::list_settings(c)) {
+    if (s.key == "url") {
+      EXPECT_TRUE(s.secret);
+    } else if (s.key == "secret_file" || s.key == "listen_port") {
+      EXPECT_FALSE(s.secret);
+    }
+  }
+}

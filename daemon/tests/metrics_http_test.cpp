@@ -162,3 +162,37 @@ TEST(MetricsHttp, AcceptsHostNamesAndStar) {
   pgcohere::net::MetricsHttpServer c(io, [] { return std::string(); });
   EXPECT_ANY_THROW(c.start("no-such-host.invalid", 0));
 }
+
+TEST_F(MetricsHttpTest, IdleConnectionFloodIsCapped) {
+  std::vector<beast::tcp_stream> idle;
+  for (int i = 0; i < 80; ++i) idle.push_back(connect());
+  // Past the cap, new connections are closed at once; the ones inside it still work.
+  auto& first = idle.front();
+  EXPECT_EQ(get(first, http::verb::get, "/metrics").result(), http::status::ok);
+  int refused = 0;
+  for (auto& s : idle) {
+    boost::system::error_code ec;
+    http::request<http::empty_body> req{http::verb::get, "/metrics", 11};
+    http::write(s, req, ec);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    if (!ec) http::read(s, buffer, res, ec);
+    if (ec) ++refused;
+  }
+  EXPECT_GE(refused, 80 - 64);
+  idle.clear();
+  // Once they are gone, scrapes work again.
+  bool ok = false;
+  for (int attempt = 0; attempt < 200 && !ok; ++attempt) {
+    auto s = connect();
+    boost::system::error_code ec;
+    http::request<http::empty_body> req{http::verb::get, "/metrics", 11};
+    http::write(s, req, ec);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    if (!ec) http::read(s, buffer, res, ec);
+    ok = !ec && res.result() == http::status::ok;
+    if (!ok) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(ok);
+}

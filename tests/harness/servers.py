@@ -6,6 +6,7 @@ runs as the `postgres` system user. Every process is stopped by its own PID.
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -218,7 +219,8 @@ class Daemon:
     def _ready(self):
         if self.proc.poll() is not None:
             raise RuntimeError(f"pgcohered exited with {self.proc.returncode}:\n{self.log()}")
-        return "ready" in self.log()
+        # The log is appended to across restarts: only this process's line counts.
+        return re.search(rf"\[{self.proc.pid}\] LOG pgcohered \S+ ready \(config ", self.log())
 
     def log(self):
         with open(self.log_path, errors="replace") as f:

@@ -360,10 +360,7 @@ std::vector<ConfigRow> config_rows(const config::Config& config) {
   for (const config::Setting& st : config::list_settings(config)) {
     ConfigRow row;
     row.key = st.section == "pgcohered" ? st.key : st.section + "." + st.key;
-    // A Redis URL can carry a password (redis://:pw@host); file paths are not secrets.
-    bool secret = st.key.find("password") != std::string::npos ||
-                  (st.section == "redis" && st.value.find('@') != std::string::npos);
-    row.value = secret ? "********" : st.value;
+    row.value = st.secret ? "********" : st.value;
     row.default_value = st.default_value;
     row.changeable = true;
     if (st.section == "pgcohered")

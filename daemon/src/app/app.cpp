@@ -92,8 +92,7 @@ std::string describe_changes(const config::Config& before, const config::Config&
     auto& o = old_settings[i];
     auto& n = new_settings[i];
     if (o.value == n.value) continue;
-    // Never echo a secret's value, only that it changed.
-    bool secret = o.key.find("secret") != std::string::npos || o.key == "url";
+    bool secret = o.secret || n.secret;  // say that it changed, never what to
     add("[" + o.section + "] " + o.key + (secret ? " changed" : ": '" + o.value + "' -> '" + n.value + "'"));
   }
   auto compare_entries = [&](const char* section, const std::vector<config::ConnEntry>& a,

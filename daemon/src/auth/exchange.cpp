@@ -60,6 +60,10 @@ std::string sasl_mechanisms() {
 
 }  // namespace
 
+std::string auth_failed_message(std::string_view user) {
+  return "password authentication failed for user \"" + std::string(user) + "\"";
+}
+
 std::string sasl_initial_response(std::string_view mechanism, std::string_view data) {
   std::string out(mechanism);
   out += '\0';

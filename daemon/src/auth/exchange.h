@@ -106,6 +106,11 @@ class ServerAuth {
   bool scram_verified_ = false;
 };
 
+// What PostgreSQL tells a client whose password check failed, for every method and
+// whatever the reason (unknown user included): FATAL, SQLSTATE 28P01, this message.
+inline constexpr std::string_view kAuthFailedSqlstate = "28P01";
+std::string auth_failed_message(std::string_view user);
+
 // SASLInitialResponse body: mechanism, NUL, int32 length, data.
 std::string sasl_initial_response(std::string_view mechanism, std::string_view data);
 struct SaslInitial {

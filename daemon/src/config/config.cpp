@@ -381,8 +381,13 @@ Config build_config(const std::vector<IniEntry>& entries, const std::string& pat
 std::vector<Setting> list_settings(const Config& config) {
   static const Config defaults;
   std::vector<Setting> out;
-  for (auto& spec : schema())
-    out.push_back({spec.section, spec.key, spec.bind.get(config), spec.bind.get(defaults)});
+  for (auto& spec : schema()) {
+    Setting st{spec.section, spec.key, spec.bind.get(config), spec.bind.get(defaults)};
+    // A Redis URL can carry a password (redis://:pw@host); file paths are not secrets.
+    st.secret = st.key.find("password") != std::string::npos ||
+                (st.key == "url" && st.value.find('@') != std::string::npos);
+    out.push_back(std::move(st));
+  }
   return out;
 }
 

@@ -123,6 +123,7 @@ struct Setting {
   std::string key;
   std::string value;
   std::string default_value;
+  bool secret = false;  // never shown or logged: a password, or a URL carrying one
 };
 std::vector<Setting> list_settings(const Config& config);
 

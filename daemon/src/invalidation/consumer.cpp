@@ -203,7 +203,13 @@ awaitable<bool> DatabaseConsumer::session() {
 
 awaitable<bool> DatabaseConsumer::resync(std::string reason) {
   std::string err, sqlstate;
-  auto rows = co_await conn_.query("SELECT * FROM pgcohere.coarse_patterns()", &err, &sqlstate);
+  // coarse_patterns() also lists the rules' table tags; those are query-cache tags (their
+  // entries live under the cache namespace, purged below), not key patterns.
+  auto rows = co_await conn_.query(
+      "SELECT p, EXISTS (SELECT 1 FROM pgcohere.rules r WHERE r.tag = p) FROM pgcohere.coarse_patterns() AS p",
+      &err, &sqlstate);
+  if (!rows && sqlstate == "42P01")  // no rules table to tell tags apart: purge everything listed
+    rows = co_await conn_.query("SELECT *, false FROM pgcohere.coarse_patterns()", &err, &sqlstate);
   PurgeJob job;
   if (!rows) {
     // 3F000: no pgcohere schema, 42883: no such function: the database has no rules.
@@ -214,7 +220,7 @@ awaitable<bool> DatabaseConsumer::resync(std::string reason) {
     PGC_LOG_DEBUG << "invalidation [" << name_ << "]: no coarse patterns (" << err << ")";
   } else {
     for (auto& row : *rows)
-      if (!row.empty() && !row[0].empty()) job.patterns.push_back(std::move(row[0]));
+      if (row.size() == 2 && !row[0].empty() && row[1] != "t") job.patterns.push_back(std::move(row[0]));
   }
   job.patterns.push_back(redis::glob_escape(settings_.cache_namespace) + "*");
   tracker_.resynced();

@@ -162,12 +162,14 @@ std::optional<std::uint64_t> Journal::append(const std::string& database, const 
 }
 
 void Journal::complete(std::uint64_t id) {
-  // Records complete roughly in order: search from the front.
-  for (auto& e : order_) {
-    if (e.id == id) {
-      e.done = true;
-      break;
-    }
+  // Ids are consecutive in the ring's order, so the record's place is id - front id.
+  if (order_.empty() || id < order_.front().id) return;
+  std::uint64_t at = id - order_.front().id;
+  if (at < order_.size() && order_[at].id == id) {
+    order_[at].done = true;
+  } else {
+    for (auto& e : order_)
+      if (e.id == id) e.done = true;
   }
   reclaim();
 }

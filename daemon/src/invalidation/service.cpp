@@ -167,8 +167,19 @@ void InvalidationService::stop() {
   if (index_) index_->stop();
 }
 
-void InvalidationService::reload(const config::Config&) {
-  // Databases, Redis and the secret are read at start; a restart applies changes to them.
+void InvalidationService::reload(const config::Config& c) {
+  // The secret can rotate without a restart (the extension reads its file on SIGHUP too);
+  // databases, Redis and the channel are read at start.
+  try {
+    std::string secret = read_secret_file(c.invalidation.secret_file);
+    if (secret != settings_.secret) {
+      PGC_LOG_INFO << "invalidation: signing secret reloaded";
+    }
+    settings_.secret = std::move(secret);
+  } catch (const std::exception& e) {
+    PGC_LOG_ERROR << "invalidation: keeping the old secret: " << e.what();
+  }
+  settings_.redelete_delay = ms(c.invalidation.redelete_delay);
 }
 
 void InvalidationService::on_redis_ready() {

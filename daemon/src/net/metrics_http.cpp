@@ -26,6 +26,8 @@ using tcp = asio::ip::tcp;
 namespace {
 constexpr auto kIdleTimeout = std::chrono::seconds(30);
 constexpr std::uint32_t kHeaderLimit = 8192;
+// Scrapers are few; a flood of idle connections must not pile up coroutines and fds.
+constexpr std::size_t kMaxConnections = 64;
 }  // namespace
 
 // Shared by the server object and its coroutines, so that a coroutine finishing after
@@ -35,6 +37,7 @@ struct MetricsHttpServer::State {
   tcp::acceptor acceptor;
   std::list<std::weak_ptr<beast::tcp_stream>> connections;
   bool stopped = false;
+  bool at_cap = false;  // warned about kMaxConnections
   std::uint16_t port = 0;
 };
 
@@ -117,8 +120,17 @@ asio::awaitable<void> accept_loop(std::shared_ptr<MetricsHttpServer::State> stat
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
     state->connections.remove_if([](const auto& w) { return w.expired(); });
+    if (state->connections.size() >= kMaxConnections) {
+      if (!state->at_cap) {
+        PGC_LOG_WARN << "metrics http: " << kMaxConnections << " connections open, refusing more";
+      }
+      state->at_cap = true;
+      socket.close(ec);
+      continue;
+    }
+    state->at_cap = false;
+    auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
     state->connections.push_back(stream);
     asio::co_spawn(executor, serve(state, std::move(stream), render), asio::detached);
   }

@@ -1,0 +1,169 @@
+// The purger against a real redis-server started by the test: queued keys coalesce, all
+// pending patterns share one SCAN pass, batches respect their bounds, tags unlink members.
+#include "invalidation/purger.h"
+
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "redis/backend.h"
+
+extern char** environ;
+
+using namespace pgcohere;
+
+namespace {
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+class PurgerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port_ = free_port();
+    std::string port = std::to_string(port_);
+    const char* argv[] = {"redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--logfile", "/dev/null", nullptr};
+    ASSERT_EQ(posix_spawnp(&pid_, "redis-server", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+    for (int i = 0; i < 200 && !sync_; ++i) {
+      redisContext* c = redisConnect("127.0.0.1", port_);
+      if (c && !c->err) {
+        sync_ = c;
+        break;
+      }
+      if (c) redisFree(c);
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ASSERT_NE(sync_, nullptr) << "redis-server did not start";
+  }
+  void TearDown() override {
+    if (sync_) redisFree(sync_);
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  long long cmd_int(const std::string& command) {
+    auto* r = static_cast<redisReply*>(redisCommand(sync_, command.c_str()));
+    long long v = r ? r->integer : -1;
+    if (r) freeReplyObject(r);
+    return v;
+  }
+  void set(const std::string& key) { freeReplyObject(redisCommand(sync_, "SET %s v", key.c_str())); }
+  // Runs the loop until `done` or 10 s.
+  template <typename F>
+  bool run_until(boost::asio::io_context& io, F done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      io.restart();
+      io.run_for(std::chrono::milliseconds(10));
+    }
+    return done();
+  }
+
+  int port_ = 0;
+  pid_t pid_ = -1;
+  redisContext* sync_ = nullptr;
+};
+
+invalidation::PurgeJob keys(std::initializer_list<std::string> k) {
+  invalidation::PurgeJob j;
+  j.keys = k;
+  return j;
+}
+
+}  // namespace
+
+TEST_F(PurgerTest, QueuedKeysCoalesceAndEveryJobCompletes) {
+  for (auto k : {"a", "b", "c", "d"}) set(k);
+  boost::asio::io_context io;
+  redis::SingleBackend backend(io, "127.0.0.1", port_, 0);
+  invalidation::Purger purger(io, backend);
+  int done = 0;
+  // Submitted before Redis is connected: they wait in the queue, where duplicates merge.
+  purger.submit(keys({"a", "b"}), [&] { ++done; });
+  purger.submit(keys({"b", "c"}), [&] { ++done; });
+  purger.submit(keys({"c", "d", "a"}), [&] { ++done; });
+  EXPECT_EQ(purger.counters().keys_coalesced, 3u);
+  backend.on_ready([&] { purger.resume(); });
+  backend.start();
+  ASSERT_TRUE(run_until(io, [&] { return done == 3; }));
+  EXPECT_EQ(purger.counters().keys_sent, 4u);
+  EXPECT_EQ(purger.counters().keys_removed, 4u);
+  EXPECT_EQ(cmd_int("DBSIZE"), 0);
+  EXPECT_TRUE(purger.idle());
+  backend.stop();
+}
+
+TEST_F(PurgerTest, PendingPatternsShareOneScanPass) {
+  for (int conv = 1; conv <= 20; ++conv)
+    for (int i = 0; i < 30; ++i) set("msg:history:" + std::to_string(conv) + ":" + std::to_string(i));
+  set("other:1");
+  boost::asio::io_context io;
+  redis::SingleBackend backend(io, "127.0.0.1", port_, 0);
+  invalidation::PurgeOptions options;
+  options.scan_count = 50;
+  invalidation::Purger purger(io, backend, options);
+  int done = 0;
+  for (int conv = 1; conv <= 5; ++conv) {
+    invalidation::PurgeJob j;
+    j.patterns = {"msg:history:" + std::to_string(conv) + ":*"};
+    purger.submit(j, [&] { ++done; });
+  }
+  backend.on_ready([&] { purger.resume(); });
+  backend.start();
+  ASSERT_TRUE(run_until(io, [&] { return done == 5; }));
+  EXPECT_EQ(purger.counters().scan_passes, 1u);
+  EXPECT_EQ(purger.counters().patterns_purged, 5u);
+  EXPECT_EQ(purger.counters().pattern_keys_removed, 150u);
+  EXPECT_EQ(cmd_int("DBSIZE"), 15 * 30 + 1);
+  backend.stop();
+}
+
+TEST_F(PurgerTest, BoundedBatchesAndTags) {
+  boost::asio::io_context io;
+  redis::SingleBackend backend(io, "127.0.0.1", port_, 0);
+  invalidation::PurgeOptions options;
+  options.batch_keys = 100;
+  options.max_in_flight = 2;
+  invalidation::Purger purger(io, backend, options);
+  backend.on_ready([&] { purger.resume(); });
+  backend.start();
+  ASSERT_TRUE(run_until(io, [&] { return backend.ready(); }));
+  invalidation::PurgeJob j;
+  for (int i = 0; i < 1000; ++i) {
+    set("k" + std::to_string(i));
+    j.keys.push_back("k" + std::to_string(i));
+  }
+  freeReplyObject(redisCommand(sync_, "SADD pgcohere:tag:table:public.t pgcohere:q1 pgcohere:q2"));
+  set("pgcohere:q1");
+  set("pgcohere:q2");
+  j.tags = {"table:public.t"};
+  bool done = false;
+  purger.submit(j, [&] { done = true; });
+  ASSERT_TRUE(run_until(io, [&] { return done; }));
+  EXPECT_EQ(purger.counters().keys_removed, 1003u);  // 1000 keys, 2 tagged entries, the tag set
+  EXPECT_EQ(cmd_int("DBSIZE"), 0);
+  backend.stop();
+}
