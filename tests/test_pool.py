@@ -160,7 +160,9 @@ def test_100mb_result_is_streamed(daemon_factory, new_db):
     assert proc.wait(timeout=120) == 0
     assert total == 100000 * 1001
     # the pooler forwarded it piecewise: its peak memory stays far below the result size
-    assert _vm_hwm_kb(d.pid) < 60 * 1024
+    # (not measurable under AddressSanitizer, whose shadow memory dominates)
+    if not os.environ.get("PGCOHERE_SANITIZE"):
+        assert _vm_hwm_kb(d.pid) < 60 * 1024
 
 
 def test_parameters_follow_the_client(daemon_factory, new_db):
