@@ -2,11 +2,13 @@
 md5 and scram-sha-256, right and wrong passwords; passwords never reach the log."""
 import hashlib
 import os
+import socket
+import struct
 
 import psycopg
 import pytest
 
-from pool_helpers import dsn, start_pooler
+from pool_helpers import dsn, error_fields, read_messages, start_pooler, startup_packet
 
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-2"}
 
@@ -50,4 +52,22 @@ def test_scram_client_with_md5_auth_type_for_scram_capable_entry(daemon_factory,
     # PgBouncer: with auth_type md5, a plain-text auth_file password also serves md5 clients
     db, userlist = users_db
     d = start_pooler(daemon_factory, db, auth_type="md5", auth_file=userlist)
+    assert login(d, db, "bob", PASSWORDS["bob"]) == "postgres"
+
+
+def test_oversized_message_before_login_is_refused(daemon_factory, users_db):
+    """A client that has not authenticated cannot make the pooler buffer a large message
+    (max_packet_size only applies after login); other clients are not disturbed."""
+    db, userlist = users_db
+    d = start_pooler(daemon_factory, db, auth_type="md5", auth_file=userlist)
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.sendall(startup_packet("bob", db))
+    challenge = read_messages(s, until=b"R")
+    assert challenge and challenge[-1][0] == b"R"
+    # A PasswordMessage header announcing 1 MB: refused from the header alone.
+    s.sendall(b"p" + struct.pack("!i", 1 << 20) + b"x" * 1000)
+    reply = read_messages(s, until=b"E")
+    assert reply and reply[-1][0] == b"E", reply
+    assert error_fields(reply[-1][1])["S"] == "FATAL"
+    s.close()
     assert login(d, db, "bob", PASSWORDS["bob"]) == "postgres"

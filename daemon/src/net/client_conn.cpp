@@ -38,14 +38,18 @@ std::string normalize_encoding(std::string v) {
 std::chrono::steady_clock::duration seconds(double s) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(s));
 }
+// PgBouncer likewise caps what a client may send before it has logged in.
+constexpr uint32_t kLoginMaxPacket = 8192;
+
 }  // namespace
 
 ClientConn::ClientConn(Pooler& pooler, asio::ip::tcp::socket socket)
     : pooler_(pooler),
       socket_(std::move(socket)),
       login_timer_(pooler.io()),
-      decoder_(protocol::FrameDecoder::Side::frontend,
-               static_cast<uint32_t>(std::max(1024, pooler.settings().max_packet_size))),
+      // Until login only small messages (startup, password, SASL) are legitimate: a client
+      // that has not authenticated cannot make us buffer max_packet_size bytes.
+      decoder_(protocol::FrameDecoder::Side::frontend, kLoginMaxPacket),
       in_(static_cast<size_t>(std::max(1024, pooler.settings().pkt_buf))),  // PgBouncer's pkt_buf; grows for big messages
       connected_at_(Clock::now()) {
   static int64_t next_id = 1;
@@ -128,6 +132,12 @@ awaitable<void> ClientConn::run() {
   }
   boost::system::error_code ec;
   if (!dying_) socket_.close(ec);  // else fail() closes it once its error is written
+}
+
+void ClientConn::finish_login() {
+  registered_ = true;
+  login_timer_.cancel();
+  decoder_.set_max_packet_size(static_cast<uint32_t>(std::max(1024, pooler_.settings().max_packet_size)));
 }
 
 awaitable<bool> ClientConn::authenticate() {
@@ -247,8 +257,7 @@ awaitable<bool> ClientConn::login() {
     }
     if (!co_await authenticate()) co_return false;
     admin_ = true;
-    registered_ = true;
-    login_timer_.cancel();
+    finish_login();
     std::string out;
     static const std::vector<std::pair<std::string, std::string>> params = {
         {"server_version", "15.0 (pgcohered " PGCOHERE_VERSION ")"}, {"client_encoding", "UTF8"},
@@ -275,8 +284,7 @@ awaitable<bool> ClientConn::login() {
   } while (cancel_pid_ == 0);
   pooler_.add_client(this);
   entry_->clients.insert(this);
-  registered_ = true;
-  login_timer_.cancel();
+  finish_login();
   if (d.log_connections) {
     PGC_LOG_DEBUG << "login: " << peer_ << " db=" << database_ << " user=" << user_;
   }

@@ -65,6 +65,8 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<bool> login();
   boost::asio::awaitable<bool> authenticate();
+  // Logged in: stops the login timer and lifts the pre-login packet limit.
+  void finish_login();
   // Links a server connection: an idle one at once, else waits in the pool's queue.
   boost::asio::awaitable<bool> acquire();
   bool try_link();

@@ -188,8 +188,9 @@ void Pooler::launch_server(PoolEntry& entry) {
   s->start();
 }
 
+// Counts every connection, logged in or still logging in (the caller is one of them).
 bool Pooler::admit_client() {
-  return static_cast<int>(clients_.size()) < config_.daemon.max_client_conn;
+  return static_cast<int>(all_clients_.size()) <= config_.daemon.max_client_conn;
 }
 
 void Pooler::add_client(ClientConn* c) { clients_[c->cancel_id()] = c; }
