@@ -39,16 +39,25 @@ std::map<std::string, std::string> listen_conn_params(const std::string& entry_n
                                                       const std::map<std::string, std::string>& entry) {
   static const std::set<std::string> libpq_keys = {
       "host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "sslrootcert",
-      "sslcert", "sslkey", "connect_timeout", "target_session_attrs"};
+      "sslcert", "sslkey", "connect_timeout", "target_session_attrs", "options"};
   std::map<std::string, std::string> out;
   for (const auto& [k, v] : entry)
     if (libpq_keys.count(k)) out[k] = v;
   if (!out.count("dbname")) out["dbname"] = entry_name;
   if (!out.count("connect_timeout")) out["connect_timeout"] = "10";
+  // Client side: notice a dead server or network within about 25 s.
   out["keepalives"] = "1";
   out["keepalives_idle"] = "10";
   out["keepalives_interval"] = "5";
   out["keepalives_count"] = "3";
+  out["tcp_user_timeout"] = "30000";
+  // Server side: the session holds the leader's advisory lock, so a backend whose daemon
+  // vanished (host gone, network cut) must end soon, not after the kernel's 2 hours of
+  // keepalive silence; until then no other daemon can take over. The entry's own options
+  // come last, so an explicit setting there wins.
+  std::string server = kListenServerOptions;
+  auto it = out.find("options");
+  out["options"] = it == out.end() || it->second.empty() ? server : server + " " + it->second;
   out["application_name"] = "pgcohered-listen";
   return out;
 }
