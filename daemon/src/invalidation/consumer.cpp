@@ -22,6 +22,12 @@ using Clock = std::chrono::steady_clock;
 namespace {
 metrics::Labels db_label(const std::string& name) { return {{"database", name}}; }
 
+metrics::Counter& rejected_counter(const std::string& database, const char* reason) {
+  return metrics::registry().counter("invalidations_rejected_total",
+                                     "Notifications ignored: bad signature, malformed, or replayed",
+                                     {{"database", database}, {"reason", reason}});
+}
+
 std::uint64_t now_us() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
@@ -77,15 +83,9 @@ DatabaseConsumer::DatabaseConsumer(asio::io_context& io, Purger& purger, const C
                                             db_label(name_))),
       applied_(metrics::registry().counter("invalidations_applied_total",
                                            "Verified invalidations whose purge completed", db_label(name_))),
-      forged_(metrics::registry().counter("invalidations_rejected_total",
-                                          "Notifications ignored: bad signature, malformed, or replayed",
-                                          {{"database", name_}, {"reason", "forged"}})),
-      malformed_(metrics::registry().counter("invalidations_rejected_total",
-                                             "Notifications ignored: bad signature, malformed, or replayed",
-                                             {{"database", name_}, {"reason", "malformed"}})),
-      replayed_(metrics::registry().counter("invalidations_rejected_total",
-                                            "Notifications ignored: bad signature, malformed, or replayed",
-                                            {{"database", name_}, {"reason", "replayed"}})),
+      forged_(rejected_counter(name_, "forged")),
+      malformed_(rejected_counter(name_, "malformed")),
+      replayed_(rejected_counter(name_, "replayed")),
       gaps_(metrics::registry().counter("invalidation_gaps_total",
                                         "Sequence gaps that outlived the grace period", db_label(name_))),
       leader_gauge_(metrics::registry().gauge("invalidation_leader",
