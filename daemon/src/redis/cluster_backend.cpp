@@ -173,8 +173,8 @@ void ClusterBackend::refresh() {
 }
 
 void ClusterBackend::apply_slots(const Reply& reply, const std::string& via_host) {
-  // Any slot with a new owner (a reshard, a failover, even the same primaries listed in
-  // another order) may have moved keys between nodes: a running pattern pass starts over.
+  // Any slot with a new owner (a reshard among the same primaries too, a failover) means
+  // keys may have moved between nodes: a running pattern pass starts over.
   if (slots_.assign(reply, via_host)) {
     ++topology_;
     std::string list;
