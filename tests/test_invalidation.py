@@ -259,6 +259,7 @@ def test_replayed_payload_of_an_older_epoch_cannot_stop_purging(inv_pg, inv_db, 
     assert r.get(f"{inv_db}:victim") == b"x"
     assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db, reason="replayed") == 1
     assert d.metric("pgcohere_invalidation_resyncs_total", database=inv_db, reason="epoch") == 0
+    assert "older than the current epoch" in d.log()  # tells an operator why
 
 
 def test_gap_resyncs_after_the_grace_period(inv_pg, inv_db, redis_srv, secret, inv_daemon):

@@ -265,8 +265,11 @@ void DatabaseConsumer::handle(const Notification& n) {
   auto verdict = tracker_.observe(p.epoch, p.seq, Clock::now());
   if (verdict == SequenceTracker::Verdict::replay) {
     replayed_.inc();
+    auto current = tracker_.epoch();
     PGC_LOG_WARN << "invalidation [" << name_ << "]: ignored a replayed payload (epoch " << p.epoch << ", seq "
-                 << p.seq << ")";
+                 << p.seq << ")"
+                 << (current && p.epoch < *current ? ": older than the current epoch " + std::to_string(*current)
+                                                   : std::string());
     return;
   }
   if (p.commit_us > 0 && received_us >= p.commit_us)
