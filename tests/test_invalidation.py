@@ -237,6 +237,31 @@ def test_replayed_payload_is_ignored_and_counted(inv_pg, inv_db, redis_srv, secr
     assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db, reason="replayed") == 1
 
 
+def test_replayed_payload_of_an_older_epoch_cannot_stop_purging(inv_pg, inv_db, redis_srv, secret, inv_daemon):
+    """A payload captured before a server restart (older epoch) and sent again must neither
+    purge nor become the current epoch: that used to turn every genuine payload after it into
+    a "replay", so nothing was purged any more."""
+    d = inv_daemon([inv_db])
+    r = redis_srv.client()
+    s = Stream(inv_pg, inv_db, secret)
+    old = s.build([("k", f"{inv_db}:victim")], epoch=s.epoch - 1, seq=7)  # signed, from an older epoch
+    first = f"{inv_db}:first"
+    r.set(first, "x")
+    s.send([("k", first)], seq=50)
+    wait_until(lambda: gone(r, first), what="first purge")
+    r.set(f"{inv_db}:victim", "x")
+    s.notify(old)
+    keys = [f"{inv_db}:after{i}" for i in range(3)]
+    r.mset({k: "x" for k in keys})
+    for seq, k in zip((51, 52, 53), keys):
+        s.send([("k", k)], seq=seq)
+    wait_until(lambda: gone(r, *keys), what="genuine payloads after the replay purged")
+    assert r.get(f"{inv_db}:victim") == b"x"
+    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db, reason="replayed") == 1
+    assert d.metric("pgcohere_invalidation_resyncs_total", database=inv_db, reason="epoch") == 0
+    assert "older than the current epoch" in d.log()  # tells an operator why
+
+
 def test_gap_resyncs_after_the_grace_period(inv_pg, inv_db, redis_srv, secret, inv_daemon):
     d = inv_daemon([inv_db], extra_ini="gap_grace = 0.2\n")
     r = redis_srv.client()

@@ -22,6 +22,12 @@ using Clock = std::chrono::steady_clock;
 namespace {
 metrics::Labels db_label(const std::string& name) { return {{"database", name}}; }
 
+metrics::Counter& rejected_counter(const std::string& database, const char* reason) {
+  return metrics::registry().counter("invalidations_rejected_total",
+                                     "Notifications ignored: bad signature, malformed, or replayed",
+                                     {{"database", database}, {"reason", reason}});
+}
+
 std::uint64_t now_us() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
@@ -39,16 +45,25 @@ std::map<std::string, std::string> listen_conn_params(const std::string& entry_n
                                                       const std::map<std::string, std::string>& entry) {
   static const std::set<std::string> libpq_keys = {
       "host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "sslrootcert",
-      "sslcert", "sslkey", "connect_timeout", "target_session_attrs"};
+      "sslcert", "sslkey", "connect_timeout", "target_session_attrs", "options"};
   std::map<std::string, std::string> out;
   for (const auto& [k, v] : entry)
     if (libpq_keys.count(k)) out[k] = v;
   if (!out.count("dbname")) out["dbname"] = entry_name;
   if (!out.count("connect_timeout")) out["connect_timeout"] = "10";
+  // Client side: notice a dead server or network within about 25 s.
   out["keepalives"] = "1";
   out["keepalives_idle"] = "10";
   out["keepalives_interval"] = "5";
   out["keepalives_count"] = "3";
+  out["tcp_user_timeout"] = "30000";
+  // Server side: the session holds the leader's advisory lock, so a backend whose daemon
+  // vanished (host gone, network cut) must end soon, not after the kernel's 2 hours of
+  // keepalive silence; until then no other daemon can take over. The entry's own options
+  // come last, so an explicit setting there wins.
+  std::string server = kListenServerOptions;
+  auto it = out.find("options");
+  out["options"] = it == out.end() || it->second.empty() ? server : server + " " + it->second;
   out["application_name"] = "pgcohered-listen";
   return out;
 }
@@ -68,15 +83,9 @@ DatabaseConsumer::DatabaseConsumer(asio::io_context& io, Purger& purger, const C
                                             db_label(name_))),
       applied_(metrics::registry().counter("invalidations_applied_total",
                                            "Verified invalidations whose purge completed", db_label(name_))),
-      forged_(metrics::registry().counter("invalidations_rejected_total",
-                                          "Notifications ignored: bad signature, malformed, or replayed",
-                                          {{"database", name_}, {"reason", "forged"}})),
-      malformed_(metrics::registry().counter("invalidations_rejected_total",
-                                             "Notifications ignored: bad signature, malformed, or replayed",
-                                             {{"database", name_}, {"reason", "malformed"}})),
-      replayed_(metrics::registry().counter("invalidations_rejected_total",
-                                            "Notifications ignored: bad signature, malformed, or replayed",
-                                            {{"database", name_}, {"reason", "replayed"}})),
+      forged_(rejected_counter(name_, "forged")),
+      malformed_(rejected_counter(name_, "malformed")),
+      replayed_(rejected_counter(name_, "replayed")),
       gaps_(metrics::registry().counter("invalidation_gaps_total",
                                         "Sequence gaps that outlived the grace period", db_label(name_))),
       leader_gauge_(metrics::registry().gauge("invalidation_leader",
@@ -256,8 +265,11 @@ void DatabaseConsumer::handle(const Notification& n) {
   auto verdict = tracker_.observe(p.epoch, p.seq, Clock::now());
   if (verdict == SequenceTracker::Verdict::replay) {
     replayed_.inc();
+    auto current = tracker_.epoch();
     PGC_LOG_WARN << "invalidation [" << name_ << "]: ignored a replayed payload (epoch " << p.epoch << ", seq "
-                 << p.seq << ")";
+                 << p.seq << ")"
+                 << (current && p.epoch < *current ? ": older than the current epoch " + std::to_string(*current)
+                                                   : std::string());
     return;
   }
   if (p.commit_us > 0 && received_us >= p.commit_us)

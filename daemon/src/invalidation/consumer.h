@@ -87,8 +87,15 @@ class DatabaseConsumer {
 // The advisory-lock key that elects one purging daemon per database and channel.
 std::int64_t leader_lock_key(const std::string& channel);
 
+// Server-side settings of the LISTEN session (libpq `options`): the backend detects a dead
+// daemon within about 25 s and releases the leader lock with its session.
+inline constexpr const char* kListenServerOptions =
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
+    "-c tcp_user_timeout=30000";
+
 // libpq parameters for the LISTEN connection from a [databases] entry (pooler-only keys
-// dropped, dbname defaulted to the entry name, keepalives on).
+// dropped, dbname defaulted to the entry name, keepalives and tcp_user_timeout on both the
+// client and the server side, the entry's `options` kept after ours).
 std::map<std::string, std::string> listen_conn_params(const std::string& entry_name,
                                                       const std::map<std::string, std::string>& entry);
 

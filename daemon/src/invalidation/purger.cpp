@@ -190,8 +190,10 @@ void Purger::pump_patterns() {
   pass_topology_ = backend_.topology_version();
   ++counters_.scan_passes;
   // Every primary holds part of the keyspace: scan them all, side by side.
-  cursors_.assign(backend_.shards(), "0");
-  for (std::size_t shard = 0; shard < cursors_.size(); ++shard) scan_step(shard);
+  auto shards = backend_.shards();
+  cursors_.clear();
+  for (const auto& shard : shards) cursors_[shard] = "0";
+  for (const auto& shard : shards) scan_step(shard);
   maybe_finish_pass();
 }
 
@@ -243,20 +245,22 @@ void Purger::index_pass() {
 
 void Purger::maybe_finish_pass() {
   if (!pass_running_ || scans_outstanding_ > 0 || pass_unlinks_in_flight_ > 0) return;
+  // Keys moved between nodes during the pass (even after the last SCAN step): start over.
+  if (!cursors_.empty() && backend_.topology_version() != pass_topology_) pass_failed_ = true;
   if (!pass_failed_)
-    for (const auto& c : cursors_)
-      if (!c.empty()) return;  // that shard still has a SCAN step to take
+    for (const auto& [shard, cursor] : cursors_)
+      if (!cursor.empty()) return;  // that shard still has a SCAN step to take
   finish_pass();
 }
 
-void Purger::scan_step(std::size_t shard) {
+void Purger::scan_step(const std::string& shard) {
   ++scans_outstanding_;
   std::vector<std::string> argv{"SCAN", cursors_[shard], "MATCH", pass_match_, "COUNT",
                                 std::to_string(options_.scan_count)};
   backend_.scan(shard, std::move(argv), [this, shard, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
     if (alive.expired()) return;
     --scans_outstanding_;
-    if (backend_.topology_version() != pass_topology_) pass_failed_ = true;  // shards changed: start over
+    if (backend_.topology_version() != pass_topology_) pass_failed_ = true;  // keys moved: start over
     if (r.is_error() || r.type != redis::Reply::Type::array || r.elements.size() != 2) {
       PGC_LOG_DEBUG << "SCAN failed: " << r.str;
       pass_failed_ = true;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -80,7 +81,7 @@ class Purger {
   void queue_key(const std::string& key, const JobRef& job);
   void pump_keys();
   void pump_patterns();
-  void scan_step(std::size_t shard);
+  void scan_step(const std::string& shard);
   void maybe_finish_pass();
   void index_pass();
   void finish_pass();
@@ -107,7 +108,9 @@ class Purger {
   // against the patterns whose prefix it starts with.
   std::unordered_map<std::string, std::vector<std::string>> pass_by_prefix_;
   std::vector<std::size_t> pass_prefix_lengths_;
-  std::vector<std::string> cursors_;  // per shard; "" once that shard's SCAN is complete
+  // SCAN cursor per shard, by node address taken at the start of the pass (a cursor is only
+  // meaningful to the node that issued it); "" once that shard's SCAN is complete.
+  std::map<std::string, std::string> cursors_;
   std::size_t scans_outstanding_ = 0;
   std::size_t pass_unlinks_in_flight_ = 0;
 

@@ -11,7 +11,6 @@ void SequenceTracker::reset_session() {
 }
 
 void SequenceTracker::start_epoch(std::uint64_t epoch, std::uint64_t seq) {
-  if (epoch_) old_epochs_.insert(*epoch_);
   epoch_ = epoch;
   applied_.clear();
   gap_times_.clear();
@@ -21,10 +20,14 @@ void SequenceTracker::start_epoch(std::uint64_t epoch, std::uint64_t seq) {
 }
 
 SequenceTracker::Verdict SequenceTracker::observe(std::uint64_t epoch, std::uint64_t seq, TimePoint now) {
+  // The extension's epochs only grow per database (they are start or claim times), so a
+  // lower one can only be a captured payload sent again. It must never replace the current
+  // epoch: that would turn every genuine payload after it into a "replay".
+  if (epoch_ && epoch < *epoch_) return Verdict::replay;
   bool fresh = fresh_session_;
   fresh_session_ = false;
-  if (!epoch_ || epoch != *epoch_) {
-    if (old_epochs_.count(epoch)) return Verdict::replay;
+  if (!epoch_ || epoch > *epoch_) {
+    // First payload since the daemon started (a baseline, whatever its seq), or a newer epoch.
     bool had_epoch = epoch_.has_value();
     start_epoch(epoch, seq);
     applied_.insert(seq);
@@ -38,7 +41,9 @@ SequenceTracker::Verdict SequenceTracker::observe(std::uint64_t epoch, std::uint
   if (highest_ >= kWindow && seq <= highest_ - kWindow) return Verdict::replay;
   if (!applied_.insert(seq).second) return Verdict::replay;
   if (seq > highest_) {
-    if (seq > highest_ + 1 && seq - 1 > floor_) gap_times_.emplace(seq, now);
+    // Any jump, however big (the extension restarts its direct-mode seqs at the install time
+    // in microseconds after DROP/CREATE EXTENSION), is a gap: resync once the grace is over.
+    if (seq - highest_ > 1 && seq - 1 > floor_) gap_times_.emplace(seq, now);
     highest_ = seq;
   }
   while (floor_ < highest_ && applied_.count(floor_ + 1)) ++floor_;

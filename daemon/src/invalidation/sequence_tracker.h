@@ -19,8 +19,9 @@ class SequenceTracker {
 
   enum class Verdict {
     apply,              // new: act on it
-    apply_and_resync,   // new, in an epoch we had not seen: act on it and resync
-    replay,             // already applied (or older than the window): ignore and count
+    apply_and_resync,   // new, in an epoch above the current one: act on it and resync
+    replay,             // already applied, older than the window, or from a lower epoch
+                        // (epochs only grow): ignore and count
   };
 
   // `grace`: how long a missing seq may stay missing (direct mode commits out of order and
@@ -55,7 +56,6 @@ class SequenceTracker {
 
   std::chrono::milliseconds grace_;
   std::optional<std::uint64_t> epoch_;
-  std::set<std::uint64_t> old_epochs_;  // payloads from these are replays
   bool have_baseline_ = false;          // false right after connect
   bool fresh_session_ = true;           // no payload yet since connect
   std::uint64_t floor_ = 0;             // every seq <= floor_ is applied or covered by a resync

@@ -37,7 +37,7 @@ void SingleBackend::keyed(std::vector<std::string> argv, std::size_t, Callback d
   key_conn_.command(std::move(argv), std::move(done));
 }
 
-void SingleBackend::scan(std::size_t, std::vector<std::string> argv, Callback done) {
+void SingleBackend::scan(const std::string&, std::vector<std::string> argv, Callback done) {
   scan_conn_.command(std::move(argv), std::move(done));
 }
 

@@ -38,11 +38,15 @@ class Backend {
   virtual void unlink(std::vector<std::string> keys, bool bulk, Callback done) = 0;
   // A command whose argv[key_index] is its only key (e.g. SMEMBERS).
   virtual void keyed(std::vector<std::string> argv, std::size_t key_index, Callback done) = 0;
-  // Independent keyspaces that a pattern purge must SCAN: one per primary.
-  virtual std::size_t shards() const = 0;
-  // Changes whenever the shard list changes (a running scan pass then restarts).
+  // Independent keyspaces that a pattern purge must SCAN, one per primary, named by the
+  // node's "host:port". A pass takes this list at its start and keeps each SCAN cursor
+  // with the name of the node that issued it: a cursor means nothing on another node.
+  virtual std::vector<std::string> shards() const = 0;
+  // Changes whenever keys may have moved between shards: the slot -> node map changed, or
+  // a MOVED or ASK redirect was seen. A running pass then starts over.
   virtual std::uint64_t topology_version() const = 0;
-  virtual void scan(std::size_t shard, std::vector<std::string> argv, Callback done) = 0;
+  // SCAN on the named shard only; an error if that node is no longer a primary.
+  virtual void scan(const std::string& shard, std::vector<std::string> argv, Callback done) = 0;
   // "host:port" of every node, for logs.
   virtual std::string describe() const = 0;
   // Cluster redirects followed so far (0 for a single server).
@@ -61,9 +65,9 @@ class SingleBackend : public Backend {
   void on_ready(std::function<void()> handler) override;
   void unlink(std::vector<std::string> keys, bool bulk, Callback done) override;
   void keyed(std::vector<std::string> argv, std::size_t key_index, Callback done) override;
-  std::size_t shards() const override { return 1; }
+  std::vector<std::string> shards() const override { return {describe()}; }
   std::uint64_t topology_version() const override { return 0; }
-  void scan(std::size_t shard, std::vector<std::string> argv, Callback done) override;
+  void scan(const std::string& shard, std::vector<std::string> argv, Callback done) override;
   std::string describe() const override;
 
  private:

@@ -63,7 +63,7 @@ struct Gather {
 }  // namespace
 
 ClusterBackend::ClusterBackend(boost::asio::io_context& io, std::vector<Endpoint> seeds, Timeouts timeouts)
-    : io_(io), seeds_(std::move(seeds)), timeouts_(timeouts), slot_owner_(kClusterSlots, -1), refresh_timer_(io) {}
+    : io_(io), seeds_(std::move(seeds)), timeouts_(timeouts), refresh_timer_(io) {}
 
 ClusterBackend::~ClusterBackend() {
   *alive_ = false;
@@ -115,8 +115,8 @@ void ClusterBackend::stop() {
 }
 
 bool ClusterBackend::ready() const {
-  if (!have_map_ || primaries_.empty()) return false;
-  for (const auto& addr : primaries_) {
+  if (!have_map_ || slots_.primaries().empty()) return false;
+  for (const auto& addr : slots_.primaries()) {
     auto it = nodes_.find(addr);
     if (it == nodes_.end() || !it->second.key->connected() || !it->second.bulk->connected()) return false;
   }
@@ -145,7 +145,7 @@ void ClusterBackend::refresh() {
   if (refreshing_ || stopping_) return;
   // Ask any connected node; the known primaries first, then the seeds.
   AsyncClient* via = nullptr;
-  for (const auto& addr : primaries_) {
+  for (const auto& addr : slots_.primaries()) {
     auto it = nodes_.find(addr);
     if (it != nodes_.end() && it->second.key->connected()) {
       via = it->second.key.get();
@@ -173,33 +173,16 @@ void ClusterBackend::refresh() {
 }
 
 void ClusterBackend::apply_slots(const Reply& reply, const std::string& via_host) {
-  std::vector<std::string> primaries;
-  std::vector<int> owner(kClusterSlots, -1);
-  for (const auto& range : reply.elements) {
-    if (range.type != Reply::Type::array || range.elements.size() < 3) continue;
-    const auto& master = range.elements[2];
-    if (master.type != Reply::Type::array || master.elements.size() < 2) continue;
-    std::string host = master.elements[0].str.empty() ? via_host : master.elements[0].str;
-    std::string addr = addr_of(host, master.elements[1].integer);
-    auto it = std::find(primaries.begin(), primaries.end(), addr);
-    int index = static_cast<int>(it - primaries.begin());
-    if (it == primaries.end()) primaries.push_back(addr);
-    long long lo = range.elements[0].integer, hi = range.elements[1].integer;
-    for (long long s = std::max(0LL, lo); s <= hi && s < kClusterSlots; ++s) owner[static_cast<std::size_t>(s)] = index;
-  }
-  std::vector<std::string> sorted_old = primaries_, sorted_new = primaries;
-  std::sort(sorted_old.begin(), sorted_old.end());
-  std::sort(sorted_new.begin(), sorted_new.end());
-  if (sorted_old != sorted_new) {
+  // Any slot with a new owner (a reshard among the same primaries too, a failover) means
+  // keys may have moved between nodes: a running pattern pass starts over.
+  if (slots_.assign(reply, via_host)) {
     ++topology_;
     std::string list;
-    for (const auto& p : primaries) list += " " + p;
-    PGC_LOG_INFO << "redis cluster: " << primaries.size() << " primaries:" << list;
+    for (const auto& p : slots_.primaries()) list += " " + p;
+    PGC_LOG_INFO << "redis cluster: slot map changed; " << slots_.primaries().size() << " primaries:" << list;
   }
-  primaries_ = std::move(primaries);
-  slot_owner_ = std::move(owner);
   have_map_ = true;
-  for (const auto& addr : primaries_) node(addr);
+  for (const auto& addr : slots_.primaries()) node(addr);
   notify_ready();
 }
 
@@ -207,15 +190,15 @@ void ClusterBackend::route(int slot, std::vector<std::string> argv, bool bulk, i
                            Callback done) {
   std::string addr = ask_addr;
   if (addr.empty()) {
-    int owner = slot_owner_[static_cast<std::size_t>(slot)];
-    if (owner < 0 || static_cast<std::size_t>(owner) >= primaries_.size()) {
+    const std::string* owner = slots_.owner(slot);
+    if (!owner) {
       boost::asio::post(io_, [done = std::move(done), slot] {
         done(Reply::make_error("CLUSTERDOWN no owner known for slot " + std::to_string(slot)));
       });
       schedule_refresh(std::chrono::milliseconds(100));
       return;
     }
-    addr = primaries_[static_cast<std::size_t>(owner)];
+    addr = *owner;
   }
   Node& n = node(addr);
   AsyncClient& conn = bulk ? *n.bulk : *n.key;
@@ -227,16 +210,13 @@ void ClusterBackend::route(int slot, std::vector<std::string> argv, bool bulk, i
     std::string kind, target;
     int redirect_slot = 0;
     if (r.is_error() && attempt < 5 && parse_redirect(r.str, kind, redirect_slot, target)) {
+      // Keys are moving between nodes: a pattern pass running now may miss some of them
+      // (already scanned on the target, not yet scanned on the source), so it starts over.
+      ++topology_;
       if (kind == "MOVED") {
         ++moved_;
         // Point the slot at its new owner now; a full refresh follows for the rest.
-        auto it = std::find(primaries_.begin(), primaries_.end(), target);
-        if (it == primaries_.end()) {
-          primaries_.push_back(target);
-          ++topology_;
-          it = primaries_.end() - 1;
-        }
-        slot_owner_[static_cast<std::size_t>(redirect_slot)] = static_cast<int>(it - primaries_.begin());
+        slots_.move(redirect_slot, target);
         schedule_refresh(std::chrono::milliseconds(0));
         route(slot, std::move(retry_argv), bulk, attempt + 1, "", std::move(done));
       } else {
@@ -277,12 +257,15 @@ void ClusterBackend::keyed(std::vector<std::string> argv, std::size_t key_index,
   route(slot, std::move(argv), false, 0, "", std::move(done));
 }
 
-void ClusterBackend::scan(std::size_t shard, std::vector<std::string> argv, Callback done) {
-  if (shard >= primaries_.size()) {
-    boost::asio::post(io_, [done = std::move(done)] { done(Reply::make_error("no such shard")); });
+void ClusterBackend::scan(const std::string& shard, std::vector<std::string> argv, Callback done) {
+  // A cursor belongs to the node that issued it: never send it anywhere else.
+  if (!slots_.is_primary(shard)) {
+    boost::asio::post(io_, [done = std::move(done), shard] {
+      done(Reply::make_error("not a primary any more: " + shard));
+    });
     return;
   }
-  node(primaries_[shard]).bulk->command(std::move(argv), std::move(done));
+  node(shard).bulk->command(std::move(argv), std::move(done));
 }
 
 }  // namespace pgcohere::redis

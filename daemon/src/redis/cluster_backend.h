@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "redis/backend.h"
+#include "redis/slot_map.h"
 #include "redis/url.h"
 
 namespace pgcohere::redis {
@@ -26,9 +27,9 @@ class ClusterBackend : public Backend {
   void on_ready(std::function<void()> handler) override { ready_handler_ = std::move(handler); }
   void unlink(std::vector<std::string> keys, bool bulk, Callback done) override;
   void keyed(std::vector<std::string> argv, std::size_t key_index, Callback done) override;
-  std::size_t shards() const override { return primaries_.size(); }
+  std::vector<std::string> shards() const override { return slots_.primaries(); }
   std::uint64_t topology_version() const override { return topology_; }
-  void scan(std::size_t shard, std::vector<std::string> argv, Callback done) override;
+  void scan(const std::string& shard, std::vector<std::string> argv, Callback done) override;
   std::string describe() const override;
 
   // Counters for tests and metrics.
@@ -52,8 +53,7 @@ class ClusterBackend : public Backend {
   std::vector<Endpoint> seeds_;
   Timeouts timeouts_;
   std::map<std::string, Node> nodes_;     // "host:port" -> connections
-  std::vector<std::string> primaries_;    // shard index -> "host:port"
-  std::vector<int> slot_owner_;           // slot -> index in primaries_, -1 unknown
+  SlotMap slots_;
   bool have_map_ = false;
   bool refreshing_ = false;
   bool stopping_ = true;
