@@ -8,7 +8,8 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness.servers import Daemon, PgCluster, RedisServer, free_port, make_secret_file, temp_dir  # noqa: E402
+from harness.servers import (Daemon, PgCluster, RedisServer, daemon_config, free_port,  # noqa: E402
+                             make_secret_file, temp_dir)
 
 _db_counter = itertools.count(1)
 
@@ -57,19 +58,6 @@ def new_db(pg):
     yield name
     with pg.connect() as c:
         c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def daemon_config(port, pg, databases, redis_url, secret_file, metrics_port=0, extra_ini=""):
-    """pgcohered ini for `databases` on the cluster `pg`; extra_ini is appended (sections
-    may repeat, keys may not)."""
-    lines = ["[databases]"]
-    lines += [f"{db} = host={pg.host} port={pg.port} dbname={db} user=postgres" for db in databases]
-    lines += ["[pgcohered]", "listen_addr = 127.0.0.1", f"listen_port = {port}", "auth_type = trust",
-              "admin_users = admin", "stats_users = stats", f"metrics_port = {metrics_port}"]
-    if redis_url:
-        lines += ["[redis]", f"url = {redis_url}"]
-    lines += ["[invalidation]", f"secret_file = {secret_file}"]
-    return "\n".join(lines) + "\n" + extra_ini + "\n"
 
 
 @pytest.fixture

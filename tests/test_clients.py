@@ -10,7 +10,7 @@ import subprocess
 import psycopg
 import pytest
 
-from pool_helpers import connect, dsn, start_pooler
+from pool_helpers import dsn, start_pooler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

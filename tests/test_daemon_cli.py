@@ -1,6 +1,5 @@
 """pgcohered's command line and lifecycle: help, version, config errors with file:line,
 graceful stop on SIGTERM, SIGHUP reload that keeps the old config when the new one is bad."""
-import os
 import signal
 import subprocess
 

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 
 import psycopg
 import psycopg.sql

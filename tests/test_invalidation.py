@@ -16,9 +16,8 @@ import urllib.request
 
 import pytest
 
-from harness.servers import Daemon, PgCluster, free_port, wait_until
+from harness.servers import Daemon, daemon_config, free_port, wait_until
 
-EXT_INSTALLED = os.path.exists("/usr/lib/postgresql/15/lib/pgcohere.so")
 _db_counter = itertools.count(1)
 _epoch_counter = itertools.count(int(time.time()) * 1000)
 
@@ -63,30 +62,6 @@ class Stream:
 
 # ---- fixtures ----
 
-@pytest.fixture(scope="module")
-def inv_pg(request, workdir, secret_file):
-    """The suite's preload cluster when the extension is installed, else a plain cluster."""
-    if EXT_INSTALLED:
-        yield request.getfixturevalue("pg")
-        return
-    cluster = PgCluster(os.path.join(workdir, "inv-pg"), preload=False).init().start()
-    yield cluster
-    cluster.remove()
-
-
-@pytest.fixture
-def inv_db(inv_pg):
-    name = f"inv{os.getpid()}_{next(_db_counter)}"
-    with inv_pg.connect() as c:
-        c.execute(f"CREATE DATABASE {name}")
-    if EXT_INSTALLED:
-        with inv_pg.connect(name) as c:
-            c.execute("CREATE EXTENSION pgcohere")
-    yield name
-    with inv_pg.connect() as c:
-        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 class InvDaemon(Daemon):
     def metrics(self):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
@@ -114,19 +89,15 @@ class InvDaemon(Daemon):
 
 
 @pytest.fixture
-def inv_daemon(workdir, inv_pg, redis_srv, secret_file):
+def inv_daemon(workdir, pg, redis_srv, secret_file):
     """inv_daemon(databases, extra_ini="", redis_url=None) -> started InvDaemon."""
     started = []
 
     def make(databases, extra_ini="", redis_url=None, start=True, secret_path=None):
         port, metrics_port = free_port(), free_port()
-        lines = ["[databases]"]
-        lines += [f"{db} = host={inv_pg.host} port={inv_pg.port} dbname={db} user=postgres" for db in databases]
-        lines += ["[pgcohered]", "listen_addr = 127.0.0.1", f"listen_port = {port}", "auth_type = trust",
-                  f"metrics_port = {metrics_port}",
-                  "[redis]", f"url = {redis_url or redis_srv.url}",
-                  "[invalidation]", f"secret_file = {secret_path or secret_file}"]
-        d = InvDaemon(os.path.join(workdir, "inv-daemon"), "\n".join(lines) + "\n" + extra_ini + "\n", port)
+        text = daemon_config(port, pg, databases, redis_url or redis_srv.url, secret_path or secret_file,
+                             metrics_port, extra_ini)
+        d = InvDaemon(os.path.join(workdir, "inv-daemon"), text, port)
         d.metrics_port = metrics_port
         started.append(d)
         if start:
@@ -147,10 +118,10 @@ def gone(r, *keys):
 
 # ---- tests ----
 
-def test_signed_payload_purges_keys_patterns_and_tags(inv_pg, inv_db, redis_srv, secret, inv_daemon):
-    d = inv_daemon([inv_db])
+def test_signed_payload_purges_keys_patterns_and_tags(pg, new_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([new_db])
     r = redis_srv.client()
-    p = f"{inv_db}:"
+    p = f"{new_db}:"
     r.set(p + "user:1", "x")
     r.set(p + "weird\nkey\\", "x")
     for i in range(3):
@@ -160,41 +131,41 @@ def test_signed_payload_purges_keys_patterns_and_tags(inv_pg, inv_db, redis_srv,
     r.sadd("pgcohere:tag:table:public.t", "pgcohere:q:1", "pgcohere:q:2")
     r.set("pgcohere:q:1", "x")
     r.set("pgcohere:q:2", "x")
-    Stream(inv_pg, inv_db, secret).send([("k", p + "user:1"), ("k", p + "weird\nkey\\"),
+    Stream(pg, new_db, secret).send([("k", p + "user:1"), ("k", p + "weird\nkey\\"),
                                          ("p", p + "msg:history:42:*"), ("t", "table:public.t")])
     wait_until(lambda: gone(r, p + "user:1", p + "weird\nkey\\", p + "msg:history:42:0", p + "msg:history:42:1",
                             p + "msg:history:42:2", "pgcohere:q:1", "pgcohere:q:2",
                             "pgcohere:tag:table:public.t"), what="keys purged")
     assert r.get(p + "msg:history:43:0") == b"keep"
     assert r.get(p + "msg:history:4*:0") == b"keep"
-    wait_until(lambda: d.metric("pgcohere_invalidations_applied_total", database=inv_db) == 1, what="applied=1")
+    wait_until(lambda: d.metric("pgcohere_invalidations_applied_total", database=new_db) == 1, what="applied=1")
     assert d.metric("pgcohere_invalidation_latency_ms_count") >= 1
 
 
-def test_thousands_of_keys_in_one_transaction(inv_pg, inv_db, redis_srv, secret, inv_daemon):
-    inv_daemon([inv_db])
+def test_thousands_of_keys_in_one_transaction(pg, new_db, redis_srv, secret, inv_daemon):
+    inv_daemon([new_db])
     r = redis_srv.client()
-    keys = [f"{inv_db}:bulk:{i}" for i in range(3000)]
+    keys = [f"{new_db}:bulk:{i}" for i in range(3000)]
     r.mset({k: "x" for k in keys})
-    s = Stream(inv_pg, inv_db, secret)
+    s = Stream(pg, new_db, secret)
     # NOTIFY payloads stay under 8000 bytes: the extension chunks a big transaction, one seq each.
-    with inv_pg.connect(inv_db) as c:
+    with pg.connect(new_db) as c:
         with c.transaction():
             for i in range(0, len(keys), 300):
                 c.execute("SELECT pg_notify('pgcohere', %s)", (s.build([("k", k) for k in keys[i:i + 300]]),))
     wait_until(lambda: gone(r, *keys), what="3000 keys purged")
 
 
-def test_forged_payload_from_an_ordinary_role_purges_nothing(inv_pg, inv_db, redis_srv, secret, inv_daemon):
-    d = inv_daemon([inv_db])
+def test_forged_payload_from_an_ordinary_role_purges_nothing(pg, new_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([new_db])
     r = redis_srv.client()
-    with inv_pg.connect() as c:
+    with pg.connect() as c:
         c.execute("DROP ROLE IF EXISTS mallory")
         c.execute("CREATE ROLE mallory LOGIN")
-    victim, barrier = f"{inv_db}:victim", f"{inv_db}:barrier"
+    victim, barrier = f"{new_db}:victim", f"{new_db}:barrier"
     r.set(victim, "x")
     r.set(barrier, "x")
-    s = Stream(inv_pg, inv_db, secret)
+    s = Stream(pg, new_db, secret)
     s.send([("k", victim)], user="mallory", secret=b"guessed")          # wrong secret
     s.notify(f"pgc1 {s.epoch} 99 0\nk {victim}\nsig " + "0" * 64, "mallory")  # made-up signature
     s.notify(f"pgc1 {s.epoch} 98 0\nk {victim}\n", "mallory")                 # no signature
@@ -203,29 +174,29 @@ def test_forged_payload_from_an_ordinary_role_purges_nothing(inv_pg, inv_db, red
     s.send([("k", barrier)])
     wait_until(lambda: gone(r, barrier), what="barrier purged")
     assert r.get(victim) == b"x"
-    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db, reason="forged") == 4
+    assert d.metric("pgcohere_invalidations_rejected_total", database=new_db, reason="forged") == 4
 
 
-def test_payload_signed_for_another_database_is_rejected(inv_pg, inv_db, redis_srv, secret, inv_daemon):
-    d = inv_daemon([inv_db])
+def test_payload_signed_for_another_database_is_rejected(pg, new_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([new_db])
     r = redis_srv.client()
-    victim, barrier = f"{inv_db}:victim", f"{inv_db}:barrier"
+    victim, barrier = f"{new_db}:victim", f"{new_db}:barrier"
     r.set(victim, "x")
     r.set(barrier, "x")
-    s = Stream(inv_pg, inv_db, secret)
+    s = Stream(pg, new_db, secret)
     s.send([("k", victim)], dbname="otherdb")
     s.send([("k", barrier)])
     wait_until(lambda: gone(r, barrier), what="barrier purged")
     assert r.get(victim) == b"x"
-    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db, reason="forged") == 1
+    assert d.metric("pgcohere_invalidations_rejected_total", database=new_db, reason="forged") == 1
 
 
-def test_replayed_payload_is_ignored_and_counted(inv_pg, inv_db, redis_srv, secret, inv_daemon):
-    d = inv_daemon([inv_db])
+def test_replayed_payload_is_ignored_and_counted(pg, new_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([new_db])
     r = redis_srv.client()
-    key, barrier = f"{inv_db}:k", f"{inv_db}:barrier"
+    key, barrier = f"{new_db}:k", f"{new_db}:barrier"
     r.set(key, "x")
-    s = Stream(inv_pg, inv_db, secret)
+    s = Stream(pg, new_db, secret)
     first = s.send([("k", key)])
     wait_until(lambda: gone(r, key), what="first purge")
     r.set(key, "refilled")
@@ -234,100 +205,100 @@ def test_replayed_payload_is_ignored_and_counted(inv_pg, inv_db, redis_srv, secr
     s.send([("k", barrier)])
     wait_until(lambda: gone(r, barrier), what="barrier purged")
     assert r.get(key) == b"refilled"
-    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db, reason="replayed") == 1
+    assert d.metric("pgcohere_invalidations_rejected_total", database=new_db, reason="replayed") == 1
 
 
-def test_replayed_payload_of_an_older_epoch_cannot_stop_purging(inv_pg, inv_db, redis_srv, secret, inv_daemon):
+def test_replayed_payload_of_an_older_epoch_cannot_stop_purging(pg, new_db, redis_srv, secret, inv_daemon):
     """A payload captured before a server restart (older epoch) and sent again must neither
     purge nor become the current epoch: that used to turn every genuine payload after it into
     a "replay", so nothing was purged any more."""
-    d = inv_daemon([inv_db])
+    d = inv_daemon([new_db])
     r = redis_srv.client()
-    s = Stream(inv_pg, inv_db, secret)
-    old = s.build([("k", f"{inv_db}:victim")], epoch=s.epoch - 1, seq=7)  # signed, from an older epoch
-    first = f"{inv_db}:first"
+    s = Stream(pg, new_db, secret)
+    old = s.build([("k", f"{new_db}:victim")], epoch=s.epoch - 1, seq=7)  # signed, from an older epoch
+    first = f"{new_db}:first"
     r.set(first, "x")
     s.send([("k", first)], seq=50)
     wait_until(lambda: gone(r, first), what="first purge")
-    r.set(f"{inv_db}:victim", "x")
+    r.set(f"{new_db}:victim", "x")
     s.notify(old)
-    keys = [f"{inv_db}:after{i}" for i in range(3)]
+    keys = [f"{new_db}:after{i}" for i in range(3)]
     r.mset({k: "x" for k in keys})
     for seq, k in zip((51, 52, 53), keys):
         s.send([("k", k)], seq=seq)
     wait_until(lambda: gone(r, *keys), what="genuine payloads after the replay purged")
-    assert r.get(f"{inv_db}:victim") == b"x"
-    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db, reason="replayed") == 1
-    assert d.metric("pgcohere_invalidation_resyncs_total", database=inv_db, reason="epoch") == 0
+    assert r.get(f"{new_db}:victim") == b"x"
+    assert d.metric("pgcohere_invalidations_rejected_total", database=new_db, reason="replayed") == 1
+    assert d.metric("pgcohere_invalidation_resyncs_total", database=new_db, reason="epoch") == 0
     assert "older than the current epoch" in d.log()  # tells an operator why
 
 
-def test_gap_resyncs_after_the_grace_period(inv_pg, inv_db, redis_srv, secret, inv_daemon):
-    d = inv_daemon([inv_db], extra_ini="gap_grace = 0.2\n")
+def test_gap_resyncs_after_the_grace_period(pg, new_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([new_db], extra_ini="gap_grace = 0.2\n")
     r = redis_srv.client()
-    s = Stream(inv_pg, inv_db, secret)
-    s.send([("k", f"{inv_db}:a")], seq=1)
-    s.send([("k", f"{inv_db}:c")], seq=3)  # seq 2 never comes
+    s = Stream(pg, new_db, secret)
+    s.send([("k", f"{new_db}:a")], seq=1)
+    s.send([("k", f"{new_db}:c")], seq=3)  # seq 2 never comes
     r.set("pgcohere:cached:1", "x")
-    wait_until(lambda: d.metric("pgcohere_invalidation_gaps_total", database=inv_db) == 1, what="gap counted")
-    d.wait_resyncs(inv_db, 2)
+    wait_until(lambda: d.metric("pgcohere_invalidation_gaps_total", database=new_db) == 1, what="gap counted")
+    d.wait_resyncs(new_db, 2)
     wait_until(lambda: gone(r, "pgcohere:cached:1"), what="namespace purged by the resync")
 
 
-def test_out_of_order_within_grace_is_not_a_gap(inv_pg, inv_db, redis_srv, secret, inv_daemon):
-    d = inv_daemon([inv_db], extra_ini="gap_grace = 30\n")
+def test_out_of_order_within_grace_is_not_a_gap(pg, new_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([new_db], extra_ini="gap_grace = 30\n")
     r = redis_srv.client()
-    s = Stream(inv_pg, inv_db, secret)
-    keys = [f"{inv_db}:{i}" for i in range(4)]
+    s = Stream(pg, new_db, secret)
+    keys = [f"{new_db}:{i}" for i in range(4)]
     r.mset({k: "x" for k in keys})
     for seq in (1, 3, 2, 4):  # direct mode: commit order differs from seq order
         s.send([("k", keys[seq - 1])], seq=seq)
     wait_until(lambda: gone(r, *keys), what="all four purged")
-    assert d.metric("pgcohere_invalidation_gaps_total", database=inv_db) == 0
-    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db) == 0
+    assert d.metric("pgcohere_invalidation_gaps_total", database=new_db) == 0
+    assert d.metric("pgcohere_invalidations_rejected_total", database=new_db) == 0
 
 
-def test_new_epoch_and_resync_message_trigger_a_resync(inv_pg, inv_db, redis_srv, secret, inv_daemon):
-    d = inv_daemon([inv_db])
+def test_new_epoch_and_resync_message_trigger_a_resync(pg, new_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([new_db])
     r = redis_srv.client()
-    s = Stream(inv_pg, inv_db, secret)
-    s.send([("k", f"{inv_db}:a")])
+    s = Stream(pg, new_db, secret)
+    s.send([("k", f"{new_db}:a")])
     r.set("pgcohere:cached:epoch", "x")
     s.epoch += 1  # the server restarted its counters: earlier notifications may be lost
     s.seq = 0
-    s.send([("k", f"{inv_db}:b")])
-    d.wait_resyncs(inv_db, 2)
+    s.send([("k", f"{new_db}:b")])
+    d.wait_resyncs(new_db, 2)
     wait_until(lambda: gone(r, "pgcohere:cached:epoch"), what="namespace purged (epoch)")
     r.set("pgcohere:cached:msg", "x")
     s.send([("r", "ring overflow")])
-    d.wait_resyncs(inv_db, 3)
+    d.wait_resyncs(new_db, 3)
     wait_until(lambda: gone(r, "pgcohere:cached:msg"), what="namespace purged (resync message)")
-    assert d.metric("pgcohere_invalidation_resyncs_total", database=inv_db, reason="epoch") == 1
-    assert d.metric("pgcohere_invalidation_resyncs_total", database=inv_db, reason="message") == 1
+    assert d.metric("pgcohere_invalidation_resyncs_total", database=new_db, reason="epoch") == 1
+    assert d.metric("pgcohere_invalidation_resyncs_total", database=new_db, reason="message") == 1
 
 
-def test_terminated_listen_connection_reconnects_and_resyncs(inv_pg, inv_db, redis_srv, secret, inv_daemon):
-    d = inv_daemon([inv_db])
+def test_terminated_listen_connection_reconnects_and_resyncs(pg, new_db, redis_srv, secret, inv_daemon):
+    d = inv_daemon([new_db])
     r = redis_srv.client()
     r.set("pgcohere:cached:term", "x")
-    with inv_pg.connect() as c:
+    with pg.connect() as c:
         n = c.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                      "WHERE application_name = 'pgcohered-listen' AND datname = %s", (inv_db,)).fetchone()[0]
+                      "WHERE application_name = 'pgcohered-listen' AND datname = %s", (new_db,)).fetchone()[0]
     assert n == 1
-    d.wait_listening(inv_db, count=2)
-    d.wait_resyncs(inv_db, 2)
+    d.wait_listening(new_db, count=2)
+    d.wait_resyncs(new_db, 2)
     wait_until(lambda: gone(r, "pgcohere:cached:term"), what="namespace purged after reconnect")
-    key = f"{inv_db}:after"
+    key = f"{new_db}:after"
     r.set(key, "x")
-    Stream(inv_pg, inv_db, secret).send([("k", key)])
+    Stream(pg, new_db, secret).send([("k", key)])
     wait_until(lambda: gone(r, key), what="purges work after reconnect")
 
 
-def test_several_databases_each_verified_with_its_own_name(inv_pg, redis_srv, secret, inv_daemon):
+def test_several_databases_each_verified_with_its_own_name(pg, redis_srv, secret, inv_daemon):
     dbs = []
     for _ in range(2):
         name = f"inv{os.getpid()}_{next(_db_counter)}"
-        with inv_pg.connect() as c:
+        with pg.connect() as c:
             c.execute(f"CREATE DATABASE {name}")
         dbs.append(name)
     try:
@@ -335,24 +306,24 @@ def test_several_databases_each_verified_with_its_own_name(inv_pg, redis_srv, se
         r = redis_srv.client()
         for db in dbs:
             r.set(f"{db}:k", "x")
-            Stream(inv_pg, db, secret).send([("k", f"{db}:k")])
+            Stream(pg, db, secret).send([("k", f"{db}:k")])
         wait_until(lambda: gone(r, *[f"{db}:k" for db in dbs]), what="both databases purged")
     finally:
-        with inv_pg.connect() as c:
+        with pg.connect() as c:
             for db in dbs:
                 c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
-def test_sighup_rotates_the_secret(inv_pg, inv_db, redis_srv, secret, inv_daemon, tmp_path):
+def test_sighup_rotates_the_secret(pg, new_db, redis_srv, secret, inv_daemon, tmp_path):
     path = tmp_path / "secret"
     path.write_text("old-secret\n")
-    d = inv_daemon([inv_db], secret_path=str(path))
+    d = inv_daemon([new_db], secret_path=str(path))
     r = redis_srv.client()
-    key = f"{inv_db}:rotated"
+    key = f"{new_db}:rotated"
     r.set(key, "x")
-    s = Stream(inv_pg, inv_db, b"new-secret")
+    s = Stream(pg, new_db, b"new-secret")
     s.send([("k", key)])
-    wait_until(lambda: d.metric("pgcohere_invalidations_rejected_total", database=inv_db, reason="forged") == 1,
+    wait_until(lambda: d.metric("pgcohere_invalidations_rejected_total", database=new_db, reason="forged") == 1,
                what="payload with the not-yet-loaded secret rejected")
     assert r.get(key) == b"x"
     path.write_text("new-secret\n")

@@ -3,12 +3,10 @@ patterns, rolled-back work purges nothing, and the connect resync covers every r
 coarse pattern. Skipped when the extension is not installed."""
 import signal
 
-import pytest
 
 from harness.servers import wait_until
-from test_invalidation import EXT_INSTALLED, gone, inv_daemon, inv_db, inv_pg  # noqa: F401
+from test_invalidation import gone, inv_daemon  # noqa: F401
 
-pytestmark = pytest.mark.skipif(not EXT_INSTALLED, reason="pgcohere extension not installed")
 
 
 def setup_tables(pg, db):
@@ -22,37 +20,37 @@ def setup_tables(pg, db):
                   "'msg:count:{conversation_id}'])")
 
 
-def test_committed_update_purges_and_rollback_does_not(inv_pg, inv_db, redis_srv, inv_daemon):
-    setup_tables(inv_pg, inv_db)
-    d = inv_daemon([inv_db])
+def test_committed_update_purges_and_rollback_does_not(pg, new_db, redis_srv, inv_daemon):
+    setup_tables(pg, new_db)
+    d = inv_daemon([new_db])
     r = redis_srv.client()
     r.set("conv:metadata:7", "old")
-    with inv_pg.connect(inv_db) as c:
+    with pg.connect(new_db) as c:
         c.execute("UPDATE conversations SET title = 'new' WHERE id = 7")
     wait_until(lambda: gone(r, "conv:metadata:7"), what="key purged after the committed UPDATE")
 
     r.set("conv:metadata:7", "old")
     r.set("conv:metadata:8", "old")
-    with inv_pg.connect(inv_db, autocommit=False) as c:
+    with pg.connect(new_db, autocommit=False) as c:
         c.execute("UPDATE conversations SET title = 'rolled back' WHERE id = 7")
         c.rollback()
-    with inv_pg.connect(inv_db) as c:  # a later commit: once it is purged, the rollback would have been too
+    with pg.connect(new_db) as c:  # a later commit: once it is purged, the rollback would have been too
         c.execute("UPDATE conversations SET title = 'x' WHERE id = 8")
     wait_until(lambda: gone(r, "conv:metadata:8"), what="barrier purged")
     assert r.get("conv:metadata:7") == b"old"
     assert d.metric("pgcohere_invalidation_latency_ms_count") >= 2
-    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db) == 0
+    assert d.metric("pgcohere_invalidations_rejected_total", database=new_db) == 0
 
 
-def test_patterns_from_rows_and_rolled_back_savepoints(inv_pg, inv_db, redis_srv, inv_daemon):
-    setup_tables(inv_pg, inv_db)
-    inv_daemon([inv_db])
+def test_patterns_from_rows_and_rolled_back_savepoints(pg, new_db, redis_srv, inv_daemon):
+    setup_tables(pg, new_db)
+    inv_daemon([new_db])
     r = redis_srv.client()
     for conv in (42, 43, 44):
         for i in range(20):
             r.set(f"msg:history:{conv}:{i}:0", "x")
         r.set(f"msg:count:{conv}", "1")
-    with inv_pg.connect(inv_db, autocommit=False) as c:
+    with pg.connect(new_db, autocommit=False) as c:
         c.execute("INSERT INTO messages VALUES (1001, 42, 'hello')")
         c.execute("SAVEPOINT s")
         c.execute("INSERT INTO messages VALUES (1002, 43, 'undone')")
@@ -66,8 +64,8 @@ def test_patterns_from_rows_and_rolled_back_savepoints(inv_pg, inv_db, redis_srv
     assert r.exists(*[f"msg:history:43:{i}:0" for i in range(20)]) == 20
 
 
-def test_connect_resync_purges_every_rule_coarse_pattern(inv_pg, inv_db, redis_srv, inv_daemon):
-    setup_tables(inv_pg, inv_db)
+def test_connect_resync_purges_every_rule_coarse_pattern(pg, new_db, redis_srv, inv_daemon):
+    setup_tables(pg, new_db)
     r = redis_srv.client()
     # Written while no daemon listened: only the start-up resync can cover them.
     r.set("conv:metadata:3", "stale")
@@ -75,37 +73,37 @@ def test_connect_resync_purges_every_rule_coarse_pattern(inv_pg, inv_db, redis_s
     r.set("msg:count:9", "stale")
     r.set("unrelated:key", "kept")
     r.set("table:public.messages", "a user key that happens to look like a tag")
-    inv_daemon([inv_db])
+    inv_daemon([new_db])
     assert gone(r, "conv:metadata:3", "msg:history:9:1:0", "msg:count:9")
     assert r.get("unrelated:key") == b"kept"
     assert r.get("table:public.messages") is not None  # tags are not key patterns
 
 
-def test_daemon_killed_while_writes_commit_leaves_no_stale_key(inv_pg, inv_db, redis_srv, inv_daemon):
-    setup_tables(inv_pg, inv_db)
-    d = inv_daemon([inv_db])
+def test_daemon_killed_while_writes_commit_leaves_no_stale_key(pg, new_db, redis_srv, inv_daemon):
+    setup_tables(pg, new_db)
+    d = inv_daemon([new_db])
     r = redis_srv.client()
     d.kill(signal.SIGKILL)
     for conv in range(1, 11):
         r.set(f"conv:metadata:{conv}", "stale")
-    with inv_pg.connect(inv_db) as c:
+    with pg.connect(new_db) as c:
         for conv in range(1, 11):
             c.execute("UPDATE conversations SET title = 'changed' WHERE id = %s", (conv,))
-    inv_daemon([inv_db])
+    inv_daemon([new_db])
     assert gone(r, *[f"conv:metadata:{conv}" for conv in range(1, 11)])
 
 
-def test_direct_mode_concurrent_commits_purge_everything(inv_pg, inv_db, redis_srv, inv_daemon):
+def test_direct_mode_concurrent_commits_purge_everything(pg, new_db, redis_srv, inv_daemon):
     """Direct mode: user backends NOTIFY at pre-commit, so seqs may arrive out of order;
     within the grace period that is not a gap."""
     import threading
-    setup_tables(inv_pg, inv_db)
-    d = inv_daemon([inv_db], extra_ini="gap_grace = 5\n")
+    setup_tables(pg, new_db)
+    d = inv_daemon([new_db], extra_ini="gap_grace = 5\n")
     r = redis_srv.client()
     r.mset({f"conv:metadata:{i}": "x" for i in range(1, 51)})
 
     def writer(ids):
-        with inv_pg.connect(inv_db) as c:
+        with pg.connect(new_db) as c:
             c.execute("SET pgcohere.publish_mode = direct")
             for i in ids:
                 c.execute("UPDATE conversations SET title = 'd' WHERE id = %s", (i,))
@@ -116,23 +114,23 @@ def test_direct_mode_concurrent_commits_purge_everything(inv_pg, inv_db, redis_s
     for t in threads:
         t.join()
     wait_until(lambda: gone(r, *[f"conv:metadata:{i}" for i in range(1, 51)]), what="all 50 keys purged")
-    assert d.metric("pgcohere_invalidations_rejected_total", database=inv_db) == 0
-    assert d.metric("pgcohere_invalidation_gaps_total", database=inv_db) == 0
+    assert d.metric("pgcohere_invalidations_rejected_total", database=new_db) == 0
+    assert d.metric("pgcohere_invalidation_gaps_total", database=new_db) == 0
 
 
-def test_redis_killed_while_writes_commit_leaves_no_stale_key(inv_pg, inv_db, inv_daemon, workdir):
+def test_redis_killed_while_writes_commit_leaves_no_stale_key(pg, new_db, inv_daemon, workdir):
     from test_invalidation_faults import restart_redis
     from harness.servers import RedisServer, free_port
     import os
     redis = RedisServer(os.path.join(workdir, f"redis-ext-{free_port()}"),
                         extra_args=["--appendonly", "yes", "--appendfsync", "always"]).start()
     try:
-        setup_tables(inv_pg, inv_db)
-        inv_daemon([inv_db], extra_ini=f"journal_file = {workdir}/journal-ext-{inv_db}\n", redis_url=redis.url)
+        setup_tables(pg, new_db)
+        inv_daemon([new_db], extra_ini=f"journal_file = {workdir}/journal-ext-{new_db}\n", redis_url=redis.url)
         r = redis.client()
         r.mset({f"conv:metadata:{i}": "stale" for i in range(1, 21)})
         redis.kill(signal.SIGKILL)
-        with inv_pg.connect(inv_db) as c:
+        with pg.connect(new_db) as c:
             for i in range(1, 21):
                 c.execute("UPDATE conversations SET title = 'changed' WHERE id = %s", (i,))
         restart_redis(redis)

@@ -14,8 +14,7 @@ import pytest
 from psycopg import errors
 
 from harness.servers import wait_until
-from pool_helpers import (connect, dsn, error_fields, message, raw_login, read_messages, start_pooler,
-                          startup_packet)
+from pool_helpers import connect, dsn, error_fields, message, raw_login, read_messages, start_pooler
 
 
 def test_psql_simple_queries_and_errors(daemon_factory, new_db):

@@ -6,7 +6,7 @@ import pytest
 
 from harness.redis_cluster import RedisCluster
 from harness.servers import wait_until
-from test_invalidation import Stream, inv_daemon, inv_db, inv_pg  # noqa: F401
+from test_invalidation import Stream, inv_daemon  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -17,33 +17,33 @@ def cluster(workdir):
 
 
 @pytest.fixture
-def cluster_daemon(inv_daemon, inv_db, cluster):
-    return inv_daemon([inv_db], extra_ini="[redis]\ncluster_nodes = " + ", ".join(cluster.seeds) + "\n")
+def cluster_daemon(inv_daemon, new_db, cluster):
+    return inv_daemon([new_db], extra_ini="[redis]\ncluster_nodes = " + ", ".join(cluster.seeds) + "\n")
 
 
 def keyslot(cluster, key):
     return cluster.nodes[0].client().execute_command("CLUSTER", "KEYSLOT", key)
 
 
-def test_keys_patterns_and_tags_across_primaries(inv_pg, inv_db, secret, cluster, cluster_daemon):
+def test_keys_patterns_and_tags_across_primaries(pg, new_db, secret, cluster, cluster_daemon):
     rc = cluster.client()
-    keys = [f"{inv_db}:user:{i}" for i in range(200)]
+    keys = [f"{new_db}:user:{i}" for i in range(200)]
     for k in keys:
         rc.set(k, "x")
-    msgs = [f"{inv_db}:msg:history:42:{i}" for i in range(100)]
+    msgs = [f"{new_db}:msg:history:42:{i}" for i in range(100)]
     for k in msgs:
         rc.set(k, "x")
-    rc.set(f"{inv_db}:msg:history:43:0", "keep")
+    rc.set(f"{new_db}:msg:history:43:0", "keep")
     owners = {cluster.node_for_slot(keyslot(cluster, k)).port for k in keys + msgs}
     assert len(owners) == 3  # the work really spans every primary
     rc.sadd("pgcohere:tag:table:public.c", "pgcohere:{q}1", "pgcohere:{q}2")
     rc.set("pgcohere:{q}1", "x")
     rc.set("pgcohere:{q}2", "x")
-    Stream(inv_pg, inv_db, secret).send([("k", k) for k in keys] + [("p", f"{inv_db}:msg:history:42:*"),
+    Stream(pg, new_db, secret).send([("k", k) for k in keys] + [("p", f"{new_db}:msg:history:42:*"),
                                                                      ("t", "table:public.c")])
     wait_until(lambda: all(rc.exists(k) == 0 for k in keys + msgs + ["pgcohere:{q}1", "pgcohere:{q}2"]),
                what="keys, pattern and tag purged on every primary")
-    assert rc.get(f"{inv_db}:msg:history:43:0") == b"keep"
+    assert rc.get(f"{new_db}:msg:history:43:0") == b"keep"
 
 
 def migrate_slot(cluster, slot, source, target, finish=True):
@@ -79,23 +79,23 @@ def other_node(cluster, node):
     return next(n for n in cluster.nodes if n.port != node.port)
 
 
-def test_moved_after_a_slot_migration(inv_pg, inv_db, secret, cluster, cluster_daemon):
+def test_moved_after_a_slot_migration(pg, new_db, secret, cluster, cluster_daemon):
     d = cluster_daemon
-    key = f"{inv_db}:moved"
+    key = f"{new_db}:moved"
     slot = keyslot(cluster, key)
     source = cluster.node_for_slot(slot)
     target = other_node(cluster, source)
     source.client().set(key, "x")
     migrate_slot(cluster, slot, source, target)  # the daemon's map still says `source`
     assert target.client().execute_command("GET", key) == b"x"
-    Stream(inv_pg, inv_db, secret).send([("k", key)])
+    Stream(pg, new_db, secret).send([("k", key)])
     wait_until(lambda: target.client().exists(key) == 0, what="purged on the slot's new owner")
     assert d.metric("pgcohere_redis_cluster_redirects_total", kind="moved") >= 1
 
 
-def test_ask_during_a_slot_migration(inv_pg, inv_db, secret, cluster, cluster_daemon):
+def test_ask_during_a_slot_migration(pg, new_db, secret, cluster, cluster_daemon):
     d = cluster_daemon
-    key = f"{inv_db}:asked"
+    key = f"{new_db}:asked"
     slot = keyslot(cluster, key)
     source = cluster.node_for_slot(slot)
     target = other_node(cluster, source)
@@ -103,19 +103,19 @@ def test_ask_during_a_slot_migration(inv_pg, inv_db, secret, cluster, cluster_da
     migrate_slot(cluster, slot, source, target, finish=False)  # key moved, slot still `source`'s
     assert asking_exists(target, key) == 1
     try:
-        Stream(inv_pg, inv_db, secret).send([("k", key)])
+        Stream(pg, new_db, secret).send([("k", key)])
         wait_until(lambda: asking_exists(target, key) == 0, what="purged on the importing node")
         assert d.metric("pgcohere_redis_cluster_redirects_total", kind="ask") >= 1
     finally:
         finish_migration(cluster, slot, target)
 
 
-def test_moved_seen_by_a_pattern_pass_restarts_it(inv_pg, inv_db, secret, cluster, cluster_daemon):
+def test_moved_seen_by_a_pattern_pass_restarts_it(pg, new_db, secret, cluster, cluster_daemon):
     """Keys moving between nodes while a pattern pass runs may be missed by it (already
     scanned on the target, not yet on the source): a MOVED seen during the pass, here by its
     own UNLINK after a migration the daemon has not heard of, makes it start over."""
     d = cluster_daemon
-    keys = [f"{{{inv_db}pp}}:p:{i}" for i in range(20)]  # one hash tag: one slot
+    keys = [f"{{{new_db}pp}}:p:{i}" for i in range(20)]  # one hash tag: one slot
     slot = keyslot(cluster, keys[0])
     source = cluster.node_for_slot(slot)
     target = other_node(cluster, source)
@@ -124,7 +124,7 @@ def test_moved_seen_by_a_pattern_pass_restarts_it(inv_pg, inv_db, secret, cluste
     migrate_slot(cluster, slot, source, target)  # the daemon's map still says `source`
     passes = d.metric("pgcohere_purge_scan_passes_total")
     purged = d.metric("pgcohere_purged_patterns_total")
-    Stream(inv_pg, inv_db, secret).send([("p", f"{{{inv_db}pp}}:p:*")])
+    Stream(pg, new_db, secret).send([("p", f"{{{new_db}pp}}:p:*")])
     wait_until(lambda: all(target.client().exists(k) == 0 for k in keys), what="pattern purged on the new owner")
     wait_until(lambda: d.metric("pgcohere_purged_patterns_total") > purged, what="pattern pass finished")
     assert d.metric("pgcohere_redis_cluster_redirects_total", kind="moved") >= 1

@@ -241,6 +241,19 @@ class Daemon:
             self.kill(signal.SIGKILL)
 
 
+def daemon_config(port, pg, databases, redis_url, secret_file, metrics_port=0, extra_ini=""):
+    """pgcohered ini for `databases` on the cluster `pg`; extra_ini is appended (sections
+    may repeat, keys may not)."""
+    lines = ["[databases]"]
+    lines += [f"{db} = host={pg.host} port={pg.port} dbname={db} user=postgres" for db in databases]
+    lines += ["[pgcohered]", "listen_addr = 127.0.0.1", f"listen_port = {port}", "auth_type = trust",
+              "admin_users = admin", "stats_users = stats", f"metrics_port = {metrics_port}"]
+    if redis_url:
+        lines += ["[redis]", f"url = {redis_url}"]
+    lines += ["[invalidation]", f"secret_file = {secret_file}"]
+    return "\n".join(lines) + "\n" + extra_ini + "\n"
+
+
 def temp_dir(prefix):
     """A private directory the PostgreSQL user can enter."""
     d = tempfile.mkdtemp(prefix=prefix)
