@@ -331,3 +331,19 @@ def test_sighup_rotates_the_secret(pg, new_db, redis_srv, secret, inv_daemon, tm
     wait_until(lambda: "signing secret reloaded" in d.log(), what="secret reloaded")
     s.send([("k", key)])
     wait_until(lambda: gone(r, key), what="purged with the new secret")
+
+
+def test_resync_patterns_cover_manually_invalidated_key_families(pg, new_db, redis_srv, secret, inv_daemon):
+    """Keys published only with pgcohere.invalidate() match no rule's coarse pattern: a
+    resync covers them only through [invalidation] resync_patterns."""
+    d = inv_daemon([new_db], extra_ini=f"resync_patterns = {new_db}:profile:*\n")
+    r = redis_srv.client()
+    covered, other = f"{new_db}:profile:42", f"{new_db}:elsewhere:42"
+    r.mset({covered: "x", other: "x"})
+    with pg.connect() as c:
+        c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE application_name = 'pgcohered-listen' AND datname = %s", (new_db,))
+    d.wait_listening(new_db, count=2)
+    d.wait_resyncs(new_db, 2)
+    wait_until(lambda: gone(r, covered), what="resync purged the configured pattern")
+    assert r.exists(other) == 1

@@ -93,6 +93,9 @@ struct InvalidationSettings {
   std::string journal_file;    // empty: in memory only
   int journal_max_entries = 100000;
   int max_inflight = 16;       // concurrent purge batches per Redis node
+  // Extra glob patterns every resync purges: key families published only through
+  // pgcohere.invalidate() that no rule's coarse pattern covers.
+  std::vector<std::string> resync_patterns;
   bool pattern_index = false;  // keep an index of key names (keyspace events) for pattern purges
 };
 

@@ -232,6 +232,7 @@ awaitable<bool> DatabaseConsumer::resync(std::string reason) {
       if (row.size() == 2 && !row[0].empty() && row[1] != "t") job.patterns.push_back(std::move(row[0]));
   }
   job.patterns.push_back(redis::glob_escape(settings_.cache_namespace) + "*");
+  job.patterns.insert(job.patterns.end(), settings_.resync_patterns.begin(), settings_.resync_patterns.end());
   tracker_.resynced();
   resync_reason_.clear();
   metrics::registry()

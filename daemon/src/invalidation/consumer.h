@@ -25,6 +25,7 @@ struct ConsumerSettings {
   std::string channel = "pgcohere";
   std::string secret;                 // trimmed content of the secret file
   std::string cache_namespace = "pgcohere:";
+  std::vector<std::string> resync_patterns;  // [invalidation] resync_patterns
   std::chrono::milliseconds gap_grace{500};
   std::chrono::milliseconds reconnect_min{100};
   std::chrono::milliseconds reconnect_max{5000};

@@ -22,6 +22,7 @@ ConsumerSettings make_settings(const config::Config& c) {
   s.channel = c.invalidation.channel;
   s.secret = read_secret_file(c.invalidation.secret_file);
   s.cache_namespace = c.cache.key_namespace;
+  s.resync_patterns = c.invalidation.resync_patterns;
   s.gap_grace = ms(c.invalidation.gap_grace);
   s.reconnect_min = ms(c.invalidation.reconnect_min);
   s.reconnect_max = ms(c.invalidation.reconnect_max);
@@ -169,7 +170,7 @@ void InvalidationService::stop() {
 
 void InvalidationService::reload(const config::Config& c) {
   // The secret can rotate without a restart (the extension reads its file on SIGHUP too);
-  // databases, Redis and the channel are read at start.
+  // so can the resync patterns; databases, Redis and the channel are read at start.
   try {
     std::string secret = read_secret_file(c.invalidation.secret_file);
     if (secret != settings_.secret) {
@@ -180,6 +181,7 @@ void InvalidationService::reload(const config::Config& c) {
     PGC_LOG_ERROR << "invalidation: keeping the old secret: " << e.what();
   }
   settings_.redelete_delay = ms(c.invalidation.redelete_delay);
+  settings_.resync_patterns = c.invalidation.resync_patterns;
 }
 
 void InvalidationService::on_redis_ready() {
