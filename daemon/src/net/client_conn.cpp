@@ -3,6 +3,7 @@
 
 #include <openssl/rand.h>
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -87,23 +88,47 @@ void ClientConn::fail(const std::string& why) {
     wakeup_.notify();
     return;
   }
-  // Linked and the server connection died, or a pool-mode violation: the client's
-  // session cannot go on. Say why, then close.
+  // Linked and the server connection died, or a timeout, or a pool-mode violation: the
+  // client's session cannot go on. Say why, then close. A forward of the server's answer
+  // may be under way: the error goes after it, never into the middle of it.
   if (dying_ || closed_) return;
   dying_ = true;
+  if (write_gate_.try_enter()) {
+    write_last_error(why);
+    return;
+  }
+  write_gate_.async_enter(
+      asio::bind_executor(socket_.get_executor(), [self = shared_from_this(), why] { self->write_last_error(why); }));
+}
+
+void ClientConn::write_last_error(const std::string& why) {
+  if (closed_ || mid_message_) {
+    // Cut inside a message: an ErrorResponse would be read as part of it. Closing is the
+    // only well-formed ending left.
+    close();
+    write_gate_.leave();
+    return;
+  }
   auto self = shared_from_this();
   auto msg = std::make_shared<std::string>();
   protocol::encode::error_response(*msg, "FATAL", "08P01", why);
   asio::async_write(socket_, asio::buffer(*msg), [self, msg](const boost::system::error_code&, size_t) {
     self->close();
+    self->write_gate_.leave();
   });
+}
+
+awaitable<void> ClientConn::write_gated(const std::string& out) {
+  if (!write_gate_.try_enter()) co_await write_gate_.async_enter(use_awaitable);
+  boost::system::error_code ec;
+  if (!mid_message_) co_await asio::async_write(socket_, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+  write_gate_.leave();
 }
 
 awaitable<void> ClientConn::send_fatal(std::string_view sqlstate, std::string_view message) {
   std::string out;
   protocol::encode::error_response(out, "FATAL", sqlstate, message);
-  boost::system::error_code ec;
-  co_await asio::async_write(socket_, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+  co_await write_gated(out);
 }
 
 awaitable<void> ClientConn::run() {
@@ -347,8 +372,7 @@ awaitable<bool> ClientConn::acquire() {
   // query_wait_timeout: PgBouncer's words, then the connection is closed.
   std::string out;
   protocol::encode::error_response(out, "ERROR", "08P01", "query_wait_timeout");
-  boost::system::error_code ec;
-  co_await asio::async_write(socket_, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+  co_await write_gated(out);
   co_return false;
 }
 

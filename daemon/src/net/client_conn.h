@@ -11,6 +11,7 @@
 
 #include "net/buffer.h"
 #include "net/wakeup.h"
+#include "net/write_gate.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "session/client_session.h"
@@ -37,6 +38,11 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   void fail(const std::string& why);
 
   boost::asio::ip::tcp::socket& socket() { return socket_; }
+  // Every write to socket() after login holds this gate (see write_gate.h).
+  WriteGate& write_gate() { return write_gate_; }
+  // Whether the bytes forwarded so far end inside a message (a DataRow streamed in
+  // pieces): then nothing of ours may be written, the stream can only be cut.
+  void set_mid_message(bool v) { mid_message_ = v; }
   session::ClientSession& session() { return session_; }
   bool writing_to_server() const { return writing_; }
   void set_server(std::shared_ptr<ServerConn> s) { server_ = std::move(s); }
@@ -73,12 +79,17 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   void sync_parameters(std::string& out);
   boost::asio::awaitable<void> serve();
   boost::asio::awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message);
+  boost::asio::awaitable<void> write_gated(const std::string& out);
+  // fail()'s second half, run while holding the write gate.
+  void write_last_error(const std::string& why);
   void release_if_idle();
 
   Pooler& pooler_;
   boost::asio::ip::tcp::socket socket_;
   boost::asio::steady_timer login_timer_;
   Wakeup wakeup_;
+  WriteGate write_gate_;
+  bool mid_message_ = false;
   session::ClientSession session_;
   protocol::FrameDecoder decoder_;
   ReadBuffer in_;

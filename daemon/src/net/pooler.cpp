@@ -94,6 +94,11 @@ void Pooler::collect(metrics::Exposition& out) {
     out.counter("pgcohere_pool_sent_bytes_total", "Bytes sent to clients", l, static_cast<double>(s.bytes_sent));
     out.counter("pgcohere_pool_server_connect_errors_total", "Failed server logins", l,
                 static_cast<double>(s.server_connect_errors));
+    out.counter("pgcohere_pool_server_checks_total", "server_check_query runs on idle server connections", l,
+                static_cast<double>(s.server_checks));
+    out.counter("pgcohere_pool_server_check_failures_total",
+                "server_check_query runs that failed (the connection was closed)", l,
+                static_cast<double>(s.server_check_failures));
     out.counter("pgcohere_pool_wait_seconds_total", "Time clients spent waiting for a server connection", l,
                 static_cast<double>(s.wait_time_us) / 1e6);
   }
@@ -169,6 +174,10 @@ PoolEntry* Pooler::find_pool(const std::string& database, const std::string& use
     }
     return (max_db <= 0 || db_total < max_db) && (max_user <= 0 || user_total < max_user);
   });
+  // server_check_query: the janitor marks connections idle past server_check_delay.
+  raw->pool.set_checker(
+      [this](const ServerConn& s) { return s.check_due() && !config_.daemon.server_check_query.empty(); },
+      [](std::shared_ptr<ServerConn> s) { s->start_check(); });
   pools_.emplace(key, std::move(entry));
   return raw;
 }
@@ -239,12 +248,15 @@ void Pooler::janitor() {
     for (auto& [key, e] : pools_) {
       // Idle connections past server_idle_timeout or server_lifetime are closed.
       std::vector<std::shared_ptr<ServerConn>> expired;
+      bool checks = !d.server_check_query.empty();
       for (auto& s : e->pool.idle()) {
         double idle_s = std::chrono::duration<double>(now - s->last_used()).count();
         double age_s = std::chrono::duration<double>(now - s->connected_at()).count();
         if ((d.server_idle_timeout > 0 && idle_s > d.server_idle_timeout) ||
             (d.server_lifetime > 0 && age_s > d.server_lifetime))
           expired.push_back(s);
+        else if (checks && idle_s > d.server_check_delay)
+          s->set_check_due();  // checked before the next client gets it
       }
       for (auto& s : expired) s->close();
       e->pool.ensure_min();

@@ -44,6 +44,8 @@ struct PoolStats {
   uint64_t wait_time_us = 0;
   uint64_t server_connect_errors = 0;
   uint64_t wait_count = 0;
+  uint64_t server_checks = 0;          // server_check_query runs
+  uint64_t server_check_failures = 0;  // ... that closed the connection
 };
 
 struct PoolEntry {

@@ -54,9 +54,17 @@ admin::Snapshot Pooler::snapshot(admin::Show) {
       if (c->waiting()) row.cl_waiting++;
       else row.cl_active++;
     }
-    row.sv_active = e->pool.active();
-    row.sv_idle = e->pool.idle_count();
-    row.sv_login = e->pool.connecting();
+    for (ServerConn* s : e->servers) {
+      switch (s->state()) {
+        case ServerConn::State::active: row.sv_active++; break;
+        case ServerConn::State::being_canceled: row.sv_being_canceled++; break;
+        case ServerConn::State::idle: (s->check_due() ? row.sv_used : row.sv_idle)++; break;
+        case ServerConn::State::resetting:
+        case ServerConn::State::testing: row.sv_tested++; break;
+        case ServerConn::State::connecting: row.sv_login++; break;
+        case ServerConn::State::closed: break;
+      }
+    }
     if (!e->pool.waiters().empty())
       row.maxwait_us = std::chrono::duration_cast<std::chrono::microseconds>(
                            now - e->pool.waiters().front()->wait_started())
@@ -91,9 +99,11 @@ admin::Snapshot Pooler::snapshot(admin::Show) {
       r.database = key.first;
       switch (s->state()) {
         case ServerConn::State::connecting: r.state = "new"; break;
-        case ServerConn::State::idle: r.state = "idle"; break;
+        case ServerConn::State::idle: r.state = s->check_due() ? "used" : "idle"; break;
         case ServerConn::State::active: r.state = "active"; break;
-        case ServerConn::State::resetting: r.state = "used"; break;
+        case ServerConn::State::resetting:
+        case ServerConn::State::testing: r.state = "tested"; break;
+        case ServerConn::State::being_canceled: r.state = "being_canceled"; break;
         case ServerConn::State::closed: continue;
       }
       r.addr = e->target.host;

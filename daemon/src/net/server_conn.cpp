@@ -11,6 +11,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -36,6 +37,34 @@ void set_tcp_options(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+}
+
+// Sends one CancelRequest and waits until PostgreSQL closes that connection, which it
+// does once it has signalled the backend. False when the request was sent but its fate
+// is unknown (no close within `limit`).
+awaitable<bool> forward_cancel(asio::io_context& io, generic_stream::endpoint ep, int32_t pid, int32_t key,
+                               ServerConn::Clock::duration limit) {
+  auto sock = std::make_shared<generic_stream::socket>(io);
+  asio::steady_timer timer(io);
+  timer.expires_after(limit);
+  timer.async_wait([sock](const boost::system::error_code& ec) {
+    boost::system::error_code ignored;
+    if (!ec) sock->close(ignored);
+  });
+  boost::system::error_code ec;
+  sock->open(ep.protocol(), ec);
+  if (ec) co_return true;  // nothing was sent
+  co_await sock->async_connect(ep, asio::redirect_error(use_awaitable, ec));
+  if (ec) co_return true;
+  std::string out;
+  protocol::encode::cancel_request(out, pid, key);
+  co_await asio::async_write(*sock, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+  if (!ec) {
+    char b[16];
+    co_await sock->async_read_some(asio::buffer(b), asio::redirect_error(use_awaitable, ec));
+  }
+  timer.cancel();
+  co_return ec != asio::error::operation_aborted && ec != asio::error::bad_descriptor;
 }
 }  // namespace
 
@@ -121,7 +150,13 @@ void ServerConn::finish(const std::string& why) {
       break;
     case State::active:
     case State::resetting:
+    case State::being_canceled:
       entry_.pool.discard_active();
+      break;
+    case State::testing:
+      entry_.stats.server_check_failures++;
+      PGC_LOG_WARN << "server " << backend_pid_ << " failed server_check_query (" << why << "): closing it";
+      entry_.pool.check_failed();
       break;
     case State::closed:
       break;
@@ -267,13 +302,14 @@ awaitable<void> ServerConn::read_loop() {
         if (v.forward) out.append(data.substr(0, f.consumed));
       } else if (f.type == 'E') {
         auto e = protocol::parse_error_fields(f.body);
+        if (state_ == State::testing) check_failed_ = true;  // maybe_release closes it
         if (e) {
           PGC_LOG_WARN << "server " << backend_pid_ << " said: " << e->get('S') << ": " << e->get('M');
         }
       }
       if (v.batch_done) {
         batch_done = true;
-        entry_.stats.query_count++;
+        if (state_ != State::testing) entry_.stats.query_count++;
         if (client_ && entry_.mode == PoolMode::statement && session_.tx_status() != 'I' &&
             !session_.requests_in_flight()) {
           // Statement pooling cannot keep a transaction open across statements: the client
@@ -290,8 +326,14 @@ awaitable<void> ServerConn::read_loop() {
     if (!out.empty() && client_) {
       auto c = client_;
       entry_.stats.bytes_sent += out.size();
+      // One writer at a time on the client socket: a timeout's error or another server
+      // connection's answer (pipelined requests) waits for this forward to end.
+      auto& gate = c->write_gate();
+      if (!gate.try_enter()) co_await gate.async_enter(use_awaitable);
+      c->set_mid_message(decoder_.streaming());
       boost::system::error_code ec;
       co_await asio::async_write(c->socket(), asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+      gate.leave();
       if (ec) c->close();  // the client's own loop notices and gives this connection back
     }
     if (statement_violation && client_) {
@@ -309,9 +351,17 @@ void ServerConn::maybe_release() {
   if (state_ == State::closed) return;
   if (!client_) {
     if (state_ == State::resetting && session_.idle()) {
+      give_back();
+    } else if (state_ == State::testing && !session_.requests_in_flight()) {
+      if (check_failed_ || session_.tx_status() != 'I') {
+        close();  // finish() reports the failed check to the pool
+        return;
+      }
+      PGC_LOG_DEBUG << "server " << backend_pid_ << " passed server_check_query";
+      check_due_ = false;
       state_ = State::idle;
       last_used_ = Clock::now();
-      entry_.pool.release(shared_from_this());
+      entry_.pool.checked(shared_from_this());
     }
     return;
   }
@@ -326,10 +376,42 @@ void ServerConn::maybe_release() {
       close();  // server_lifetime: retire it instead of reusing it (finish() tells the pool)
       return;
     }
-    state_ = State::idle;
-    entry_.pool.release(shared_from_this());
+    give_back();
     return;
   }
+}
+
+void ServerConn::give_back() {
+  last_used_ = Clock::now();
+  if (retire_) {
+    close();  // finish() tells the pool
+    return;
+  }
+  if (cancels_in_flight_ > 0) {
+    // PostgreSQL may still deliver the cancel: it would hit the next client's query
+    // (PgBouncer's being_canceled). The last cancel to finish gives it back.
+    state_ = State::being_canceled;
+    return;
+  }
+  auto& d = pooler_.settings();
+  check_due_ = d.server_check_delay <= 0 && !d.server_check_query.empty();  // 0: check every reuse
+  state_ = State::idle;
+  entry_.pool.release(shared_from_this());
+}
+
+void ServerConn::start_check() {
+  auto self = shared_from_this();
+  state_ = State::testing;
+  check_failed_ = false;
+  const std::string& q = pooler_.settings().server_check_query;
+  auto msg = std::make_shared<std::string>();
+  protocol::encode::query(*msg, q == "<empty>" ? std::string() : q);  // PgBouncer 1.25's empty query
+  session_.sent_internal_query();
+  entry_.stats.server_checks++;
+  PGC_LOG_DEBUG << "server " << backend_pid_ << ": running server_check_query";
+  asio::async_write(socket_, asio::buffer(*msg), [self, msg](const boost::system::error_code& ec, size_t) {
+    if (ec) self->close();  // read_loop ends and finish() reports the failed check
+  });
 }
 
 void ServerConn::client_gone() {
@@ -341,15 +423,15 @@ void ServerConn::client_gone() {
     protocol::encode::query(q, pooler_.settings().server_reset_query);
     session_.sent_internal_query();
     state_ = State::resetting;
-    asio::async_write(socket_, asio::buffer(q), [self, q](const boost::system::error_code& ec, size_t) {
+    // The buffer must live until the write ends: the handler owns it.
+    auto msg = std::make_shared<std::string>(std::move(q));
+    asio::async_write(socket_, asio::buffer(*msg), [self, msg](const boost::system::error_code& ec, size_t) {
       if (ec) self->close();
     });
     return;
   }
   if (session_.idle()) {
-    state_ = State::idle;
-    last_used_ = Clock::now();
-    entry_.pool.release(self);
+    give_back();
     return;
   }
   // Mid-transaction or mid-query: closing is the only way to be sure nothing of this
@@ -358,24 +440,24 @@ void ServerConn::client_gone() {
 }
 
 void ServerConn::send_cancel() {
-  if (backend_pid_ == 0) return;
+  if (backend_pid_ == 0 || state_ == State::closed) return;
+  cancels_in_flight_++;
+  double limit_s = pooler_.settings().server_connect_timeout > 0 ? pooler_.settings().server_connect_timeout : 15;
+  auto limit = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limit_s));
   asio::co_spawn(
       pooler_.io(),
-      [ep = endpoint_, pid = backend_pid_, key = backend_key_, &io = pooler_.io()]() -> awaitable<void> {
-        generic_stream::socket s(io);
-        boost::system::error_code ec;
-        s.open(ep.protocol(), ec);
-        if (ec) co_return;
-        co_await s.async_connect(ep, asio::redirect_error(use_awaitable, ec));
-        if (ec) co_return;
-        std::string out;
-        protocol::encode::cancel_request(out, pid, key);
-        co_await asio::async_write(s, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
-        // PostgreSQL closes the connection when it has processed the request.
-        char b[16];
-        co_await s.async_read_some(asio::buffer(b), asio::redirect_error(use_awaitable, ec));
+      [self = shared_from_this(), ep = endpoint_, pid = backend_pid_, key = backend_key_, limit,
+       &io = pooler_.io()]() -> awaitable<void> {
+        bool certain = co_await forward_cancel(io, ep, pid, key, limit);
+        self->cancel_finished(certain);
       },
       asio::detached);
+}
+
+void ServerConn::cancel_finished(bool certain) {
+  cancels_in_flight_--;
+  if (!certain) retire_ = true;
+  if (cancels_in_flight_ == 0 && state_ == State::being_canceled) give_back();
 }
 
 }  // namespace pgcohere::net

@@ -23,7 +23,9 @@ struct PoolEntry;
 
 class ServerConn : public std::enable_shared_from_this<ServerConn> {
  public:
-  enum class State { connecting, idle, active, resetting, closed };
+  // being_canceled: clean, but a cancel request forwarded for its last client is still
+  // on its way to PostgreSQL; testing: running server_check_query before reuse.
+  enum class State { connecting, idle, active, resetting, being_canceled, testing, closed };
   using Clock = std::chrono::steady_clock;
 
   ServerConn(Pooler& pooler, PoolEntry& entry);
@@ -40,6 +42,11 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   // The linked client went away: release, reset or close depending on state and mode.
   void client_gone();
   void send_cancel();
+  // server_check_query (the pool decides when; see Pool::set_checker).
+  void start_check();
+  // Idle long enough (server_check_delay) that a client gets it only after a check.
+  bool check_due() const { return check_due_; }
+  void set_check_due() { check_due_ = true; }
 
   boost::asio::generic::stream_protocol::socket& socket() { return socket_; }
   session::ServerSession& session() { return session_; }
@@ -68,6 +75,9 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   boost::asio::awaitable<std::string> connect_and_login();
   boost::asio::awaitable<void> read_loop();
   void finish(const std::string& why);
+  // A clean connection goes back to the pool (or waits for its cancels, or retires).
+  void give_back();
+  void cancel_finished(bool certain);
   auth::ServerCredentials server_credentials() const;
 
   Pooler& pooler_;
@@ -83,6 +93,10 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   State state_ = State::connecting;
   int32_t backend_pid_ = 0, backend_key_ = 0;
   bool finished_ = false;
+  int cancels_in_flight_ = 0;
+  bool retire_ = false;      // a cancel's fate is unknown: never reuse this connection
+  bool check_due_ = false;
+  bool check_failed_ = false;
   Clock::time_point connected_at_{}, last_used_{}, last_activity_{};
   uint64_t synced_fingerprint_ = 0, synced_version_ = 0;
   std::chrono::system_clock::time_point connect_wall_ = std::chrono::system_clock::now();

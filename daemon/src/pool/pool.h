@@ -20,6 +20,8 @@ struct PoolLimits {
 };
 
 // Server: the connection type (the net layer's); Waiter: what a waiting client exposes.
+// A connection handed out is "active" until release(); one the owner must check first
+// (server_check_query) is "testing" until checked() or check_failed().
 // Server must have close(); Waiter must have grant(std::shared_ptr<Server>) and
 // fail(const std::string&).
 template <typename Server, typename Waiter>
@@ -35,6 +37,13 @@ class Pool {
   void set_launcher(std::function<void()> launch) { launch_ = std::move(launch); }
   // Checked before opening: may a connection be opened (max_db_connections etc.)?
   void set_admission(std::function<bool()> admit) { admit_ = std::move(admit); }
+  // server_check_query: `due` says whether a connection must be checked before a client
+  // gets it; `check` starts that check, and the owner later calls checked() or
+  // check_failed() exactly once (never from inside `check`).
+  void set_checker(std::function<bool(const Server&)> due, std::function<void(ServerPtr)> check) {
+    check_due_ = std::move(due);
+    check_ = std::move(check);
+  }
 
   const std::string& database() const { return database_; }
   const std::string& user() const { return user_; }
@@ -48,21 +57,18 @@ class Pool {
   void pause() { paused_ = true; }
   void resume() {
     paused_ = false;
-    while (!waiters_.empty() && !idle_.empty()) {
-      ServerPtr s = std::move(idle_.back());
-      idle_.pop_back();
-      Waiter* w = waiters_.front();
-      waiters_.pop_front();
-      active_++;
-      w->grant(std::move(s));
-    }
-    launch_for_waiters();
+    serve_waiters();
   }
   bool paused() const { return paused_; }
 
-  // An idle connection now, or nullptr: then call wait().
+  // An idle connection now, or nullptr: then call wait(). A connection that is due for
+  // a check is checked first and goes to the first waiter afterwards.
   ServerPtr try_acquire() {
     if (paused_ || idle_.empty() || !waiters_.empty()) return nullptr;
+    if (check_due_ && check_due_(*idle_.back())) {
+      start_check();
+      return nullptr;
+    }
     ServerPtr s = std::move(idle_.back());  // most recently used: warm caches, others can age out
     idle_.pop_back();
     active_++;
@@ -70,7 +76,7 @@ class Pool {
   }
   void wait(Waiter* w) {
     waiters_.push_back(w);
-    launch_for_waiters();
+    serve_waiters();
   }
   // A waiter gave up (timeout, disconnect).
   void cancel(Waiter* w) {
@@ -102,6 +108,17 @@ class Pool {
     connecting_--;
     offer(std::move(s));
   }
+  // The check passed: the connection serves the first waiter, or goes idle.
+  void checked(ServerPtr s) {
+    testing_--;
+    offer(std::move(s));
+  }
+  // The check failed and the owner closes the connection: waiters get another one.
+  void check_failed() {
+    testing_--;
+    total_--;
+    serve_waiters();
+  }
   void connect_failed(const std::string& why) {
     connecting_--;
     total_--;
@@ -129,6 +146,7 @@ class Pool {
   int active() const { return active_; }
   int idle_count() const { return static_cast<int>(idle_.size()); }
   int connecting() const { return connecting_; }
+  int testing() const { return testing_; }
   int total() const { return total_; }
   size_t waiting() const { return waiters_.size(); }
   const std::deque<Waiter*>& waiters() const { return waiters_; }
@@ -139,7 +157,7 @@ class Pool {
   }
   // Lets waiters that waited past reserve_pool_timeout use the reserve (janitor).
   void use_reserve() {
-    while (waiters_.size() > static_cast<size_t>(connecting_) &&
+    while (waiters_.size() > static_cast<size_t>(connecting_ + testing_) &&
            total_ < limits_.pool_size + limits_.reserve_pool_size && launch_one()) {
     }
   }
@@ -147,6 +165,11 @@ class Pool {
  private:
   void offer(ServerPtr s) {
     if (!waiters_.empty() && !paused_) {
+      if (check_due_ && check_due_(*s)) {  // server_check_delay = 0: every reuse is checked
+        testing_++;
+        check_(std::move(s));
+        return;
+      }
       Waiter* w = waiters_.front();
       waiters_.pop_front();
       active_++;
@@ -167,9 +190,35 @@ class Pool {
     launch_();
     return true;
   }
+  // The newest idle connection goes to a check (it then serves a waiter).
+  void start_check() {
+    ServerPtr s = std::move(idle_.back());
+    idle_.pop_back();
+    testing_++;
+    check_(std::move(s));
+  }
+  // Idle connections to waiters (checked first where due), then new ones for the rest.
+  // Each connection being checked or opened is already promised to one waiter.
+  void serve_waiters() {
+    if (paused_) return;
+    while (!idle_.empty() && waiters_.size() > static_cast<size_t>(testing_)) {
+      if (check_due_ && check_due_(*idle_.back())) {
+        start_check();
+        continue;
+      }
+      ServerPtr s = std::move(idle_.back());
+      idle_.pop_back();
+      Waiter* w = waiters_.front();
+      waiters_.pop_front();
+      active_++;
+      w->grant(std::move(s));
+    }
+    launch_for_waiters();
+  }
   void launch_for_waiters() {
     if (paused_) return;
-    while (waiters_.size() > static_cast<size_t>(connecting_) && total_ < limits_.pool_size && launch_one()) {
+    while (waiters_.size() > static_cast<size_t>(connecting_ + testing_) && total_ < limits_.pool_size &&
+           launch_one()) {
     }
   }
 
@@ -177,11 +226,14 @@ class Pool {
   PoolLimits limits_;
   std::function<void()> launch_;
   std::function<bool()> admit_;
+  std::function<bool(const Server&)> check_due_;
+  std::function<void(ServerPtr)> check_;
   std::deque<ServerPtr> idle_;
   std::deque<Waiter*> waiters_;
   int active_ = 0;
   int connecting_ = 0;
-  int total_ = 0;  // idle + active + connecting
+  int testing_ = 0;
+  int total_ = 0;  // idle + active + connecting + testing
   bool paused_ = false;
 };
 

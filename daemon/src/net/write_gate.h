@@ -1,0 +1,70 @@
+// Serializes the writers of one socket. Asio lets two async_writes on one socket run at
+// once, and their chunks then interleave; every writer of a client socket (the server
+// connection forwarding answers, the client's own errors, a timeout's last error) holds
+// the gate for the whole message sequence it writes. Uncontended it costs a flag test.
+#pragma once
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <deque>
+#include <memory>
+#include <utility>
+
+namespace pgcohere::net {
+
+class WriteGate {
+ public:
+  // Takes the gate if it is free (the fast path: no allocation, no suspension).
+  bool try_enter() {
+    if (busy_) return false;
+    busy_ = true;
+    return true;
+  }
+  // Completes, through the handler's executor, once the caller holds the gate (first come,
+  // first served).
+  template <typename Token>
+  auto async_enter(Token&& token) {
+    return boost::asio::async_initiate<Token, void()>(
+        [this](auto handler) {
+          if (!busy_) {
+            busy_ = true;
+            auto ex = boost::asio::get_associated_executor(handler);
+            boost::asio::post(ex, std::move(handler));
+            return;
+          }
+          waiters_.push_back(std::make_unique<Pending<decltype(handler)>>(std::move(handler)));
+        },
+        token);
+  }
+  // Hands the gate to the next waiter, or frees it.
+  void leave() {
+    if (waiters_.empty()) {
+      busy_ = false;
+      return;
+    }
+    auto next = std::move(waiters_.front());
+    waiters_.pop_front();
+    next->post();  // busy_ stays set: the gate passes straight to the waiter
+  }
+  bool busy() const { return busy_; }
+
+ private:
+  struct Base {
+    virtual ~Base() = default;
+    virtual void post() = 0;
+  };
+  template <typename Handler>
+  struct Pending : Base {
+    explicit Pending(Handler h) : handler(std::move(h)) {}
+    void post() override {
+      auto ex = boost::asio::get_associated_executor(handler);
+      boost::asio::post(ex, std::move(handler));
+    }
+    Handler handler;
+  };
+  bool busy_ = false;
+  std::deque<std::unique_ptr<Base>> waiters_;
+};
+
+}  // namespace pgcohere::net
