@@ -317,7 +317,7 @@ awaitable<bool> ClientConn::login() {
   std::string out;
   if (!entry_->defaults_known) {
     // The first client of a pool learns the server's parameters from a real login.
-    if (!co_await acquire()) co_return false;
+    if (!try_link() && !co_await acquire()) co_return false;
     server_->maybe_release();
   }
   auto& tracked = pooler_.tracked();
@@ -349,8 +349,9 @@ bool ClientConn::try_link() {
   return true;
 }
 
+// Called after try_link() found nothing: a second try could start another
+// server_check_query for the same client.
 awaitable<bool> ClientConn::acquire() {
-  if (try_link()) co_return true;
   waiting_ = true;
   timed_out_ = false;
   fail_reason_.clear();

@@ -73,7 +73,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   boost::asio::awaitable<bool> authenticate();
   // Logged in: stops the login timer and lifts the pre-login packet limit.
   void finish_login();
-  // Links a server connection: an idle one at once, else waits in the pool's queue.
+  // After try_link() found no idle connection: waits in the pool's queue for one.
   boost::asio::awaitable<bool> acquire();
   bool try_link();
   void sync_parameters(std::string& out);
