@@ -66,11 +66,11 @@ def test_query_timeout_error_follows_a_blocked_forward(daemon_factory, new_db, p
     not read: the client later reads whole rows, then the timeout's error, then EOF."""
     d = start_pooler(daemon_factory, new_db, query_timeout=1)
     s = _stalled_client(d, new_db)
-    sql = "select repeat('x', 1000) from generate_series(1, 200000) /* stall */"
+    sql = "select repeat('x', 60000) from generate_series(1, 5000) /* stall */"
     s.sendall(message(b"Q", sql.encode() + b"\0"))
     # The forward blocks on our full buffer, the server goes quiet, the janitor fires
     # query_timeout and closes the server connection.
-    _wait_query_gone(pg, new_db, "select repeat('x', 1000)")
+    _wait_query_gone(pg, new_db, "select repeat('x', 60000)")
     msgs, rest = _split_messages(_read_to_eof(s))
     s.close()
     assert rest == b"", f"{len(rest)} bytes of a cut message: the stream was corrupted"
@@ -78,7 +78,7 @@ def test_query_timeout_error_follows_a_blocked_forward(daemon_factory, new_db, p
     assert types[0] == b"T" and types[-1] == b"E", types[:3] + types[-3:]
     assert set(types[1:-1]) == {b"D"}, set(types)
     for _, body in msgs[1:-1]:
-        assert _data_row_value(body) == b"x" * 1000
+        assert _data_row_value(body) == b"x" * 60000
     assert error_fields(msgs[-1][1])["M"] == "query_timeout"
 
 
