@@ -72,6 +72,8 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool try_link();
   void sync_parameters(std::string& out);
   boost::asio::awaitable<void> serve();
+  // Reads what the client sent into in_ (at least one byte; throws on EOF/errors).
+  boost::asio::awaitable<size_t> read_more();
   boost::asio::awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message);
   void release_if_idle();
 
@@ -81,7 +83,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   Wakeup wakeup_;
   session::ClientSession session_;
   protocol::FrameDecoder decoder_;
-  ReadBuffer in_;
+  ReadBuffer in_{std::vector<char>{}};  // a pkt_buf block only while bytes are pending
   std::shared_ptr<ServerConn> server_;
   PoolEntry* entry_ = nullptr;
   std::string user_, database_, peer_;

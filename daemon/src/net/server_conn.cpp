@@ -332,6 +332,13 @@ void ServerConn::maybe_release() {
   }
 }
 
+void ServerConn::give_back_unused() {
+  unlink();
+  if (state_ == State::closed) return;
+  state_ = State::idle;
+  entry_.pool.release(shared_from_this());
+}
+
 void ServerConn::client_gone() {
   auto self = shared_from_this();
   client_.reset();
