@@ -10,8 +10,16 @@ SELECT pgcohere.declare_keys('user:profile:*', 'feed:{region}:*', 'config:global
 SELECT pgcohere.declare_keys('user:profile:*', 'cart:[0-9]*');  -- a repeat is a no-op
 SELECT pattern FROM pgcohere.declared_keys ORDER BY 1;
 SELECT * FROM pgcohere.coarse_patterns();
--- the daemon's resync query tells table tags from key patterns
-SELECT p, EXISTS (SELECT 1 FROM pgcohere.rules r WHERE r.tag = p) AS is_tag FROM pgcohere.coarse_patterns() AS p;
+-- the daemon's resync query (daemon/src/invalidation/consumer.cpp) skips table tags; a
+-- declared family is a key pattern, even one spelled like a tag
+SELECT pgcohere.declare_keys('table:public.messages');
+SELECT p, EXISTS (SELECT 1 FROM pgcohere.rules r WHERE r.tag = p) AND NOT EXISTS (SELECT 1 FROM
+       pgcohere.declared_keys d WHERE pgcohere.coarse_pattern(d.pattern) = p) AS is_tag
+  FROM pgcohere.coarse_patterns() AS p;
+SELECT pgcohere.undeclare_keys('table:public.messages');
+SELECT p, EXISTS (SELECT 1 FROM pgcohere.rules r WHERE r.tag = p) AND NOT EXISTS (SELECT 1 FROM
+       pgcohere.declared_keys d WHERE pgcohere.coarse_pattern(d.pattern) = p) AS is_tag
+  FROM pgcohere.coarse_patterns() AS p WHERE p LIKE 'table:%';
 
 -- errors: nothing is declared
 SELECT pgcohere.declare_keys('');
