@@ -62,6 +62,8 @@ Glob literal_glob(std::string_view key);  // an exact key: every character liter
 // true for a subject that reaches outside the cover); a class in the subject is covered
 // only by '?' or '*'.
 bool glob_covers(const Glob& cover, const Glob& subject);
+// The same for an exact key, without building a Glob for it.
+bool glob_covers_key(const Glob& cover, std::string_view key);
 // The family of a key that pgcohere.invalidate() publishes, as a glob for messages and
 // hints: its leading ':'-separated segments up to the first later one that holds a
 // digit (or up to the last one), then '*'. A pattern is its own family.

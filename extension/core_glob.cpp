@@ -116,6 +116,35 @@ bool glob_covers(const Glob& cover, const Glob& subject) {
     return next[0] != 0;
 }
 
+bool glob_covers_key(const Glob& cover, std::string_view key) {
+    if (key.compare(0, cover.prefix.size(), cover.prefix) != 0) return false;
+    // Greedy match with backtracking to the last '*' (enough for single-character tokens).
+    const auto& f = cover.tokens;
+    std::size_t i = 0, j = 0, star = std::string_view::npos, resume = 0;
+    while (j < key.size()) {
+        if (i < f.size()) {
+            const Glob::Token& t = f[i];
+            if (t.kind == Glob::Token::Many) {
+                star = i++;
+                resume = j;
+                continue;
+            }
+            bool one = t.kind == Glob::Token::One || (t.kind == Glob::Token::Char && t.c == key[j]) ||
+                       (t.kind == Glob::Token::Class && class_matches(t.set, key[j]) != t.negate);
+            if (one) {
+                ++i;
+                ++j;
+                continue;
+            }
+        }
+        if (star == std::string_view::npos) return false;
+        i = star + 1;
+        j = ++resume;
+    }
+    while (i < f.size() && f[i].kind == Glob::Token::Many) ++i;
+    return i == f.size();
+}
+
 std::string key_family(std::string_view text, bool pattern) {
     if (pattern) return std::string(text);
     // Segments split at ':'. The family keeps the leading segments up to the first one

@@ -52,9 +52,14 @@ std::string string_of(text* t) { return std::string(VARDATA_ANY(t), VARSIZE_ANY_
 void warn_if_uncovered(bool pattern, const std::string& text) {
     if (!guc_warn_undeclared_keys || !message_level_is_interesting(WARNING)) return;
     auto families = key_families();
-    core::Glob subject = pattern ? core::parse_glob(text) : core::literal_glob(text);
-    for (const auto& family : families->globs)
-        if (core::glob_covers(family, subject)) return;
+    if (pattern) {
+        core::Glob subject = core::parse_glob(text);
+        for (const auto& family : families->globs)
+            if (core::glob_covers(family, subject)) return;
+    } else {
+        for (const auto& family : families->globs)
+            if (core::glob_covers_key(family, text)) return;
+    }
     std::string family = core::key_family(text, pattern);
     FamilyWarning verdict = note_uncovered_family(family);
     if (verdict == FamilyWarning::skip) return;
