@@ -22,10 +22,15 @@ def force_resync(pg, d, db):
 
 
 def invalidate(pg, db, *keys):
-    """Commits pgcohere.invalidate(keys) as an ordinary session; returns the warnings."""
+    """Commits pgcohere.invalidate(keys); returns the warnings as (message, hint)."""
     warnings = []
+
+    def on_notice(n):  # the Diagnostic is valid only inside the handler
+        if n.severity_nonlocalized == "WARNING":
+            warnings.append((n.message_primary, n.message_hint))
+
     with pg.connect(db) as c:
-        c.add_notice_handler(lambda n: warnings.append(n) if n.severity_nonlocalized == "WARNING" else None)
+        c.add_notice_handler(on_notice)
         c.execute("SELECT pgcohere.invalidate(VARIADIC %s)", (list(keys),))
     return warnings
 
@@ -42,8 +47,9 @@ def test_resync_purges_declared_families_and_not_undeclared_ones(pg, new_db, red
     assert invalidate(pg, new_db, declared) == []
     warnings = invalidate(pg, new_db, undeclared)
     assert len(warnings) == 1
-    assert f'covers key "{undeclared}": a resync cannot purge it' in warnings[0].message_primary
-    assert f"pgcohere.declare_keys('{new_db}:session:*')" in warnings[0].hint
+    message, hint = warnings[0]
+    assert f'covers key "{undeclared}": a resync cannot purge it' in message
+    assert f"pgcohere.declare_keys('{new_db}:session:*')" in hint
     wait_until(lambda: gone(r, declared, undeclared), what="both keys purged by their notifications")
 
     # Stale values whose invalidations were lost: only a resync can cover them.
