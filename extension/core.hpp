@@ -49,9 +49,9 @@ std::string glob_escape(std::string_view value);
 struct Glob {
     struct Token {
         enum Kind : unsigned char { Char, One, Many, Class } kind = Char;
-        char c = 0;          // Char
+        char c = 0;           // Char
         bool negate = false;  // Class: [^...]
-        std::string set;     // Class: the body between the brackets
+        std::string set;      // Class: the body between the brackets
     };
     std::vector<Token> tokens;
     std::string prefix;  // the literal characters before the first other token

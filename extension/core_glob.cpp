@@ -49,7 +49,8 @@ Glob parse_glob(std::string_view pattern) {
                     ++j;
                 }
                 std::size_t start = j;
-                while (j < pattern.size() && pattern[j] != ']') j += (pattern[j] == '\\' && j + 1 < pattern.size()) ? 2 : 1;
+                while (j < pattern.size() && pattern[j] != ']')
+                    j += (pattern[j] == '\\' && j + 1 < pattern.size()) ? 2 : 1;
                 // An unterminated class runs to the end of the pattern (as in Redis).
                 t.set = std::string(pattern.substr(start, std::min(j, pattern.size()) - start));
                 i = j;
@@ -154,7 +155,8 @@ std::string key_family(std::string_view text, bool pattern) {
     std::size_t start = 0;
     while (true) {
         std::size_t colon = text.find(':', start);
-        segments.push_back(text.substr(start, colon == std::string_view::npos ? std::string_view::npos : colon - start));
+        segments.push_back(
+            text.substr(start, colon == std::string_view::npos ? std::string_view::npos : colon - start));
         if (colon == std::string_view::npos) break;
         start = colon + 1;
     }

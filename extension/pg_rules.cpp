@@ -164,9 +164,10 @@ LoadedFamilies load_families() {
     Oid nsp = get_namespace_oid("pgcohere", true);
     bool declared = OidIsValid(nsp) && OidIsValid(get_relname_relid("declared_keys", nsp));
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pgcohere: SPI_connect failed");
-    int rc = SPI_execute(declared ? "SELECT template FROM pgcohere.rules UNION SELECT pattern FROM pgcohere.declared_keys"
-                                  : "SELECT template FROM pgcohere.rules",
-                         true, 0);
+    int rc =
+        SPI_execute(declared ? "SELECT template FROM pgcohere.rules UNION SELECT pattern FROM pgcohere.declared_keys"
+                             : "SELECT template FROM pgcohere.rules",
+                    true, 0);
     if (rc != SPI_OK_SELECT) elog(ERROR, "pgcohere: reading pgcohere.rules and pgcohere.declared_keys failed");
     out.n = (int)SPI_processed;
     out.sources = (char**)SPI_palloc(sizeof(char*) * (SPI_processed + 1));

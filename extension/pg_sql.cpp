@@ -66,9 +66,11 @@ void warn_if_uncovered(bool pattern, const std::string& text) {
     std::string message, detail, hint;
     if (verdict == FamilyWarning::capped) {
         message = "pgcohere: more keys that a resync cannot purge were invalidated in this transaction";
-        detail = "Only the first " + std::to_string(kMaxFamilyWarnings) + " key families are reported in a transaction.";
-        hint = "Compare the keys with SELECT * FROM pgcohere.coarse_patterns(); declare their families with "
-               "pgcohere.declare_keys().";
+        detail =
+            "Only the first " + std::to_string(kMaxFamilyWarnings) + " key families are reported in a transaction.";
+        hint =
+            "Compare the keys with SELECT * FROM pgcohere.coarse_patterns(); declare their families with "
+            "pgcohere.declare_keys().";
     } else {
         message = std::string("pgcohere: no rule and no declared key family covers ") + (pattern ? "pattern" : "key") +
                   " \"" + text + "\": a resync cannot purge it";

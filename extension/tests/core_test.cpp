@@ -158,7 +158,7 @@ TEST(Glob, PatternCoverIsSound) {
     EXPECT_TRUE(covers_pattern("feed:*", "feed:[ab]"));
     EXPECT_TRUE(covers_pattern("*:x", "a*b:x"));
     EXPECT_TRUE(covers_pattern("feed:?", "feed:[ab]"));
-    EXPECT_FALSE(covers_pattern("feed:?", "feed:*"));   // feed:ab is not covered
+    EXPECT_FALSE(covers_pattern("feed:?", "feed:*"));    // feed:ab is not covered
     EXPECT_FALSE(covers_pattern("feed:*:x", "feed:*"));  // feed:y is not covered
     EXPECT_FALSE(covers_pattern("feed:[ab]", "feed:?"));
     EXPECT_FALSE(covers_pattern("feed:a*", "feed:*"));
