@@ -78,9 +78,15 @@ void warn_if_uncovered(bool pattern, const std::string& text) {
                  (pattern ? "the keys it matches would stay cached until their TTL."
                           : "this key would stay cached until its TTL.") +
                  " Reported once per key family and transaction.";
-        const char* family_text = family.c_str();
-        char* quoted = pg::call([&] { return quote_literal_cstr(family_text); });
-        hint = std::string("Declare its family: SELECT pgcohere.declare_keys(") + quoted + ");";
+        if (pattern && core::glob_covers(core::parse_glob(family), core::parse_glob("*"))) {
+            hint =
+                "A family that matches every key cannot be declared; if Redis holds only this cache, list * in "
+                "pgcohered's [invalidation] resync_patterns.";
+        } else {
+            const char* family_text = family.c_str();
+            char* quoted = pg::call([&] { return quote_literal_cstr(family_text); });
+            hint = std::string("Declare its family: SELECT pgcohere.declare_keys(") + quoted + ");";
+        }
     }
     const char* m = message.c_str();
     const char* d = detail.c_str();
@@ -114,9 +120,16 @@ extern "C" Datum pgcohere_check_key_families(PG_FUNCTION_ARGS) {
         auto patterns = strings_of(PG_GETARG_DATUM(0), "key families");
         if (patterns.empty())
             throw pg::UserError(ERRCODE_INVALID_PARAMETER_VALUE, "pgcohere: declare_keys() needs at least one pattern");
+        const core::Glob everything = core::parse_glob("*");
         for (const auto& source : patterns) {
             try {
-                core::parse_template(source);
+                // A family that matches every key would make each resync empty Redis.
+                if (core::glob_covers(core::parse_glob(core::parse_template(source).coarse), everything))
+                    throw pg::UserError(ERRCODE_INVALID_PARAMETER_VALUE,
+                                        "pgcohere: key family \"" + source + "\" matches every key",
+                                        "Every resync would purge the whole Redis keyspace. Declare the families "
+                                        "of your keys (e.g. 'user:profile:*'), or, if Redis holds only this cache, "
+                                        "list * in pgcohered's [invalidation] resync_patterns.");
             } catch (const core::TemplateError& e) {
                 throw pg::UserError(ERRCODE_INVALID_PARAMETER_VALUE, std::string("pgcohere: ") + e.what(),
                                     "A key family is written like a key template: glob metacharacters (* ? [ ] \\) "

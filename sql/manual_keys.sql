@@ -26,6 +26,8 @@ SELECT pgcohere.declare_keys('');
 SELECT pgcohere.declare_keys('ok:*', 'user:{id');
 SELECT pgcohere.declare_keys('user:{}');
 SELECT pgcohere.declare_keys('user:}');
+SELECT pgcohere.declare_keys('*');
+SELECT pgcohere.declare_keys('{anything}');
 SELECT pgcohere.declare_keys(VARIADIC ARRAY[]::text[]);
 SELECT pgcohere.declare_keys(VARIADIC ARRAY['ok:*', NULL]);
 SELECT pgcohere.declare_keys(VARIADIC NULL::text[]);
@@ -44,6 +46,7 @@ SELECT pgcohere.invalidate('session:cd34', 'session:ab12');
 SELECT pgcohere.invalidate('user:avatar:42:large');
 SELECT pgcohere.invalidate('feed:*');      -- a pattern wider than the family feed:*:*
 SELECT pgcohere.invalidate('homepage');
+SELECT pgcohere.invalidate('*');
 SELECT pgcohere.invalidate($$o'brien:1$$);
 SELECT count(*) FROM (SELECT pgcohere.invalidate('item:' || g) FROM generate_series(1, 100) g) s;  -- one warning
 SELECT * FROM pgcohere.pending() WHERE pending LIKE '_ session:%';
