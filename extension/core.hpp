@@ -45,6 +45,30 @@ bool is_glob_meta(char c);
 Template parse_template(std::string_view source);
 std::string glob_escape(std::string_view value);
 
+// ---- glob patterns, read as Redis reads them (* ? [...] with ^ and ranges, \ escapes)
+struct Glob {
+    struct Token {
+        enum Kind : unsigned char { Char, One, Many, Class } kind = Char;
+        char c = 0;           // Char
+        bool negate = false;  // Class: [^...]
+        std::string set;      // Class: the body between the brackets
+    };
+    std::vector<Token> tokens;
+    std::string prefix;  // the literal characters before the first other token
+};
+Glob parse_glob(std::string_view pattern);
+Glob literal_glob(std::string_view key);  // an exact key: every character literal
+// True if every key that `subject` matches is also matched by `cover`. Sound (never
+// true for a subject that reaches outside the cover); a class in the subject is covered
+// only by '?' or '*'.
+bool glob_covers(const Glob& cover, const Glob& subject);
+// The same for an exact key, without building a Glob for it.
+bool glob_covers_key(const Glob& cover, std::string_view key);
+// The family of a key that pgcohere.invalidate() publishes, as a glob for messages and
+// hints: its leading ':'-separated segments up to the first later one that holds a
+// digit (or up to the last one), then '*'. A pattern is its own family.
+std::string key_family(std::string_view text, bool pattern);
+
 // Renders `t`; values[i] is the text of t.columns[i], or nullptr for SQL NULL or a
 // column that no longer exists: that placeholder is widened to '*' (never a lost
 // invalidation), which turns the result into a pattern.

@@ -15,9 +15,10 @@ int guc_max_keys_per_xact = 10000;
 int guc_ring_size_kb = 1024;
 int guc_max_databases = 8;
 int guc_worker_idle_ms = 2000;
-int guc_batch_delay_ms = 5;
+int guc_batch_delay_ms = 0;
 bool guc_deterministic = false;
 int guc_publish_mode = PUBLISH_AUTO;
+bool guc_warn_undeclared_keys = true;
 bool g_preloaded = false;
 
 namespace {
@@ -58,8 +59,14 @@ void define_settings() {
     DefineCustomIntVariable(
         "pgcohere.batch_delay",
         "After publishing, how long a worker gathers commits before its next NOTIFY (preload mode).",
-        "0 publishes every drain at once: lower latency, more NOTIFY transactions.", &guc_batch_delay_ms, 5, 0, 1000,
+        "0 (the default) publishes each drain at once; commits that arrive while a NOTIFY "
+        "transaction runs still share the next one.",
+        &guc_batch_delay_ms, 0, 0, 1000,
         PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomBoolVariable("pgcohere.warn_undeclared_keys",
+                             "pgcohere.invalidate() warns about keys that no rule and no declared key family covers.",
+                             "A resync purges only covered keys; declare families with pgcohere.declare_keys().",
+                             &guc_warn_undeclared_keys, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
     DefineCustomBoolVariable(
         "pgcohere.deterministic", "Tests only: epoch 0, commit time 0, seqs from the pgcohere.seq sequence.", nullptr,
         &guc_deterministic, false, PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);

@@ -15,8 +15,15 @@ namespace {
 std::unordered_map<Oid, std::shared_ptr<const RelRules>> g_cache;
 uint64 g_invalidations = 0;  // bumped by every callback: a load that saw one is not cached
 
+// Every rule's coarse pattern and every declared key family of this database. Dropped on
+// any relcache invalidation: every change of pgcohere.rules or pgcohere.declared_keys
+// (watch, unwatch, a dropped table, declare_keys, undeclare_keys) sends one, and
+// reloading two small tables now and then is cheaper than tracking which one changed.
+std::shared_ptr<const KeyFamilies> g_families;
+
 void relcache_callback(Datum, Oid relid) {
     ++g_invalidations;
+    g_families.reset();
     if (relid == InvalidOid) {
         g_cache.clear();
         return;
@@ -145,7 +152,53 @@ std::shared_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
     return rr;
 }
 
+struct LoadedFamilies {
+    int n;
+    char** sources;
+};
+
+// PostgreSQL phase: only plain data.
+LoadedFamilies load_families() {
+    LoadedFamilies out{0, nullptr};
+    // A database whose pgcohere objects predate declared_keys still has its rules.
+    Oid nsp = get_namespace_oid("pgcohere", true);
+    bool declared = OidIsValid(nsp) && OidIsValid(get_relname_relid("declared_keys", nsp));
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pgcohere: SPI_connect failed");
+    int rc =
+        SPI_execute(declared ? "SELECT template FROM pgcohere.rules UNION SELECT pattern FROM pgcohere.declared_keys"
+                             : "SELECT template FROM pgcohere.rules",
+                    true, 0);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "pgcohere: reading pgcohere.rules and pgcohere.declared_keys failed");
+    out.n = (int)SPI_processed;
+    out.sources = (char**)SPI_palloc(sizeof(char*) * (SPI_processed + 1));
+    for (uint64 i = 0; i < SPI_processed; ++i) {
+        char* t = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+        out.sources[i] = (char*)SPI_palloc(strlen(t) + 1);
+        strcpy(out.sources[i], t);
+    }
+    SPI_finish();
+    return out;
+}
+
 }  // namespace
+
+std::shared_ptr<const KeyFamilies> key_families() {
+    if (g_families) return g_families;
+    uint64 generation = g_invalidations;
+    LoadedFamilies loaded = pg::call([] { return load_families(); });
+    auto families = std::make_shared<KeyFamilies>();
+    for (int i = 0; i < loaded.n; ++i) {
+        std::string coarse;
+        try {
+            coarse = core::parse_template(loaded.sources[i]).coarse;
+        } catch (const core::TemplateError&) {
+            continue;  // not written by watch() or declare_keys(): nothing to compare with
+        }
+        families->globs.push_back(core::parse_glob(coarse));
+    }
+    if (generation == g_invalidations) g_families = families;
+    return families;
+}
 
 std::shared_ptr<const RelRules> rules_for(Relation rel) {
     Oid relid = RelationGetRelid(rel);

@@ -3,6 +3,7 @@
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pgcohere_check_templates);
+PG_FUNCTION_INFO_V1(pgcohere_check_key_families);
 PG_FUNCTION_INFO_V1(pgcohere_invalidate);
 PG_FUNCTION_INFO_V1(pgcohere_coarse_pattern);
 PG_FUNCTION_INFO_V1(pgcohere_queue_coarse);
@@ -44,6 +45,55 @@ std::vector<std::string> strings_of(Datum array_datum, const char* what) {
 
 std::string string_of(text* t) { return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)); }
 
+// invalidate() of a key that no rule's coarse pattern and no declared family covers:
+// a resync (after any possible loss) would not purge it, so say so, once per family
+// and transaction. Cost: one match per rule and family for each key new to the
+// transaction; nothing when WARNING goes neither to the client nor to the log.
+void warn_if_uncovered(bool pattern, const std::string& text) {
+    if (!guc_warn_undeclared_keys || !message_level_is_interesting(WARNING)) return;
+    auto families = key_families();
+    if (pattern) {
+        core::Glob subject = core::parse_glob(text);
+        for (const auto& family : families->globs)
+            if (core::glob_covers(family, subject)) return;
+    } else {
+        for (const auto& family : families->globs)
+            if (core::glob_covers_key(family, text)) return;
+    }
+    std::string family = core::key_family(text, pattern);
+    FamilyWarning verdict = note_uncovered_family(family);
+    if (verdict == FamilyWarning::skip) return;
+    std::string message, detail, hint;
+    if (verdict == FamilyWarning::capped) {
+        message = "pgcohere: more keys that a resync cannot purge were invalidated in this transaction";
+        detail =
+            "Only the first " + std::to_string(kMaxFamilyWarnings) + " key families are reported in a transaction.";
+        hint =
+            "Compare the keys with SELECT * FROM pgcohere.coarse_patterns(); declare their families with "
+            "pgcohere.declare_keys().";
+    } else {
+        message = std::string("pgcohere: no rule and no declared key family covers ") + (pattern ? "pattern" : "key") +
+                  " \"" + text + "\": a resync cannot purge it";
+        detail = std::string("After a possibly lost invalidation, pgcohered purges only pgcohere.coarse_patterns(): ") +
+                 (pattern ? "the keys it matches would stay cached until their TTL."
+                          : "this key would stay cached until its TTL.") +
+                 " Reported once per key family and transaction.";
+        if (pattern && core::glob_covers(core::parse_glob(family), core::parse_glob("*"))) {
+            hint =
+                "A family that matches every key cannot be declared; if Redis holds only this cache, list * in "
+                "pgcohered's [invalidation] resync_patterns.";
+        } else {
+            const char* family_text = family.c_str();
+            char* quoted = pg::call([&] { return quote_literal_cstr(family_text); });
+            hint = std::string("Declare its family: SELECT pgcohere.declare_keys(") + quoted + ");";
+        }
+    }
+    const char* m = message.c_str();
+    const char* d = detail.c_str();
+    const char* h = hint.c_str();
+    pg::call([&] { ereport(WARNING, (errmsg("%s", m), errdetail("%s", d), errhint("%s", h))); });
+}
+
 }  // namespace
 
 }  // namespace pgcohere
@@ -62,6 +112,37 @@ extern "C" Datum pgcohere_check_templates(PG_FUNCTION_ARGS) {
     PG_RETURN_VOID();
 }
 
+// pgcohere._check_key_families(patterns text[]): validates declare_keys()'s patterns
+// (written like key templates: glob metacharacters, {name} widened to '*'), then makes
+// every backend reload its key families when this transaction commits.
+extern "C" Datum pgcohere_check_key_families(PG_FUNCTION_ARGS) {
+    pg::entry([&] {
+        auto patterns = strings_of(PG_GETARG_DATUM(0), "key families");
+        if (patterns.empty())
+            throw pg::UserError(ERRCODE_INVALID_PARAMETER_VALUE, "pgcohere: declare_keys() needs at least one pattern");
+        const core::Glob everything = core::parse_glob("*");
+        for (const auto& source : patterns) {
+            try {
+                // A family that matches every key would make each resync empty Redis.
+                if (core::glob_covers(core::parse_glob(core::parse_template(source).coarse), everything))
+                    throw pg::UserError(ERRCODE_INVALID_PARAMETER_VALUE,
+                                        "pgcohere: key family \"" + source + "\" matches every key",
+                                        "Every resync would purge the whole Redis keyspace. Declare the families "
+                                        "of your keys (e.g. 'user:profile:*'), or, if Redis holds only this cache, "
+                                        "list * in pgcohered's [invalidation] resync_patterns.");
+            } catch (const core::TemplateError& e) {
+                throw pg::UserError(ERRCODE_INVALID_PARAMETER_VALUE, std::string("pgcohere: ") + e.what(),
+                                    "A key family is written like a key template: glob metacharacters (* ? [ ] \\) "
+                                    "and {name} placeholders, which match any value.");
+            }
+        }
+        Oid nsp = pg::call([] { return get_namespace_oid("pgcohere", false); });
+        Oid relid = pg::call([&] { return get_relname_relid("declared_keys", nsp); });
+        pg::call([&] { CacheInvalidateRelcacheByRelid(relid); });
+    });
+    PG_RETURN_VOID();
+}
+
 // pgcohere.invalidate(VARIADIC keys text[]): transactional manual invalidation.
 extern "C" Datum pgcohere_invalidate(PG_FUNCTION_ARGS) {
     int32 count = 0;
@@ -71,7 +152,7 @@ extern "C" Datum pgcohere_invalidate(PG_FUNCTION_ARGS) {
             if (key.empty()) throw pg::UserError(ERRCODE_INVALID_PARAMETER_VALUE, "pgcohere: empty key");
             bool pattern = false;
             for (char c : key) pattern = pattern || core::is_glob_meta(c);
-            queue_entry(pattern ? core::kPattern : core::kKey, key);
+            if (queue_entry(pattern ? core::kPattern : core::kKey, key)) warn_if_uncovered(pattern, key);
             ++count;
         }
     });

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 #include <sys/stat.h>
+#include <unordered_set>
 
 #include "state.hpp"
 
@@ -24,6 +25,9 @@ struct XactState {
     bool direct_published = false;
     bool lost = false;  // entries could not be kept: publish a resync
     uint64 notifications = 0;
+    // invalidate()'s warnings about keys no resync covers: the families reported so far
+    std::unordered_set<std::string> warned_families;
+    bool warnings_capped = false;
 };
 XactState g_xact;
 
@@ -37,6 +41,8 @@ void reset() noexcept {
     g_xact.direct_published = false;
     g_xact.lost = false;
     g_xact.notifications = 0;
+    g_xact.warned_families.clear();
+    g_xact.warnings_capped = false;
 }
 
 int level() { return GetCurrentTransactionNestLevel(); }
@@ -229,8 +235,20 @@ void register_xact_callbacks() {
 
 std::vector<std::string> pending_lines() { return lines_of_xact(); }
 
-void queue_entry(char kind, std::string_view text) {
-    if (g_xact.entries.add(level(), kind, text) && kind == core::kKey) g_xact.nkeys++;
+bool queue_entry(char kind, std::string_view text) {
+    if (!g_xact.entries.add(level(), kind, text)) return false;
+    if (kind == core::kKey) g_xact.nkeys++;
+    return true;
+}
+
+FamilyWarning note_uncovered_family(const std::string& family) {
+    if (g_xact.warnings_capped || g_xact.warned_families.count(family)) return FamilyWarning::skip;
+    if (g_xact.warned_families.size() >= kMaxFamilyWarnings) {
+        g_xact.warnings_capped = true;
+        return FamilyWarning::capped;
+    }
+    g_xact.warned_families.insert(family);
+    return FamilyWarning::warn;
 }
 
 bool over_key_limit() {

@@ -13,6 +13,16 @@ CREATE TABLE pgcohere.rules (
 SELECT pg_catalog.pg_extension_config_dump('pgcohere.rules', '');
 COMMENT ON TABLE pgcohere.rules IS 'pgcohere key templates per watched table';
 
+-- Families of keys that only pgcohere.invalidate() publishes (no rule renders them), as
+-- glob patterns written like key templates. A resync purges them with the rules' coarse
+-- patterns (coarse_patterns()). An extension configuration table, like rules.
+CREATE TABLE pgcohere.declared_keys (
+    pattern    text        PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('pgcohere.declared_keys', '');
+COMMENT ON TABLE pgcohere.declared_keys IS 'pgcohere key families invalidated by hand (pgcohere.invalidate)';
+
 -- Sequence numbers of direct-mode notifications (per database). The epoch of direct
 -- mode is the server start time, so it survives DROP EXTENSION + CREATE EXTENSION: the
 -- sequence starts at the install time in microseconds since the Unix epoch, so that the
@@ -29,6 +39,8 @@ CREATE FUNCTION pgcohere.truncate_trigger() RETURNS trigger
 
 CREATE FUNCTION pgcohere._check_templates(tbl regclass, templates text[]) RETURNS void
     AS 'MODULE_PATHNAME', 'pgcohere_check_templates' LANGUAGE C STRICT;
+CREATE FUNCTION pgcohere._check_key_families(patterns text[]) RETURNS void
+    AS 'MODULE_PATHNAME', 'pgcohere_check_key_families' LANGUAGE C STRICT;
 CREATE FUNCTION pgcohere._reload_rules(tbl regclass) RETURNS void
     AS 'MODULE_PATHNAME', 'pgcohere_reload_rules' LANGUAGE C STRICT;
 CREATE FUNCTION pgcohere._queue_coarse(templates text[], tag text) RETURNS void
@@ -97,6 +109,8 @@ BEGIN
 END
 $$;
 
+-- Everything a resync purges: every rule's coarse pattern and table tag, and every
+-- declared key family (its coarse pattern).
 CREATE FUNCTION pgcohere.coarse_patterns() RETURNS SETOF text
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pgcohere
@@ -104,7 +118,44 @@ CREATE FUNCTION pgcohere.coarse_patterns() RETURNS SETOF text
     SELECT pgcohere.coarse_pattern(template) FROM pgcohere.rules
     UNION
     SELECT tag FROM pgcohere.rules
+    UNION
+    SELECT pgcohere.coarse_pattern(pattern) FROM pgcohere.declared_keys
     ORDER BY 1
+$$;
+
+-- Declares families of keys that are invalidated by hand, so that every resync purges
+-- them. Returns how many patterns were not declared before.
+CREATE FUNCTION pgcohere.declare_keys(VARIADIC patterns text[]) RETURNS integer
+    LANGUAGE plpgsql STRICT
+    SET search_path = pg_catalog, pgcohere
+    AS $$
+DECLARE
+    added integer;
+BEGIN
+    PERFORM pgcohere._check_key_families(patterns);
+    INSERT INTO pgcohere.declared_keys (pattern)
+        SELECT DISTINCT p FROM unnest(patterns) AS p
+        ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS added = ROW_COUNT;
+    RETURN added;
+END
+$$;
+
+-- Removes declared key families; returns how many were removed.
+CREATE FUNCTION pgcohere.undeclare_keys(VARIADIC patterns text[]) RETURNS integer
+    LANGUAGE plpgsql STRICT
+    SET search_path = pg_catalog, pgcohere
+    AS $$
+DECLARE
+    removed integer;
+BEGIN
+    DELETE FROM pgcohere.declared_keys d WHERE d.pattern = ANY (patterns);
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    IF removed > 0 THEN
+        PERFORM pgcohere._reload_rules('pgcohere.declared_keys');
+    END IF;
+    RETURN removed;
+END
 $$;
 
 -- Removes the given templates of tbl (all of them when keys is NULL); the triggers go
@@ -195,8 +246,12 @@ CREATE EVENT TRIGGER pgcohere_ddl_end ON ddl_command_end
 -- Rules are readable by every role: row triggers fire as whoever writes the table.
 GRANT USAGE ON SCHEMA pgcohere TO PUBLIC;
 GRANT SELECT ON pgcohere.rules TO PUBLIC;
+GRANT SELECT ON pgcohere.declared_keys TO PUBLIC;  -- invalidate() reads it, as any role
 REVOKE ALL ON FUNCTION pgcohere.watch(regclass, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgcohere.unwatch(regclass, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere.declare_keys(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere.undeclare_keys(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere._check_key_families(text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgcohere._check_templates(regclass, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgcohere._queue_coarse(text[], text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgcohere._reload_rules(regclass) FROM PUBLIC;

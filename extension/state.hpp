@@ -23,6 +23,7 @@ extern int guc_worker_idle_ms;
 extern int guc_batch_delay_ms;
 enum PublishMode { PUBLISH_AUTO, PUBLISH_DIRECT };
 extern int guc_publish_mode;
+extern bool guc_warn_undeclared_keys;
 extern bool guc_deterministic;  // tests: epoch and commit-us 0
 extern bool g_preloaded;        // loaded through shared_preload_libraries
 
@@ -48,12 +49,24 @@ struct RelRules {
 // (any catalog access can process one) drops only the cache's reference.
 std::shared_ptr<const RelRules> rules_for(Relation rel);
 void register_rules_cache();
+// What a resync purges besides the cache namespace: the coarse pattern of every rule and
+// of every declared key family (pgcohere.coarse_patterns() without the tags), compiled.
+// Cached per backend like the rules; hold the pointer while using it.
+struct KeyFamilies {
+    std::vector<core::Glob> globs;
+};
+std::shared_ptr<const KeyFamilies> key_families();
 // Parses templates and checks their columns against relid; throws UserError.
 std::vector<core::Template> check_templates(Oid relid, const std::vector<std::string>& templates);
 
 // ---- transaction state (pg_xact.cpp)
 void register_xact_callbacks();
-void queue_entry(char kind, std::string_view text);
+bool queue_entry(char kind, std::string_view text);  // false: already queued in this transaction
+// invalidate() reports a key that no resync covers once per key family per transaction,
+// and at most kMaxFamilyWarnings families (then one last warning says that more are not).
+inline constexpr std::size_t kMaxFamilyWarnings = 10;
+enum class FamilyWarning { warn, skip, capped };
+FamilyWarning note_uncovered_family(const std::string& family);
 std::vector<std::string> pending_lines();  // this transaction's entry lines, sorted
 bool over_key_limit();                     // past pgcohere.max_keys_per_xact (marks the transaction coarsened)
 void queue_rendered(const CompiledRule& rule, const core::Rendered& r);

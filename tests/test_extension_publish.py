@@ -308,6 +308,8 @@ def test_ordinary_role_writes_publish(pg, new_db, secret, listener_factory):
 
 def test_pg_dump_and_restore_keep_rules_and_triggers(pg, new_db, secret, listener_factory):
     setup_table(pg, new_db)
+    with pg.connect(new_db) as c:  # declared key families are kept too
+        c.execute("SELECT pgcohere.declare_keys('user:profile:{id}', 'feed:*')")
     target = new_db + "_restored"
     with pg.connect() as c:
         c.execute(f"CREATE DATABASE {target}")
@@ -318,6 +320,11 @@ def test_pg_dump_and_restore_keep_rules_and_triggers(pg, new_db, secret, listene
         with pg.connect(target) as c:
             rules = c.execute("SELECT tbl::text, template FROM pgcohere.rules ORDER BY 2").fetchall()
         assert rules == [("items", "item:{id}"), ("items", "owner:{owner}:*")]
+        with pg.connect(target) as c:
+            declared = c.execute("SELECT pattern FROM pgcohere.declared_keys ORDER BY 1").fetchall()
+            patterns = [row[0] for row in c.execute("SELECT * FROM pgcohere.coarse_patterns()")]
+        assert declared == [("feed:*",), ("user:profile:{id}",)]
+        assert {"feed:*", "user:profile:*"} <= set(patterns)
         listener = listener_factory(pg, target, secret)
         with pg.connect(target) as c:
             c.execute("INSERT INTO items VALUES (42, 'restored')")

@@ -14,7 +14,7 @@ import pytest
 from psycopg import errors
 
 from harness.servers import wait_until
-from pool_helpers import connect, dsn, error_fields, message, raw_login, read_messages, start_pooler
+from pool_helpers import connect, dsn, error_fields, message, raw_login, read_messages, start_pooler, startup_packet
 
 
 def test_psql_simple_queries_and_errors(daemon_factory, new_db):
@@ -276,6 +276,24 @@ def test_session_mode_keeps_the_server_and_resets_it(daemon_factory, new_db):
         # server_reset_query (DISCARD ALL) dropped the previous client's temp table
         with pytest.raises(errors.UndefinedTable):
             c.execute("select * from scratch")
+
+
+def test_session_mode_many_first_logins_at_once_all_complete(daemon_factory, new_db):
+    # The pool's first logins wait for a server connection to learn its parameters; in
+    # session mode that connection must not stay with the client that borrowed it.
+    d = start_pooler(daemon_factory, new_db, pool_mode="session", default_pool_size=2)
+    socks = [socket.create_connection(("127.0.0.1", d.port), timeout=20) for _ in range(30)]
+    try:
+        for s in socks:
+            s.sendall(startup_packet("postgres", new_db))
+        for s in socks:
+            msgs = read_messages(s)
+            assert msgs and msgs[-1] == (b"Z", b"I"), msgs[-3:]
+    finally:
+        for s in socks:
+            s.close()
+    with connect(d, new_db) as c:
+        assert c.execute("select 1").fetchone()[0] == 1
 
 
 def test_unreachable_server_fails_the_client_quickly(daemon_factory, new_db):

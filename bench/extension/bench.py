@@ -21,6 +21,8 @@ DB = "bench"
 CONFIGS = {
     "a": "no rule",
     "b": "pgcohere preload mode, rule on pgbench_accounts",
+    "b0": "as (b) with pgcohere.batch_delay = 0",
+    "b5": "as (b) with pgcohere.batch_delay = 5ms",
     "c": "pgcohere direct mode (NOTIFY at pre-commit)",
     "d": "PL/pgSQL trigger + pg_notify per row",
 }
@@ -60,7 +62,12 @@ def configure(cluster, config):
         c.execute("SELECT pgcohere.unwatch(tbl) FROM (SELECT DISTINCT tbl FROM pgcohere.rules) r")
         c.execute("DROP TRIGGER IF EXISTS bench_notify ON pgbench_accounts")
         c.execute(f"ALTER DATABASE {DB} RESET pgcohere.publish_mode")
-        if config in ("b", "c"):
+        # batch_delay is read by the publisher worker: a server-wide setting.
+        delay = {"b0": 0, "b5": 5}.get(config)
+        c.execute("ALTER SYSTEM RESET pgcohere.batch_delay" if delay is None else
+                  f"ALTER SYSTEM SET pgcohere.batch_delay = {delay}")
+        c.execute("SELECT pg_reload_conf()")
+        if config in ("b", "b0", "b5", "c"):
             c.execute("SELECT pgcohere.watch('pgbench_accounts', ARRAY['account:{aid}'])")
         if config == "c":
             c.execute(f"ALTER DATABASE {DB} SET pgcohere.publish_mode = direct")
@@ -118,6 +125,8 @@ def main():
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--configs", default="a,b,c,d", help=f"which of {','.join(CONFIGS)} (a is always run)")
+    ap.add_argument("--skip-big-update", action="store_true")
     args = ap.parse_args()
 
     work = temp_dir("pgcohere-bench-")
@@ -125,8 +134,9 @@ def main():
     cluster = PgCluster(os.path.join(work, "pg"), preload=True, secret_file=secret,
                         settings={"fsync": "on", "synchronous_commit": "on", "shared_buffers": "'256MB'",
                                   "max_wal_size": "'2GB'", "log_min_messages": "warning"}).init().start()
-    results = {k: [] for k in CONFIGS}
-    notified = {k: 0 for k in CONFIGS}
+    chosen = ["a"] + [k for k in args.configs.split(",") if k in CONFIGS and k != "a"]
+    results = {k: [] for k in chosen}
+    notified = {k: 0 for k in chosen}
     try:
         with cluster.connect() as c:
             c.execute(f"CREATE DATABASE {DB}")
@@ -136,7 +146,7 @@ def main():
                         "-U", "postgres", DB], check=True, capture_output=True)
         listener = Listener(cluster)
         for r in range(args.repeat):
-            for config in CONFIGS:
+            for config in chosen:
                 configure(cluster, config)
                 before = listener.count
                 tps, lat = pgbench(cluster, args.duration, args.clients, args.jobs)
@@ -146,7 +156,8 @@ def main():
                       f"latency {lat} ms", flush=True)
         configure(cluster, "a")
         listener.close()
-        big = {"no rule": big_update(cluster, args.rows, False), "rule": big_update(cluster, args.rows, True)}
+        big = {} if args.skip_big_update else {"no rule": big_update(cluster, args.rows, False),
+                                               "rule": big_update(cluster, args.rows, True)}
         with cluster.connect(DB) as c:
             stats = dict(zip(["mode", "keys_queued", "keys_published", "notifications", "coarsened_xacts",
                               "ring_overflows", "notify_failures", "signature_failures"],
@@ -162,7 +173,8 @@ def main():
              f"(interleaved), median tps. Machine: {os.cpu_count()} CPUs (shared).", "",
              "| config | median tps | runs | ratio to (a) | notifications received |",
              "|---|---|---|---|---|"]
-    for k, name in CONFIGS.items():
+    for k in chosen:
+        name = CONFIGS[k]
         runs = ", ".join(f"{t:.0f}" for t in results[k])
         lines.append(f"| ({k}) {name} | {med[k]:.1f} | {runs} | {med[k] / med['a']:.3f} | {notified[k]} |")
     lines += ["", f"UPDATE of {args.rows:,} rows in one transaction (table `big`, rules `big:{{id}}` and "

@@ -272,6 +272,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "invalidation"))
     ap.add_argument("--quick", action="store_true", help="short runs (5 s) for development")
     ap.add_argument("--only", choices=["latency", "patterns"])
+    ap.add_argument("--batch-delays", default="1,0,5", help="pgcohere.batch_delay values (ms) for the latency runs")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     base = temp_dir("pgcohere-bench-inv-")
@@ -279,16 +280,16 @@ def main():
     results = {"machine": {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}}
     try:
         if args.only in (None, "latency"):
-            results["latency_1000_tx_per_s"] = bench_latency(s, 5 if args.quick else 20)
-            print(json.dumps(results["latency_1000_tx_per_s"]), flush=True)
-            # The extension's publisher gathers commits for pgcohere.batch_delay (5 ms) after
-            # each NOTIFY under load; 0 trades more NOTIFY transactions for latency.
-            with s.pg.connect() as c:
-                c.execute("ALTER SYSTEM SET pgcohere.batch_delay = 0")
-                c.execute("SELECT pg_reload_conf()")
-            time.sleep(1)
-            results["latency_1000_tx_per_s_batch_delay_0"] = bench_latency(s, 5 if args.quick else 20)
-            print(json.dumps(results["latency_1000_tx_per_s_batch_delay_0"]), flush=True)
+            # The extension's publisher gathers commits for pgcohere.batch_delay after each
+            # NOTIFY under load: a longer delay means fewer NOTIFY transactions, more latency.
+            for delay in [int(v) for v in args.batch_delays.split(",")]:
+                with s.pg.connect() as c:
+                    c.execute(f"ALTER SYSTEM SET pgcohere.batch_delay = {delay}")
+                    c.execute("SELECT pg_reload_conf()")
+                time.sleep(1)
+                key = f"latency_1000_tx_per_s_batch_delay_{delay}ms"
+                results[key] = bench_latency(s, 5 if args.quick else 20)
+                print(key, json.dumps(results[key]), flush=True)
             with s.pg.connect() as c:
                 c.execute("ALTER SYSTEM RESET pgcohere.batch_delay")
                 c.execute("SELECT pg_reload_conf()")

@@ -131,6 +131,44 @@ class Proc:
         self.log.close()
 
 
+class ProcGroup:
+    """N pgcohered processes sharing one port (so_reuseport): measured as one pooler."""
+
+    def __init__(self, procs):
+        self.procs = procs
+        self.port = procs[0].port
+
+    def cpu_seconds(self):
+        return sum(p.cpu_seconds() for p in self.procs)
+
+    def rss_kb(self):
+        return sum(p.rss_kb() for p in self.procs)
+
+    def stop(self):
+        for p in self.procs:
+            p.stop()
+
+
+def start_ours(base, name, port, pg_port, processes, extra=None):
+    """One pgcohered, or `processes` of them on one port with the pool size split among them
+    (PgBouncer's so_reuseport deployment: each process has its own pools)."""
+    extra = dict(extra or {})
+    if processes > 1:
+        extra.update(so_reuseport=1, default_pool_size=SHARED["default_pool_size"] // processes)
+    ini = os.path.join(base, f"{name}.ini")
+    write_ini(ini, "pgcohered", port, pg_port, extra)
+    procs = []
+    for i in range(processes):
+        log = os.path.join(base, f"{name}-{i}.log")
+        procs.append(Proc([DAEMON, ini], log, port))
+        deadline = time.monotonic() + 20  # the port answers once the first one listens
+        while b"pooler listening" not in open(log, "rb").read():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{log}: pooler not listening")
+            time.sleep(0.05)
+    return procs[0] if processes == 1 else ProcGroup(procs)
+
+
 def pgbench(port, dbname, clients, duration, extra, logdir):
     """Runs pgbench; returns (tps, p50_ms, p99_ms, transactions)."""
     prefix = os.path.join(logdir, f"pgbench_{port}_{clients}_{time.monotonic_ns()}")
@@ -187,7 +225,9 @@ def main():
     ap.add_argument("--duration", type=int, default=30, help="seconds per pgbench run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--clients", default="50,500")
-    ap.add_argument("--workers", type=int, default=1, help="pgcohered event loops ([pgcohered] workers)")
+    ap.add_argument("--processes", default="1,2",
+                    help="also run N pgcohered processes sharing a port with so_reuseport, the pool size "
+                         "split among them (e.g. 1,2); select and -C cases only")
     ap.add_argument("--only", default="", help="comma list of cases: select,prepared,connect,memory")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -202,16 +242,17 @@ def main():
         subprocess.run(["pgbench", "-i", "-s", "10", "-q", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
                         "postgres"], check=True, capture_output=True)
         ours_port, bouncer_port = free_port(), free_port()
-        write_ini(os.path.join(base, "pgcohered.ini"), "pgcohered", ours_port, pg.port,
-                  {"workers": args.workers} if args.workers > 1 else None)
-        ours = Proc([DAEMON, os.path.join(base, "pgcohered.ini")], os.path.join(base, "pgcohered.log"), ours_port)
+        ours = start_ours(base, "pgcohered", ours_port, pg.port, 1)
         started.append(ours)
-        ours_prepared_port = free_port()
-        write_ini(os.path.join(base, "pgcohered-prepared.ini"), "pgcohered", ours_prepared_port, pg.port,
-                  {"max_prepared_statements": 200})
-        ours_prepared = Proc([DAEMON, os.path.join(base, "pgcohered-prepared.ini")],
-                             os.path.join(base, "pgcohered-prepared.log"), ours_prepared_port)
+        ours_prepared = start_ours(base, "pgcohered-prepared", free_port(), pg.port, 1,
+                                   {"max_prepared_statements": 200})
         started.append(ours_prepared)
+        # The threading question: N single-loop processes on one port (so_reuseport).
+        multi = []
+        for n in sorted({int(p) for p in args.processes.split(",")} - {1}):
+            g = start_ours(base, f"pgcohered-x{n}", free_port(), pg.port, n)
+            started.append(g)
+            multi.append((f"pgcohered-x{n}", g, "bench"))
         userlist = os.path.join(base, "userlist.txt")
         with open(userlist, "w") as f:
             f.write('"postgres" ""\n')
@@ -227,7 +268,7 @@ def main():
                 os.chown(p, pw.pw_uid, pw.pw_gid)
         bouncer = Proc(as_postgres([PGBOUNCER, bini]), os.path.join(base, "pgbouncer.log"), bouncer_port)
         started.append(bouncer)
-        targets = [("pgcohered", ours, "bench"), ("pgbouncer", bouncer, "bench"),
+        targets = [("pgcohered", ours, "bench"), *multi, ("pgbouncer", bouncer, "bench"),
                    ("direct", type("D", (), {"port": pg.port})(), "postgres")]
 
         def case(name, clients, extra, which):
@@ -239,7 +280,7 @@ def main():
                     if label not in which:
                         continue
                     proc = ours_prepared if (label == "pgcohered" and "prepared" in name) else t
-                    measured = isinstance(proc, Proc)
+                    measured = isinstance(proc, (Proc, ProcGroup))
                     cpu0 = proc.cpu_seconds() if measured else 0
                     tps, p50, p99, n = pgbench(proc.port, db, clients, args.duration, extra, base)
                     cpu = (proc.cpu_seconds() - cpu0) if measured else 0
@@ -251,7 +292,7 @@ def main():
                 results.append((name, clients, label, *med))
 
         clients = [int(c) for c in args.clients.split(",")]
-        all3 = {"pgcohered", "pgbouncer", "direct"}
+        all3 = {"pgcohered", "pgbouncer", "direct"} | {label for label, _, _ in multi}
         if not only or "select" in only:
             for c in clients:
                 case("select", c, [], all3)
@@ -277,7 +318,7 @@ def main():
 def render(results, mem, args):
     lines = [f"# pooler benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
              f"pgbench -S, scale 10, {args.duration} s per run, median of {args.repeats}; "
-             f"pool_size 20, transaction mode; pgcohered workers={args.workers}.", "",
+             f"pool_size 20, transaction mode; pgcohered-xN: N processes on one port (so_reuseport), pool size 20/N each.", "",
              "| case | clients | target | TPS | p50 ms | p99 ms | pooler CPU us/tx | TPS ratio vs pgbouncer |",
              "|---|---|---|---|---|---|---|---|"]
     bouncer = {(r[0], r[1]): r[3] for r in results if r[2] == "pgbouncer"}

@@ -115,3 +115,68 @@ TEST(KeySet, SavepointRollbackDropsExactlyItsEntries) {
     std::sort(got.begin(), got.end());
     EXPECT_EQ(got, (std::vector<std::string>{"ka", "kb"}));
 }
+
+namespace {
+bool covers_key(const char* family, const char* key) {
+    bool general = glob_covers(parse_glob(family), literal_glob(key));
+    EXPECT_EQ(general, glob_covers_key(parse_glob(family), key)) << family << " vs " << key;
+    return general;
+}
+bool covers_pattern(const char* family, const char* pattern) {
+    return glob_covers(parse_glob(family), parse_glob(pattern));
+}
+}  // namespace
+
+TEST(Glob, KeysMatchAsRedisDoes) {
+    EXPECT_TRUE(covers_key("user:profile:*", "user:profile:42"));
+    EXPECT_TRUE(covers_key("user:profile:*", "user:profile:"));
+    EXPECT_FALSE(covers_key("user:profile:*", "user:profil"));
+    EXPECT_FALSE(covers_key("user:profile:*", "user:avatar:42"));
+    EXPECT_TRUE(covers_key("msg:history:*:*", "msg:history:7:10:0"));
+    EXPECT_FALSE(covers_key("msg:history:*:*", "msg:history:7"));
+    EXPECT_TRUE(covers_key("config:global", "config:global"));
+    EXPECT_FALSE(covers_key("config:global", "config:global2"));
+    EXPECT_TRUE(covers_key("a?c", "abc"));
+    EXPECT_FALSE(covers_key("a?c", "ac"));
+    EXPECT_TRUE(covers_key("v[0-9]:*", "v7:x"));
+    EXPECT_FALSE(covers_key("v[0-9]:*", "vx:x"));
+    EXPECT_TRUE(covers_key("v[^0-9]:*", "vx:x"));
+    EXPECT_FALSE(covers_key("v[^0-9]:*", "v1:x"));
+    EXPECT_TRUE(covers_key("v[ab\\]]", "v]"));
+    // escaped metacharacters are literal; a key's own '*' is just a character
+    EXPECT_TRUE(covers_key("feed:\\*", "feed:*"));
+    EXPECT_FALSE(covers_key("feed:\\*", "feed:x"));
+    EXPECT_TRUE(covers_key("*", "anything"));
+    EXPECT_TRUE(covers_key("*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab"));
+    EXPECT_FALSE(covers_key("*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+}
+
+TEST(Glob, PatternCoverIsSound) {
+    EXPECT_TRUE(covers_pattern("feed:*", "feed:*"));
+    EXPECT_TRUE(covers_pattern("feed:*", "feed:42:*"));
+    EXPECT_TRUE(covers_pattern("feed:*", "feed:?"));
+    EXPECT_TRUE(covers_pattern("feed:*", "feed:[ab]"));
+    EXPECT_TRUE(covers_pattern("*:x", "a*b:x"));
+    EXPECT_TRUE(covers_pattern("feed:?", "feed:[ab]"));
+    EXPECT_FALSE(covers_pattern("feed:?", "feed:*"));    // feed:ab is not covered
+    EXPECT_FALSE(covers_pattern("feed:*:x", "feed:*"));  // feed:y is not covered
+    EXPECT_FALSE(covers_pattern("feed:[ab]", "feed:?"));
+    EXPECT_FALSE(covers_pattern("feed:a*", "feed:*"));
+    EXPECT_FALSE(covers_pattern("user:*", "us*"));
+    EXPECT_TRUE(covers_pattern("feed:\\*", "feed:\\*"));
+}
+
+TEST(Glob, KeyFamilies) {
+    EXPECT_EQ(key_family("user:profile:42", false), "user:profile:*");
+    EXPECT_EQ(key_family("user:profile:42:avatar", false), "user:profile:*");
+    EXPECT_EQ(key_family("user:42", false), "user:*");
+    EXPECT_EQ(key_family("feed:global", false), "feed:*");
+    EXPECT_EQ(key_family("v2:user:7", false), "v2:user:*");
+    EXPECT_EQ(key_family("homepage", false), "homepage");
+    EXPECT_EQ(key_family("a*b", false), "a\\*b");
+    EXPECT_EQ(key_family("x*:1", false), "x\\*:*");
+    EXPECT_EQ(key_family("feed:*", true), "feed:*");
+    // a family always covers the key it was made from
+    for (const char* k : {"user:profile:42", "user:profile:42:avatar", "homepage", "a*b", "x*:1", ":", "a::1"})
+        EXPECT_TRUE(glob_covers_key(parse_glob(key_family(k, false)), k)) << k;
+}

@@ -354,7 +354,7 @@ ResultSet show_param(std::string_view name) {
 
 std::vector<ConfigRow> config_rows(const config::Config& config) {
   static const std::string_view kRestartOnly[] = {"listen_addr", "listen_port", "unix_socket_dir",
-                                                  "listen_backlog", "so_reuseport", "workers",
+                                                  "listen_backlog", "so_reuseport",
                                                   "pidfile", "logfile", "pkt_buf"};
   std::vector<ConfigRow> rows;
   for (const config::Setting& st : config::list_settings(config)) {

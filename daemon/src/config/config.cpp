@@ -213,7 +213,6 @@ const std::vector<KeySpec>& schema() {
       {"pgcohered", "application_name_add_host", daemon(&DaemonSettings::application_name_add_host)},
       {"pgcohered", "metrics_addr", daemon(&DaemonSettings::metrics_addr)},
       {"pgcohered", "metrics_port", in_range(daemon(&DaemonSettings::metrics_port), 0, 65535)},
-      {"pgcohered", "workers", in_range(daemon(&DaemonSettings::workers), 1, 64)},
       {"redis", "url", redis(&RedisSettings::url)},
       {"redis", "cluster_nodes", redis(&RedisSettings::cluster_nodes)},
       {"redis", "connect_timeout", redis(&RedisSettings::connect_timeout)},

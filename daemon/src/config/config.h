@@ -72,7 +72,6 @@ struct DaemonSettings {  // [pgcohered], alias [pgbouncer]
   std::string application_name_add_host;
   std::string metrics_addr = "127.0.0.1";
   int metrics_port = 0;  // 0: no /metrics endpoint
-  int workers = 1;       // event loops (threads)
 };
 
 struct RedisSettings {

@@ -213,11 +213,13 @@ awaitable<bool> DatabaseConsumer::session() {
 awaitable<bool> DatabaseConsumer::resync(std::string reason) {
   std::string err, sqlstate;
   // coarse_patterns() also lists the rules' table tags; those are query-cache tags (their
-  // entries live under the cache namespace, purged below), not key patterns.
+  // entries live under the cache namespace, purged below), not key patterns. A declared
+  // key family (pgcohere.declare_keys()) is a key pattern even if it is spelled like a tag.
   auto rows = co_await conn_.query(
-      "SELECT p, EXISTS (SELECT 1 FROM pgcohere.rules r WHERE r.tag = p) FROM pgcohere.coarse_patterns() AS p",
+      "SELECT p, EXISTS (SELECT 1 FROM pgcohere.rules r WHERE r.tag = p) AND NOT EXISTS (SELECT 1 FROM "
+      "pgcohere.declared_keys d WHERE pgcohere.coarse_pattern(d.pattern) = p) FROM pgcohere.coarse_patterns() AS p",
       &err, &sqlstate);
-  if (!rows && sqlstate == "42P01")  // no rules table to tell tags apart: purge everything listed
+  if (!rows && sqlstate == "42P01")  // no tables to tell tags apart (older schema): purge everything listed
     rows = co_await conn_.query("SELECT *, false FROM pgcohere.coarse_patterns()", &err, &sqlstate);
   PurgeJob job;
   if (!rows) {

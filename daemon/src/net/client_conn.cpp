@@ -51,18 +51,21 @@ ClientConn::ClientConn(Pooler& pooler, asio::ip::tcp::socket socket)
       // Until login only small messages (startup, password, SASL) are legitimate: a client
       // that has not authenticated cannot make us buffer max_packet_size bytes.
       decoder_(protocol::FrameDecoder::Side::frontend, kLoginMaxPacket),
-      in_(static_cast<size_t>(std::max(1024, pooler.settings().pkt_buf))),  // PgBouncer's pkt_buf; grows for big messages
       connected_at_(Clock::now()) {
   static int64_t next_id = 1;
   id_ = next_id++;
   pooler_.track(this, true);
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.non_blocking(true, ec);  // read_more() reads synchronously once the socket is readable
   auto ep = socket_.remote_endpoint(ec);
   if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-ClientConn::~ClientConn() { pooler_.track(this, false); }
+ClientConn::~ClientConn() {
+  in_.detach(pooler_.client_buffers());
+  pooler_.track(this, false);
+}
 
 void ClientConn::start() {
   asio::co_spawn(pooler_.io(), [self = shared_from_this()]() { return self->run(); }, asio::detached);
@@ -123,6 +126,21 @@ awaitable<void> ClientConn::write_gated(const std::string& out) {
   boost::system::error_code ec;
   if (!mid_message_) co_await asio::async_write(socket_, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
   write_gate_.leave();
+}
+
+awaitable<size_t> ClientConn::read_more() {
+  if (!in_.empty()) co_return co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+  // Nothing pending: wait without a read buffer (idle clients, the common case, then hold
+  // none) and take one from the pool when data is there.
+  in_.detach(pooler_.client_buffers());
+  for (;;) {
+    co_await socket_.async_wait(asio::socket_base::wait_read, use_awaitable);
+    in_.attach(pooler_.client_buffers());
+    boost::system::error_code ec;
+    size_t n = socket_.read_some(asio::buffer(in_.tail(), in_.tail_size()), ec);
+    if (!ec) co_return n;
+    if (ec != asio::error::would_block && ec != asio::error::try_again) throw boost::system::system_error(ec);
+  }
 }
 
 awaitable<void> ClientConn::send_fatal(std::string_view sqlstate, std::string_view message) {
@@ -200,7 +218,7 @@ awaitable<bool> ClientConn::authenticate() {
         co_await send_fatal("08P01", "invalid password packet");
         co_return false;
       }
-      size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+      size_t n = co_await read_more();
       in_.produced(n);
     }
   }
@@ -228,7 +246,7 @@ awaitable<bool> ClientConn::login() {
       co_return false;
     }
     if (f.kind == protocol::StartupFrame::Kind::need_more) {
-      size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+      size_t n = co_await read_more();
       in_.produced(n);
       continue;
     }
@@ -318,7 +336,11 @@ awaitable<bool> ClientConn::login() {
   if (!entry_->defaults_known) {
     // The first client of a pool learns the server's parameters from a real login.
     if (!try_link() && !co_await acquire()) co_return false;
-    server_->maybe_release();
+    // Clients that logged in together all waited for a connection just to learn these;
+    // give it back unused even in session mode, or the first pool_size clients would keep
+    // every connection and the others would wait for ever.
+    auto s = std::move(server_);
+    s->give_back_unused();
   }
   auto& tracked = pooler_.tracked();
   for (auto& [k, v] : entry_->server_defaults.entries())
@@ -396,7 +418,7 @@ awaitable<void> ClientConn::serve_admin(bool admin_user) {
   for (;;) {
     auto f = decoder_.next(in_.unconsumed());
     if (f.kind == protocol::Frame::Kind::need_more) {
-      size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+      size_t n = co_await read_more();
       in_.produced(n);
       continue;
     }
@@ -456,7 +478,7 @@ awaitable<void> ClientConn::serve() {
   bool rewrite = entry_->mode != PoolMode::session && d.max_prepared_statements > 0;
   std::string out;
   for (;;) {
-    size_t n = co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+    size_t n = co_await read_more();
     if (dying_) co_return;
     last_activity_ = Clock::now();
     in_.produced(n);

@@ -78,6 +78,8 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool try_link();
   void sync_parameters(std::string& out);
   boost::asio::awaitable<void> serve();
+  // Reads what the client sent into in_ (at least one byte; throws on EOF/errors).
+  boost::asio::awaitable<size_t> read_more();
   boost::asio::awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message);
   boost::asio::awaitable<void> write_gated(const std::string& out);
   // fail()'s second half, run while holding the write gate.
@@ -92,7 +94,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool mid_message_ = false;
   session::ClientSession session_;
   protocol::FrameDecoder decoder_;
-  ReadBuffer in_;
+  ReadBuffer in_{std::vector<char>{}};  // a pkt_buf block only while bytes are pending
   std::shared_ptr<ServerConn> server_;
   PoolEntry* entry_ = nullptr;
   std::string user_, database_, peer_;

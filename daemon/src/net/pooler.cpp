@@ -1,6 +1,11 @@
 // The pooler service (see pooler.h): accept loop, pools, cancel routing, reload, janitor.
 #include "net/pooler.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/socket_base.hpp>
 #include <stdexcept>
@@ -30,7 +35,12 @@ const char* to_string(PoolMode m) {
 }
 
 Pooler::Pooler(asio::io_context& io, const config::Config& config)
-    : io_(io), config_(config), tracked_(config.daemon.track_extra_parameters), janitor_timer_(io) {
+    : io_(io),
+      config_(config),
+      tracked_(config.daemon.track_extra_parameters),
+      // PgBouncer's pkt_buf; a burst of activity keeps a few spare blocks.
+      client_buffers_(static_cast<size_t>(std::max(1024, config.daemon.pkt_buf)), 256),
+      janitor_timer_(io) {
   load_users();
 }
 
@@ -58,6 +68,13 @@ void Pooler::start() {
   acceptor_ = std::make_unique<tcp::acceptor>(io_);
   acceptor_->open(ep.protocol());
   acceptor_->set_option(asio::socket_base::reuse_address(true));
+  if (d.so_reuseport) {
+    // PgBouncer's so_reuseport: several pgcohered processes share one port, the kernel
+    // spreads new connections among them (each has its own pools).
+    int one = 1;
+    if (::setsockopt(acceptor_->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+      throw std::runtime_error(std::string("so_reuseport: ") + std::strerror(errno));
+  }
   acceptor_->bind(ep);
   acceptor_->listen(d.listen_backlog);
   PGC_LOG_INFO << "pooler listening on " << d.listen_addr << ":" << d.listen_port << " (pool_mode " << d.pool_mode

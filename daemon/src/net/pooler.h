@@ -19,6 +19,7 @@
 #include "auth/userlist.h"
 #include "config/config.h"
 #include "metrics/registry.h"
+#include "net/buffer.h"
 #include "pool/pool.h"
 #include "pool/target.h"
 #include "session/params.h"
@@ -78,6 +79,8 @@ class Pooler : public app::Service, public admin::Backend {
   boost::asio::io_context& io() { return io_; }
   const config::Config& config() const { return config_; }
   const config::DaemonSettings& settings() const { return config_.daemon; }
+  // Read buffers of idle clients come back here (pkt_buf sized).
+  BufferPool& client_buffers() { return client_buffers_; }
   const session::TrackedNames& tracked() const { return tracked_; }
   session::StatementRegistry& statements() { return statements_; }
   bool stopping() const { return stopping_; }
@@ -120,6 +123,7 @@ class Pooler : public app::Service, public admin::Backend {
   config::Config config_;
   session::TrackedNames tracked_;
   session::StatementRegistry statements_;
+  BufferPool client_buffers_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   boost::asio::steady_timer janitor_timer_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<PoolEntry>> pools_;

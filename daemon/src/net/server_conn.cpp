@@ -399,6 +399,12 @@ void ServerConn::give_back() {
   entry_.pool.release(shared_from_this());
 }
 
+void ServerConn::give_back_unused() {
+  unlink();
+  if (state_ == State::closed) return;
+  give_back();
+}
+
 void ServerConn::start_check() {
   auto self = shared_from_this();
   state_ = State::testing;

@@ -67,6 +67,9 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     synced_fingerprint_ = client_fingerprint;
     synced_version_ = server_version;
   }
+  // The linked client has not used this connection (it only needed a login): back to the
+  // pool in any pool mode.
+  void give_back_unused();
   // Called after the client finished writing a batch: maybe the connection is free now.
   void maybe_release();
 
