@@ -2,6 +2,7 @@
 client connections through it, raw protocol sockets."""
 import socket
 import struct
+import threading
 
 import psycopg
 
@@ -82,3 +83,90 @@ def error_fields(body):
         if part:
             fields[chr(part[0])] = part[1:].decode()
     return fields
+
+
+def pooler_via(daemon_factory, db, target_port, pg_port, **settings):
+    """A pooler whose [databases] entry for `db` points at 127.0.0.1:target_port (a Relay)."""
+    settings.setdefault("pool_mode", "transaction")
+    d = daemon_factory(databases=[db], extra_ini=pooler_ini(**settings), start=False)
+    with open(d.config_path) as f:
+        text = f.read()
+    old = f"port={pg_port} dbname={db} "
+    assert old in text
+    with open(d.config_path, "w") as f:
+        f.write(text.replace(old, f"port={target_port} dbname={db} "))
+    return d.start()
+
+
+class Relay:
+    """A TCP relay in front of PostgreSQL, for faults the real server cannot be made to
+    show on demand:
+    - break_existing(): current connections die silently; the pooler learns it only when it
+      next sends something (then both sides are closed), like a connection whose NAT
+      entry or peer vanished;
+    - hold_cancels(): a CancelRequest is delivered, but the pooler's cancel connection is
+      kept open after PostgreSQL closed its side, until release_cancels()."""
+
+    CANCEL = struct.pack("!ii", 16, 80877102)
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.pairs = []
+        self.lock = threading.Lock()
+        self.holding = False
+        self.released = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.target_port))
+            pair = {"broken": False, "cancel": False}
+            with self.lock:
+                self.pairs.append(pair)
+            threading.Thread(target=self._pump, args=(pair, down, up, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(pair, up, down, False), daemon=True).start()
+
+    def _pump(self, pair, src, dst, from_pooler):
+        first = from_pooler
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data or (from_pooler and pair["broken"]):
+                    break
+                if first and data.startswith(self.CANCEL):
+                    pair["cancel"] = True
+                first = False
+                dst.sendall(data)
+        except OSError:
+            pass
+        if pair["cancel"] and not from_pooler and self.holding:
+            self.released.wait(60)  # PostgreSQL is done with it; the pooler is not told yet
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def break_existing(self):
+        with self.lock:
+            for p in self.pairs:
+                p["broken"] = True
+
+    def hold_cancels(self):
+        self.released.clear()
+        self.holding = True
+
+    def release_cancels(self):
+        self.released.set()
+
+    def close(self):
+        self.listener.close()
+        self.released.set()
+        self.break_existing()

@@ -1,16 +1,14 @@
 """server_check_query / server_check_delay with PgBouncer's meanings: a server connection
 idle longer than server_check_delay is checked before a client gets it, a failed check
 closes it and the client gets another one; an empty query disables the check."""
-import socket
-import threading
 import urllib.request
 
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.servers import free_port, wait_until
-from pool_helpers import connect, dsn, pooler_ini
+from harness.servers import wait_until
+from pool_helpers import Relay, connect, dsn, pooler_via
 
 
 def _metric(d, name):
@@ -24,80 +22,15 @@ def _metric(d, name):
     return total
 
 
-class BreakingProxy:
-    """A TCP relay to PostgreSQL whose existing connections can be made to die silently:
-    the pooler learns it only when it next sends something (like a connection whose NAT
-    entry or peer vanished), at which point both sides are closed."""
-
-    def __init__(self, target_port):
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.pairs = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                down, _ = self.listener.accept()
-            except OSError:
-                return
-            up = socket.create_connection(("127.0.0.1", self.target_port))
-            pair = {"down": down, "up": up, "broken": False}
-            with self.lock:
-                self.pairs.append(pair)
-            threading.Thread(target=self._pump, args=(pair, down, up, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(pair, up, down, False), daemon=True).start()
-
-    def _pump(self, pair, src, dst, from_pooler):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data or (from_pooler and pair["broken"]):
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def break_existing(self):
-        with self.lock:
-            for p in self.pairs:
-                p["broken"] = True
-
-    def close(self):
-        self.listener.close()
-        self.break_existing()
-
-
-def _pooler_via(daemon_factory, db, target_port, pg_port, **settings):
-    """A pooler whose [databases] entry for `db` points at 127.0.0.1:target_port."""
-    settings.setdefault("pool_mode", "transaction")
-    d = daemon_factory(databases=[db], extra_ini=pooler_ini(**settings), start=False)
-    with open(d.config_path) as f:
-        text = f.read()
-    old = f"port={pg_port} dbname={db} "
-    assert old in text
-    with open(d.config_path, "w") as f:
-        f.write(text.replace(old, f"port={target_port} dbname={db} "))
-    return d.start()
-
-
 @pytest.fixture
 def proxy(pg):
-    p = BreakingProxy(pg.port)
+    p = Relay(pg.port)
     yield p
     p.close()
 
 
 def test_failed_check_gives_the_client_a_fresh_connection(daemon_factory, new_db, pg, proxy):
-    d = _pooler_via(daemon_factory, new_db, proxy.port, pg.port, server_check_delay=0, default_pool_size=2)
+    d = pooler_via(daemon_factory, new_db, proxy.port, pg.port, server_check_delay=0, default_pool_size=2)
     with connect(d, new_db) as c:
         assert c.execute("select 1").fetchone()[0] == 1
         proxy.break_existing()
@@ -110,7 +43,7 @@ def test_failed_check_gives_the_client_a_fresh_connection(daemon_factory, new_db
 
 
 def test_empty_check_query_disables_the_check(daemon_factory, new_db, pg, proxy):
-    d = _pooler_via(daemon_factory, new_db, proxy.port, pg.port, server_check_delay=0, server_check_query="")
+    d = pooler_via(daemon_factory, new_db, proxy.port, pg.port, server_check_delay=0, server_check_query="")
     with connect(d, new_db) as c:
         assert c.execute("select 1").fetchone()[0] == 1
         proxy.break_existing()
@@ -127,7 +60,7 @@ def _server_states(d):
 
 
 def test_check_runs_only_after_server_check_delay(daemon_factory, new_db, pg):
-    d = _pooler_via(daemon_factory, new_db, pg.port, pg.port, server_check_delay=1, default_pool_size=1)
+    d = pooler_via(daemon_factory, new_db, pg.port, pg.port, server_check_delay=1, default_pool_size=1)
     with connect(d, new_db) as c:
         for i in range(5):  # reused at once: within the delay, no check
             assert c.execute("select %s::int", (i,)).fetchone()[0] == i
@@ -141,7 +74,7 @@ def test_check_runs_only_after_server_check_delay(daemon_factory, new_db, pg):
 
 
 def test_terminated_idle_servers_do_not_fail_the_next_query(daemon_factory, new_db, pg):
-    d = _pooler_via(daemon_factory, new_db, pg.port, pg.port, server_check_delay=0, default_pool_size=2)
+    d = pooler_via(daemon_factory, new_db, pg.port, pg.port, server_check_delay=0, default_pool_size=2)
     with connect(d, new_db) as a, connect(d, new_db) as b:
         a.execute("begin")
         b.execute("select 1")  # two server connections, both idle after the commit

@@ -6,10 +6,13 @@ import struct
 import threading
 import time
 
+import psycopg
+import pytest
 from psycopg import errors
 
 from harness.servers import wait_until
-from pool_helpers import connect, error_fields, message, read_messages, start_pooler, startup_packet
+from pool_helpers import (Relay, connect, dsn, error_fields, message, pooler_via, read_messages, start_pooler,
+                          startup_packet)
 
 
 def _stalled_client(d, db):
@@ -202,3 +205,81 @@ def test_late_cancel_never_hits_the_next_client(daemon_factory, new_db, pg):
         assert "canceling statement due to user request" in pid_key.get("error", "")
         assert time.monotonic() - start < 15
         assert c.execute("select 1").fetchone()[0] == 1
+
+
+def _server_states(d):
+    with psycopg.connect(dsn(d, "pgcohere", user="admin"), autocommit=True) as a:
+        cur = a.execute("SHOW SERVERS")
+        col = [x.name for x in cur.description].index("state")
+        return [r[col] for r in cur.fetchall()]
+
+
+def _cancel_a_sleep(pg, db, c):
+    """Runs pg_sleep(30) on c, cancels it through the pooler, returns the query's error."""
+    result = {}
+
+    def run():
+        try:
+            c.execute("select pg_sleep(30) /* cancel me */")
+        except errors.QueryCanceled as e:
+            result["error"] = str(e)
+
+    th = threading.Thread(target=run)
+    th.start()
+
+    def running():
+        with pg.connect(db) as direct:
+            return direct.execute("select count(*) from pg_stat_activity where query like"
+                                  " 'select pg_sleep(30) /* cancel me */%%'").fetchone()[0] == 1
+    wait_until(running, timeout=10, what="the query to run")
+    c.cancel()
+    th.join(20)
+    return result.get("error", "")
+
+
+@pytest.fixture
+def relay(pg):
+    r = Relay(pg.port)
+    yield r
+    r.close()
+
+
+def test_connection_waits_until_its_cancel_connection_is_closed(daemon_factory, new_db, pg, relay):
+    """PostgreSQL has cancelled the query but the cancel connection is still open (held by
+    the relay): the server connection stays out of the pool (being_canceled) and the next
+    client waits for it; once the cancel connection closes, the next client gets it."""
+    d = pooler_via(daemon_factory, new_db, relay.port, pg.port, default_pool_size=1)
+    relay.hold_cancels()
+    with connect(d, new_db) as a, connect(d, new_db) as b:
+        pid = a.execute("select pg_backend_pid()").fetchone()[0]
+        assert "canceling statement due to user request" in _cancel_a_sleep(pg, new_db, a)
+        wait_until(lambda: _server_states(d) == ["being_canceled"], timeout=10,
+                   what="the server connection to wait for its cancel")
+        done = threading.Event()
+        got = {}
+
+        def other():
+            got["pid"] = b.execute("select pg_backend_pid()").fetchone()[0]
+            done.set()
+
+        th = threading.Thread(target=other)
+        th.start()
+        assert not done.wait(0.5)  # the only server connection is not handed out yet
+        relay.release_cancels()
+        assert done.wait(10)
+        th.join()
+        assert got["pid"] == pid  # the same connection, reused once its cancel was done
+        assert _server_states(d) == ["idle"]
+
+
+def test_cancel_connection_that_never_closes_retires_the_server(daemon_factory, new_db, pg, relay):
+    """No close within server_connect_timeout: whether PostgreSQL applied the cancel is
+    unknown, so that server connection is closed instead of reused."""
+    d = pooler_via(daemon_factory, new_db, relay.port, pg.port, default_pool_size=1, server_connect_timeout=1)
+    relay.hold_cancels()
+    with connect(d, new_db) as a, connect(d, new_db) as b:
+        pid = a.execute("select pg_backend_pid()").fetchone()[0]
+        assert "canceling statement due to user request" in _cancel_a_sleep(pg, new_db, a)
+        # b waits while the cancel is unresolved, then gets a fresh connection
+        assert b.execute("select pg_backend_pid()").fetchone()[0] != pid
+        assert a.execute("select 1").fetchone()[0] == 1
