@@ -75,3 +75,31 @@ def test_sigterm_stops_a_daemon_with_pools_and_invalidation(pg, new_db, daemon_f
     d.proc.send_signal(signal.SIGTERM)
     d.proc.wait(timeout=10)
     assert d.proc.returncode == 0, d.log()
+
+
+def test_open_files_limit_is_raised_for_max_client_conn(tmp_path):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    port = free_port()
+    path = tmp_path / "p.ini"
+    path.write_text(f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = trust\n"
+                    "max_client_conn = 3000\n")
+
+    def low_soft_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    log = tmp_path / "log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([DAEMON_BIN, "--config", str(path)], stdout=out, stderr=out, preexec_fn=low_soft_limit)
+    try:
+        wait_until(lambda: "ready" in log.read_text(), timeout=15, what="daemon ready")
+        with open(f"/proc/{proc.pid}/limits") as f:
+            line = next(ln for ln in f if ln.startswith("Max open files"))
+        raised = int(line.split()[3])
+        if hard == resource.RLIM_INFINITY or hard >= 4024:
+            assert raised >= 4024
+        else:  # cannot go past the hard limit: it says so
+            assert raised == hard and "open files limit" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)

@@ -81,3 +81,19 @@ def test_console_access(daemon_factory, new_db):
         with pytest.raises(psycopg.Error):
             a.execute("SHOW NOSUCHTHING")
         assert a.execute("SHOW VERSION").fetchone()
+
+
+def test_show_stats_times_cover_queries_and_transactions(daemon_factory, new_db):
+    d = start_pooler(daemon_factory, new_db)
+    with connect(d, new_db, autocommit=False) as c, console(d) as a:
+        c.execute("select pg_sleep(0.2)")
+        c.execute("select pg_sleep(0.1)")
+        c.commit()
+        cur = a.execute("SHOW STATS")
+        names = [col.name for col in cur.description]
+        row = dict(zip(names, [r for r in cur.fetchall() if r[0] == new_db][0]))
+    # microseconds, as PgBouncer reports them: the transaction spans both sleeps and the
+    # COMMIT; query time counts the time PostgreSQL spent answering (from the request).
+    assert row["total_query_time"] >= 300_000, row
+    assert row["total_xact_time"] >= row["total_query_time"] - 1000, row
+    assert row["total_xact_time"] < 60_000_000, row

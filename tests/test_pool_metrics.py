@@ -48,3 +48,40 @@ def test_pool_metrics(daemon_factory, new_db):
     assert count >= 7
     # the waiting client's wait landed in a bucket above the smallest one
     assert sample(fams, "pgcohere_pool_queue_wait_ms_bucket", database=new_db, le="+Inf") == count
+
+
+def test_so_reuseport_processes_share_one_port(daemon_factory, new_db):
+    # PgBouncer's so_reuseport: several processes listen on one port and the kernel spreads
+    # clients over them; each process has its own pools and metrics.
+    first = start_pooler(daemon_factory, new_db, so_reuseport=1)
+    second = daemon_factory(databases=[new_db], extra_ini="[pgcohered]\npool_mode = transaction\nso_reuseport = 1\n",
+                            start=False)
+    with open(second.config_path) as f:
+        text = f.read()
+    with open(second.config_path, "w") as f:
+        f.write(text.replace(f"listen_port = {second.port}", f"listen_port = {first.port}"))
+    second.start(wait_for_port=False)
+    from harness.servers import wait_until
+    wait_until(lambda: "pooler listening" in second.log(), timeout=15, what="second process listening")
+    clients = [connect(first, new_db) for _ in range(24)]
+    try:
+        for c in clients:
+            c.execute("begin")  # each holds a server connection of the process it landed on
+            assert c.execute("select 1").fetchone()[0] == 1
+        per_process = [sample(scrape(d), "pgcohere_pool_cl_active", database=new_db) for d in (first, second)]
+        assert sum(per_process) == 24 and min(per_process) > 0, per_process
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_without_so_reuseport_a_second_process_cannot_take_the_port(daemon_factory, new_db):
+    first = start_pooler(daemon_factory, new_db)
+    second = daemon_factory(databases=[new_db], extra_ini="[pgcohered]\npool_mode = transaction\n", start=False)
+    with open(second.config_path) as f:
+        text = f.read()
+    with open(second.config_path, "w") as f:
+        f.write(text.replace(f"listen_port = {second.port}", f"listen_port = {first.port}"))
+    second.start(wait_for_port=False)
+    assert second.proc.wait(timeout=15) != 0
+    assert "Address already in use" in second.log() or "address already in use" in second.log().lower()

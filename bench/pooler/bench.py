@@ -131,6 +131,13 @@ class Proc:
         self.log.close()
 
 
+def machine_busy_seconds():
+    """CPU seconds all cores spent not idle (user, nice, system, irq, softirq, steal)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
 class ProcGroup:
     """N pgcohered processes sharing one port (so_reuseport): measured as one pooler."""
 
@@ -282,13 +289,17 @@ def main():
                     proc = ours_prepared if (label == "pgcohered" and "prepared" in name) else t
                     measured = isinstance(proc, (Proc, ProcGroup))
                     cpu0 = proc.cpu_seconds() if measured else 0
+                    busy0 = machine_busy_seconds()
                     tps, p50, p99, n = pgbench(proc.port, db, clients, args.duration, extra, base)
                     cpu = (proc.cpu_seconds() - cpu0) if measured else 0
-                    runs[label].append((tps, p50, p99, cpu / n * 1e6 if n and measured else 0))
+                    busy = machine_busy_seconds() - busy0
+                    runs[label].append((tps, p50, p99, cpu / n * 1e6 if n and measured else 0,
+                                        busy / n * 1e6 if n else 0))
                     print(f"  {name} c={clients} {label}: tps={tps:.0f} p50={p50:.2f}ms p99={p99:.2f}ms "
-                          f"cpu_us_per_tx={runs[label][-1][3]:.1f}", flush=True)
+                          f"cpu_us_per_tx={runs[label][-1][3]:.1f} machine_cpu_us_per_tx={runs[label][-1][4]:.1f}",
+                          flush=True)
             for label, r in runs.items():
-                med = [statistics.median(x[i] for x in r) for i in range(4)]
+                med = [statistics.median(x[i] for x in r) for i in range(5)]
                 results.append((name, clients, label, *med))
 
         clients = [int(c) for c in args.clients.split(",")]
@@ -318,16 +329,31 @@ def main():
 def render(results, mem, args):
     lines = [f"# pooler benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
              f"pgbench -S, scale 10, {args.duration} s per run, median of {args.repeats}; "
-             f"pool_size 20, transaction mode; pgcohered-xN: N processes on one port (so_reuseport), pool size 20/N each.", "",
-             "| case | clients | target | TPS | p50 ms | p99 ms | pooler CPU us/tx | TPS ratio vs pgbouncer |",
-             "|---|---|---|---|---|---|---|---|"]
-    bouncer = {(r[0], r[1]): r[3] for r in results if r[2] == "pgbouncer"}
-    for name, clients, label, tps, p50, p99, cpu in results:
+             f"pool_size 20, transaction mode; pgcohered-xN: N processes on one port (so_reuseport), "
+             f"pool size 20/N each. Machine CPU: all processes (pgbench, PostgreSQL, pooler, anything "
+             f"else running), busy CPU time per transaction.", "",
+             "| case | clients | target | TPS | p50 ms | p99 ms | pooler CPU us/tx | machine CPU us/tx "
+             "| TPS ratio vs pgbouncer |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    bouncer = {(r[0], r[1]): r for r in results if r[2] == "pgbouncer"}
+    for name, clients, label, tps, p50, p99, cpu, busy in results:
         ratio = ""
         if (name, clients) in bouncer and label != "pgbouncer":
-            ratio = f"{tps / bouncer[(name, clients)]:.2f}"
+            ratio = f"{tps / bouncer[(name, clients)][3]:.2f}"
         cpu_text = f"{cpu:.1f}" if cpu else ""
-        lines.append(f"| {name} | {clients} | {label} | {tps:.0f} | {p50:.2f} | {p99:.2f} | {cpu_text} | {ratio} |")
+        lines.append(f"| {name} | {clients} | {label} | {tps:.0f} | {p50:.2f} | {p99:.2f} | {cpu_text} | {busy:.1f} "
+                     f"| {ratio} |")
+    ceilings = []
+    for (name, clients), r in bouncer.items():
+        cpu, busy = r[6], r[7]
+        if busy > cpu > 0:
+            # With the CPU saturated, a pooler that cost nothing would free exactly its own
+            # share: the best any pooler can do against PgBouncer in this run.
+            ceilings.append(f"{name} c={clients}: {busy / (busy - cpu):.2f}")
+    if ceilings:
+        lines += ["", "Ceiling for a pooler that costs no CPU at all, as a TPS ratio to PgBouncer "
+                  "(machine CPU / (machine CPU - PgBouncer CPU) per transaction; meaningful when the "
+                  "machine is saturated): " + ", ".join(ceilings)]
     if mem:
         lines += ["", "Resident memory with 1,000 idle clients: " +
                   ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in mem.items())]

@@ -514,6 +514,7 @@ awaitable<void> ClientConn::serve() {
     }
     if (!out.empty()) {
       auto s = server_;
+      s->query_sent();
       writing_ = true;
       boost::system::error_code ec;
       co_await asio::async_write(s->socket(), asio::buffer(out), asio::redirect_error(use_awaitable, ec));

@@ -1,6 +1,7 @@
 // The pooler service (see pooler.h): accept loop, pools, cancel routing, reload, janitor.
 #include "net/pooler.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -61,8 +62,26 @@ Pooler::~Pooler() {
   if (collector_id_) metrics::registry().remove_collector(collector_id_);
 }
 
+namespace {
+// Every client and server connection is a file descriptor: raise the soft limit as far as
+// max_client_conn needs (PgBouncer warns the same way when it cannot).
+void ensure_fd_limit(int max_client_conn) {
+  const rlim_t want = static_cast<rlim_t>(max_client_conn) + 1024;  // servers, Redis, files
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= want) return;
+  rlimit raised = lim;
+  raised.rlim_cur = lim.rlim_max == RLIM_INFINITY ? want : std::min(want, lim.rlim_max);
+  if (raised.rlim_cur > lim.rlim_cur && setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  if (lim.rlim_cur < want) {
+    PGC_LOG_WARN << "open files limit " << lim.rlim_cur << " is below max_client_conn + 1024 (" << want
+                 << "): raise LimitNOFILE / ulimit -n, or clients will be refused";
+  }
+}
+}  // namespace
+
 void Pooler::start() {
   auto& d = config_.daemon;
+  ensure_fd_limit(d.max_client_conn);
   tcp::endpoint ep(asio::ip::make_address(d.listen_addr == "*" ? "0.0.0.0" : d.listen_addr),
                    static_cast<unsigned short>(d.listen_port));
   acceptor_ = std::make_unique<tcp::acceptor>(io_);

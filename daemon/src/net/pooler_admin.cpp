@@ -38,6 +38,8 @@ admin::StatsCounters Pooler::totals(const std::string& database) const {
     t.bytes_received += s.bytes_received;
     t.bytes_sent += s.bytes_sent;
     t.wait_time += s.wait_time_us;
+    t.xact_time += s.xact_time_us;
+    t.query_time += s.query_time_us;
   }
   return t;
 }

@@ -310,6 +310,11 @@ awaitable<void> ServerConn::read_loop() {
       if (v.batch_done) {
         batch_done = true;
         if (state_ != State::testing) entry_.stats.query_count++;
+        if (query_started_ != Clock::time_point{}) {
+          entry_.stats.query_time_us += static_cast<uint64_t>(
+              std::chrono::duration_cast<std::chrono::microseconds>(last_activity_ - query_started_).count());
+          query_started_ = session_.requests_in_flight() ? last_activity_ : Clock::time_point{};
+        }
         if (client_ && entry_.mode == PoolMode::statement && session_.tx_status() != 'I' &&
             !session_.requests_in_flight()) {
           // Statement pooling cannot keep a transaction open across statements: the client
@@ -370,19 +375,22 @@ void ServerConn::maybe_release() {
   if (session_.tx_status() == 'I') {
     entry_.stats.xact_count++;
     unlink();
-    last_used_ = Clock::now();
+    auto now = Clock::now();
+    entry_.stats.xact_time_us +=
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now - last_used_).count());
+    last_used_ = now;
     double lifetime = pooler_.settings().server_lifetime;
     if (lifetime > 0 && std::chrono::duration<double>(last_used_ - connected_at_).count() > lifetime) {
       close();  // server_lifetime: retire it instead of reusing it (finish() tells the pool)
       return;
     }
-    give_back();
+    give_back(now);
     return;
   }
 }
 
-void ServerConn::give_back() {
-  last_used_ = Clock::now();
+void ServerConn::give_back(Clock::time_point now) {
+  last_used_ = now;
   if (retire_) {
     close();  // finish() tells the pool
     return;

@@ -70,6 +70,10 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   // The linked client has not used this connection (it only needed a login): back to the
   // pool in any pool mode.
   void give_back_unused();
+  // A client's batch is on its way to the server: SHOW STATS query time starts (if idle).
+  void query_sent() {
+    if (query_started_ == Clock::time_point{}) query_started_ = Clock::now();
+  }
   // Called after the client finished writing a batch: maybe the connection is free now.
   void maybe_release();
 
@@ -79,7 +83,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   boost::asio::awaitable<void> read_loop();
   void finish(const std::string& why);
   // A clean connection goes back to the pool (or waits for its cancels, or retires).
-  void give_back();
+  void give_back(Clock::time_point now = Clock::now());
   void cancel_finished(bool certain);
   auth::ServerCredentials server_credentials() const;
 
@@ -101,6 +105,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   bool check_due_ = false;
   bool check_failed_ = false;
   Clock::time_point connected_at_{}, last_used_{}, last_activity_{};
+  Clock::time_point query_started_{};  // first unanswered batch sent (SHOW STATS query time)
   uint64_t synced_fingerprint_ = 0, synced_version_ = 0;
   std::chrono::system_clock::time_point connect_wall_ = std::chrono::system_clock::now();
 };
