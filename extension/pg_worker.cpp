@@ -70,6 +70,7 @@ void reload_if_asked() {
 struct Batch {
     char* bytes = nullptr;  // records, palloc'd in the worker's context
     std::size_t len = 0;
+    uint32 records = 0;  // one per committed transaction
     bool resync = false;
     char reason[32] = {0};
 };
@@ -83,6 +84,7 @@ Batch drain(int i, MemoryContext cxt) {
         uint32 l;
         ring_read(i, pos, &l, 4);
         pos += kRecordHeader + l;
+        b.records++;
     }
     b.len = pos - s->tail;
     b.resync = s->resync;
@@ -290,6 +292,11 @@ void pgcohere_worker_main(Datum arg) {
 
     MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pgcohere worker", ALLOCSET_DEFAULT_SIZES);
     TimestampTz idle_since = GetCurrentTimestamp();
+    // The database's commit rate, measured over windows of at least 100 ms: batching
+    // (batch_delay) pays off only when commits are frequent; otherwise it is only latency.
+    TimestampTz rate_since = idle_since;
+    uint64 window_records = 0;
+    double commit_rate = 0;
     for (;;) {
         CHECK_FOR_INTERRUPTS();
         reload_if_asked();
@@ -309,6 +316,12 @@ void pgcohere_worker_main(Datum arg) {
             continue;
         }
         idle_since = GetCurrentTimestamp();
+        window_records += b.records;
+        if (TimestampDifferenceExceeds(rate_since, idle_since, 100)) {
+            commit_rate = window_records * 1e6 / double(idle_since - rate_since);
+            window_records = 0;
+            rate_since = idle_since;
+        }
         Encoded e;
         bool encoded = false;
         MemoryContext old = MemoryContextSwitchTo(cxt);
@@ -341,9 +354,10 @@ void pgcohere_worker_main(Datum arg) {
         LWLockRelease(slot_lock(i));
         pg_atomic_fetch_add_u64(&ring()->keys_published, e.entries);
         pg_atomic_fetch_add_u64(&ring()->notifications, (uint64)e.n);
-        if (guc_batch_delay_ms > 0) {
-            // The first commit after a quiet period goes out at once; under load, commits
-            // of the next batch_delay are gathered into one NOTIFY transaction.
+        if (guc_batch_delay_ms > 0 && commit_rate >= guc_batch_min_rate) {
+            // Under load, commits of the next batch_delay are gathered into one NOTIFY
+            // transaction; below batch_min_rate, commits that arrive while a NOTIFY runs
+            // still share the next one, without a timer adding latency.
             (void)WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, guc_batch_delay_ms, PG_WAIT_EXTENSION);
         }
     }

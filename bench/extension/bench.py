@@ -13,7 +13,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from harness.servers import PgCluster, make_secret_file, temp_dir  # noqa: E402
+from harness.servers import Daemon, PgCluster, RedisServer, free_port, make_secret_file, temp_dir, wait_until  # noqa: E402
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 DB = "bench"
@@ -22,6 +22,8 @@ CONFIGS = {
     "a": "no rule",
     "b": "pgcohere preload mode, rule on pgbench_accounts",
     "b0": "as (b) with pgcohere.batch_delay = 0",
+    "b1": "as (b) with pgcohere.batch_delay = 1ms",
+    "b2": "as (b) with pgcohere.batch_delay = 2ms",
     "b5": "as (b) with pgcohere.batch_delay = 5ms",
     "c": "pgcohere direct mode (NOTIFY at pre-commit)",
     "d": "PL/pgSQL trigger + pg_notify per row",
@@ -30,8 +32,8 @@ CONFIGS = {
 PLPGSQL_TRIGGER = """
 CREATE OR REPLACE FUNCTION bench_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN PERFORM pg_notify('pgcohere', 'account:' || OLD.aid); END IF;
-    IF TG_OP IN ('UPDATE', 'INSERT') THEN PERFORM pg_notify('pgcohere', 'account:' || NEW.aid); END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN PERFORM pg_notify('{channel}', 'account:' || OLD.aid); END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN PERFORM pg_notify('{channel}', 'account:' || NEW.aid); END IF;
     RETURN NULL;
 END $$;
 """
@@ -40,9 +42,9 @@ END $$;
 class Listener:
     """Keeps the NOTIFY queue drained, as pgcohered would, and counts notifications."""
 
-    def __init__(self, cluster):
+    def __init__(self, cluster, channel="pgcohere"):
         self.conn = cluster.connect(DB)
-        self.conn.execute("LISTEN pgcohere")
+        self.conn.execute(f"LISTEN {channel}")
         self.count = 0
         threading.Thread(target=self._run, daemon=True).start()
 
@@ -57,22 +59,72 @@ class Listener:
         self.conn.close()
 
 
+class DaemonListener:
+    """pgcohered as the consumer, as deployed: LISTEN, verify, purge Redis. Counts every
+    notification it read (applied or rejected: (d)'s unsigned ones are rejected)."""
+
+    def __init__(self, cluster, work, secret):
+        self.redis = RedisServer(os.path.join(work, "redis")).start()
+        port, self.metrics_port = free_port(), free_port()
+        ini = (f"[databases]\n{DB} = host={cluster.host} port={cluster.port} dbname={DB} user=postgres\n"
+               f"[pgcohered]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = trust\n"
+               f"metrics_port = {self.metrics_port}\n[redis]\nurl = {self.redis.url}\n"
+               f"[invalidation]\nsecret_file = {secret}\n")
+        self.daemon = Daemon(os.path.join(work, "daemon"), ini, port).start()
+        wait_until(lambda: "resync (connect) done" in self.daemon.log(), timeout=60, what="daemon listening")
+
+    @property
+    def count(self):
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(("pgcohere_invalidations_received_total", "pgcohere_invalidations_rejected_total")):
+                total += float(line.rsplit(" ", 1)[1])
+        return int(total)
+
+    def close(self):
+        self.daemon.stop()
+        self.redis.stop()
+
+
+class Listeners:
+    """(b) and (c) are drained by pgcohered; (d), "what users write today", by its own
+    application (a psycopg loop on another channel), as before."""
+
+    def __init__(self, cluster, work, secret):
+        self.daemon = DaemonListener(cluster, work, secret)
+        self.plain = Listener(cluster, PLAIN_CHANNEL)
+
+    @property
+    def count(self):
+        return self.daemon.count + self.plain.count
+
+    def close(self):
+        self.plain.close()
+        self.daemon.close()
+
+
+PLAIN_CHANNEL = "pgcohere"
+
+
 def configure(cluster, config):
     with cluster.connect(DB) as c:
         c.execute("SELECT pgcohere.unwatch(tbl) FROM (SELECT DISTINCT tbl FROM pgcohere.rules) r")
         c.execute("DROP TRIGGER IF EXISTS bench_notify ON pgbench_accounts")
         c.execute(f"ALTER DATABASE {DB} RESET pgcohere.publish_mode")
         # batch_delay is read by the publisher worker: a server-wide setting.
-        delay = {"b0": 0, "b5": 5}.get(config)
+        delay = {"b0": 0, "b1": 1, "b2": 2, "b5": 5}.get(config)
         c.execute("ALTER SYSTEM RESET pgcohere.batch_delay" if delay is None else
                   f"ALTER SYSTEM SET pgcohere.batch_delay = {delay}")
         c.execute("SELECT pg_reload_conf()")
-        if config in ("b", "b0", "b5", "c"):
+        if config in ("b", "b0", "b1", "b2", "b5", "c"):
             c.execute("SELECT pgcohere.watch('pgbench_accounts', ARRAY['account:{aid}'])")
         if config == "c":
             c.execute(f"ALTER DATABASE {DB} SET pgcohere.publish_mode = direct")
         if config == "d":
-            c.execute(PLPGSQL_TRIGGER)
+            c.execute(PLPGSQL_TRIGGER.replace("{channel}", PLAIN_CHANNEL))
             c.execute("CREATE TRIGGER bench_notify AFTER INSERT OR UPDATE OR DELETE ON pgbench_accounts "
                       "FOR EACH ROW EXECUTE FUNCTION bench_notify()")
         c.execute("CHECKPOINT")
@@ -127,6 +179,9 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--configs", default="a,b,c,d", help=f"which of {','.join(CONFIGS)} (a is always run)")
     ap.add_argument("--skip-big-update", action="store_true")
+    ap.add_argument("--listener", choices=["daemon", "python"], default="python",
+                    help="who drains the NOTIFY queue: pgcohered purging a private Redis (as deployed), "
+                         "or a psycopg LISTEN loop")
     args = ap.parse_args()
 
     work = temp_dir("pgcohere-bench-")
@@ -144,7 +199,12 @@ def main():
             c.execute("CREATE EXTENSION pgcohere")
         subprocess.run([PGBENCH, "-i", "-q", "-s", str(args.scale), "-h", cluster.host, "-p", str(cluster.port),
                         "-U", "postgres", DB], check=True, capture_output=True)
-        listener = Listener(cluster)
+        if args.listener == "daemon":
+            global PLAIN_CHANNEL
+            PLAIN_CHANNEL = "bench_plain"
+            listener = Listeners(cluster, work, secret)
+        else:
+            listener = Listener(cluster)
         for r in range(args.repeat):
             for config in chosen:
                 configure(cluster, config)

@@ -272,7 +272,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "invalidation"))
     ap.add_argument("--quick", action="store_true", help="short runs (5 s) for development")
     ap.add_argument("--only", choices=["latency", "patterns"])
-    ap.add_argument("--batch-delays", default="1,0,5", help="pgcohere.batch_delay values (ms) for the latency runs")
+    ap.add_argument("--batch-delays", default="5,0", help="pgcohere.batch_delay values (ms) for the latency runs (5: the default)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     base = temp_dir("pgcohere-bench-inv-")
