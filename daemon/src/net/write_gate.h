@@ -11,6 +11,8 @@
 #include <memory>
 #include <utility>
 
+#include "net/stored_handler.h"
+
 namespace pgcohere::net {
 
 class WriteGate {
@@ -33,7 +35,7 @@ class WriteGate {
             boost::asio::post(ex, std::move(handler));
             return;
           }
-          waiters_.push_back(std::make_unique<Pending<decltype(handler)>>(std::move(handler)));
+          waiters_.push_back(StoredHandler::store(std::move(handler)));
         },
         token);
   }
@@ -50,21 +52,8 @@ class WriteGate {
   bool busy() const { return busy_; }
 
  private:
-  struct Base {
-    virtual ~Base() = default;
-    virtual void post() = 0;
-  };
-  template <typename Handler>
-  struct Pending : Base {
-    explicit Pending(Handler h) : handler(std::move(h)) {}
-    void post() override {
-      auto ex = boost::asio::get_associated_executor(handler);
-      boost::asio::post(ex, std::move(handler));
-    }
-    Handler handler;
-  };
   bool busy_ = false;
-  std::deque<std::unique_ptr<Base>> waiters_;
+  std::deque<std::unique_ptr<StoredHandler>> waiters_;
 };
 
 }  // namespace pgcohere::net
