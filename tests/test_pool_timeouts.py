@@ -61,3 +61,17 @@ def test_client_idle_timeout(daemon_factory, new_db):
         wait_until(lambda: _pooler_spoke(c), timeout=10, what="the idle client to be closed")
         with pytest.raises(psycopg.OperationalError, match="client_idle_timeout"):
             c.execute("select 1")
+
+
+def test_client_login_timeout_closes_silent_clients_only(daemon_factory, new_db):
+    d = start_pooler(daemon_factory, new_db, client_login_timeout=1)
+    silent = socket.create_connection(("127.0.0.1", d.port), timeout=30)
+    half = socket.create_connection(("127.0.0.1", d.port), timeout=30)
+    half.sendall(b"\x00\x00\x00\x50\x00\x03")  # the start of a startup packet, never finished
+    with connect(d, new_db) as c:  # logs in at once: the timeout no longer applies
+        assert silent.recv(1) == b""  # closed by the janitor
+        assert half.recv(1) == b""
+        time.sleep(1.5)
+        assert c.execute("select 1").fetchone()[0] == 1
+    silent.close()
+    half.close()

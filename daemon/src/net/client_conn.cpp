@@ -36,9 +36,6 @@ std::string normalize_encoding(std::string v) {
   return v;
 }
 
-std::chrono::steady_clock::duration seconds(double s) {
-  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(s));
-}
 // PgBouncer likewise caps what a client may send before it has logged in.
 constexpr uint32_t kLoginMaxPacket = 8192;
 
@@ -47,7 +44,6 @@ constexpr uint32_t kLoginMaxPacket = 8192;
 ClientConn::ClientConn(Pooler& pooler, asio::ip::tcp::socket socket)
     : pooler_(pooler),
       socket_(std::move(socket)),
-      login_timer_(pooler.io()),
       // Until login only small messages (startup, password, SASL) are legitimate: a client
       // that has not authenticated cannot make us buffer max_packet_size bytes.
       decoder_(protocol::FrameDecoder::Side::frontend, kLoginMaxPacket),
@@ -75,7 +71,6 @@ void ClientConn::close() {
   closed_ = true;
   boost::system::error_code ec;
   socket_.close(ec);
-  login_timer_.cancel();
   wakeup_.notify();
 }
 
@@ -162,7 +157,6 @@ awaitable<void> ClientConn::run() {
     PGC_LOG_WARN << "client " << peer_ << ": " << e.what();
   }
   closed_ = true;
-  login_timer_.cancel();
   if (waiting_) entry_->pool.cancel(this);
   if (auto s = server_) {
     s->unlink();
@@ -179,7 +173,6 @@ awaitable<void> ClientConn::run() {
 
 void ClientConn::finish_login() {
   registered_ = true;
-  login_timer_.cancel();
   decoder_.set_max_packet_size(static_cast<uint32_t>(std::max(1024, pooler_.settings().max_packet_size)));
 }
 
@@ -232,12 +225,6 @@ awaitable<bool> ClientConn::authenticate() {
 
 awaitable<bool> ClientConn::login() {
   auto& d = pooler_.settings();
-  if (d.client_login_timeout > 0) {
-    login_timer_.expires_after(seconds(d.client_login_timeout));
-    login_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      if (!ec && !self->registered_) self->close();
-    });
-  }
   protocol::StartupPacket startup;
   for (;;) {
     auto f = protocol::next_startup_frame(in_.unconsumed());

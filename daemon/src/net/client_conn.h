@@ -4,7 +4,6 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -58,6 +57,8 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   std::chrono::system_clock::time_point connect_wall() const { return connect_wall_; }
   int64_t id() const { return id_; }
   bool admin() const { return admin_; }
+  // Authenticated (client_login_timeout, checked by the janitor, no longer applies).
+  bool logged_in() const { return registered_; }
   Clock::time_point last_activity() const { return last_activity_; }
   // Closes the connection with an error (a timeout the janitor found), PgBouncer's wording.
   void expire(const std::string& why) { fail(why); }
@@ -88,7 +89,6 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
 
   Pooler& pooler_;
   boost::asio::ip::tcp::socket socket_;
-  boost::asio::steady_timer login_timer_;
   Wakeup wakeup_;
   WriteGate write_gate_;
   bool mid_message_ = false;

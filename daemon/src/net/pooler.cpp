@@ -281,6 +281,15 @@ void Pooler::janitor() {
     if (ec || stopping_) return;
     auto now = std::chrono::steady_clock::now();
     auto& d = config_.daemon;
+    if (d.client_login_timeout > 0) {
+      // Checked here rather than with a timer per connection: no timer-queue work and no
+      // timerfd call for every login.
+      std::vector<ClientConn*> late;
+      for (ClientConn* c : all_clients_)
+        if (!c->logged_in() && std::chrono::duration<double>(now - c->connected_at()).count() > d.client_login_timeout)
+          late.push_back(c);
+      for (ClientConn* c : late) c->close();
+    }
     for (auto& [key, e] : pools_) {
       // Idle connections past server_idle_timeout or server_lifetime are closed.
       std::vector<std::shared_ptr<ServerConn>> expired;
