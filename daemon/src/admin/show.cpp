@@ -223,32 +223,28 @@ ResultSet show_stats(const std::vector<StatsRow>& rows) {
   return r;
 }
 
-ResultSet show_stats_totals(const std::vector<StatsRow>& rows) {
+// SHOW STATS_TOTALS / STATS_AVERAGES: one of the two counter sets per database; the
+// averages name their last four columns avg_*, as PgBouncer does.
+static ResultSet show_stats_part(const std::vector<StatsRow>& rows, StatsCounters StatsRow::*part,
+                                 const std::string& prefix) {
   ResultSet r = result(columns(
       "sNNNNNNNNNNNN",
-      {"database", "server_assignment_count", "xact_count", "query_count", "bytes_received",
-       "bytes_sent", "xact_time", "query_time", "wait_time", "client_parse_count",
-       "server_parse_count", "bind_count", "client_login_count"}));
+      {"database", "server_assignment_count", "xact_count", "query_count", "bytes_received", "bytes_sent",
+       "xact_time", "query_time", "wait_time", "client_parse_count", "server_parse_count", "bind_count",
+       "client_login_count"}));
+  for (size_t i = r.columns.size() - 4; i < r.columns.size(); ++i) r.columns[i].name = prefix + r.columns[i].name;
   for (const StatsRow& st : rows) {
     Row row{s(st.database)};
-    append_counters(row, st.totals);
+    append_counters(row, st.*part);
     r.rows.push_back(std::move(row));
   }
   return r;
 }
 
+ResultSet show_stats_totals(const std::vector<StatsRow>& rows) { return show_stats_part(rows, &StatsRow::totals, ""); }
+
 ResultSet show_stats_averages(const std::vector<StatsRow>& rows) {
-  ResultSet r = result(columns(
-      "sNNNNNNNNNNNN",
-      {"database", "server_assignment_count", "xact_count", "query_count", "bytes_received",
-       "bytes_sent", "xact_time", "query_time", "wait_time", "avg_client_parse_count",
-       "avg_server_parse_count", "avg_bind_count", "avg_client_login_count"}));
-  for (const StatsRow& st : rows) {
-    Row row{s(st.database)};
-    append_counters(row, st.averages);
-    r.rows.push_back(std::move(row));
-  }
-  return r;
+  return show_stats_part(rows, &StatsRow::averages, "avg_");
 }
 
 ResultSet show_totals(const std::vector<StatsRow>& rows) {
