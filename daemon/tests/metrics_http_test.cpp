@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "metrics/registry.h"
-#include "net/metrics_http.h"
+#include "metrics/metrics_http.h"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -24,7 +24,7 @@ class MetricsHttpTest : public ::testing::Test {
  protected:
   void SetUp() override {
     registry_.counter("scrape_test_total", "Test counter.", {{"k", "v"}}).inc(5);
-    server_ = std::make_unique<pgcohere::net::MetricsHttpServer>(
+    server_ = std::make_unique<pgcohere::metrics::MetricsHttpServer>(
         io_, [this] { return registry_.render(); });
     server_->start("127.0.0.1", 0);
     port_ = server_->port();
@@ -57,7 +57,7 @@ class MetricsHttpTest : public ::testing::Test {
   pgcohere::metrics::Registry registry_;
   asio::io_context io_;
   asio::io_context client_io_;
-  std::unique_ptr<pgcohere::net::MetricsHttpServer> server_;
+  std::unique_ptr<pgcohere::metrics::MetricsHttpServer> server_;
   std::uint16_t port_ = 0;
   std::thread thread_;
 };
@@ -109,9 +109,9 @@ TEST_F(MetricsHttpTest, GarbageClosesOnlyThatConnection) {
 
 TEST(MetricsHttp, BindFailureThrows) {
   asio::io_context io;
-  pgcohere::net::MetricsHttpServer a(io, [] { return std::string(); });
+  pgcohere::metrics::MetricsHttpServer a(io, [] { return std::string(); });
   a.start("127.0.0.1", 0);
-  pgcohere::net::MetricsHttpServer b(io, [] { return std::string(); });
+  pgcohere::metrics::MetricsHttpServer b(io, [] { return std::string(); });
   EXPECT_THROW(b.start("127.0.0.1", a.port()), boost::system::system_error);
   a.stop();
   EXPECT_FALSE(a.running());
@@ -123,12 +123,12 @@ TEST(MetricsService, OffWhenPortIsZeroAndFollowsReload) {
   pgcohere::config::Config cfg;
   cfg.daemon.metrics_addr = "127.0.0.1";
   cfg.daemon.metrics_port = 0;
-  pgcohere::net::MetricsService svc(io, cfg);
+  pgcohere::metrics::MetricsService svc(io, cfg);
   svc.start();
   EXPECT_EQ(svc.port(), 0);
 
   // Find a free port, then move the service onto it by reload.
-  pgcohere::net::MetricsHttpServer probe(io, [] { return std::string(); });
+  pgcohere::metrics::MetricsHttpServer probe(io, [] { return std::string(); });
   probe.start("127.0.0.1", 0);
   std::uint16_t free_port = probe.port();
   probe.stop();
@@ -137,7 +137,7 @@ TEST(MetricsService, OffWhenPortIsZeroAndFollowsReload) {
   EXPECT_EQ(svc.port(), free_port);
 
   // A port that is taken: the service keeps serving where it was.
-  pgcohere::net::MetricsHttpServer squatter(io, [] { return std::string(); });
+  pgcohere::metrics::MetricsHttpServer squatter(io, [] { return std::string(); });
   squatter.start("127.0.0.1", 0);
   cfg.daemon.metrics_port = squatter.port();
   svc.reload(cfg);
@@ -151,15 +151,15 @@ TEST(MetricsService, OffWhenPortIsZeroAndFollowsReload) {
 
 TEST(MetricsHttp, AcceptsHostNamesAndStar) {
   asio::io_context io;
-  pgcohere::net::MetricsHttpServer a(io, [] { return std::string(); });
+  pgcohere::metrics::MetricsHttpServer a(io, [] { return std::string(); });
   a.start("localhost", 0);
   EXPECT_NE(a.port(), 0);
   a.stop();
-  pgcohere::net::MetricsHttpServer b(io, [] { return std::string(); });
+  pgcohere::metrics::MetricsHttpServer b(io, [] { return std::string(); });
   b.start("*", 0);
   EXPECT_NE(b.port(), 0);
   b.stop();
-  pgcohere::net::MetricsHttpServer c(io, [] { return std::string(); });
+  pgcohere::metrics::MetricsHttpServer c(io, [] { return std::string(); });
   EXPECT_ANY_THROW(c.start("no-such-host.invalid", 0));
 }
 

@@ -5,8 +5,8 @@
 #include <csignal>
 
 #include "invalidation/service.h"
-#include "net/metrics_http.h"
-#include "net/pooler.h"
+#include "metrics/metrics_http.h"
+#include "pooler/pooler.h"
 #include "util/log.h"
 #include "util/systemd.h"
 
@@ -16,10 +16,10 @@ App::App(config::Config config)
     : stop_signals_(io_, SIGINT, SIGTERM), reload_signal_(io_, SIGHUP), config_(std::move(config)) {
   // Services, in start order. Each later issue adds its line here.
   services_.push_back(std::make_unique<util::systemd::WatchdogService>(io_));
-  services_.push_back(std::make_unique<net::MetricsService>(io_, config_));
+  services_.push_back(std::make_unique<metrics::MetricsService>(io_, config_));
   if (invalidation::InvalidationService::wanted(config_))
     services_.push_back(std::make_unique<invalidation::InvalidationService>(io_, config_));
-  services_.push_back(std::make_unique<net::Pooler>(io_, config_));
+  services_.push_back(std::make_unique<pooler::Pooler>(io_, config_));
 }
 
 App::~App() = default;

@@ -1,5 +1,5 @@
 // The pooler service (see pooler.h): accept loop, pools, cancel routing, reload, janitor.
-#include "net/pooler.h"
+#include "pooler/pooler.h"
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -11,11 +11,11 @@
 #include <boost/asio/socket_base.hpp>
 #include <stdexcept>
 
-#include "net/client_conn.h"
-#include "net/server_conn.h"
+#include "pooler/client_conn.h"
+#include "pooler/server_conn.h"
 #include "util/log.h"
 
-namespace pgcohere::net {
+namespace pgcohere::pooler {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -370,4 +370,4 @@ void Pooler::janitor() {
   });
 }
 
-}  // namespace pgcohere::net
+}  // namespace pgcohere::pooler

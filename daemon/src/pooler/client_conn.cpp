@@ -1,5 +1,5 @@
 // Client connections (see client_conn.h).
-#include "net/client_conn.h"
+#include "pooler/client_conn.h"
 
 #include <openssl/rand.h>
 
@@ -12,8 +12,8 @@
 
 #include "admin/console.h"
 #include "auth/exchange.h"
-#include "net/pooler.h"
-#include "net/server_conn.h"
+#include "pooler/pooler.h"
+#include "pooler/server_conn.h"
 #include "util/log.h"
 
 // g++ 12 misreads Asio 1.18's coroutine frame allocator (a known false positive).
@@ -21,7 +21,7 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif
 
-namespace pgcohere::net {
+namespace pgcohere::pooler {
 
 namespace asio = boost::asio;
 using asio::awaitable;
@@ -514,4 +514,4 @@ awaitable<void> ClientConn::serve() {
   }
 }
 
-}  // namespace pgcohere::net
+}  // namespace pgcohere::pooler

@@ -1,5 +1,5 @@
 // GET /metrics over HTTP/1.1 with keep-alive; anything else gets 404 or 405.
-#include "net/metrics_http.h"
+#include "metrics/metrics_http.h"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -16,7 +16,7 @@
 #include "metrics/registry.h"
 #include "util/log.h"
 
-namespace pgcohere::net {
+namespace pgcohere::metrics {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -245,4 +245,4 @@ void MetricsService::reload(const config::Config& config) {
   port_ = port;
 }
 
-}  // namespace pgcohere::net
+}  // namespace pgcohere::metrics

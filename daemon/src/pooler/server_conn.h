@@ -15,7 +15,7 @@
 #include "protocol/frame.h"
 #include "session/server_session.h"
 
-namespace pgcohere::net {
+namespace pgcohere::pooler {
 
 class ClientConn;
 class Pooler;
@@ -94,7 +94,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   boost::asio::steady_timer deadline_;
   session::ServerSession session_;
   protocol::FrameDecoder decoder_;
-  ReadBuffer in_;
+  net::ReadBuffer in_;
   std::shared_ptr<ClientConn> client_;
   std::optional<auth::ServerAuth> auth_;
   State state_ = State::connecting;
@@ -110,4 +110,4 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   std::chrono::system_clock::time_point connect_wall_ = std::chrono::system_clock::now();
 };
 
-}  // namespace pgcohere::net
+}  // namespace pgcohere::pooler

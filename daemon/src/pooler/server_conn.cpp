@@ -1,5 +1,5 @@
 // Server connections (see server_conn.h).
-#include "net/server_conn.h"
+#include "pooler/server_conn.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -15,8 +15,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include "net/client_conn.h"
-#include "net/pooler.h"
+#include "pooler/client_conn.h"
+#include "pooler/pooler.h"
 #include "protocol/messages.h"
 #include "util/log.h"
 
@@ -25,7 +25,7 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif
 
-namespace pgcohere::net {
+namespace pgcohere::pooler {
 
 namespace asio = boost::asio;
 using asio::awaitable;
@@ -474,4 +474,4 @@ void ServerConn::cancel_finished(bool certain) {
   if (cancels_in_flight_ == 0 && state_ == State::being_canceled) give_back();
 }
 
-}  // namespace pgcohere::net
+}  // namespace pgcohere::pooler

@@ -4,12 +4,12 @@
 #include <cstdio>
 
 #include "config/config.h"
-#include "net/client_conn.h"
-#include "net/pooler.h"
-#include "net/server_conn.h"
+#include "pooler/client_conn.h"
+#include "pooler/pooler.h"
+#include "pooler/server_conn.h"
 #include "util/log.h"
 
-namespace pgcohere::net {
+namespace pgcohere::pooler {
 
 namespace {
 int64_t unix_us(std::chrono::system_clock::time_point t) {
@@ -247,4 +247,4 @@ void Pooler::kill_client(std::int64_t id, Done done) {
   done("no such client: " + std::to_string(id));
 }
 
-}  // namespace pgcohere::net
+}  // namespace pgcohere::pooler

@@ -12,7 +12,7 @@
 
 #include "app/service.h"
 
-namespace pgcohere::net {
+namespace pgcohere::metrics {
 
 class MetricsHttpServer {
  public:
@@ -59,4 +59,4 @@ class MetricsService : public app::Service {
   std::unique_ptr<MetricsHttpServer> server_;
 };
 
-}  // namespace pgcohere::net
+}  // namespace pgcohere::metrics

@@ -15,7 +15,7 @@
 #include "protocol/messages.h"
 #include "session/client_session.h"
 
-namespace pgcohere::net {
+namespace pgcohere::pooler {
 
 class Pooler;
 class ServerConn;
@@ -38,7 +38,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
 
   boost::asio::ip::tcp::socket& socket() { return socket_; }
   // Every write to socket() after login holds this gate (see write_gate.h).
-  WriteGate& write_gate() { return write_gate_; }
+  net::WriteGate& write_gate() { return write_gate_; }
   // Whether the bytes forwarded so far end inside a message (a DataRow streamed in
   // pieces): then nothing of ours may be written, the stream can only be cut.
   void set_mid_message(bool v) { mid_message_ = v; }
@@ -89,12 +89,12 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
 
   Pooler& pooler_;
   boost::asio::ip::tcp::socket socket_;
-  Wakeup wakeup_;
-  WriteGate write_gate_;
+  net::Wakeup wakeup_;
+  net::WriteGate write_gate_;
   bool mid_message_ = false;
   session::ClientSession session_;
   protocol::FrameDecoder decoder_;
-  ReadBuffer in_{std::vector<char>{}};  // a pkt_buf block only while bytes are pending
+  net::ReadBuffer in_{std::vector<char>{}};  // a pkt_buf block only while bytes are pending
   std::shared_ptr<ServerConn> server_;
   PoolEntry* entry_ = nullptr;
   std::string user_, database_, peer_;
@@ -113,4 +113,4 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   boost::asio::awaitable<void> serve_admin(bool admin_user);
 };
 
-}  // namespace pgcohere::net
+}  // namespace pgcohere::pooler

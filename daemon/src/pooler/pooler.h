@@ -25,7 +25,7 @@
 #include "session/params.h"
 #include "session/prepared.h"
 
-namespace pgcohere::net {
+namespace pgcohere::pooler {
 
 class ClientConn;
 class ServerConn;
@@ -80,7 +80,7 @@ class Pooler : public app::Service, public admin::Backend {
   const config::Config& config() const { return config_; }
   const config::DaemonSettings& settings() const { return config_.daemon; }
   // Read buffers of idle clients come back here (pkt_buf sized).
-  BufferPool& client_buffers() { return client_buffers_; }
+  net::BufferPool& client_buffers() { return client_buffers_; }
   const session::TrackedNames& tracked() const { return tracked_; }
   session::StatementRegistry& statements() { return statements_; }
   bool stopping() const { return stopping_; }
@@ -123,7 +123,7 @@ class Pooler : public app::Service, public admin::Backend {
   config::Config config_;
   session::TrackedNames tracked_;
   session::StatementRegistry statements_;
-  BufferPool client_buffers_;
+  net::BufferPool client_buffers_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   boost::asio::steady_timer janitor_timer_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<PoolEntry>> pools_;
@@ -147,4 +147,4 @@ class Pooler : public app::Service, public admin::Backend {
   std::map<std::string, admin::StatsCounters> stats_avg_;
 };
 
-}  // namespace pgcohere::net
+}  // namespace pgcohere::pooler
