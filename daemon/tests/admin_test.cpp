@@ -1,6 +1,7 @@
 // Admin console: command parsing, PgBouncer 1.24+ result set shapes, dispatch to Backend.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <ctime>
 
@@ -393,4 +394,61 @@ TEST(AdminShow, ConfigRowsFromTheRunningConfig) {
   ResultSet r = show_config(rows);
   for (const auto& row : r.rows)
     for (const auto& v : row) EXPECT_EQ(v->find("hunter2"), std::string::npos);
+}
+
+TEST(AdminParse, CacheCommands) {
+  EXPECT_EQ(parse_ok("SHOW CACHE").show, Show::cache);
+  EXPECT_EQ(parse_ok("show cache rules;").show, Show::cache_rules);
+  auto key = parse_ok("CACHE DELETE 'pgcohere:{app}:e:abc'");
+  EXPECT_EQ(key.verb, Verb::cache_delete);
+  EXPECT_EQ(key.arg, "key");
+  EXPECT_EQ(key.value, "pgcohere:{app}:e:abc");
+  auto pattern = parse_ok("cache delete pattern '*'");
+  EXPECT_EQ(pattern.arg, "pattern");
+  EXPECT_EQ(pattern.value, "*");
+  auto table = parse_ok("CACHE DELETE TABLE 'public.messages'");
+  EXPECT_EQ(table.arg, "table");
+  EXPECT_EQ(table.value, "public.messages");
+  EXPECT_EQ(parse_ok("CACHE DELETE TABLE messages").value, "messages");
+  EXPECT_FALSE(parse_command("CACHE").command);
+  EXPECT_FALSE(parse_command("CACHE DELETE").command);
+  EXPECT_FALSE(parse_command("CACHE PURGE 'x'").command);
+  EXPECT_FALSE(parse_command("SHOW CACHE FOO").command);
+  EXPECT_TRUE(requires_admin(parse_ok("CACHE DELETE PATTERN '*'")));
+  EXPECT_FALSE(requires_admin(parse_ok("SHOW CACHE")));
+  EXPECT_TRUE(requires_admin(parse_ok("SET cache_bypass = 1")));
+}
+
+TEST(AdminShow, CacheColumnsAndRatio) {
+  Snapshot snap;
+  CacheRow row;
+  row.database = "app";
+  row.hits = 3;
+  row.misses = 1;
+  row.bypassed = 2;
+  row.health = "ok";
+  snap.cache.push_back(row);
+  auto r = build_show(Show::cache, snap, "");
+  auto cols = names(r);
+  for (const char* want : {"database", "hits", "misses", "stores", "stale_refused", "bypassed", "invalidations",
+                           "bytes", "evictions", "hit_ratio", "total_requests", "health"})
+    EXPECT_NE(std::find(cols.begin(), cols.end(), want), cols.end()) << want;
+  ASSERT_EQ(r.rows.size(), 1u);
+  auto at = [&](const char* name) { return *r.rows[0][std::find(cols.begin(), cols.end(), name) - cols.begin()]; };
+  EXPECT_EQ(at("hit_ratio"), "0.7500");
+  EXPECT_EQ(at("total_requests"), "6");
+  EXPECT_EQ(r.columns.size(), r.rows[0].size());
+}
+
+TEST(AdminConsole, CacheCommandsWithoutACacheSayItIsNotEnabled) {
+  FakeBackend b;
+  Console c(b);
+  Reply got;
+  c.execute("CACHE DELETE PATTERN '*'", true, [&](Reply r) { got = std::move(r); });
+  EXPECT_FALSE(got.ok());
+  EXPECT_NE(got.error.find("not enabled"), std::string::npos);
+  b.snap.cache_error = "the query cache is not enabled ([cache] enabled = 1)";
+  c.execute("SHOW CACHE", false, [&](Reply r) { got = std::move(r); });
+  EXPECT_FALSE(got.ok());
+  EXPECT_EQ(b.asked, Show::cache);
 }

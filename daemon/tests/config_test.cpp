@@ -131,3 +131,26 @@ TEST(Config, SettingsKnowWhichValuesAreSecret) {
     }
   }
 }
+
+TEST(Config, CacheSwitchesActOrAreRefused) {
+  auto c = parse_config(
+      "[pgcohered]\nauth_type = trust\n[redis]\nurl = redis://127.0.0.1:6379/0\n[invalidation]\nsecret_file = /s\n"
+      "[cache]\nenabled = 1\nbypass = 1\ndefault_ttl = 30\nmax_entry_bytes = 4096\nredis_timeout = 50ms\n"
+      "single_flight_wait = 2\nrequire_hint = 1\nnamespace = app:\n",
+      "test.ini");
+  EXPECT_TRUE(c.cache.enabled);
+  EXPECT_TRUE(c.cache.bypass);
+  EXPECT_EQ(c.cache.default_ttl, 30);
+  EXPECT_EQ(c.cache.max_entry_bytes, 4096);
+  EXPECT_DOUBLE_EQ(c.cache.redis_timeout, 0.05);
+  EXPECT_EQ(c.cache.single_flight_wait, 2);
+  EXPECT_TRUE(c.cache.require_hint);
+  EXPECT_EQ(c.cache.key_namespace, "app:");
+  const std::string trust = "[pgcohered]\nauth_type = trust\n";
+  EXPECT_NE(error_of(trust + "[cache]\nenabled = 1\n").find("needs Redis"), std::string::npos);
+  EXPECT_NE(error_of(trust + "[redis]\nurl = redis://h:1/0\n[invalidation]\nenabled = 0\n[cache]\nenabled = 1\n")
+                .find("[invalidation] enabled = 1"),
+            std::string::npos);
+  EXPECT_NE(error_of("[cache]\nmax_entry_bytes = 0\n").find("test.ini:2: max_entry_bytes"), std::string::npos);
+  EXPECT_NE(error_of("[cache]\nttl = 5\n").find("unknown key 'ttl' in [cache]"), std::string::npos);
+}

@@ -1,5 +1,6 @@
 // The purger against a real redis-server started by the test: queued keys coalesce, all
 // pending patterns share one SCAN pass, batches respect their bounds, tags unlink members.
+#include "cache/redis_layout.h"
 #include "invalidation/purger.h"
 
 #include <gtest/gtest.h>
@@ -156,14 +157,19 @@ TEST_F(PurgerTest, BoundedBatchesAndTags) {
     set("k" + std::to_string(i));
     j.keys.push_back("k" + std::to_string(i));
   }
-  freeReplyObject(redisCommand(sync_, "SADD pgcohere:tag:table:public.t pgcohere:q1 pgcohere:q2"));
-  set("pgcohere:q1");
-  set("pgcohere:q2");
-  j.tags = {"table:public.t"};
+  // A query-cache tag of database "app": its entries and its set go, its version moves.
+  freeReplyObject(redisCommand(sync_, "SADD pgcohere:{app}:s:tbl:42 pgcohere:{app}:e:q1 pgcohere:{app}:e:q2"));
+  set("pgcohere:{app}:e:q1");
+  set("pgcohere:{app}:e:q2");
+  set("pgcohere:{app}:e:untagged");
+  j.tags = {cache::scope_tag("app", "tbl:42")};
   bool done = false;
   purger.submit(j, [&] { done = true; });
   ASSERT_TRUE(run_until(io, [&] { return done; }));
-  EXPECT_EQ(purger.counters().keys_removed, 1003u);  // 1000 keys, 2 tagged entries, the tag set
-  EXPECT_EQ(cmd_int("DBSIZE"), 0);
+  EXPECT_EQ(purger.counters().keys_removed, 1000u);
+  EXPECT_EQ(purger.counters().tags_invalidated, 1u);
+  EXPECT_EQ(purger.counters().tagged_entries_removed, 2u);
+  EXPECT_EQ(cmd_int("EXISTS pgcohere:{app}:e:q1 pgcohere:{app}:e:q2 pgcohere:{app}:s:tbl:42"), 0);
+  EXPECT_EQ(cmd_int("EXISTS pgcohere:{app}:e:untagged pgcohere:{app}:v:tbl:42 pgcohere:{app}:gen"), 3);
   backend.stop();
 }

@@ -74,15 +74,15 @@ std::optional<std::vector<Token>> tokenize(std::string_view q) {
   return out;
 }
 
-constexpr std::array<std::pair<std::string_view, Verb>, 14> kVerbs{{
+constexpr std::array<std::pair<std::string_view, Verb>, 15> kVerbs{{
     {"show", Verb::show}, {"select", Verb::show}, {"pause", Verb::pause},
     {"resume", Verb::resume}, {"reload", Verb::reload}, {"shutdown", Verb::shutdown},
     {"kill", Verb::kill}, {"kill_client", Verb::kill_client}, {"suspend", Verb::suspend},
     {"set", Verb::set}, {"disable", Verb::disable}, {"enable", Verb::enable},
-    {"reconnect", Verb::reconnect}, {"wait_close", Verb::wait_close},
+    {"reconnect", Verb::reconnect}, {"wait_close", Verb::wait_close}, {"cache", Verb::cache_delete},
 }};
 
-constexpr std::array<std::pair<std::string_view, Show>, 22> kShows{{
+constexpr std::array<std::pair<std::string_view, Show>, 23> kShows{{
     {"help", Show::help}, {"pools", Show::pools}, {"stats", Show::stats},
     {"servers", Show::servers}, {"clients", Show::clients}, {"databases", Show::databases},
     {"config", Show::config}, {"lists", Show::lists}, {"users", Show::users},
@@ -90,7 +90,7 @@ constexpr std::array<std::pair<std::string_view, Show>, 22> kShows{{
     {"stats_totals", Show::stats_totals}, {"stats_averages", Show::stats_averages},
     {"state", Show::state}, {"peers", Show::peers}, {"peer_pools", Show::peer_pools},
     {"dns_hosts", Show::dns_hosts}, {"dns_zones", Show::dns_zones}, {"fds", Show::fds},
-    {"sockets", Show::sockets}, {"active_sockets", Show::active_sockets},
+    {"sockets", Show::sockets}, {"active_sockets", Show::active_sockets}, {"cache", Show::cache},
 }};
 
 // Parameters that drivers and tools SHOW on connect; answered with fixed values.
@@ -123,11 +123,13 @@ std::string_view verb_name(Verb verb) {
     case Verb::enable: return "ENABLE";
     case Verb::reconnect: return "RECONNECT";
     case Verb::wait_close: return "WAIT_CLOSE";
+    case Verb::cache_delete: return "CACHE DELETE";
   }
   return "?";
 }
 
 std::string_view show_name(Show show) {
+  if (show == Show::cache_rules) return "cache rules";
   for (const auto& [name, s] : kShows)
     if (s == show) return name;
   return "param";
@@ -162,6 +164,30 @@ ParseResult parse_command(std::string_view query) {
 
   Command cmd;
   cmd.verb = *verb;
+
+  if (cmd.verb == Verb::cache_delete) {
+    // CACHE DELETE 'key' | CACHE DELETE PATTERN 'glob' | CACHE DELETE TABLE name
+    auto value = [](const Token& tok) { return tok.kind == Token::word ? tok.text : tok.text; };
+    if (t.size() < 3 || !is_identifier(t[1]) || ident(t[1]) != "delete") return syntax_error(query);
+    if (t.size() == 3 && t[2].kind != Token::equals) {
+      cmd.arg = "key";
+      cmd.value = value(t[2]);
+      return {cmd, {}};
+    }
+    if (t.size() == 4 && is_identifier(t[2]) && (ident(t[2]) == "pattern" || ident(t[2]) == "table") &&
+        t[3].kind != Token::equals) {
+      cmd.arg = ident(t[2]);
+      cmd.value = value(t[3]);
+      return {cmd, {}};
+    }
+    return syntax_error(query);
+  }
+
+  if (cmd.verb == Verb::show && t.size() == 3 && is_identifier(t[1]) && is_identifier(t[2]) &&
+      ident(t[1]) == "cache" && ident(t[2]) == "rules") {
+    cmd.show = Show::cache_rules;
+    return {cmd, {}};
+  }
 
   if (cmd.verb == Verb::set) {
     // SET key = value | SET key TO value | SET key = 'string'

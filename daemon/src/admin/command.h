@@ -10,7 +10,8 @@ namespace pgcohere::admin {
 
 enum class Verb {
   show, pause, resume, reload, shutdown, kill, kill_client, suspend, set, disable, enable,
-  reconnect, wait_close
+  reconnect, wait_close,
+  cache_delete,  // CACHE DELETE 'key' | CACHE DELETE PATTERN 'glob' | CACHE DELETE TABLE name
 };
 
 enum class Show {
@@ -18,6 +19,7 @@ enum class Show {
   stats_totals, stats_averages, state, peers, peer_pools, dns_hosts, dns_zones, fds, sockets,
   active_sockets,
   param,  // SHOW client_encoding and the other parameters drivers ask for
+  cache, cache_rules,  // SHOW CACHE, SHOW CACHE RULES
 };
 
 struct Command {
@@ -25,9 +27,10 @@ struct Command {
   Show show = Show::help;  // for Verb::show
   // Verb::show with Show::param: the parameter; PAUSE/RESUME/KILL/...: the database ("" =
   // all); SHUTDOWN: "" or WAIT_FOR_SERVERS / WAIT_FOR_CLIENTS (upper-cased);
-  // KILL_CLIENT: the client id; SET: the key (lower-cased).
+  // KILL_CLIENT: the client id; SET: the key (lower-cased); CACHE DELETE: "key",
+  // "pattern" or "table".
   std::string arg;
-  std::string value;  // SET only
+  std::string value;  // SET: the value; CACHE DELETE: the key, glob or table
 };
 
 struct ParseResult {

@@ -45,9 +45,25 @@ void Console::execute(std::string_view query, bool admin_user, std::function<voi
     Snapshot snap;
     if (cmd.show != Show::help && cmd.show != Show::version && cmd.show != Show::param)
       snap = backend_.snapshot(cmd.show);
+    if ((cmd.show == Show::cache || cmd.show == Show::cache_rules) && !snap.cache_error.empty()) {
+      reply(error(snap.cache_error));
+      return;
+    }
     Reply r;
     r.result = build_show(cmd.show, snap, cmd.arg);
     reply(std::move(r));
+    return;
+  }
+
+  if (cmd.verb == Verb::cache_delete) {
+    PGC_LOG_INFO << "admin console: CACHE DELETE " << cmd.arg << " '" << cmd.value << "' command issued";
+    backend_.cache_delete(cmd.arg, cmd.value, [reply = std::move(reply)](std::int64_t count, std::string err) {
+      if (!err.empty()) return reply(error(std::move(err)));
+      Reply r = done_with_tag("CACHE DELETE");
+      r.result->columns.push_back({"deleted", oid::int8, 8});
+      r.result->rows.push_back({std::to_string(count)});
+      reply(std::move(r));
+    });
     return;
   }
 
@@ -81,7 +97,8 @@ void Console::execute(std::string_view query, bool admin_user, std::function<voi
     case Verb::reconnect: backend_.reconnect(cmd.arg, std::move(done)); break;
     case Verb::wait_close: backend_.wait_close(cmd.arg, std::move(done)); break;
     case Verb::set: backend_.set(cmd.arg, cmd.value, std::move(done)); break;
-    case Verb::show: break;
+    case Verb::show:
+    case Verb::cache_delete: break;
   }
 }
 

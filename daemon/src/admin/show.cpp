@@ -296,6 +296,30 @@ ResultSet show_mem(const std::vector<MemRow>& rows) {
   return r;
 }
 
+ResultSet show_cache(const std::vector<CacheRow>& rows) {
+  ResultSet r = result(columns("sqqqqqqqqqqqNqqs",
+                               {"database", "hits", "misses", "stores", "stale_refused", "not_stored", "bypassed",
+                                "uncacheable", "redis_errors", "single_flight_hits", "bytes", "total_requests",
+                                "hit_ratio", "invalidations", "evictions", "health"}));
+  for (const CacheRow& c : rows) {
+    std::uint64_t answered = c.hits + c.misses;
+    char ratio[32];
+    std::snprintf(ratio, sizeof ratio, "%.4f", answered ? static_cast<double>(c.hits) / answered : 0.0);
+    r.rows.push_back({s(c.database), u(c.hits), u(c.misses), u(c.stores), u(c.stale_refused), u(c.not_stored),
+                      u(c.bypassed), u(c.uncacheable), u(c.redis_errors), u(c.single_flight_hits),
+                      u(c.bytes_stored), u(answered + c.bypassed + c.redis_errors), std::string(ratio),
+                      u(c.invalidations), u(c.evictions), s(c.health)});
+  }
+  return r;
+}
+
+ResultSet show_cache_rules(const std::vector<CacheRuleRow>& rows) {
+  ResultSet r = result(columns("ssqqs", {"database", "table", "relid", "ttl_ms", "by"}));
+  for (const CacheRuleRow& c : rows)
+    r.rows.push_back({s(c.database), s(c.table), u(c.relid), c.ttl_ms ? n(*c.ttl_ms) : std::nullopt, s(c.by)});
+  return r;
+}
+
 ResultSet show_version(const std::string& version) {
   ResultSet r = result(columns("s", {"version"}));
   r.rows.push_back({version});
@@ -391,6 +415,8 @@ ResultSet build_show(Show what, const Snapshot& snap, std::string_view param) {
     case Show::dns_hosts: return result(columns("sqs", {"hostname", "ttl", "addrs"}));
     case Show::dns_zones: return result(columns("sqi", {"zonename", "serial", "count"}));
     case Show::param: return show_param(param);
+    case Show::cache: return show_cache(snap.cache);
+    case Show::cache_rules: return show_cache_rules(snap.cache_rules);
     case Show::fds:
     case Show::sockets:
     case Show::active_sockets: return ResultSet{};

@@ -139,6 +139,25 @@ struct MemRow {
   int memtotal = 0;
 };
 
+// One row of SHOW CACHE: one database's query cache counters.
+struct CacheRow {
+  std::string database;
+  std::uint64_t hits = 0, misses = 0, stores = 0, stale_refused = 0, not_stored = 0, bypassed = 0;
+  std::uint64_t uncacheable = 0, redis_errors = 0, single_flight_hits = 0, bytes_stored = 0;
+  std::uint64_t invalidations = 0;  // cache tags this daemon invalidated (all databases)
+  std::uint64_t evictions = 0;      // Redis INFO evicted_keys
+  std::string health;               // ok | redis down | bypassed | loading policies
+};
+
+// One row of SHOW CACHE RULES: a cache-enabled table of a database.
+struct CacheRuleRow {
+  std::string database;
+  std::string table;  // schema.name
+  std::uint32_t relid = 0;
+  std::optional<std::int64_t> ttl_ms;  // nullopt: [cache] default_ttl
+  std::string by;                      // the row-tag columns, comma-separated
+};
+
 // The SHOW VERSION text; it contains "PgBouncer 1.24.0" so that exporters which parse the
 // version pick PgBouncer 1.24's column set.
 std::string version_string();
@@ -155,6 +174,9 @@ struct Snapshot {
   std::vector<MemRow> mem;
   bool paused = false;
   bool suspended = false;
+  std::vector<CacheRow> cache;
+  std::vector<CacheRuleRow> cache_rules;
+  std::string cache_error;  // SHOW CACHE without a cache: why
 };
 
 // Implemented by the pool. Commands that take time (PAUSE waits for server connections to
@@ -177,6 +199,13 @@ class Backend {
   virtual void enable(const std::string& database, Done done) { (void)database; done("ENABLE is not supported by pgcohered"); }
   virtual void reconnect(const std::string& database, Done done) { (void)database; done("RECONNECT is not supported by pgcohered"); }
   virtual void wait_close(const std::string& database, Done done) { (void)database; done("WAIT_CLOSE is not supported by pgcohered"); }
+  // CACHE DELETE: `what` is key, pattern or table; `done` gets the entries removed or an error.
+  using CountDone = std::function<void(std::int64_t count, std::string error)>;
+  virtual void cache_delete(const std::string& what, const std::string& value, CountDone done) {
+    (void)what;
+    (void)value;
+    done(0, "the query cache is not enabled ([cache] enabled = 1)");
+  }
   virtual void set(const std::string& key, const std::string& value, Done done) {
     (void)key;
     (void)value;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <csignal>
 
+#include "cache/service.h"
 #include "invalidation/service.h"
 #include "metrics/metrics_http.h"
 #include "pooler/pooler.h"
@@ -19,7 +20,15 @@ App::App(config::Config config)
   services_.push_back(std::make_unique<metrics::MetricsService>(io_, config_));
   if (invalidation::InvalidationService::wanted(config_))
     services_.push_back(std::make_unique<invalidation::InvalidationService>(io_, config_));
-  services_.push_back(std::make_unique<pooler::Pooler>(io_, config_));
+  cache::CacheService* cache = nullptr;
+  if (config_.cache.enabled) {
+    auto service = std::make_unique<cache::CacheService>(io_, config_);
+    cache = service.get();
+    services_.push_back(std::move(service));
+  }
+  auto pooler = std::make_unique<pooler::Pooler>(io_, config_);
+  pooler->set_cache(cache);
+  services_.push_back(std::move(pooler));
 }
 
 App::~App() = default;

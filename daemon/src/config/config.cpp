@@ -233,6 +233,10 @@ const std::vector<KeySpec>& schema() {
       {"cache", "bypass", cache(&CacheSettings::bypass)},
       {"cache", "default_ttl", cache(&CacheSettings::default_ttl)},
       {"cache", "namespace", cache(&CacheSettings::key_namespace)},
+      {"cache", "max_entry_bytes", in_range(cache(&CacheSettings::max_entry_bytes), 1, 512 * 1024 * 1024)},
+      {"cache", "redis_timeout", cache(&CacheSettings::redis_timeout)},
+      {"cache", "single_flight_wait", cache(&CacheSettings::single_flight_wait)},
+      {"cache", "require_hint", cache(&CacheSettings::require_hint)},
   };
   return keys;
 }
@@ -281,6 +285,12 @@ void validate(const Config& c) {
     fail("auth_type = " + c.daemon.auth_type + " needs auth_file (or auth_user)");
   if (!c.redis.url.empty() && c.redis.url.rfind("redis://", 0) != 0)
     fail("[redis] url must start with redis://");
+  if (c.cache.enabled && c.redis.url.empty() && c.redis.cluster_nodes.empty())
+    fail("[cache] enabled = 1 needs Redis: set [redis] url (or cluster_nodes)");
+  if (c.cache.enabled && !c.invalidation.enabled)
+    fail("[cache] enabled = 1 needs [invalidation] enabled = 1: entries are invalidated by the extension's stream");
+  if (c.cache.enabled && c.cache.default_ttl <= 0) fail("[cache] default_ttl must be greater than 0");
+  if (c.cache.enabled && c.cache.redis_timeout <= 0) fail("[cache] redis_timeout must be greater than 0");
   if (c.invalidation.enabled && !c.databases.empty() && !c.redis.url.empty() && c.invalidation.secret_file.empty())
     fail("[invalidation] secret_file is required to verify the extension's signatures");
 }

@@ -100,9 +100,13 @@ struct InvalidationSettings {
 
 struct CacheSettings {
   bool enabled = false;
-  bool bypass = false;  // also CACHE_BYPASS=true in the environment
-  double default_ttl = 60;
+  bool bypass = false;  // also PGCOHERE_CACHE_BYPASS=true (or CACHE_BYPASS=true) at start
+  double default_ttl = 60;                  // seconds, for tables whose policy has no ttl
   std::string key_namespace = "pgcohere:";  // key `namespace`
+  int max_entry_bytes = 1024 * 1024;        // larger results are not stored
+  double redis_timeout = 0.02;              // seconds; a slower cache operation falls through
+  double single_flight_wait = 1;            // seconds an identical miss waits for the first
+  bool require_hint = false;                // cache only statements with /* pgcohere:cache */
 };
 
 struct Config {

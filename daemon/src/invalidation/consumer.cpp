@@ -8,6 +8,7 @@
 
 #include <set>
 
+#include "cache/redis_layout.h"
 #include "protocol/notify_payload.h"
 #include "redis/glob.h"
 #include "util/log.h"
@@ -283,7 +284,7 @@ void DatabaseConsumer::handle(const Notification& n) {
     switch (e.kind) {
       case protocol::EntryKind::key: job.keys.push_back(e.text); break;
       case protocol::EntryKind::pattern: job.patterns.push_back(e.text); break;
-      case protocol::EntryKind::tag: job.tags.push_back(e.text); break;
+      case protocol::EntryKind::tag: job.tags.push_back(cache::scope_tag(name_, e.text)); break;
       case protocol::EntryKind::resync:
         PGC_LOG_WARN << "invalidation [" << name_ << "]: the extension asks for a resync: " << e.text;
         request_resync("message");

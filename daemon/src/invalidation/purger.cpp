@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "cache/redis_layout.h"
 #include "redis/glob.h"
 #include "util/log.h"
 
@@ -137,30 +138,25 @@ void Purger::pump_keys() {
 
 void Purger::pump_tags() {
   while (backend_.ready() && !pending_tags_.empty()) {
-    auto [tag, job] = std::move(pending_tags_.back());
+    auto [scoped, job] = std::move(pending_tags_.back());
     pending_tags_.pop_back();
-    std::string set_key = options_.cache_namespace + "tag:" + tag;
+    auto [database, tag] = cache::split_scoped_tag(scoped);
     ++tags_in_flight_;
-    std::vector<std::string> argv{"SMEMBERS", set_key};
-    backend_.keyed(std::move(argv), 1, [this, tag = tag, job = job, set_key,
-                                        alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
-      if (alive.expired()) return;
-      --tags_in_flight_;
-      if (r.is_error()) {
-        ++counters_.redis_errors;
-        pending_tags_.emplace_back(tag, job);
-        retry_later();
-        return;
-      }
-      for (const auto& member : r.elements) {
-        ++job->outstanding;
-        queue_key(member.str, job);
-      }
-      ++job->outstanding;
-      queue_key(set_key, job);
-      release({job});
-      pump_keys();
-    });
+    cache::invalidate_tag(backend_, cache::Layout(options_.cache_namespace, database), tag,
+                          [this, scoped = scoped, job = job, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
+                            if (alive.expired()) return;
+                            --tags_in_flight_;
+                            if (r.is_error()) {
+                              ++counters_.redis_errors;
+                              PGC_LOG_DEBUG << "cache tag invalidation failed, requeued: " << r.str;
+                              pending_tags_.emplace_back(scoped, job);
+                              retry_later();
+                              return;
+                            }
+                            ++counters_.tags_invalidated;
+                            counters_.tagged_entries_removed += static_cast<std::uint64_t>(r.integer);
+                            release({job});
+                          });
   }
 }
 

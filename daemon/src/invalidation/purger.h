@@ -24,7 +24,9 @@ namespace pgcohere::invalidation {
 struct PurgeJob {
   std::vector<std::string> keys;
   std::vector<std::string> patterns;
-  std::vector<std::string> tags;  // query-cache tags: the set <namespace>tag:<tag> lists entries
+  // Query-cache tags, each scoped to its database (cache::scope_tag): a new version, and
+  // every entry that carries the tag removed (cache/redis_layout.h).
+  std::vector<std::string> tags;
 };
 
 struct PurgeOptions {
@@ -43,6 +45,8 @@ struct PurgerCounters {
   std::uint64_t scan_passes = 0;
   std::uint64_t index_passes = 0;       // pattern passes answered by the key index
   std::uint64_t index_keys_visited = 0;  // index entries looked at (O(matching keys))
+  std::uint64_t tags_invalidated = 0;        // query-cache tags given a new version
+  std::uint64_t tagged_entries_removed = 0;  // cache entries those tags removed
   std::uint64_t redis_errors = 0;
 };
 

@@ -6,7 +6,7 @@
 #include <stdexcept>
 
 #include "protocol/notify_payload.h"
-#include "redis/cluster_backend.h"
+#include "redis/make_backend.h"
 #include "redis/url.h"
 #include "util/log.h"
 
@@ -41,29 +41,6 @@ std::string read_secret_file(const std::string& path) {
   return secret;
 }
 
-namespace {
-redis::Timeouts timeouts(const config::RedisSettings& r) {
-  return {ms(r.connect_timeout), ms(r.command_timeout)};
-}
-
-std::unique_ptr<redis::Backend> make_backend(boost::asio::io_context& io, const config::RedisSettings& r) {
-  if (!r.cluster_nodes.empty()) {
-    std::vector<redis::Endpoint> seeds;
-    for (const auto& node : r.cluster_nodes) {
-      std::string error;
-      auto ep = redis::parse_url(node.rfind("redis://", 0) == 0 ? node : "redis://" + node, &error);
-      if (!ep) throw std::runtime_error("[redis] cluster_nodes: " + node + ": " + error);
-      seeds.push_back(*ep);
-    }
-    return std::make_unique<redis::ClusterBackend>(io, std::move(seeds), timeouts(r));
-  }
-  std::string error;
-  auto ep = redis::parse_url(r.url, &error);
-  if (!ep) throw std::runtime_error("[redis] url: " + error);
-  return std::make_unique<redis::SingleBackend>(io, ep->host, ep->port, ep->db, timeouts(r));
-}
-}  // namespace
-
 bool InvalidationService::wanted(const config::Config& c) {
   if (!c.invalidation.enabled || (c.redis.url.empty() && c.redis.cluster_nodes.empty())) return false;
   for (const auto& db : c.databases)
@@ -76,7 +53,7 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
       settings_(make_settings(c)),
       max_backlog_(static_cast<std::size_t>(std::max(1, c.invalidation.journal_max_entries))),
       backlog_timer_(io) {
-  backend_ = make_backend(io, c.redis);
+  backend_ = redis::make_backend(io, c.redis);
   PurgeOptions options;
   options.max_in_flight = static_cast<std::size_t>(std::max(1, c.invalidation.max_inflight));
   options.cache_namespace = c.cache.key_namespace;

@@ -12,6 +12,8 @@
 
 #include "admin/console.h"
 #include "auth/exchange.h"
+#include "cache/request.h"
+#include "cache/session_switch.h"
 #include "pooler/pooler.h"
 #include "pooler/server_conn.h"
 #include "util/log.h"
@@ -460,6 +462,64 @@ awaitable<void> ClientConn::serve_admin(bool admin_user) {
   }
 }
 
+awaitable<std::size_t> ClientConn::try_session_switch(std::string_view data) {
+  auto sw = cache::session_switch(data);
+  if (!sw) co_return 0;
+  cache_bypass_ = sw->bypass;
+  std::string out;
+  protocol::encode::command_complete(out, sw->command_tag);
+  protocol::encode::ready_for_query(out, 'I');
+  co_await write_gated(out);
+  co_return sw->consumed;
+}
+
+awaitable<void> ClientConn::replay(const std::string& reply) {
+  std::string out;
+  out.reserve(reply.size() + 6);
+  out.append(reply);
+  protocol::encode::ready_for_query(out, 'I');
+  entry_->stats.bytes_sent += out.size();
+  co_await write_gated(out);
+}
+
+awaitable<std::size_t> ClientConn::try_cache(std::string_view data) {
+  auto* cache = pooler_.cache();
+  bool named = entry_->mode != PoolMode::session && pooler_.settings().max_prepared_statements > 0;
+  auto request = cache::recognize(data, [this, named](std::string_view name) -> std::optional<cache::NamedStatement> {
+    const session::Statement* s = named ? session_.statements().find(name) : nullptr;
+    if (!s) return std::nullopt;
+    return cache::NamedStatement{s->query, s->param_types};
+  });
+  if (!request) co_return 0;
+  const std::string* server_encoding = entry_->server_defaults.get("server_encoding");
+  auto plan = cache->plan({database_, user_, session_.params(), cache_bypass_,
+                           server_encoding ? std::string_view(*server_encoding) : std::string_view("UTF8")},
+                          *request);
+  if (!plan) co_return 0;
+  auto self = shared_from_this();  // the lookup outlives nothing of ours otherwise
+  auto found = co_await cache->lookup(database_, *plan);
+  if (closed_ || dying_) co_return 0;
+  using Kind = cache::CacheService::Lookup::Kind;
+  if (found.kind == Kind::hit) {
+    co_await replay(found.reply);
+    co_return request->consumed;
+  }
+  if (found.kind == Kind::skip) co_return 0;
+  if (!cache->lead(database_, *plan)) {
+    // An identical miss is running: wait for its reply rather than run the query again.
+    auto reply = co_await cache->follow(database_, *plan);
+    if (closed_ || dying_) co_return 0;
+    if (reply) {
+      co_await replay(*reply);
+      co_return request->consumed;
+    }
+    co_return 0;
+  }
+  pending_fill_ = std::make_unique<cache::PendingFill>(*cache, database_, std::move(*plan), std::move(found.versions),
+                                                       cache->max_entry_bytes());
+  co_return 0;
+}
+
 awaitable<void> ClientConn::serve() {
   auto& d = pooler_.settings();
   bool rewrite = entry_->mode != PoolMode::session && d.max_prepared_statements > 0;
@@ -487,6 +547,16 @@ awaitable<void> ClientConn::serve() {
         break;
       }
       if (!server_) {
+        // Between transactions: the query cache may answer (or a pooler-level SET).
+        if (out.empty() && f.kind == protocol::Frame::Kind::message && pooler_.cache()) {
+          std::size_t answered = co_await try_session_switch(data);
+          if (!answered) answered = co_await try_cache(data);
+          if (dying_ || closed_) co_return;
+          if (answered) {
+            in_.consume(answered);
+            continue;
+          }
+        }
         if (!try_link() && !co_await acquire()) co_return;
         sync_parameters(out);
       }

@@ -11,6 +11,7 @@
 #include "net/buffer.h"
 #include "net/wakeup.h"
 #include "net/write_gate.h"
+#include "cache/pending_fill.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "session/client_session.h"
@@ -62,6 +63,15 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   Clock::time_point last_activity() const { return last_activity_; }
   // Closes the connection with an error (a timeout the janitor found), PgBouncer's wording.
   void expire(const std::string& why) { fail(why); }
+  // The query cache's capture of the reply to a request this client leads (ServerConn feeds
+  // it every forwarded message until the request's ReadyForQuery).
+  bool capturing() const { return pending_fill_ != nullptr; }
+  void capture(char type, std::string_view message) {
+    if (pending_fill_->add(type, message)) end_capture();
+  }
+  void capture_fragment() {
+    if (pending_fill_->add_fragment()) end_capture();
+  }
   // query_wait_timeout passed (the pooler's janitor checks it).
   void wait_timed_out() {
     timed_out_ = true;
@@ -86,6 +96,16 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // fail()'s second half, run while holding the write gate.
   void write_last_error(const std::string& why);
   void release_if_idle();
+  // The query cache: answers the request at the start of `data` from Redis when it can.
+  // Returns the bytes answered (0: the normal path must run it, maybe capturing its reply).
+  boost::asio::awaitable<std::size_t> try_cache(std::string_view data);
+  // SET/RESET pgcohere.cache_bypass, answered by the pooler itself: bytes consumed or 0.
+  boost::asio::awaitable<std::size_t> try_session_switch(std::string_view data);
+  boost::asio::awaitable<void> replay(const std::string& reply);
+  void end_capture() {
+    auto fill = std::move(pending_fill_);
+    fill->end();
+  }
 
   Pooler& pooler_;
   boost::asio::ip::tcp::socket socket_;
@@ -110,6 +130,8 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   std::chrono::system_clock::time_point connect_wall_ = std::chrono::system_clock::now();
   int64_t id_;
   bool admin_ = false;
+  bool cache_bypass_ = false;  // SET pgcohere.cache_bypass = on
+  std::unique_ptr<cache::PendingFill> pending_fill_;
   boost::asio::awaitable<void> serve_admin(bool admin_user);
 };
 

@@ -17,6 +17,7 @@
 #include "app/service.h"
 #include "auth/exchange.h"
 #include "auth/userlist.h"
+#include "cache/service.h"
 #include "config/config.h"
 #include "metrics/registry.h"
 #include "net/buffer.h"
@@ -84,6 +85,9 @@ class Pooler : public app::Service, public admin::Backend {
   const session::TrackedNames& tracked() const { return tracked_; }
   session::StatementRegistry& statements() { return statements_; }
   bool stopping() const { return stopping_; }
+  // The query cache, when [cache] enabled = 1 (else nullptr).
+  cache::CacheService* cache() const { return cache_; }
+  void set_cache(cache::CacheService* cache) { cache_ = cache; }
   const auth::UserList* users() const { return users_.get(); }
 
   // The pool for a client's database and user, or nullptr with the client-facing reason.
@@ -112,6 +116,8 @@ class Pooler : public app::Service, public admin::Backend {
   void shutdown(const std::string& mode, Done done) override;
   void kill(const std::string& database, Done done) override;
   void kill_client(std::int64_t id, Done done) override;
+  void cache_delete(const std::string& what, const std::string& value, CountDone done) override;
+  void set(const std::string& key, const std::string& value, Done done) override;
   bool paused() const { return paused_all_; }
 
  private:
@@ -130,10 +136,12 @@ class Pooler : public app::Service, public admin::Backend {
   std::unordered_map<uint64_t, ClientConn*> clients_;  // by cancel key
   std::set<ClientConn*> all_clients_;
   bool stopping_ = false;
+  cache::CacheService* cache_ = nullptr;
   std::shared_ptr<auth::UserList> users_;
   void load_users();
   void check_pauses();
   void collect(metrics::Exposition& out);
+  void fill_cache_snapshot(admin::Snapshot& snap);  // pooler/cache_admin.cpp
   metrics::CollectorId collector_id_ = 0;
   struct PendingPause {
     std::string database;

@@ -44,8 +44,12 @@ admin::StatsCounters Pooler::totals(const std::string& database) const {
   return t;
 }
 
-admin::Snapshot Pooler::snapshot(admin::Show) {
+admin::Snapshot Pooler::snapshot(admin::Show what) {
   admin::Snapshot snap;
+  if (what == admin::Show::cache || what == admin::Show::cache_rules) {
+    fill_cache_snapshot(snap);
+    return snap;
+  }
   auto now = std::chrono::steady_clock::now();
   snap.paused = paused_all_;
   for (auto& [key, e] : pools_) {

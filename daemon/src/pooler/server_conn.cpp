@@ -285,7 +285,10 @@ awaitable<void> ServerConn::read_loop() {
       if (f.kind == protocol::Frame::Kind::need_more) break;
       if (f.kind == protocol::Frame::Kind::error) throw std::runtime_error("server protocol error: " + f.error);
       if (f.kind == protocol::Frame::Kind::passthrough) {
-        if (client_) out.append(data.substr(0, f.consumed));
+        if (client_) {
+          out.append(data.substr(0, f.consumed));
+          if (client_->capturing()) client_->capture_fragment();
+        }
         in_.consume(f.consumed);
         continue;
       }
@@ -299,7 +302,10 @@ awaitable<void> ServerConn::read_loop() {
           }
         }
         if (v.statements_reset) client_->session().statements().clear();
-        if (v.forward) out.append(data.substr(0, f.consumed));
+        if (v.forward) {
+          out.append(data.substr(0, f.consumed));
+          if (client_->capturing()) client_->capture(f.type, data.substr(0, f.consumed));
+        }
       } else if (f.type == 'E') {
         auto e = protocol::parse_error_fields(f.body);
         if (state_ == State::testing) check_failed_ = true;  // maybe_release closes it

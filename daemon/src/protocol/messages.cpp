@@ -129,6 +129,54 @@ Result<BindHead> parse_bind_head(std::string_view body) {
   return BindHead{*portal, *stmt, r.rest()};
 }
 
+Result<Bind> parse_bind(std::string_view body) {
+  auto bad = [] { return Result<Bind>::fail("invalid Bind message"); };
+  Reader r(body);
+  Bind b;
+  auto portal = r.cstr();
+  auto stmt = r.cstr();
+  auto nformats = r.i16();
+  if (!portal || !stmt || !nformats || *nformats < 0) return bad();
+  b.portal = *portal;
+  b.statement = *stmt;
+  for (int i = 0; i < *nformats; ++i) {
+    auto f = r.i16();
+    if (!f || (*f != 0 && *f != 1)) return bad();
+    b.param_formats.push_back(*f);
+  }
+  auto nvalues = r.i16();
+  if (!nvalues || *nvalues < 0) return bad();
+  if (b.param_formats.size() > 1 && b.param_formats.size() != static_cast<size_t>(*nvalues)) return bad();
+  for (int i = 0; i < *nvalues; ++i) {
+    auto len = r.i32();
+    if (!len || *len < -1) return bad();
+    if (*len == -1) {
+      b.values.emplace_back(std::nullopt);
+      continue;
+    }
+    auto v = r.bytes(static_cast<size_t>(*len));
+    if (!v) return bad();
+    b.values.emplace_back(*v);
+  }
+  auto nresults = r.i16();
+  if (!nresults || *nresults < 0) return bad();
+  for (int i = 0; i < *nresults; ++i) {
+    auto f = r.i16();
+    if (!f || (*f != 0 && *f != 1)) return bad();
+    b.result_formats.push_back(*f);
+  }
+  if (!r.at_end()) return bad();
+  return b;
+}
+
+Result<Execute> parse_execute(std::string_view body) {
+  Reader r(body);
+  auto portal = r.cstr();
+  auto max_rows = r.i32();
+  if (!portal || !max_rows || !r.at_end()) return Result<Execute>::fail("invalid Execute message");
+  return Execute{*portal, *max_rows};
+}
+
 Result<Target> parse_target(std::string_view body) {
   Reader r(body);
   auto kind = r.u8();

@@ -96,6 +96,26 @@ struct BindHead {  // 'B': only the names; the rest is forwarded untouched
 };
 Result<BindHead> parse_bind_head(std::string_view body);
 
+// 'B' in full, for the query cache: every parameter and format.
+struct Bind {
+  std::string_view portal, statement;
+  std::vector<int16_t> param_formats;  // as sent: none (all text), one (all), or one per value
+  std::vector<std::optional<std::string_view>> values;  // nullopt: NULL
+  std::vector<int16_t> result_formats;
+  // The format of parameter i after PostgreSQL's rules (0 text, 1 binary).
+  int16_t param_format(size_t i) const {
+    if (param_formats.empty()) return 0;
+    return param_formats.size() == 1 ? param_formats[0] : param_formats[i];
+  }
+};
+Result<Bind> parse_bind(std::string_view body);
+
+struct Execute {  // 'E'
+  std::string_view portal;
+  int32_t max_rows = 0;  // 0: all rows
+};
+Result<Execute> parse_execute(std::string_view body);
+
 struct Target {  // 'D' Describe and 'C' Close: 'S' statement or 'P' portal
   char kind = 'S';
   std::string_view name;

@@ -1,0 +1,62 @@
+// A miss this client leads: the plan, the versions its lookup returned, and the capture
+// of the server's reply. Whatever happens to the client or the server connection, the
+// fill ends exactly once (stored, refused, or abandoned), so followers never wait longer
+// than their bound.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cache/reply_capture.h"
+#include "cache/service.h"
+
+namespace pgcohere::cache {
+
+class PendingFill {
+ public:
+  PendingFill(CacheService& service, std::string database, Plan plan, std::vector<std::string> versions,
+              std::size_t max_bytes)
+      : service_(service),
+        alive_(service.alive()),
+        database_(std::move(database)),
+        plan_(std::move(plan)),
+        versions_(std::move(versions)),
+        capture_(max_bytes) {}
+  PendingFill(const PendingFill&) = delete;
+  PendingFill& operator=(const PendingFill&) = delete;
+  ~PendingFill() { end(false); }
+
+  // One forwarded message of the reply; true once the capture is over (then call end()).
+  bool add(char type, std::string_view message) {
+    capture_.add(type, message);
+    return capture_.done();
+  }
+  bool add_fragment() {
+    capture_.add_fragment();
+    return true;
+  }
+  // Hands a complete capture to the service (stored unless a tag moved); anything else
+  // releases the followers empty-handed.
+  void end(bool use_capture = true) {
+    if (ended_) return;
+    ended_ = true;
+    if (alive_.expired()) return;
+    std::optional<std::string> reply;
+    if (use_capture && capture_.state() == ReplyCapture::State::complete) reply = capture_.take();
+    service_.finish(database_, plan_, std::move(versions_), std::move(reply), looked_up_);
+  }
+
+ private:
+  CacheService& service_;
+  std::weak_ptr<bool> alive_;
+  std::string database_;
+  Plan plan_;
+  std::vector<std::string> versions_;
+  ReplyCapture capture_;
+  std::chrono::steady_clock::time_point looked_up_ = std::chrono::steady_clock::now();
+  bool ended_ = false;
+};
+
+}  // namespace pgcohere::cache

@@ -1,0 +1,151 @@
+// The query cache's Redis scripts (see redis_layout.h and docs/cache.md).
+#include "cache/redis_layout.h"
+
+#include <openssl/sha.h>
+
+#include <map>
+#include <memory>
+
+namespace pgcohere::cache {
+
+namespace {
+Script make(const char* name, std::string source) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(source.data()), source.size(), digest);
+  static const char* hex = "0123456789abcdef";
+  std::string sha;
+  for (unsigned char b : digest) {
+    sha.push_back(hex[b >> 4]);
+    sha.push_back(hex[b & 15]);
+  }
+  return Script{name, std::move(source), std::move(sha)};
+}
+}  // namespace
+
+Layout::Layout(std::string_view key_namespace, std::string_view database) : database_(database) {
+  prefix_.reserve(key_namespace.size() + database.size() + 3);
+  prefix_.append(key_namespace).append("{").append(database).append("}:");
+}
+
+std::string scope_tag(std::string_view database, std::string_view tag) {
+  std::string s;
+  s.reserve(database.size() + 1 + tag.size());
+  s.append(database).append("\n").append(tag);  // a database name has no newline
+  return s;
+}
+
+std::pair<std::string_view, std::string_view> split_scoped_tag(std::string_view scoped) {
+  auto nl = scoped.find('\n');
+  if (nl == std::string_view::npos) return {std::string_view(), scoped};
+  return {scoped.substr(0, nl), scoped.substr(nl + 1)};
+}
+
+// KEYS: entry, generation, then the versions (policy first, then the entry's tags).
+// ARGV: version ttl (ms). A hit returns {1, value}; a miss {0, version...}, each missing
+// version created at the current generation so that any later change differs from it.
+const Script& lookup_script() {
+  static const Script s = make("lookup", R"lua(
+local e = redis.call('GET', KEYS[1])
+if e then return {1, e} end
+local gen = redis.call('GET', KEYS[2]) or '0'
+local out = {0}
+for i = 3, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if not v then
+    v = gen
+    redis.call('SET', KEYS[i], v, 'PX', ARGV[1])
+  end
+  out[#out + 1] = v
+end
+return out
+)lua");
+  return s;
+}
+
+// KEYS: entry, the k+1 versions (policy, tags), the k tag sets.
+// ARGV: entry ttl (ms), value, k, the k+1 versions the lookup returned.
+// Stores only if no version moved since the lookup: 1 stored, 0 refused as stale.
+const Script& fill_script() {
+  static const Script s = make("fill", R"lua(
+local k = tonumber(ARGV[3])
+for i = 0, k do
+  if redis.call('GET', KEYS[2 + i]) ~= ARGV[4 + i] then return 0 end
+end
+local ttl = tonumber(ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+for i = 1, k do
+  local set = KEYS[2 + k + i]
+  redis.call('SADD', set, KEYS[1])
+  if redis.call('PTTL', set) < ttl then redis.call('PEXPIRE', set, ttl) end
+end
+return 1
+)lua");
+  return s;
+}
+
+// KEYS: generation, the tag's version, the tag's set. ARGV: version ttl (ms).
+// The new version is never one used before, even after the generation key was lost
+// (eviction, a resync's purge): it is at least Redis's clock in microseconds.
+const Script& invalidate_script() {
+  static const Script s = make("invalidate", R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local gen = tonumber(redis.call('GET', KEYS[1]) or '0')
+local new = string.format('%.0f', math.max(gen + 1, now))
+redis.call('SET', KEYS[1], new)
+redis.call('SET', KEYS[2], new, 'PX', ARGV[1])
+local members = redis.call('SMEMBERS', KEYS[3])
+for i = 1, #members, 500 do
+  redis.call('UNLINK', unpack(members, i, math.min(i + 499, #members)))
+end
+redis.call('UNLINK', KEYS[3])
+return #members
+)lua");
+  return s;
+}
+
+void run_script(redis::Backend& backend, const Script& script, const std::vector<std::string>& keys,
+                const std::vector<std::string>& args, redis::Backend::Callback done) {
+  auto argv = [&](const char* verb, const std::string& body) {
+    std::vector<std::string> v;
+    v.reserve(3 + keys.size() + args.size());
+    v.emplace_back(verb);
+    v.push_back(body);
+    v.push_back(std::to_string(keys.size()));
+    v.insert(v.end(), keys.begin(), keys.end());
+    v.insert(v.end(), args.begin(), args.end());
+    return v;
+  };
+  auto eval = std::make_shared<std::vector<std::string>>(argv("EVAL", script.source));
+  backend.keyed(argv("EVALSHA", script.sha1), 3,
+                [&backend, eval, done = std::move(done)](redis::Reply r) mutable {
+                  if (r.is_error() && r.str.rfind("NOSCRIPT", 0) == 0) {
+                    backend.keyed(std::move(*eval), 3, std::move(done));
+                    return;
+                  }
+                  done(std::move(r));
+                });
+}
+
+namespace {
+// One loop per process: plain data, no lock.
+std::map<std::string, std::uint64_t, std::less<>>& invalidation_counts() {
+  static std::map<std::string, std::uint64_t, std::less<>> counts;
+  return counts;
+}
+}  // namespace
+
+std::uint64_t invalidations_of(std::string_view database) {
+  auto& counts = invalidation_counts();
+  auto it = counts.find(database);
+  return it == counts.end() ? 0 : it->second;
+}
+
+void invalidate_tag(redis::Backend& backend, const Layout& layout, std::string_view tag,
+                    redis::Backend::Callback done) {
+  ++invalidation_counts()[layout.database()];
+  run_script(backend, invalidate_script(), {layout.generation(), layout.version(tag), layout.members(tag)},
+             {std::to_string(kVersionTtlMs)}, std::move(done));
+}
+
+}  // namespace pgcohere::cache

@@ -1,0 +1,155 @@
+// The query-result cache service: one per process. It decides whether a client's request
+// may be answered from Redis (plan), looks it up, stores a captured reply when no tag moved
+// (fill), runs identical misses once (single flight), and keeps the breaker, the bypass
+// switches, each database's policy catalog and the counters of SHOW CACHE and /metrics.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "app/service.h"
+#include "cache/breaker.h"
+#include "cache/catalog.h"
+#include "cache/key.h"
+#include "cache/query_analysis.h"
+#include "cache/request.h"
+#include "config/config.h"
+#include "metrics/registry.h"
+#include "redis/backend.h"
+#include "session/params.h"
+
+namespace pgcohere::cache {
+
+// What a client session contributes to a decision and to the key.
+struct SessionContext {
+  const std::string& database;  // the [databases] entry the client connected to
+  const std::string& role;
+  const session::ParamMap& params;  // tracked parameters (client_encoding, DateStyle, ...)
+  bool bypass = false;              // the client's own switch (SET pgcohere.cache_bypass)
+  std::string_view server_encoding = "UTF8";
+};
+
+// A request the cache may answer, with everything its lookup and fill need.
+struct Plan {
+  std::string key_hash;
+  std::vector<std::string> tags;
+  std::int64_t ttl_ms = 0;
+};
+
+// Counters of one database (SHOW CACHE, /metrics). Monotonic.
+struct CacheCounters {
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+  std::uint64_t stores = 0;
+  std::uint64_t stale_refused = 0;   // fills refused: a tag moved while the query ran
+  std::uint64_t not_stored = 0;      // fills not attempted: error, notice, too large, ...
+  std::uint64_t bypassed = 0;        // cacheable requests sent to PostgreSQL by a switch
+  std::uint64_t uncacheable = 0;     // requests the cache may not answer
+  std::uint64_t redis_errors = 0;    // lookups/fills that failed or timed out
+  std::uint64_t single_flight_waits = 0;
+  std::uint64_t single_flight_hits = 0;  // served from the first miss's result
+  std::uint64_t bytes_stored = 0;
+};
+
+class CacheService : public app::Service {
+ public:
+  CacheService(boost::asio::io_context& io, const config::Config& config);
+  ~CacheService() override;
+  const char* name() const override { return "cache"; }
+  void start() override;
+  void stop() override;
+  void reload(const config::Config& config) override;
+
+  // ---- the client's query path ----
+  // A plan when the request may be served from the cache now; nullopt otherwise (counted).
+  std::optional<Plan> plan(const SessionContext& session, const Request& request);
+
+  struct Lookup {
+    enum class Kind { hit, miss, skip } kind = Kind::skip;
+    std::string reply;                  // hit: the stored reply, without ReadyForQuery
+    std::vector<std::string> versions;  // miss: what the fill must find unchanged
+  };
+  // Redis lookup bounded by redis_timeout; skip when Redis is slow, down, or the database's
+  // policies changed under this daemon (its catalog is reloaded meanwhile).
+  boost::asio::awaitable<Lookup> lookup(const std::string& database, const Plan& plan);
+
+  // Single flight: the first miss of a key leads (true); a later identical miss waits for
+  // it, at most single_flight_wait, and gets its reply if the leader stored one.
+  bool lead(const std::string& database, const Plan& plan);
+  boost::asio::awaitable<std::optional<std::string>> follow(const std::string& database, const Plan& plan);
+  // The leader's result: stores `reply` unless a tag moved, then releases the followers.
+  // An empty optional: nothing to store (the reply was refused); followers go to PostgreSQL.
+  void finish(const std::string& database, const Plan& plan, std::vector<std::string> versions,
+              std::optional<std::string> reply, std::chrono::steady_clock::time_point looked_up);
+
+  // ---- switches and the console ----
+  bool bypassed() const { return bypass_config_ || bypass_env_ || bypass_console_; }
+  void set_console_bypass(bool on) { bypass_console_ = on; }
+  bool healthy() const { return backend_ && backend_->ready() && !breaker_.open(); }
+  struct DatabaseReport {
+    std::string database;
+    CacheCounters counters;
+    bool catalog_loaded = false;
+    std::size_t cached_tables = 0;
+  };
+  std::vector<DatabaseReport> report() const;
+  // SHOW CACHE RULES: the cache-enabled tables each database's catalog knows.
+  std::vector<std::pair<std::string, CatalogRow>> rules() const;
+  // CACHE DELETE ...: reply is a count or an error message.
+  using DeleteDone = std::function<void(std::int64_t removed, std::string error)>;
+  void delete_entry(const std::string& database, const std::string& key_hash, DeleteDone done);
+  void delete_table(const std::string& database, const std::string& table, DeleteDone done);
+  void delete_pattern(const std::string& pattern, DeleteDone done);
+  std::weak_ptr<bool> alive() const { return alive_; }
+  std::size_t max_entry_bytes() const { return static_cast<std::size_t>(settings_.max_entry_bytes); }
+  // Redis INFO's evicted_keys and used_memory, refreshed in the background.
+  std::uint64_t evictions() const { return evicted_keys_; }
+
+ private:
+  struct Database;
+  struct Flight;
+  Database* find(const std::string& database);
+  boost::asio::awaitable<void> load_catalog(Database& db);
+  void request_catalog(Database& db);
+  std::shared_ptr<const Analysis> analyze_cached(const std::string& sql);
+  void count_failure();
+  void tick();
+  void collect(metrics::Exposition& out) const;
+
+  boost::asio::io_context& io_;
+  config::CacheSettings settings_;
+  std::unique_ptr<redis::Backend> backend_;
+  std::map<std::string, std::unique_ptr<Database>> databases_;
+  Breaker breaker_;
+  bool bypass_config_ = false;
+  bool bypass_env_ = false;
+  bool bypass_console_ = false;
+  bool stopping_ = false;
+  boost::asio::steady_timer tick_timer_;
+  std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;
+  // Analyses by query text: a parse costs tens of microseconds, a lookup one.
+  std::unordered_map<std::string, std::shared_ptr<const Analysis>> analyses_;
+  std::uint64_t evicted_keys_ = 0;
+  metrics::Histogram& hit_latency_ms_;
+  metrics::CollectorId collector_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// Parse's raw parameter types (count + OIDs) as a list.
+std::vector<std::uint32_t> param_type_oids(std::string_view raw);
+
+// PGCOHERE_CACHE_BYPASS (or CACHE_BYPASS) set to true/1/on/yes in the environment.
+bool bypass_from_environment();
+
+}  // namespace pgcohere::cache
