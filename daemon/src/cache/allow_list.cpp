@@ -10,7 +10,6 @@ namespace pgcohere::cache {
 namespace {
 
 using K = FunctionKind;
-constexpr int kAny = 1000;
 
 // Sorted by name (binary search).
 constexpr std::array kFunctions{
