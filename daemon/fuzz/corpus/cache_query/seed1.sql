@@ -1,0 +1,1 @@
+SELECT * FROM messages WHERE conversation_id = 42 ORDER BY id DESC LIMIT 20

@@ -1,0 +1,1 @@
+/* pgcohere:cache ttl=30 */ SELECT t.name, lower(u.id::text) FROM t JOIN u ON u.id = t.uid WHERE t.id = '7' AND t.name = $2

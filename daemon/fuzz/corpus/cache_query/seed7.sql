@@ -1,0 +1,1 @@
+SELECT CASE WHEN a > 0 THEN 'p' ELSE 'n' END, ARRAY[a, b], ROW(a, b), coalesce(a, b) FROM t WHERE name = E'it\'s' -- pgcohere:nocache

@@ -1,0 +1,1 @@
+SELECT * FROM (t a JOIN t b USING (id)) AS j, messages m WHERE m.conversation_id = -2147483648 AND created > 'today'
