@@ -79,6 +79,7 @@ TEST(CacheKey, EveryPartChangesTheKey) {
       [&](KeyParts& p) { p.param_formats = other_formats; },
       [&](KeyParts& p) { p.result_formats = other_results; },
       [](KeyParts& p) { p.protocol = Protocol::simple; },
+      [](KeyParts& p) { p.batch_shape = "BES"; },  // no ParseComplete, no RowDescription
   };
   std::set<std::string> keys{base};
   for (std::size_t i = 0; i < changes.size(); ++i) {

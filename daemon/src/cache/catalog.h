@@ -40,6 +40,7 @@ class Catalog {
   // Some temporary relation (of any session) has this name.
   bool has_temp(std::string_view name) const { return temp_names_.count(name) != 0; }
   std::size_t size() const { return rows_.size(); }
+  const std::vector<CatalogRow>& rows() const { return rows_; }
 
  private:
   friend CatalogResult build_catalog(std::vector<CatalogRow> rows);

@@ -32,6 +32,9 @@ struct KeyParts {
   std::span<const std::int16_t> param_formats;
   std::span<const std::int16_t> result_formats;
   Protocol protocol = Protocol::simple;
+  // The message types of an extended batch ("PBDES", "BES", ...): which of ParseComplete,
+  // BindComplete and RowDescription the reply holds.
+  std::string_view batch_shape;
 };
 
 // The unambiguous byte encoding that is hashed: a version, then every part with its length
