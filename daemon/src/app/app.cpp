@@ -18,13 +18,19 @@ App::App(config::Config config)
   // Services, in start order. Each later issue adds its line here.
   services_.push_back(std::make_unique<util::systemd::WatchdogService>(io_));
   services_.push_back(std::make_unique<metrics::MetricsService>(io_, config_));
-  if (invalidation::InvalidationService::wanted(config_))
-    services_.push_back(std::make_unique<invalidation::InvalidationService>(io_, config_));
+  invalidation::InvalidationService* invalidation = nullptr;
+  if (invalidation::InvalidationService::wanted(config_)) {
+    auto service = std::make_unique<invalidation::InvalidationService>(io_, config_);
+    invalidation = service.get();
+    services_.push_back(std::move(service));
+  }
   cache::CacheService* cache = nullptr;
   if (config_.cache.enabled) {
     auto service = std::make_unique<cache::CacheService>(io_, config_);
     cache = service.get();
     services_.push_back(std::move(service));
+    if (invalidation)
+      invalidation->on_cache_policy_change([cache](const std::string& db, std::uint32_t) { cache->policy_changed(db); });
   }
   auto pooler = std::make_unique<pooler::Pooler>(io_, config_);
   pooler->set_cache(cache);

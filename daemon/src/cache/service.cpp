@@ -395,6 +395,10 @@ void CacheService::finish(const std::string& database, const Plan& plan, std::ve
              });
 }
 
+void CacheService::policy_changed(const std::string& database) {
+  if (Database* db = find(database)) request_catalog(*db);
+}
+
 void CacheService::request_catalog(Database& db) {
   if (db.loading) {
     db.reload_wanted = true;

@@ -93,6 +93,9 @@ class CacheService : public app::Service {
   void finish(const std::string& database, const Plan& plan, std::vector<std::string> versions,
               std::optional<std::string> reply, std::chrono::steady_clock::time_point looked_up);
 
+  // The extension published a policy change of this database: read the policies again.
+  void policy_changed(const std::string& database);
+
   // ---- switches and the console ----
   bool bypassed() const { return bypass_config_ || bypass_env_ || bypass_console_; }
   void set_console_bypass(bool on) { bypass_console_ = on; }

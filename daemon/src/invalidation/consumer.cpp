@@ -280,6 +280,7 @@ void DatabaseConsumer::handle(const Notification& n) {
     receive_latency_.observe(static_cast<double>(received_us - p.commit_us) / 1000.0);
   if (verdict == SequenceTracker::Verdict::apply_and_resync) request_resync("epoch");
   PurgeJob job;
+  bool policy_changed = false;
   for (const auto& e : p.entries) {
     switch (e.kind) {
       case protocol::EntryKind::key: job.keys.push_back(e.text); break;
@@ -289,8 +290,16 @@ void DatabaseConsumer::handle(const Notification& n) {
         PGC_LOG_WARN << "invalidation [" << name_ << "]: the extension asks for a resync: " << e.text;
         request_resync("message");
         break;
+      case protocol::EntryKind::cache_policy:
+        policy_changed = true;
+        if (auto relid = protocol::parse_relid(e.text); relid && settings_.on_cache_policy_change)
+          settings_.on_cache_policy_change(name_, *relid);
+        break;
     }
   }
+  // Every daemon's cache reads the policies again once this version moves (its lookups
+  // see it), not only this one's.
+  if (policy_changed) job.tags.push_back(cache::scope_tag(name_, cache::kPolicyTag));
   submit(std::move(job), p.commit_us);
 }
 

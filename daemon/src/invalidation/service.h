@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -28,6 +29,10 @@ class InvalidationService : public app::Service {
   void stop() override;
   void reload(const config::Config& config) override;
 
+  // Called when the extension says a cache policy changed (the query cache reloads).
+  void on_cache_policy_change(std::function<void(const std::string& database, std::uint32_t relid)> f) {
+    settings_.on_cache_policy_change = std::move(f);
+  }
   // Whether the configuration asks for this service at all.
   static bool wanted(const config::Config& config);
 
