@@ -105,7 +105,10 @@ class Relay:
       next sends something (then both sides are closed), like a connection whose NAT
       entry or peer vanished;
     - hold_cancels(): a CancelRequest is delivered, but the pooler's cancel connection is
-      kept open after PostgreSQL closed its side, until release_cancels()."""
+      kept open after PostgreSQL closed its side, until release_cancels();
+    - hold_replies(): PostgreSQL's answers wait in the relay until release_replies() (a
+      query that has run, whose answer the pooler has not seen yet);
+    - sent(text): how many times the pooler sent bytes containing `text` to PostgreSQL."""
 
     CANCEL = struct.pack("!ii", 16, 80877102)
 
@@ -117,6 +120,9 @@ class Relay:
         self.lock = threading.Lock()
         self.holding = False
         self.released = threading.Event()
+        self.replies = threading.Event()
+        self.replies.set()
+        self.sent_log = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -142,6 +148,11 @@ class Relay:
                 if first and data.startswith(self.CANCEL):
                     pair["cancel"] = True
                 first = False
+                if from_pooler:
+                    with self.lock:
+                        self.sent_log.append(data)
+                else:
+                    self.replies.wait(60)
                 dst.sendall(data)
         except OSError:
             pass
@@ -166,7 +177,18 @@ class Relay:
     def release_cancels(self):
         self.released.set()
 
+    def hold_replies(self):
+        self.replies.clear()
+
+    def release_replies(self):
+        self.replies.set()
+
+    def sent(self, text):
+        with self.lock:
+            return sum(chunk.count(text.encode()) for chunk in self.sent_log)
+
     def close(self):
         self.listener.close()
         self.released.set()
+        self.replies.set()
         self.break_existing()

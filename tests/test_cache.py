@@ -1,0 +1,498 @@
+"""The query-result cache end to end: real PostgreSQL with the extension, real Redis, real
+clients through pgcohered with [cache] enabled = 1. What users rely on: a repeated read is
+answered from Redis byte for byte; a committed write (through the pool or not) makes the
+next read fresh; what may not be cached never is; a fill that raced a write is dropped."""
+import socket
+import struct
+import threading
+
+import psycopg
+import pytest
+
+from harness.servers import wait_until
+from pool_helpers import (Relay, dsn, message, pooler_ini, pooler_via, raw_login, read_messages,
+                          startup_packet)
+
+CACHE_INI = "[cache]\nenabled = 1\n"
+
+SCHEMA = """
+CREATE TABLE messages (id serial PRIMARY KEY, conversation_id int NOT NULL, body text NOT NULL);
+CREATE TABLE profiles (id int PRIMARY KEY, name text NOT NULL);
+INSERT INTO messages (conversation_id, body)
+    SELECT c, 'message ' || c || '/' || i FROM generate_series(1, 3) c, generate_series(1, 5) i;
+INSERT INTO profiles VALUES (1, 'Ada'), (2, 'Grace');
+"""
+
+
+def cache_ini(**settings):
+    return "[cache]\nenabled = 1\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+
+
+def start(daemon_factory, db, cache=None, **pool):
+    pool.setdefault("pool_mode", "transaction")
+    pool.setdefault("log_connections", 0)
+    return daemon_factory(databases=[db], extra_ini=pooler_ini(**pool) + cache_ini(**(cache or {})))
+
+
+def setup_schema(pg, db, by=True):
+    with pg.connect(db) as c:
+        c.execute(SCHEMA)
+        c.execute("SELECT pgcohere.cache_table('messages', ttl => '60 s', \"by\" => %s)",
+                  (["conversation_id"] if by else None,))
+        c.execute("SELECT pgcohere.cache_table('profiles')")
+
+
+def cache_row(d, db):
+    with psycopg.connect(dsn(d, "pgcohere", user="admin"), autocommit=True) as a:
+        cur = a.execute("SHOW CACHE")
+        cols = [c.name for c in cur.description]
+        for row in cur.fetchall():
+            r = dict(zip(cols, row))
+            if r["database"] == db:
+                return r
+    raise AssertionError(f"no SHOW CACHE row for {db}")
+
+
+def console(d, sql):
+    with psycopg.connect(dsn(d, "pgcohere", user="admin"), autocommit=True) as a:
+        cur = a.execute(sql)
+        return cur.fetchall() if cur.description else None
+
+
+def cached(d, db, run, what="a hit"):
+    """Runs `run()` until one of its runs is answered from the cache (policies reach the
+    daemon asynchronously); returns that run's result."""
+    def attempt():
+        before = cache_row(d, db)["hits"]
+        result = run()
+        return (result,) if cache_row(d, db)["hits"] > before else None
+    return wait_until(attempt, timeout=10, interval=0.05, what=what)[0]
+
+
+def not_cached(d, db, run, times=3):
+    before = cache_row(d, db)["hits"]
+    results = [run() for _ in range(times)]
+    assert cache_row(d, db)["hits"] == before
+    return results[-1]
+
+
+def simple_query(sock, sql):
+    sock.sendall(message(b"Q", sql.encode() + b"\0"))
+    return read_messages(sock)
+
+
+def extended_query(sock, sql, params=(), result_format=0):
+    body = b"\0" + sql.encode() + b"\0" + struct.pack("!h", 0)
+    out = message(b"P", body)
+    bind = b"\0\0" + struct.pack("!hh", 1, 0) + struct.pack("!h", len(params))
+    for p in params:
+        v = str(p).encode()
+        bind += struct.pack("!i", len(v)) + v
+    bind += struct.pack("!hh", 1, result_format)
+    out += message(b"B", bind) + message(b"D", b"P\0") + message(b"E", b"\0" + struct.pack("!i", 0)) + message(b"S")
+    sock.sendall(out)
+    return read_messages(sock)
+
+
+@pytest.fixture
+def chat(pg, new_db):
+    setup_schema(pg, new_db)
+    return new_db
+
+
+def history(c, conv):
+    return c.execute("SELECT id, body FROM messages WHERE conversation_id = %s ORDER BY id LIMIT 3 OFFSET 1",
+                     (conv,)).fetchall()
+
+
+def test_a_repeated_read_is_replayed_byte_for_byte_in_both_protocols(daemon_factory, pg, chat):
+    d = start(daemon_factory, chat)
+    s, _ = raw_login(d.port, chat)
+    direct, _ = raw_login(pg.port, chat)
+    try:
+        sql = "SELECT id, body FROM messages WHERE conversation_id = 2 ORDER BY id"
+        from_pg = simple_query(direct, sql)
+        hit = cached(d, chat, lambda: simple_query(s, sql), "a simple-protocol hit")
+        assert hit == from_pg
+        assert hit[-1] == (b"Z", b"I")
+        sql = "SELECT name FROM profiles WHERE id = $1"
+        for fmt in (0, 1):
+            from_pg = extended_query(direct, sql, [2], fmt)
+            hit = cached(d, chat, lambda: extended_query(s, sql, [2], fmt), "an extended-protocol hit")
+            assert hit == from_pg
+            assert [t for t, _ in hit] == [b"1", b"2", b"T", b"D", b"C", b"Z"]
+    finally:
+        s.close()
+        direct.close()
+
+
+def test_a_commit_through_the_pool_or_directly_makes_the_next_read_fresh(daemon_factory, pg, chat):
+    d = start(daemon_factory, chat)
+    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+        cached(d, chat, lambda: history(c, 1))
+        c.execute("UPDATE messages SET body = 'edited through the pool' WHERE id = "
+                  "(SELECT min(id) + 1 FROM messages WHERE conversation_id = 1)")
+        wait_until(lambda: history(c, 1)[0][1] == "edited through the pool", what="fresh after a pooled write")
+        cached(d, chat, lambda: history(c, 1))
+        with pg.connect(chat) as direct:
+            direct.execute("UPDATE messages SET body = 'edited directly' WHERE id = "
+                           "(SELECT min(id) + 1 FROM messages WHERE conversation_id = 1)")
+        wait_until(lambda: history(c, 1)[0][1] == "edited directly", what="fresh after a direct write")
+
+
+def test_a_rolled_back_write_keeps_the_entry(daemon_factory, pg, chat):
+    d = start(daemon_factory, chat)
+    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+        before = cached(d, chat, lambda: history(c, 1))
+        with pg.connect(chat, autocommit=False) as direct:
+            direct.execute("UPDATE messages SET body = 'never' WHERE conversation_id = 1")
+            direct.rollback()
+        assert cached(d, chat, lambda: history(c, 1)) == before
+
+
+def test_truncate_alter_and_drop_invalidate(daemon_factory, pg, chat):
+    d = start(daemon_factory, chat)
+    count = "SELECT count(*) FROM messages WHERE conversation_id = 3"
+    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+        assert cached(d, chat, lambda: c.execute(count).fetchone()[0]) == 5
+        with pg.connect(chat) as direct:
+            direct.execute("TRUNCATE messages")
+        wait_until(lambda: c.execute(count).fetchone()[0] == 0, what="empty after TRUNCATE")
+        profile = "SELECT * FROM profiles WHERE id = 1"
+        assert cached(d, chat, lambda: c.execute(profile).fetchone()) == (1, "Ada")
+        with pg.connect(chat) as direct:
+            direct.execute("ALTER TABLE profiles ADD COLUMN bio text DEFAULT 'new column'")
+        wait_until(lambda: c.execute(profile).fetchone() == (1, "Ada", "new column"), what="new shape after ALTER")
+        cached(d, chat, lambda: c.execute(profile).fetchone())
+        with pg.connect(chat) as direct:
+            direct.execute("DROP TABLE profiles")
+        wait_until(lambda: _fails(c, profile), what="an error after DROP, not a cached row")
+
+
+def _fails(c, sql):
+    try:
+        c.execute(sql)
+        return False
+    except psycopg.errors.UndefinedTable:
+        return True
+
+
+def test_row_tags_spare_other_conversations_and_other_reads_fall_back_to_the_table(daemon_factory, pg, chat):
+    d = start(daemon_factory, chat)
+    both = "SELECT count(*) FROM messages WHERE conversation_id IN (1, 2)"
+    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+        cached(d, chat, lambda: history(c, 1))
+        cached(d, chat, lambda: history(c, 2))
+        assert cached(d, chat, lambda: c.execute(both).fetchone()[0]) == 10
+        with pg.connect(chat) as direct:
+            direct.execute("INSERT INTO messages (conversation_id, body) VALUES (3, 'new in 3')")
+        # The IN list cannot be tagged by row: the table tag covers it, and moves.
+        wait_until(lambda: cache_row(d, chat)["invalidations"] > 0, what="the invalidation applied")
+        hits = cache_row(d, chat)["hits"]
+        history(c, 1)
+        history(c, 2)
+        assert cache_row(d, chat)["hits"] == hits + 2  # conversations 1 and 2 stayed cached
+        misses = cache_row(d, chat)["misses"]
+        assert c.execute(both).fetchone()[0] == 10
+        assert cache_row(d, chat)["misses"] == misses + 1
+        with pg.connect(chat) as direct:  # moving a message between conversations: both go
+            direct.execute("UPDATE messages SET conversation_id = 2 WHERE id = "
+                           "(SELECT min(id) FROM messages WHERE conversation_id = 1)")
+        wait_until(lambda: len(c.execute("SELECT * FROM messages WHERE conversation_id = 2").fetchall()) == 6,
+                   what="conversation 2 fresh")
+        assert len(c.execute("SELECT * FROM messages WHERE conversation_id = 1").fetchall()) == 4
+
+
+def test_what_may_not_be_cached_never_is(daemon_factory, pg, chat):
+    d = start(daemon_factory, chat)
+    with pg.connect(chat) as direct:
+        direct.execute("CREATE TABLE plain (x int); INSERT INTO plain VALUES (1)")
+    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+        cached(d, chat, lambda: history(c, 1))  # the policies are loaded
+        with c.transaction():
+            not_cached(d, chat, lambda: history(c, 1))
+        not_cached(d, chat, lambda: c.execute("SELECT random() FROM profiles").fetchall())
+        not_cached(d, chat, lambda: c.execute("SELECT now(), name FROM profiles").fetchall())
+        with c.transaction():
+            not_cached(d, chat, lambda: c.execute("SELECT * FROM profiles FOR UPDATE").fetchall())
+        not_cached(d, chat, lambda: c.execute("SELECT * FROM profiles FOR SHARE").fetchall())
+        not_cached(d, chat, lambda: c.execute("SELECT * FROM plain").fetchall())
+        not_cached(d, chat, lambda: c.execute("SELECT * FROM profiles JOIN plain ON x = id").fetchall())
+        not_cached(d, chat, lambda: c.execute("/* pgcohere:nocache */ SELECT * FROM profiles").fetchall())
+        not_cached(d, chat, lambda: c.execute("SELECT * FROM pg_class WHERE relname = 'profiles'").fetchall())
+        not_cached(d, chat, lambda: c.execute(
+            "WITH x AS (UPDATE profiles SET name = name RETURNING *) SELECT * FROM x").fetchall())
+
+
+def login_with(port, db, **params):
+    """A raw protocol session whose startup packet carries `params` (search_path, ...)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(startup_packet("postgres", db, **params))
+    msgs = read_messages(sock)
+    assert msgs and msgs[-1][0] == b"Z", msgs
+    return sock
+
+
+def rows(msgs):
+    return [body for t, body in msgs if t == b"D"]
+
+
+def test_two_search_paths_never_share_an_entry(daemon_factory, pg, new_db):
+    with pg.connect(new_db) as c:
+        c.execute("CREATE SCHEMA a; CREATE SCHEMA b;"
+                  "CREATE TABLE a.items (v text); CREATE TABLE b.items (v text);"
+                  "INSERT INTO a.items VALUES ('from a'); INSERT INTO b.items VALUES ('from b');"
+                  "SELECT pgcohere.cache_table('a.items'); SELECT pgcohere.cache_table('b.items');")
+    # search_path reaches the pooler as a startup parameter it tracks.
+    d = start(daemon_factory, new_db, track_extra_parameters="search_path")
+    sa, sb = login_with(d.port, new_db, search_path="a"), login_with(d.port, new_db, search_path="b")
+    try:
+        q = "SELECT v FROM items"
+        assert b"from a" in rows(cached(d, new_db, lambda: simple_query(sa, q)))[0]
+        assert b"from b" in rows(simple_query(sb, q))[0]
+        assert b"from b" in rows(cached(d, new_db, lambda: simple_query(sb, q)))[0]
+        assert b"from a" in rows(simple_query(sa, q))[0]
+    finally:
+        sa.close()
+        sb.close()
+
+
+def test_a_fill_that_raced_a_commit_is_never_served(daemon_factory, pg, chat, redis_srv):
+    """The stale-set race, forced: the read runs in PostgreSQL, its answer is held back,
+    a write commits and its invalidation is applied, then the old answer arrives."""
+    relay = Relay(pg.port)
+    d = pooler_via(daemon_factory, chat, relay.port, pg.port, log_connections=0)
+    with open(d.config_path, "a") as f:
+        f.write(CACHE_INI)
+    d.stop()
+    d.start()
+    q = "SELECT name FROM profiles WHERE id = 2"
+    try:
+        with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+            cached(d, chat, lambda: c.execute("SELECT name FROM profiles WHERE id = 1").fetchone())  # policies loaded
+            assert c.execute(q).fetchone() == ("Grace",)  # a miss, stored
+            console(d, f"CACHE DELETE TABLE profiles")  # start over: the next read misses
+            relay.hold_replies()
+            result = {}
+            reader = threading.Thread(target=lambda: result.update(row=c.execute(q).fetchone()))
+            reader.start()
+            wait_until(lambda: relay.sent(q) >= 2, what="the read sent to PostgreSQL")
+            before = cache_row(d, chat)["invalidations"]
+            with pg.connect(chat) as direct:
+                direct.execute("UPDATE profiles SET name = 'Grace Hopper' WHERE id = 2")
+            wait_until(lambda: cache_row(d, chat)["invalidations"] > before, what="the invalidation applied")
+            relay.release_replies()
+            reader.join(10)
+            assert result["row"] == ("Grace",)  # the read itself saw its own snapshot
+            wait_until(lambda: cache_row(d, chat)["stale_refused"] >= 1, what="the stale fill refused")
+            for _ in range(3):
+                assert c.execute(q).fetchone() == ("Grace Hopper",)
+    finally:
+        relay.close()
+
+
+def test_identical_misses_run_one_query(daemon_factory, pg, chat):
+    relay = Relay(pg.port)
+    d = pooler_via(daemon_factory, chat, relay.port, pg.port, log_connections=0, default_pool_size=10)
+    with open(d.config_path, "a") as f:
+        f.write(CACHE_INI)
+    d.stop()
+    d.start()
+    q = "SELECT body FROM messages WHERE conversation_id = 3 ORDER BY id"
+    try:
+        conns = [psycopg.connect(dsn(d, chat), autocommit=True) for _ in range(6)]
+        cached(d, chat, lambda: conns[0].execute("SELECT name FROM profiles WHERE id = 1").fetchone())
+        relay.hold_replies()
+        results = [None] * 6
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, conns[i].execute(q).fetchall()))
+                   for i in range(6)]
+        threads[0].start()
+        wait_until(lambda: relay.sent(q) >= 1, what="the first miss sent")
+        for t in threads[1:]:
+            t.start()
+        wait_until(lambda: cache_row(d, chat)["single_flight_hits"] + 0 >= 0 and
+                   _waits(d, chat) >= 5, what="five followers waiting")
+        relay.release_replies()
+        for t in threads:
+            t.join(10)
+        assert all(r == results[0] and len(r) == 5 for r in results)
+        assert relay.sent(q) == 1
+        assert cache_row(d, chat)["single_flight_hits"] == 5
+    finally:
+        relay.close()
+        for c in conns:
+            c.close()
+
+
+def _waits(d, db):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{d.metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith("pgcohere_cache_single_flight_waits_total") and f'database="{db}"' in line:
+            return float(line.split()[-1])
+    return 0
+
+
+def test_redis_killed_and_back_costs_clients_nothing(daemon_factory, pg, chat, workdir):
+    from harness.servers import RedisServer
+    redis = RedisServer(os.path.join(workdir, "redis-cache-kill")).start()
+    d = daemon_factory(databases=[chat], redis_url=redis.url,
+                       extra_ini=pooler_ini(pool_mode="transaction", log_connections=0) + CACHE_INI)
+    errors = []
+    stop = threading.Event()
+
+    def reader():
+        with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+            while not stop.is_set():
+                try:
+                    assert len(history(c, 1)) == 3
+                except Exception as e:  # noqa: BLE001 - every failure is what this test counts
+                    errors.append(repr(e))
+
+    try:
+        with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+            cached(d, chat, lambda: history(c, 1))
+        threads = [threading.Thread(target=reader) for _ in range(4)]
+        for t in threads:
+            t.start()
+        redis.kill()  # SIGKILL, mid-run
+        wait_until(lambda: cache_row(d, chat)["health"] == "redis down", what="the breaker open")
+        stopped_at = cache_row(d, chat)["hits"]
+        redis = RedisServer(redis.dir, port=redis.port).start()
+        wait_until(lambda: cache_row(d, chat)["hits"] > stopped_at + 10, timeout=15, what="hits again")
+        stop.set()
+        for t in threads:
+            t.join(10)
+        assert errors == []
+    finally:
+        stop.set()
+        redis.stop()
+
+
+@pytest.mark.parametrize("switch", ["config", "environment", "console", "session"])
+def test_every_bypass_switch_sends_reads_to_postgresql(daemon_factory, pg, chat, switch):
+    cache = {"bypass": 1} if switch == "config" else {}
+    d = start(daemon_factory, chat, cache=cache) if switch != "environment" else None
+    if switch == "environment":
+        os.environ["PGCOHERE_CACHE_BYPASS"] = "true"
+        try:
+            d = start(daemon_factory, chat)
+        finally:
+            del os.environ["PGCOHERE_CACHE_BYPASS"]
+    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+        if switch in ("config", "environment"):
+            wait_until(lambda: cache_row(d, chat)["health"] == "bypassed", what="bypassed")
+            for _ in range(3):
+                history(c, 1)
+            assert cache_row(d, chat)["hits"] == 0
+            assert cache_row(d, chat)["bypassed"] >= 3
+            return
+        cached(d, chat, lambda: history(c, 1))
+        if switch == "console":
+            console(d, "SET cache_bypass = 1")
+        else:
+            c.execute("SET pgcohere.cache_bypass = on")
+        not_cached(d, chat, lambda: history(c, 1))
+        if switch == "console":
+            console(d, "SET cache_bypass = 0")
+        else:
+            c.execute("RESET pgcohere.cache_bypass")
+        cached(d, chat, lambda: history(c, 1))
+
+
+def test_a_result_larger_than_max_entry_bytes_is_not_stored(daemon_factory, pg, chat):
+    d = start(daemon_factory, chat, cache={"max_entry_bytes": 2000})
+    with pg.connect(chat) as direct:
+        direct.execute("INSERT INTO messages (conversation_id, body) SELECT 9, repeat('x', 100) "
+                       "FROM generate_series(1, 50)")
+    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+        cached(d, chat, lambda: history(c, 1))
+        big = "SELECT body FROM messages WHERE conversation_id = 9"
+        not_cached(d, chat, lambda: c.execute(big).fetchall())
+        assert cache_row(d, chat)["not_stored"] >= 3
+
+
+def test_roles_under_row_level_security_never_share_an_entry(daemon_factory, pg, new_db):
+    with pg.connect(new_db) as c:
+        c.execute("CREATE TABLE notes (owner text, body text);"
+                  "INSERT INTO notes VALUES ('alice', 'alice note'), ('bob', 'bob note');"
+                  "ALTER TABLE notes ENABLE ROW LEVEL SECURITY;"
+                  "CREATE POLICY mine ON notes USING (owner = current_user);"
+                  "CREATE TABLE shared (v text); INSERT INTO shared VALUES ('shared');"
+                  "SELECT pgcohere.cache_table('shared'); SELECT pgcohere.cache_table('notes');")
+        for role in ("alice", "bob"):
+            c.execute(f"DO $$BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN END$$;"
+                      f"GRANT SELECT ON notes, shared TO {role}")
+    d = start(daemon_factory, new_db)
+    with psycopg.connect(dsn(d, new_db, user="alice"), autocommit=True) as a, \
+            psycopg.connect(dsn(d, new_db, user="bob"), autocommit=True) as b:
+        cached(d, new_db, lambda: a.execute("SELECT v FROM shared").fetchall())
+        # a table under row-level security is never cached, even with a policy
+        assert not_cached(d, new_db, lambda: a.execute("SELECT body FROM notes").fetchall()) == [("alice note",)]
+        assert not_cached(d, new_db, lambda: b.execute("SELECT body FROM notes").fetchall()) == [("bob note",)]
+        # the role is part of every key: bob's first read of `shared` is his own miss
+        misses = cache_row(d, new_db)["misses"]
+        assert b.execute("SELECT v FROM shared").fetchall() == [("shared",)]
+        assert cache_row(d, new_db)["misses"] == misses + 1
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HISTORY_SQL = "SELECT id, body FROM messages WHERE conversation_id = $1 ORDER BY id LIMIT 3 OFFSET 1"
+
+
+def test_psql_gets_hits_identical_to_postgresql(daemon_factory, pg, chat):
+    import subprocess
+    d = start(daemon_factory, chat)
+    sql = "SELECT id, body FROM messages WHERE conversation_id = 1 ORDER BY id"
+
+    def psql(port):
+        return subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", chat,
+                               "-c", sql], capture_output=True, text=True, check=True).stdout
+    assert cached(d, chat, lambda: psql(d.port)) == psql(pg.port)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_psycopg_text_and_binary_hits_equal_postgresql(daemon_factory, pg, chat, binary):
+    d = start(daemon_factory, chat)
+    q = "SELECT id, body, conversation_id FROM messages WHERE conversation_id = %s ORDER BY id"
+    with pg.connect(chat) as direct, psycopg.connect(dsn(d, chat), autocommit=True) as c:
+        want = direct.execute(q, (2,), binary=binary).fetchall()
+        assert cached(d, chat, lambda: c.execute(q, (2,), binary=binary).fetchall()) == want
+
+
+def test_asyncpg_prepared_statements_get_hits(daemon_factory, pg, chat):
+    asyncpg = pytest.importorskip("asyncpg")
+    import asyncio
+    d = start(daemon_factory, chat)
+
+    async def fetch(port):
+        c = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database=chat)
+        try:
+            return [tuple(r) for r in await c.fetch(HISTORY_SQL, 3)]
+        finally:
+            await c.close()
+
+    want = asyncio.run(fetch(pg.port))
+    assert cached(d, chat, lambda: asyncio.run(fetch(d.port))) == want
+
+
+def test_node_postgres_gets_hits(daemon_factory, pg, chat):
+    import shutil
+    import subprocess
+    if shutil.which("node") is None:
+        pytest.skip("node not installed")
+    if not os.path.isdir(os.path.join(HERE, "node", "node_modules", "pg")):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=os.path.join(HERE, "node"), check=True,
+                       capture_output=True, timeout=300)
+
+    def run(port):
+        out = subprocess.run(["node", os.path.join(HERE, "node", "cache_reads.js"), str(port), chat, HISTORY_SQL, "2"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()
+
+    want = run(pg.port)
+    assert len(set(want)) == 1
+    d = start(daemon_factory, chat)
+    assert cached(d, chat, lambda: run(d.port)) == want
