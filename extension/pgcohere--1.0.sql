@@ -118,26 +118,27 @@ CREATE FUNCTION pgcohere._sync_triggers(tbl regclass) RETURNS void
     AS $$
 DECLARE
     r record;
+    row_parent oid;
 BEGIN
     FOR r IN SELECT t.relid, c.relkind,
                     EXISTS (SELECT 1 FROM (SELECT a.relid FROM pg_partition_ancestors(t.relid) a
                                            UNION SELECT t.relid) a
                             WHERE a.relid IN (SELECT x.tbl FROM pgcohere.rules x
-                                              UNION SELECT p.tbl FROM pgcohere.cache_policies p)) AS needed,
-                    (SELECT g.tgparentid FROM pg_trigger g
-                     WHERE g.tgrelid = t.relid AND g.tgname = 'pgcohere_row') AS row_parent
+                                              UNION SELECT p.tbl FROM pgcohere.cache_policies p)) AS needed
              FROM (SELECT p.relid, p.level FROM pg_partition_tree(tbl) p UNION SELECT tbl, 0) t
              JOIN pg_class c ON c.oid = t.relid
              ORDER BY t.level, t.relid
     LOOP
-        IF r.needed AND r.row_parent IS NULL THEN
+        -- read now: a trigger created on a parent earlier in this loop is cloned here
+        row_parent := (SELECT g.tgparentid FROM pg_trigger g WHERE g.tgrelid = r.relid AND g.tgname = 'pgcohere_row');
+        IF r.needed AND row_parent IS NULL THEN
             IF r.relkind = 'p' THEN
                 -- a partition's own trigger would collide with the clone of this one
                 PERFORM pgcohere._drop_own_row_triggers(r.relid);
             END IF;
             EXECUTE format('CREATE TRIGGER pgcohere_row AFTER INSERT OR UPDATE OR DELETE ON %s '
                            'FOR EACH ROW EXECUTE FUNCTION pgcohere.row_trigger()', r.relid::regclass);
-        ELSIF NOT r.needed AND r.row_parent = 0 THEN
+        ELSIF NOT r.needed AND row_parent = 0 THEN
             EXECUTE format('DROP TRIGGER pgcohere_row ON %s', r.relid::regclass);
         END IF;
         IF r.needed THEN
