@@ -429,10 +429,13 @@ BEGIN
         RAISE EXCEPTION 'pgcohere: a cache-enabled table cannot have inheritance children'
             USING HINT = 'Use pgcohere.uncache_table() first, or a partitioned table.';
     END IF;
-    -- a partition created or attached later also needs the TRUNCATE trigger
-    FOR t IN SELECT r.tbl FROM pgcohere.rules r JOIN pg_class c ON c.oid = r.tbl WHERE c.relkind = 'p'
-             UNION
-             SELECT p.tbl FROM pgcohere.cache_policies p JOIN pg_class c ON c.oid = p.tbl WHERE c.relkind = 'p'
+    -- a partition created or attached later also needs the TRUNCATE trigger. Only below
+    -- a parent that has its own: while pg_dump's output is restored, the rules and
+    -- policies are loaded before the triggers, which it creates itself afterwards.
+    FOR t IN SELECT w.tbl
+             FROM (SELECT r.tbl FROM pgcohere.rules r UNION SELECT p.tbl FROM pgcohere.cache_policies p) w
+             JOIN pg_class c ON c.oid = w.tbl AND c.relkind = 'p'
+             WHERE EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = w.tbl AND g.tgname = 'pgcohere_truncate')
     LOOP
         PERFORM pgcohere._attach_truncate_triggers(t.tbl);
     END LOOP;

@@ -4,13 +4,14 @@ and in direct mode (a cluster of our own without preload): tbl:/row:/all: tags o
 committed writes only (rollbacks and rolled-back savepoints publish nothing), OLD and
 NEW values of a changed `by` column, TRUNCATE, partitions, coarsening past
 max_keys_per_xact, COPY, and `c <oid>` with tbl:/all: for policy changes, DDL, DROP and a
-shadowing relation. Payloads are parsed and their signatures checked in Python."""
+shadowing relation; policies and triggers survive pg_dump/restore. Payloads are parsed and their signatures checked in Python."""
 import os
+import subprocess
 
 import pytest
 
 from harness.servers import PgCluster
-from test_extension_publish import Listener
+from test_extension_publish import PG_BIN, Listener
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +148,39 @@ def test_policy_changes_ddl_drop_and_shadowing_publish_c_entries(stream):
     assert w.step("DROP TABLE members") == policy_change(o)
     rows = w.conn.execute("SELECT count(*) FROM pgcohere.cache_policies").fetchone()[0]
     assert rows == 0
+
+
+def test_pg_dump_and_restore_keep_cache_policies_and_their_triggers(pg, new_db, secret):
+    with pg.connect(new_db) as c:
+        c.execute("CREATE TABLE messages (id int PRIMARY KEY, conversation_id int)")
+        c.execute("CREATE TABLE events (id int, kind text) PARTITION BY LIST (kind)")
+        c.execute("CREATE TABLE events_a PARTITION OF events FOR VALUES IN ('a')")
+        c.execute("SELECT pgcohere.cache_table('messages', ttl => '30 s', \"by\" => ARRAY['conversation_id'])")
+        c.execute("SELECT pgcohere.cache_table('events')")
+    target = new_db + "_restored"
+    with pg.connect() as c:
+        c.execute(f"CREATE DATABASE {target}")
+    try:
+        dump = subprocess.run([f"{PG_BIN}/pg_dump", "-d", pg.dsn(new_db)], check=True, capture_output=True).stdout
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", pg.dsn(target)], input=dump,
+                       check=True, capture_output=True)
+        with pg.connect(target) as c:
+            policies = c.execute("SELECT tbl::text, ttl::text, \"by\" FROM pgcohere.cache_policies ORDER BY 1").fetchall()
+            catalog = c.execute("SELECT relname, cached, ttl_ms, by_types FROM pgcohere.cache_catalog() "
+                                "ORDER BY 1").fetchall()
+        assert policies == [("events", None, None), ("messages", "00:00:30", ["conversation_id"])]
+        assert catalog == [("events", True, None, None), ("messages", True, 30000, ["int4"])]
+        listener = Listener(pg, target, secret)
+        try:
+            w = Writer(pg, target, listener)
+            o, parent = w.oid("messages"), w.oid("events")
+            assert w.step("INSERT INTO messages VALUES (1, 42)") == {
+                ("t", f"tbl:{o}"), ("t", f"row:{o}:conversation_id=42")}
+            assert w.step("INSERT INTO events VALUES (1, 'a')") == {("t", f"tbl:{parent}")}
+            assert w.step("TRUNCATE events_a") == {("t", f"tbl:{parent}"), ("t", f"all:{parent}")}
+            w.conn.close()
+        finally:
+            listener.close()
+    finally:
+        with pg.connect() as c:
+            c.execute(f"DROP DATABASE IF EXISTS {target} WITH (FORCE)")
