@@ -18,6 +18,7 @@ inline constexpr char kKey = 'k';
 inline constexpr char kPattern = 'p';
 inline constexpr char kTag = 't';
 inline constexpr char kResync = 'r';
+inline constexpr char kCachePolicy = 'c';  // text: the relation's OID in decimal
 
 // NOTIFY refuses payloads of 8000 bytes or more (NOTIFY_PAYLOAD_MAX_LENGTH).
 inline constexpr std::size_t kMaxPayload = 7999;
@@ -77,6 +78,15 @@ struct Rendered {
     std::string text;
 };
 Rendered render(const Template& t, const std::vector<const char*>& values);
+
+// Query-cache tags (docs/cache.md), published as kTag entries: every row change of a
+// cache-enabled table publishes tbl:<oid>; each `by` column adds row:<oid>:<column>=<value>
+// for its OLD and NEW value; TRUNCATE, DDL and policy changes publish tbl:<oid> and all:<oid>.
+std::string cache_tbl_tag(std::uint32_t relid);
+std::string cache_all_tag(std::uint32_t relid);
+std::string cache_row_tag_prefix(std::uint32_t relid, std::string_view column);  // row:<oid>:<column>=
+// The text of a kCachePolicy entry: "the cache policy of relid changed, reload the catalog".
+std::string cache_policy_text(std::uint32_t relid);
 
 // One entry line without its LF: kind, space, text with \ LF CR escaped.
 std::string entry_line(char kind, std::string_view text);

@@ -22,6 +22,19 @@ std::string sign(const PayloadParams& p, std::string body) {
 
 }  // namespace
 
+std::string cache_tbl_tag(std::uint32_t relid) { return "tbl:" + std::to_string(relid); }
+
+std::string cache_all_tag(std::uint32_t relid) { return "all:" + std::to_string(relid); }
+
+std::string cache_row_tag_prefix(std::uint32_t relid, std::string_view column) {
+    std::string out = "row:" + std::to_string(relid) + ":";
+    out.append(column);
+    out.push_back('=');
+    return out;
+}
+
+std::string cache_policy_text(std::uint32_t relid) { return std::to_string(relid); }
+
 std::vector<std::string> encode_payloads(const std::vector<std::string_view>& lines, const PayloadParams& p,
                                          const std::function<std::uint64_t()>& next_seq) {
     // Worst case header: "pgc1 " + 3 x 20 digits + 2 spaces + LF; signature line "sig " + 64.

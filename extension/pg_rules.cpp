@@ -29,29 +29,76 @@ void relcache_callback(Datum, Oid relid) {
         return;
     }
     for (auto it = g_cache.begin(); it != g_cache.end();) {
-        if (it->first == relid || it->second->watched == relid)
+        const auto& anc = it->second->ancestors;
+        if (it->first == relid || it->second->watched == relid || std::find(anc.begin(), anc.end(), relid) != anc.end())
             it = g_cache.erase(it);
         else
             ++it;
     }
 }
 
+struct LoadedPolicy {
+    Oid relid;
+    int nby;
+    char** by;
+};
 struct Loaded {
     Oid watched;
     int ntemplates;
     char** templates;
     char* nspname;
     char* relname;
+    int nancestors;
+    Oid* ancestors;
+    int npolicies;
+    LoadedPolicy* policies;
 };
+
+// PostgreSQL phase (inside SPI): the cache policy of `candidate`, if it has one.
+bool load_policy(Oid candidate, LoadedPolicy* out) {
+    Oid argtypes[1] = {OIDOID};
+    Datum args[1] = {ObjectIdGetDatum(candidate)};
+    int rc = SPI_execute_with_args("SELECT \"by\" FROM pgcohere.cache_policies WHERE tbl = $1", 1, argtypes, args,
+                                   nullptr, true, 0);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "pgcohere: reading pgcohere.cache_policies failed");
+    if (SPI_processed == 0) return false;
+    out->relid = candidate;
+    out->nby = 0;
+    out->by = nullptr;
+    bool isnull;
+    Datum by = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    if (isnull) return true;
+    Datum* elems;
+    bool* nulls;
+    int n;
+    deconstruct_array(DatumGetArrayTypeP(by), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+    out->by = (char**)SPI_palloc(sizeof(char*) * (n ? n : 1));
+    for (int i = 0; i < n; ++i) {
+        if (nulls[i]) continue;  // cache_table() refuses them; a hand-edited row may hold one
+        char* name = TextDatumGetCString(elems[i]);
+        out->by[out->nby] = (char*)SPI_palloc(strlen(name) + 1);
+        strcpy(out->by[out->nby++], name);
+    }
+    return true;
+}
 
 // PostgreSQL phase: only plain data. The relation itself first, then its ancestors.
 Loaded load_rules(Oid relid, bool is_partition) {
-    Loaded out{InvalidOid, 0, nullptr, nullptr, nullptr};
-    List* candidates = list_make1_oid(relid);
-    if (is_partition) candidates = list_concat(candidates, get_partition_ancestors(relid));
+    Loaded out{InvalidOid, 0, nullptr, nullptr, nullptr, 0, nullptr, 0, nullptr};
+    List* ancestors = is_partition ? get_partition_ancestors(relid) : NIL;
+    List* candidates = list_concat(list_make1_oid(relid), ancestors);
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pgcohere: SPI_connect failed");
-    Oid argtypes[1] = {OIDOID};
+    // Every cache policy in the chain applies: a write to a partition changes what a
+    // query on any of its ancestors returns.
+    out.policies = (LoadedPolicy*)SPI_palloc(sizeof(LoadedPolicy) * list_length(candidates));
+    out.ancestors = (Oid*)SPI_palloc(sizeof(Oid) * (list_length(ancestors) + 1));
     ListCell* lc;
+    foreach (lc, ancestors)
+        out.ancestors[out.nancestors++] = lfirst_oid(lc);
+    foreach (lc, candidates) {
+        if (load_policy(lfirst_oid(lc), &out.policies[out.npolicies])) out.npolicies++;
+    }
+    Oid argtypes[1] = {OIDOID};
     foreach (lc, candidates) {
         Oid candidate = lfirst_oid(lc);
         Datum args[1] = {ObjectIdGetDatum(candidate)};
@@ -81,10 +128,41 @@ std::shared_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
     auto rr = std::make_shared<RelRules>();
     rr->relid = RelationGetRelid(rel);
     rr->watched = loaded.watched;
-    if (!OidIsValid(loaded.watched)) return rr;
-    rr->tag =
-        std::string("table:") + (loaded.nspname ? loaded.nspname : "?") + "." + (loaded.relname ? loaded.relname : "?");
+    rr->ancestors.assign(loaded.ancestors, loaded.ancestors + loaded.nancestors);
     TupleDesc desc = RelationGetDescr(rel);
+    auto value_index_of = [&](AttrNumber attnum) {
+        for (std::size_t k = 0; k < rr->attnums.size(); ++k)
+            if (rr->attnums[k] == attnum) return (int)k;
+        rr->attnums.push_back(attnum);
+        rr->typoutput.push_back(TupleDescAttr(desc, attnum - 1)->atttypid);  // resolved below
+        return (int)rr->attnums.size() - 1;
+    };
+    for (int p = 0; p < loaded.npolicies; ++p) {
+        const LoadedPolicy& policy = loaded.policies[p];
+        CacheTags tags;
+        tags.policy = policy.relid;
+        tags.tbl = core::cache_tbl_tag(policy.relid);
+        tags.all = core::cache_all_tag(policy.relid);
+        for (int b = 0; b < policy.nby; ++b) {
+            // By name: a partition's columns can have other numbers than its parent's.
+            // A column that is gone (renamed, dropped) gets no row tag; tbl:<oid> still goes.
+            for (int a = 0; a < desc->natts; ++a) {
+                Form_pg_attribute att = TupleDescAttr(desc, a);
+                if (att->attisdropped || strcmp(policy.by[b], NameStr(att->attname)) != 0) continue;
+                Oid typid = att->atttypid, collid = att->attcollation;
+                const char* type = pg::call([&] { return cache_by_type(typid, collid); });
+                // "other": the daemon tags its entries with tbl:<oid>, which every write publishes
+                if (strcmp(type, "other") != 0)
+                    tags.rows.push_back({core::cache_row_tag_prefix(policy.relid, policy.by[b]),
+                                         value_index_of(att->attnum)});
+                break;
+            }
+        }
+        rr->cache.push_back(std::move(tags));
+    }
+    if (OidIsValid(loaded.watched))
+        rr->tag = std::string("table:") + (loaded.nspname ? loaded.nspname : "?") + "." +
+                  (loaded.relname ? loaded.relname : "?");
     std::vector<std::string> missing;
     for (int i = 0; i < loaded.ntemplates; ++i) {
         CompiledRule rule{core::parse_template(loaded.templates[i]), {}};
@@ -102,15 +180,7 @@ std::shared_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
                 if (std::find(missing.begin(), missing.end(), column) == missing.end()) missing.push_back(column);
                 continue;
             }
-            int index = -1;
-            for (std::size_t k = 0; k < rr->attnums.size(); ++k)
-                if (rr->attnums[k] == attnum) index = (int)k;
-            if (index < 0) {
-                index = (int)rr->attnums.size();
-                rr->attnums.push_back(attnum);
-                rr->typoutput.push_back(TupleDescAttr(desc, attnum - 1)->atttypid);  // resolved below
-            }
-            rule.value_index.push_back(index);
+            rule.value_index.push_back(value_index_of(attnum));
         }
         rr->rules.push_back(std::move(rule));
     }

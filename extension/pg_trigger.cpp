@@ -11,7 +11,7 @@ namespace pgcohere {
 
 namespace {
 
-// PostgreSQL phase: the text of every column the rules read (nullptr for NULL).
+// PostgreSQL phase: the text of every column the rules and row tags read (nullptr for NULL).
 // Allocated in the trigger's per-tuple memory context, which the executor resets.
 const char** fetch_values(TupleTableSlot* slot, const RelRules* rr) {
     std::size_t n = rr->attnums.size();
@@ -47,6 +47,22 @@ void queue_row(TupleTableSlot* slot, const RelRules& rr) {
         for (int index : rule.value_index) args.push_back(index < 0 ? nullptr : values[index]);
         queue_rendered(rule, core::render(rule.tmpl, args));
     }
+    std::string tag;
+    for (const auto& policy : rr.cache) {
+        for (const auto& row : policy.rows) {
+            const char* value = values[row.value_index];
+            if (value == nullptr) continue;  // `col = x` never matches NULL
+            if (over_key_limit()) {
+                // Past max_keys_per_xact: all:<oid> purges every row-tagged entry (and
+                // the caller adds tbl:<oid>), so the set stops growing.
+                queue_entry(core::kTag, policy.all);
+                continue;
+            }
+            tag.assign(row.prefix);
+            tag.append(value);
+            queue_entry(core::kTag, tag);
+        }
+    }
 }
 
 void row_trigger(FunctionCallInfo fcinfo) {
@@ -62,9 +78,10 @@ void row_trigger(FunctionCallInfo fcinfo) {
     // process invalidations that drop the cache entry.
     std::shared_ptr<const RelRules> held = rules_for(td->tg_relation);
     const RelRules& rr = *held;
-    if (rr.rules.empty()) return;
+    if (rr.rules.empty() && rr.cache.empty()) return;
     if (over_key_limit()) {
-        // Past max_keys_per_xact: the coarse patterns cover this row; skip rendering.
+        // Past max_keys_per_xact: the coarse patterns and tbl:/all: tags cover this row;
+        // skip rendering.
         queue_coarse(rr);
         return;
     }
@@ -74,7 +91,8 @@ void row_trigger(FunctionCallInfo fcinfo) {
     } else {
         queue_row(td->tg_trigslot, rr);
     }
-    queue_entry(core::kTag, rr.tag);
+    if (!rr.tag.empty()) queue_entry(core::kTag, rr.tag);
+    for (const auto& policy : rr.cache) queue_entry(core::kTag, policy.tbl);
 }
 
 void truncate_trigger(FunctionCallInfo fcinfo) {

@@ -270,6 +270,16 @@ void queue_rendered(const CompiledRule& rule, const core::Rendered& r) {
 void queue_coarse(const RelRules& rr) {
     for (const auto& rule : rr.rules) queue_entry(rule.tmpl.coarse_kind, rule.tmpl.coarse);
     if (!rr.tag.empty()) queue_entry(core::kTag, rr.tag);
+    for (const auto& policy : rr.cache) {
+        queue_entry(core::kTag, policy.tbl);
+        queue_entry(core::kTag, policy.all);
+    }
+}
+
+void queue_cache_change(Oid relid, bool policy_changed) {
+    if (policy_changed) queue_entry(core::kCachePolicy, core::cache_policy_text(relid));
+    queue_entry(core::kTag, core::cache_tbl_tag(relid));
+    queue_entry(core::kTag, core::cache_all_tag(relid));
 }
 
 }  // namespace pgcohere

@@ -23,6 +23,17 @@ CREATE TABLE pgcohere.declared_keys (
 SELECT pg_catalog.pg_extension_config_dump('pgcohere.declared_keys', '');
 COMMENT ON TABLE pgcohere.declared_keys IS 'pgcohere key families invalidated by hand (pgcohere.invalidate)';
 
+-- Query-cache policies (docs/cache.md): one row per cache-enabled table. ttl NULL:
+-- pgcohered's [cache] default_ttl; "by": columns whose values tag cached entries (row
+-- granularity). An extension configuration table, like rules.
+CREATE TABLE pgcohere.cache_policies (
+    tbl  regclass PRIMARY KEY,
+    ttl  interval,
+    "by" text[]
+);
+SELECT pg_catalog.pg_extension_config_dump('pgcohere.cache_policies', '');
+COMMENT ON TABLE pgcohere.cache_policies IS 'pgcohere query-cache policies per table (cache_table)';
+
 -- Sequence numbers of direct-mode notifications (per database). The epoch of direct
 -- mode is the server start time, so it survives DROP EXTENSION + CREATE EXTENSION: the
 -- sequence starts at the install time in microseconds since the Unix epoch, so that the
@@ -45,6 +56,13 @@ CREATE FUNCTION pgcohere._reload_rules(tbl regclass) RETURNS void
     AS 'MODULE_PATHNAME', 'pgcohere_reload_rules' LANGUAGE C STRICT;
 CREATE FUNCTION pgcohere._queue_coarse(templates text[], tag text) RETURNS void
     AS 'MODULE_PATHNAME', 'pgcohere_queue_coarse' LANGUAGE C;
+
+CREATE FUNCTION pgcohere._check_cache_policy(tbl regclass, ttl interval, "by" text[]) RETURNS void
+    AS 'MODULE_PATHNAME', 'pgcohere_check_cache_policy' LANGUAGE C;
+CREATE FUNCTION pgcohere._queue_cache_change(tbl oid, policy_changed boolean) RETURNS void
+    AS 'MODULE_PATHNAME', 'pgcohere_queue_cache_change' LANGUAGE C STRICT;
+CREATE FUNCTION pgcohere._by_type(typ oid, coll oid) RETURNS text
+    AS 'MODULE_PATHNAME', 'pgcohere_by_type' LANGUAGE C STABLE STRICT;
 
 CREATE FUNCTION pgcohere.coarse_pattern(template text) RETURNS text
     AS 'MODULE_PATHNAME', 'pgcohere_coarse_pattern' LANGUAGE C IMMUTABLE STRICT;
@@ -90,6 +108,67 @@ BEGIN
 END
 $$;
 
+-- The triggers of tbl and of its partitions follow pgcohere.rules and
+-- pgcohere.cache_policies: a relation needs them while it or an ancestor has a rule or a
+-- cache policy. The row trigger of a partitioned table is cloned to its partitions by
+-- PostgreSQL; TRUNCATE triggers are per relation. Called after every change of either.
+CREATE FUNCTION pgcohere._sync_triggers(tbl regclass) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pgcohere
+    AS $$
+DECLARE
+    r record;
+    row_parent oid;
+BEGIN
+    FOR r IN SELECT t.relid, c.relkind,
+                    EXISTS (SELECT 1 FROM (SELECT a.relid FROM pg_partition_ancestors(t.relid) a
+                                           UNION SELECT t.relid) a
+                            WHERE a.relid IN (SELECT x.tbl FROM pgcohere.rules x
+                                              UNION SELECT p.tbl FROM pgcohere.cache_policies p)) AS needed
+             FROM (SELECT p.relid, p.level FROM pg_partition_tree(tbl) p UNION SELECT tbl, 0) t
+             JOIN pg_class c ON c.oid = t.relid
+             ORDER BY t.level, t.relid
+    LOOP
+        -- read now: a trigger created on a parent earlier in this loop is cloned here
+        row_parent := (SELECT g.tgparentid FROM pg_trigger g WHERE g.tgrelid = r.relid AND g.tgname = 'pgcohere_row');
+        IF r.needed AND row_parent IS NULL THEN
+            IF r.relkind = 'p' THEN
+                -- a partition's own trigger would collide with the clone of this one
+                PERFORM pgcohere._drop_own_row_triggers(r.relid);
+            END IF;
+            EXECUTE format('CREATE TRIGGER pgcohere_row AFTER INSERT OR UPDATE OR DELETE ON %s '
+                           'FOR EACH ROW EXECUTE FUNCTION pgcohere.row_trigger()', r.relid::regclass);
+        ELSIF NOT r.needed AND row_parent = 0 THEN
+            EXECUTE format('DROP TRIGGER pgcohere_row ON %s', r.relid::regclass);
+        END IF;
+        IF r.needed THEN
+            IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = r.relid AND tgname = 'pgcohere_truncate') THEN
+                EXECUTE format('CREATE TRIGGER pgcohere_truncate AFTER TRUNCATE ON %s '
+                               'FOR EACH STATEMENT EXECUTE FUNCTION pgcohere.truncate_trigger()', r.relid::regclass);
+            END IF;
+        ELSE
+            EXECUTE format('DROP TRIGGER IF EXISTS pgcohere_truncate ON %s', r.relid::regclass);
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION pgcohere._drop_own_row_triggers(tbl regclass) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pgcohere
+    AS $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT g.tgrelid FROM pg_partition_tree(tbl) p
+                JOIN pg_trigger g ON g.tgrelid = p.relid AND g.tgname = 'pgcohere_row' AND g.tgparentid = 0
+                WHERE p.relid <> tbl
+    LOOP
+        EXECUTE format('DROP TRIGGER pgcohere_row ON %s', part);
+    END LOOP;
+END
+$$;
+
 CREATE FUNCTION pgcohere.watch(tbl regclass, keys text[]) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pgcohere
@@ -101,12 +180,78 @@ BEGIN
     INSERT INTO pgcohere.rules (tbl, template, tag)
         SELECT tbl, k, pgcohere.table_tag(tbl) FROM unnest(keys) AS k
         ON CONFLICT DO NOTHING;
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'pgcohere_row') THEN
-        EXECUTE format('CREATE TRIGGER pgcohere_row AFTER INSERT OR UPDATE OR DELETE ON %s '
-                       'FOR EACH ROW EXECUTE FUNCTION pgcohere.row_trigger()', tbl);
-    END IF;
-    PERFORM pgcohere._attach_truncate_triggers(tbl);
+    PERFORM pgcohere._sync_triggers(tbl);
 END
+$$;
+
+-- Makes tbl cache-enabled (or changes its policy): queries that read only cache-enabled
+-- tables may be answered by pgcohered's query cache. ttl NULL: [cache] default_ttl.
+-- "by": columns whose values tag entries, so that a write purges only the entries of
+-- the values it changed. Publishes, at commit, "c <oid>", tbl:<oid> and all:<oid>.
+CREATE FUNCTION pgcohere.cache_table(tbl regclass, ttl interval DEFAULT NULL, "by" text[] DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pgcohere
+    AS $$
+BEGIN
+    PERFORM pgcohere._check_cache_policy(tbl, ttl, "by");
+    -- serializes concurrent cache_table() calls on one table and its writers' triggers
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+    INSERT INTO pgcohere.cache_policies AS p (tbl, ttl, "by")
+        VALUES (tbl, ttl, NULLIF("by", '{}'))
+        ON CONFLICT ON CONSTRAINT cache_policies_pkey
+        DO UPDATE SET ttl = EXCLUDED.ttl, "by" = EXCLUDED."by";
+    PERFORM pgcohere._sync_triggers(tbl);
+    PERFORM pgcohere._queue_cache_change(tbl, true);
+END
+$$;
+
+-- Removes tbl's cache policy; returns false if it had none. Publishes, at commit,
+-- "c <oid>", tbl:<oid> and all:<oid>.
+CREATE FUNCTION pgcohere.uncache_table(tbl regclass) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pgcohere
+    AS $$
+BEGIN
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+    DELETE FROM pgcohere.cache_policies p WHERE p.tbl = uncache_table.tbl;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pgcohere._sync_triggers(tbl);
+    PERFORM pgcohere._queue_cache_change(tbl, true);
+    RETURN true;
+END
+$$;
+
+-- What pgcohered needs to resolve table names and decide (docs/cache.md): one row per
+-- relation whose name equals the name of some cache-enabled table, in any schema
+-- (pg_catalog and temporary schemas included, so that shadowing is visible).
+CREATE FUNCTION pgcohere.cache_catalog(
+    OUT relid oid, OUT nspname name, OUT relname name, OUT cached boolean, OUT ttl_ms bigint,
+    OUT by_columns text[], OUT by_types text[], OUT rls boolean, OUT temp boolean)
+    RETURNS SETOF record
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pgcohere
+    AS $$
+    SELECT c.oid, n.nspname, c.relname, p.tbl IS NOT NULL,
+           ceil(EXTRACT(epoch FROM p.ttl) * 1000)::bigint,
+           b.columns, b.types,
+           c.relrowsecurity, c.relpersistence = 't'
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pgcohere.cache_policies p ON p.tbl = c.oid
+    -- the "by" columns that exist, in policy order (a renamed or dropped one is left out:
+    -- no row tag is published for it)
+    LEFT JOIN LATERAL (
+        SELECT array_agg(a.attname::text ORDER BY u.ord) AS columns,
+               array_agg(pgcohere._by_type(a.atttypid, a.attcollation) ORDER BY u.ord) AS types
+        FROM unnest(p."by") WITH ORDINALITY AS u(col, ord)
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = u.col AND a.attnum > 0 AND NOT a.attisdropped
+    ) b ON p."by" IS NOT NULL
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+      AND c.relname IN (SELECT x.relname FROM pgcohere.cache_policies q JOIN pg_class x ON x.oid = q.tbl)
+    ORDER BY c.relname, n.nspname
 $$;
 
 -- Everything a resync purges: every rule's coarse pattern and table tag, and every
@@ -166,18 +311,12 @@ CREATE FUNCTION pgcohere.unwatch(tbl regclass, keys text[] DEFAULT NULL) RETURNS
     AS $$
 DECLARE
     removed integer;
-    part regclass;
 BEGIN
     DELETE FROM pgcohere.rules r WHERE r.tbl = unwatch.tbl AND (keys IS NULL OR r.template = ANY (keys));
     GET DIAGNOSTICS removed = ROW_COUNT;
-    IF NOT EXISTS (SELECT 1 FROM pgcohere.rules r WHERE r.tbl = unwatch.tbl) THEN
-        EXECUTE format('DROP TRIGGER IF EXISTS pgcohere_row ON %s', tbl);
-        FOR part IN SELECT p.relid FROM pg_partition_tree(tbl) p UNION SELECT tbl LOOP
-            EXECUTE format('DROP TRIGGER IF EXISTS pgcohere_truncate ON %s', part);
-        END LOOP;
-    ELSE
-        PERFORM pgcohere._reload_rules(tbl);
-    END IF;
+    -- the triggers go with the last rule, unless a cache policy still needs them
+    PERFORM pgcohere._sync_triggers(tbl);
+    PERFORM pgcohere._reload_rules(tbl);
     RETURN removed;
 END
 $$;
@@ -192,7 +331,20 @@ CREATE FUNCTION pgcohere._on_sql_drop() RETURNS event_trigger
     AS $$
 DECLARE
     d record;
+    partition_dropped boolean;
 BEGIN
+    -- A dropped partition takes its rows out of its ancestors' results, but its parent
+    -- is gone from the catalogs by now. Its clone of the parent's pgcohere_row trigger
+    -- is dropped with it: that betrays a partition of a watched or cache-enabled table.
+    SELECT EXISTS (
+        SELECT 1 FROM pg_event_trigger_dropped_objects() g
+        WHERE g.object_type = 'trigger' AND g.object_identity LIKE 'pgcohere\_row on %'
+          AND NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() t
+                          WHERE t.classid = 'pg_catalog.pg_class'::regclass AND t.objsubid = 0
+                            AND g.object_identity = 'pgcohere_row on ' || t.object_identity
+                            AND (t.objid IN (SELECT r.tbl FROM pgcohere.rules r)
+                                 OR t.objid IN (SELECT p.tbl FROM pgcohere.cache_policies p))))
+        INTO partition_dropped;
     FOR d IN SELECT DISTINCT o.objid FROM pg_event_trigger_dropped_objects() o
              WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0
     LOOP
@@ -200,7 +352,22 @@ BEGIN
                                        (SELECT min(r.tag) FROM pgcohere.rules r WHERE r.tbl = d.objid))
             WHERE EXISTS (SELECT 1 FROM pgcohere.rules r WHERE r.tbl = d.objid);
         DELETE FROM pgcohere.rules r WHERE r.tbl = d.objid;
+        PERFORM pgcohere._queue_cache_change(d.objid, true)
+            WHERE EXISTS (SELECT 1 FROM pgcohere.cache_policies p WHERE p.tbl = d.objid);
+        DELETE FROM pgcohere.cache_policies p WHERE p.tbl = d.objid;
     END LOOP;
+    -- Coarse and rare: every cache-enabled partitioned table may have lost rows.
+    IF partition_dropped THEN
+        PERFORM pgcohere._queue_cache_change(p.tbl, false)
+        FROM pgcohere.cache_policies p JOIN pg_class c ON c.oid = p.tbl
+        WHERE c.relkind = 'p';
+    END IF;
+    -- A dropped relation named like a cache-enabled table may have shadowed it: the
+    -- daemon's name resolution changes.
+    PERFORM pgcohere._queue_cache_change(p.tbl, true)
+    FROM pgcohere.cache_policies p JOIN pg_class c ON c.oid = p.tbl
+    WHERE c.relname IN (SELECT o.object_name FROM pg_event_trigger_dropped_objects() o
+                        WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
 END
 $$;
 
@@ -223,15 +390,52 @@ BEGIN
         UPDATE pgcohere.rules r SET tag = pgcohere.table_tag(t.tbl)
             WHERE r.tbl = t.tbl AND r.tag IS DISTINCT FROM pgcohere.table_tag(t.tbl);
     END LOOP;
+    -- Cache-enabled tables: DDL on one (ALTER TABLE of any kind: columns, types, RENAME,
+    -- SET SCHEMA, ATTACH/DETACH PARTITION, row security) or on its schema changes what
+    -- its cached entries hold or what the daemon's catalog says; so does a relation
+    -- created, renamed or moved under the same name (it may shadow the table in a
+    -- search_path). Publish "c <oid>", tbl:<oid> and all:<oid> for each.
+    FOR t IN SELECT p.tbl, c.relname, p."by"
+             FROM pgcohere.cache_policies p JOIN pg_class c ON c.oid = p.tbl
+             WHERE p.tbl::oid IN (SELECT d.objid FROM pg_event_trigger_ddl_commands() d
+                                  WHERE d.classid = 'pg_catalog.pg_class'::regclass)
+                OR c.relnamespace IN (SELECT d.objid FROM pg_event_trigger_ddl_commands() d
+                                      WHERE d.classid = 'pg_catalog.pg_namespace'::regclass)
+                OR c.relname IN (SELECT x.relname FROM pg_class x
+                                 WHERE x.oid IN (SELECT d.objid FROM pg_event_trigger_ddl_commands() d
+                                                 WHERE d.classid = 'pg_catalog.pg_class'::regclass))
+    LOOP
+        PERFORM pgcohere._queue_cache_change(t.tbl, true);
+        IF EXISTS (SELECT 1 FROM unnest(t."by") AS u(col)
+                   WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.tbl AND a.attname = u.col
+                                     AND a.attnum > 0 AND NOT a.attisdropped)) THEN
+            RAISE WARNING 'pgcohere: the cache policy of "%" names missing "by" column(s): their row tags are no longer published', t.tbl
+                USING HINT = 'Call pgcohere.cache_table() again with the new column names.';
+        END IF;
+    END LOOP;
     -- a disabled trigger would silently lose invalidations: refuse it
-    IF EXISTS (SELECT 1 FROM pg_trigger g JOIN pgcohere.rules r ON r.tbl = g.tgrelid
+    IF EXISTS (SELECT 1 FROM pg_trigger g
+               JOIN (SELECT r.tbl FROM pgcohere.rules r UNION SELECT p.tbl FROM pgcohere.cache_policies p) w
+                 ON w.tbl = g.tgrelid
                WHERE g.tgname IN ('pgcohere_row', 'pgcohere_truncate') AND g.tgenabled IN ('D', 'R')) THEN
-        RAISE EXCEPTION 'pgcohere: the triggers of a watched table cannot be disabled'
-            USING HINT = 'Use pgcohere.unwatch() to stop watching the table.';
+        RAISE EXCEPTION 'pgcohere: the triggers of a watched or cache-enabled table cannot be disabled'
+            USING HINT = 'Use pgcohere.unwatch() or pgcohere.uncache_table() instead.';
     END IF;
-    -- a partition created or attached later also needs the TRUNCATE trigger
-    FOR t IN SELECT DISTINCT r.tbl FROM pgcohere.rules r JOIN pg_class c ON c.oid = r.tbl
-             WHERE c.relkind = 'p'
+    -- a query on a cache-enabled table would also read an inheritance child, whose
+    -- writes fire only the child's triggers
+    IF EXISTS (SELECT 1 FROM pg_inherits i
+               JOIN pgcohere.cache_policies p ON p.tbl = i.inhparent
+               JOIN pg_class c ON c.oid = i.inhparent AND c.relkind = 'r') THEN
+        RAISE EXCEPTION 'pgcohere: a cache-enabled table cannot have inheritance children'
+            USING HINT = 'Use pgcohere.uncache_table() first, or a partitioned table.';
+    END IF;
+    -- a partition created or attached later also needs the TRUNCATE trigger. Only below
+    -- a parent that has its own: while pg_dump's output is restored, the rules and
+    -- policies are loaded before the triggers, which it creates itself afterwards.
+    FOR t IN SELECT w.tbl
+             FROM (SELECT r.tbl FROM pgcohere.rules r UNION SELECT p.tbl FROM pgcohere.cache_policies p) w
+             JOIN pg_class c ON c.oid = w.tbl AND c.relkind = 'p'
+             WHERE EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = w.tbl AND g.tgname = 'pgcohere_truncate')
     LOOP
         PERFORM pgcohere._attach_truncate_triggers(t.tbl);
     END LOOP;
@@ -239,14 +443,25 @@ END
 $$;
 
 CREATE EVENT TRIGGER pgcohere_sql_drop ON sql_drop EXECUTE FUNCTION pgcohere._on_sql_drop();
+-- Besides DDL on watched tables: every command that can create, rename or move a
+-- relation that shadows a cache-enabled table.
 CREATE EVENT TRIGGER pgcohere_ddl_end ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'CREATE TABLE')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO',
+                 'CREATE VIEW', 'ALTER VIEW', 'CREATE MATERIALIZED VIEW', 'ALTER MATERIALIZED VIEW',
+                 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'CREATE SEQUENCE', 'ALTER SEQUENCE')
     EXECUTE FUNCTION pgcohere._on_ddl_end();
 
 -- Rules are readable by every role: row triggers fire as whoever writes the table.
 GRANT USAGE ON SCHEMA pgcohere TO PUBLIC;
 GRANT SELECT ON pgcohere.rules TO PUBLIC;
 GRANT SELECT ON pgcohere.declared_keys TO PUBLIC;  -- invalidate() reads it, as any role
+GRANT SELECT ON pgcohere.cache_policies TO PUBLIC;  -- row triggers and cache_catalog() read it, as any role
+REVOKE ALL ON FUNCTION pgcohere.cache_table(regclass, interval, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere.uncache_table(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere._check_cache_policy(regclass, interval, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere._queue_cache_change(oid, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere._sync_triggers(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcohere._drop_own_row_triggers(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgcohere.watch(regclass, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgcohere.unwatch(regclass, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgcohere.declare_keys(text[]) FROM PUBLIC;

@@ -33,12 +33,26 @@ struct CompiledRule {
     core::Template tmpl;
     std::vector<int> value_index;  // per tmpl.columns[i]: index into RelRules::attnums, -1 if missing
 };
+// The query-cache tags of one cache-enabled relation (the relation itself or, for a
+// partition, an ancestor: a query names the parent, so its tags must go too).
+struct CacheTags {
+    Oid policy = InvalidOid;  // the relation named in pgcohere.cache_policies
+    std::string tbl;          // tbl:<oid>
+    std::string all;          // all:<oid>
+    struct Row {
+        std::string prefix;  // row:<oid>:<column>=
+        int value_index;     // into RelRules::attnums
+    };
+    std::vector<Row> rows;  // `by` columns whose values the daemon can match (cache_by_type)
+};
 struct RelRules {
     Oid relid = InvalidOid;    // the relation the trigger fired on
     Oid watched = InvalidOid;  // the relation named in pgcohere.rules (a partition's ancestor)
     std::string tag;           // table:<schema>.<table> of the watched relation
     std::vector<CompiledRule> rules;
-    std::vector<AttrNumber> attnums;  // columns read by any rule
+    std::vector<CacheTags> cache;  // this relation's and its ancestors' cache policies
+    std::vector<Oid> ancestors;    // partition ancestors: a change of their rules or policies reloads these
+    std::vector<AttrNumber> attnums;  // columns read by any rule or row tag
     std::vector<Oid> typoutput;
     // Some column's text depends on session settings (DateStyle, TimeZone, ...): render
     // under fixed settings so that every session produces the same keys.
@@ -57,6 +71,10 @@ struct KeyFamilies {
     std::vector<core::Glob> globs;
 };
 std::shared_ptr<const KeyFamilies> key_families();
+// The by_types name of a column (docs/cache.md): int2, int4, int8, text, varchar (with a
+// deterministic collation), uuid, else "other": the daemon renders values of these
+// types exactly as their output functions do, so only they get row tags.
+const char* cache_by_type(Oid typid, Oid collid);
 // Parses templates and checks their columns against relid; throws UserError.
 std::vector<core::Template> check_templates(Oid relid, const std::vector<std::string>& templates);
 
@@ -71,7 +89,9 @@ FamilyWarning note_uncovered_family(const std::string& family);
 std::vector<std::string> pending_lines();  // this transaction's entry lines, sorted
 bool over_key_limit();                     // past pgcohere.max_keys_per_xact (marks the transaction coarsened)
 void queue_rendered(const CompiledRule& rule, const core::Rendered& r);
-void queue_coarse(const RelRules& rr);  // every rule's coarse pattern plus the tag
+void queue_coarse(const RelRules& rr);  // every rule's coarse pattern plus the tag, tbl: and all: tags
+// Policy changes and DDL: "c <oid>" (if policy_changed), tbl:<oid> and all:<oid>.
+void queue_cache_change(Oid relid, bool policy_changed);
 
 struct Counters {
     uint64 keys_queued = 0;

@@ -48,7 +48,7 @@ class Payload:
         self.epoch, self.seq, self.commit_us = int(epoch), int(seq), int(commit_us)
         self.entries = [(line[0], unescape(line[2:])) for line in lines[1:]]
         for kind, _ in self.entries:
-            assert kind in "kptr"
+            assert kind in "kptrc"
         expected = hmac.new(secret, (dbname + "\n" + body).encode(), hashlib.sha256).hexdigest()
         self.signature_ok = sig == expected
         self.pid = pid

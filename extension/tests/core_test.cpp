@@ -98,6 +98,18 @@ TEST(Payload, OversizeEntryBecomesResync) {
     EXPECT_NE(payloads[0].find("\nr oversize-entry\n"), std::string::npos);
 }
 
+TEST(CacheTags, NameTheRelationByOidAsDocsCacheMdSays) {
+    EXPECT_EQ(cache_tbl_tag(16384), "tbl:16384");
+    EXPECT_EQ(cache_all_tag(4294967295u), "all:4294967295");
+    EXPECT_EQ(cache_row_tag_prefix(16390, "conversation_id") + "42", "row:16390:conversation_id=42");
+    EXPECT_EQ(entry_line(kCachePolicy, cache_policy_text(16384)), "c 16384");
+}
+
+TEST(CacheTags, RowTagValuesTravelEscapedOnOneLine) {
+    // a value holding LF and a backslash stays one entry line
+    EXPECT_EQ(entry_line(kTag, cache_row_tag_prefix(7, "name") + "a\nb\\c"), "t row:7:name=a\\nb\\\\c");
+}
+
 TEST(KeySet, SavepointRollbackDropsExactlyItsEntries) {
     KeySet s;
     EXPECT_TRUE(s.add(1, kKey, "a"));
