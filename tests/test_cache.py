@@ -2,6 +2,7 @@
 clients through pgcohered with [cache] enabled = 1. What users rely on: a repeated read is
 answered from Redis byte for byte; a committed write (through the pool or not) makes the
 next read fresh; what may not be cached never is; a fill that raced a write is dropped."""
+import os
 import socket
 import struct
 import threading

@@ -44,10 +44,11 @@ constexpr auto kTick = std::chrono::milliseconds(250);
 
 // Runs a Redis command with a deadline: nullopt when it did not answer in time (the late
 // reply is dropped).
+// Not a coroutine itself: g++ 12 destroys a lambda parameter of a coroutine twice.
 template <typename Start>
 awaitable<std::optional<redis::Reply>> with_deadline(asio::io_context& io, std::chrono::milliseconds limit,
                                                      Start start) {
-  co_return co_await asio::async_initiate<decltype(use_awaitable), void(std::optional<redis::Reply>)>(
+  return asio::async_initiate<decltype(use_awaitable), void(std::optional<redis::Reply>)>(
       [&io, limit, start = std::move(start)](auto handler) mutable {
         using Handler = decltype(handler);
         struct State {
@@ -447,7 +448,10 @@ awaitable<void> CacheService::load_catalog(Database& db) {
         auto json = nlohmann::json::parse((*rows)[0][0]);
         for (const auto& j : json) {
           CatalogRow row;
-          row.relid = j.at("relid").get<std::uint32_t>();
+          // json_agg renders an oid as a string, a bigint as a number.
+          const auto& relid = j.at("relid");
+          row.relid = relid.is_string() ? static_cast<std::uint32_t>(std::stoul(relid.get<std::string>()))
+                                        : relid.get<std::uint32_t>();
           row.nspname = j.at("nspname").get<std::string>();
           row.relname = j.at("relname").get<std::string>();
           row.cached = j.at("cached").get<bool>();
@@ -461,6 +465,7 @@ awaitable<void> CacheService::load_catalog(Database& db) {
       } catch (const std::exception& e) {
         PGC_LOG_WARN << "cache [" << db.name << "]: unreadable cache_catalog(): " << e.what();
         db.loading = false;
+        db.loaded_at = Clock::now() - kCatalogRefresh + std::chrono::seconds(2);  // retry soon, not at once
         co_return;
       }
     }
@@ -471,6 +476,7 @@ awaitable<void> CacheService::load_catalog(Database& db) {
     if (!built.ok()) {
       PGC_LOG_WARN << "cache [" << db.name << "]: cache_catalog() rows refused: " << built.error;
       db.loading = false;
+      db.loaded_at = Clock::now() - kCatalogRefresh + std::chrono::seconds(2);
       co_return;
     }
     db.catalog = std::make_shared<const Catalog>(std::move(built.catalog));
