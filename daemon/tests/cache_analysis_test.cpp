@@ -46,6 +46,15 @@ TEST(CacheAnalysis, PlainSelectsUnionsSubqueriesAndCtesAreCacheable) {
   expect_cacheable("SELECT current_user, session_user, current_role, user FROM t");
   expect_cacheable("SELECT CASE WHEN a > 0 THEN 'p' ELSE 'n' END, ARRAY[a, b], ROW(a, b), (ARRAY[1, 2])[1] FROM t");
   expect_cacheable("SELECT pg_catalog.lower(name) FROM t WHERE a OPERATOR(pg_catalog.=) 1");
+  // The SQL-syntax forms the docs list, which the parser turns into pg_catalog calls.
+  expect_cacheable("SELECT trim(leading 'x' FROM a), trim(trailing FROM a), substring(a FROM 2 FOR 3), "
+                   "substring(a SIMILAR 'x' ESCAPE '#'), position('b' IN a) FROM t");
+  expect_cacheable("SELECT * FROM t WHERE a LIKE 'x!%' ESCAPE '!' AND b NOT ILIKE 'y' AND c IS TRUE AND d IS NOT FALSE "
+                   "AND e BETWEEN SYMMETRIC 1 AND 2 AND f NOT IN (1, 2) AND g = ALL ('{1}')");
+  expect_cacheable("SELECT int4 '1', timestamp with time zone '2024-01-01 00:00+00', a::double precision, b::char(3), "
+                   "c::smallint, d::boolean, e::decimal(4, 1), f::real FROM t");
+  expect_cacheable("SELECT count(DISTINCT a), sum(b) FILTER (WHERE c > 0), string_agg(d, ',' ORDER BY d), "
+                   "array_agg(e) FROM t GROUP BY ROLLUP (f) HAVING count(*) > 1");
 }
 
 TEST(CacheAnalysis, WritesLocksAndMultipleStatementsAreNotCacheable) {
