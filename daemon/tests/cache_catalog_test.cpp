@@ -384,3 +384,29 @@ TEST(CacheSearchPath, PgCatalogComesFirstUnlessListed) {
   EXPECT_EQ(effective_path(*parse_search_path("public, pg_catalog, pg_temp"), "bob"),
             (std::vector<std::string>{"public", "pg_catalog"}));
 }
+
+TEST(CacheCatalog, TheNameFilterRulesOutOnlyTextsThatNameNoCachedTable) {
+  Catalog c = chat();
+  EXPECT_FALSE(c.may_name_cached_table("SELECT abalance FROM pgbench_accounts WHERE aid = $1"));
+  EXPECT_FALSE(c.may_name_cached_table("SELECT * FROM archive_messag"));
+  EXPECT_TRUE(c.may_name_cached_table("SELECT * FROM MESSAGES"));
+  EXPECT_TRUE(c.may_name_cached_table("SELECT * FROM \"Users\""));  // over-approximates: fine
+  EXPECT_TRUE(c.may_name_cached_table("SELECT * FROM U&\"\\0075sers\""));  // escapes: always analysed
+  EXPECT_FALSE(Catalog().may_name_cached_table("SELECT * FROM messages"));
+  // Not cache-enabled names do not count: archive.messages is, but as public.messages.
+  auto only_uncached = build_catalog({row(1, "public", "logs", false)});
+  EXPECT_FALSE(only_uncached.catalog.may_name_cached_table("SELECT * FROM logs"));
+  // A name with a double quote is written with it doubled: the filter gives up.
+  auto quoted = build_catalog({row(1, "public", "a\"b")});
+  EXPECT_TRUE(quoted.catalog.may_name_cached_table("SELECT 1"));
+}
+
+TEST(CacheCatalog, WhenTheFilterSaysNoResolveSaysNoToo) {
+  Catalog c = chat();
+  for (const char* sql : {"SELECT * FROM pgbench_accounts", "SELECT 1", "SELECT * FROM archive.other",
+                          "SELECT * FROM messages", "SELECT * FROM app.users u WHERE u.name = 'x'"}) {
+    if (!c.may_name_cached_table(sql)) {
+      EXPECT_FALSE(run(sql, c).cacheable) << sql;
+    }
+  }
+}

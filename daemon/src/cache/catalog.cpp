@@ -15,6 +15,13 @@ bool ascii(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+  return out;
+}
+
 // "utf-8", "UTF8" and "utf_8" name the same encoding.
 std::string encoding_key(std::string_view name) {
   std::string out;
@@ -146,8 +153,26 @@ CatalogResult build_catalog(std::vector<CatalogRow> rows) {
       return out;
     }
     if (r.temp) c.temp_names_.insert(r.relname);
+    if (r.cached) {
+      std::string folded = ascii_lower(r.relname);
+      // A double quote in a name is written doubled in the text.
+      if (r.relname.find('"') != std::string::npos) c.filter_unsound_ = true;
+      if (std::find(c.cached_names_.begin(), c.cached_names_.end(), folded) == c.cached_names_.end())
+        c.cached_names_.push_back(std::move(folded));
+    }
   }
   return out;
+}
+
+bool Catalog::may_name_cached_table(std::string_view sql) const {
+  if (cached_names_.empty()) return false;
+  if (filter_unsound_) return true;
+  std::string text = ascii_lower(sql);
+  // U&"..." identifiers spell names with escapes; such text is always analysed.
+  if (text.find("u&") != std::string::npos) return true;
+  for (const std::string& name : cached_names_)
+    if (text.find(name) != std::string::npos) return true;
+  return false;
 }
 
 Resolution resolve(const Analysis& a, const Catalog& catalog, const Session& session, const Params& params,

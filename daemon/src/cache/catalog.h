@@ -41,6 +41,11 @@ class Catalog {
   bool has_temp(std::string_view name) const { return temp_names_.count(name) != 0; }
   std::size_t size() const { return rows_.size(); }
 
+  // False when no cache-enabled table's name occurs in `sql` (ASCII case-insensitively):
+  // then no session can cache the statement, and the caller may skip analyze() (which
+  // costs a full parse). A negative filter only; true decides nothing.
+  bool may_name_cached_table(std::string_view sql) const;
+
  private:
   friend CatalogResult build_catalog(std::vector<CatalogRow> rows);
   std::vector<CatalogRow> rows_;
@@ -55,6 +60,8 @@ class Catalog {
   };
   std::map<std::pair<std::string, std::string>, std::size_t, NameLess> by_name_;
   std::set<std::string, std::less<>> temp_names_;
+  std::vector<std::string> cached_names_;  // ASCII-lowercased, unique
+  bool filter_unsound_ = false;            // some name the filter cannot find reliably
 };
 
 struct CatalogResult {
