@@ -250,12 +250,25 @@ TEST(CacheAnalysis, EqualitiesNeedAnUnambiguousTopLevelColumn) {
   for (const char* sql : {"SELECT * FROM t WHERE id = 1 OR id = 2", "SELECT * FROM t WHERE NOT (id = 1)",
                           "SELECT * FROM t WHERE x IN (SELECT y FROM u WHERE id = 1)", "SELECT * FROM t WHERE id = 1 + 1",
                           "SELECT * FROM t WHERE id = 1.5", "SELECT * FROM t WHERE id = NULL",
-                          "SELECT * FROM t WHERE id = '1'::int", "SELECT * FROM t WHERE id < 1",
+                          "SELECT * FROM t WHERE id = '1'::numeric", "SELECT * FROM t WHERE id < 1",
                           "SELECT * FROM t WHERE lower(id) = 'a'", "SELECT * FROM t, u WHERE t.id = u.id"}) {
     a = analyze(sql);
     ASSERT_TRUE(a.cacheable) << sql << ": " << a.reason;
     EXPECT_TRUE(a.equalities.empty()) << sql;
   }
+}
+
+TEST(CacheAnalysis, APlainCastOfTheValueIsRecordedAndOthersAreNoEquality) {
+  Analysis a = analyze("SELECT * FROM t WHERE a = 'x'::uuid AND b = $1::bigint AND c = 1::pg_catalog.int2");
+  ASSERT_EQ(a.equalities.size(), 3u);
+  EXPECT_EQ(a.equalities[0].cast, "uuid");
+  EXPECT_EQ(a.equalities[1].cast, "int8");
+  EXPECT_EQ(a.equalities[1].kind, Equality::Kind::param);
+  EXPECT_EQ(a.equalities[2].cast, "int2");
+  for (const char* sql : {"SELECT * FROM t WHERE a = 'x'::varchar(2)", "SELECT * FROM t WHERE a = 'x'::date",
+                          "SELECT * FROM t WHERE a = '{1}'::int8[]", "SELECT * FROM t WHERE a = 'x'::text::int8",
+                          "SELECT * FROM t WHERE a::int8 = 1"})
+    EXPECT_TRUE(analyze(sql).equalities.empty()) << sql;
 }
 
 TEST(CacheAnalysis, AParameterUsedTwiceIsMarkedSoItsTypeIsNotAssumed) {

@@ -195,6 +195,33 @@ TEST(CacheResolve, IntegerValuesAreRenderedCanonicallyAndRangeChecked) {
   EXPECT_EQ(run("SELECT * FROM messages WHERE author = 'not-a-uuid'").tags, tags({"tbl:100"}));
 }
 
+TEST(CacheResolve, PlainCastsOfTheValueToTheColumnsKindOfTypeKeepTheRowTag) {
+  EXPECT_EQ(run("SELECT * FROM messages WHERE author = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid").tags,
+            tags({"all:100", "row:100:author=a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}));
+  EXPECT_EQ(run("SELECT * FROM messages WHERE conversation_id = '42'::int8").tags,
+            tags({"all:100", "row:100:conversation_id=42"}));
+  EXPECT_EQ(run("SELECT * FROM messages WHERE conversation_id = CAST(7 AS integer)").tags,
+            tags({"all:100", "row:100:conversation_id=7"}));
+  EXPECT_EQ(run("SELECT * FROM users WHERE name = 42::text").tags, tags({"all:101", "row:101:name=42"}));
+  EXPECT_EQ(run("SELECT * FROM users WHERE name = 'x'::varchar").tags, tags({"all:101", "row:101:name=x"}));
+  // The value would not fit the cast type, a modifier changes the value, another kind of
+  // type compares differently: the table tag.
+  EXPECT_EQ(run("SELECT * FROM messages WHERE conversation_id = 100000::int2").tags, tags({"tbl:100"}));
+  EXPECT_EQ(run("SELECT * FROM users WHERE name = 'abcdef'::varchar(3)").tags, tags({"tbl:101"}));
+  EXPECT_EQ(run("SELECT * FROM users WHERE name = 'x '::char(2)").tags, tags({"tbl:101"}));
+  EXPECT_EQ(run("SELECT * FROM messages WHERE author = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::text").tags,
+            tags({"tbl:100"}));
+  EXPECT_EQ(run("SELECT * FROM messages WHERE conversation_id = '42'::numeric").tags, tags({"tbl:100"}));
+  // A cast parameter takes the cast's type unless Parse declared another one.
+  Params p;
+  p.values = {std::string("\x00\x00\x00\x00\x00\x00\x00\x05", 8)};
+  p.formats = {1};
+  EXPECT_EQ(run("SELECT * FROM messages WHERE conversation_id = $1::int8", chat(), kPath, p).tags,
+            tags({"all:100", "row:100:conversation_id=5"}));
+  p.types = {23};
+  EXPECT_EQ(run("SELECT * FROM messages WHERE conversation_id = $1::int8", chat(), kPath, p).tags, tags({"tbl:100"}));
+}
+
 TEST(CacheResolve, OtherTypesAndNonByColumnsFallBackToTheTableTag) {
   EXPECT_EQ(run("SELECT * FROM profiles WHERE bio = 'x'").tags, tags({"tbl:102"}));
   EXPECT_EQ(run("SELECT * FROM profiles WHERE age = 3").tags, tags({"tbl:102"}));

@@ -401,6 +401,20 @@ class Walker {
     Equality eq;
     eq.relation = *relation;
     eq.column = fields.back();
+    if (is(v, pg_query__type_cast__descriptor)) {
+      // Drivers that inline values write `'...'::uuid`; a type modifier could change the
+      // value (varchar(3) truncates), so only plain casts to the by-column types count.
+      auto* cast = reinterpret_cast<const PgQuery__TypeCast*>(v);
+      const PgQuery__TypeName* t = cast->type_name;
+      if (!t || t->n_typmods || t->n_array_bounds || t->setof || t->pct_type) return false;
+      auto q = qualified_name(t->names, t->n_names);
+      if (!q || !builtin_qualifier(q->qualifier)) return false;
+      static constexpr std::string_view kCasts[] = {"int2", "int4", "int8", "text", "varchar", "uuid"};
+      if (std::find(std::begin(kCasts), std::end(kCasts), q->name) == std::end(kCasts)) return false;
+      eq.cast = q->name;
+      v = unwrap(cast->arg);
+      if (!v) return false;
+    }
     if (is(v, pg_query__param_ref__descriptor)) {
       eq.kind = Equality::Kind::param;
       eq.param = reinterpret_cast<const PgQuery__ParamRef*>(v)->number;

@@ -30,6 +30,9 @@ struct Equality {
   std::string text;         // integer: the literal's digits (with sign); string: the value
   int param = 0;            // param: the 1-based parameter number
   bool param_used_once = false;  // param: $n appears nowhere else (its type is the column's)
+  // The value was cast (`'...'::uuid`, `$1::int8`): int2, int4, int8, text, varchar or
+  // uuid, without a type modifier; empty when not cast.
+  std::string cast;
   friend bool operator==(const Equality&, const Equality&) = default;
 };
 
