@@ -324,6 +324,12 @@ TEST(CacheAnalysis, AMalformedHintIsRefusedWithItsText) {
 TEST(CacheAnalysis, SessionDependentFactsAreRecordedForResolve) {
   EXPECT_TRUE(analyze("SELECT * FROM t WHERE a = 1").names_operators);
   EXPECT_FALSE(analyze("SELECT a FROM t").names_operators);
+  EXPECT_FALSE(analyze("SELECT DISTINCT a FROM t JOIN u ON true ORDER BY a").names_operators);
+  // Implicit "=" lookups by name.
+  EXPECT_TRUE(analyze("SELECT a FROM t WHERE a IN (SELECT b FROM u)").names_operators);
+  EXPECT_TRUE(analyze("SELECT CASE a WHEN 1 THEN 2 END FROM t").names_operators);
+  EXPECT_TRUE(analyze("SELECT a FROM t JOIN u USING (a)").names_operators);
+  EXPECT_TRUE(analyze("SELECT a FROM t NATURAL JOIN u").names_operators);
   EXPECT_TRUE(analyze("SELECT a COLLATE \"C\" FROM t").names_operators);
   EXPECT_TRUE(analyze("SELECT * FROM t WHERE a = 'é'").non_ascii);
   EXPECT_FALSE(analyze("SELECT * FROM t WHERE a = 'e'").non_ascii);

@@ -185,6 +185,16 @@ class Walker {
     if (d == &pg_query__sub_link__descriptor) {
       auto* s = reinterpret_cast<const PgQuery__SubLink*>(m);
       if (s->n_oper_name && !operator_ok(s->oper_name, s->n_oper_name)) return;
+      if (s->testexpr) a_.names_operators = true;  // `x IN (SELECT ...)` looks up "=" by name
+      return children(m);
+    }
+    if (d == &pg_query__case_expr__descriptor) {
+      if (reinterpret_cast<const PgQuery__CaseExpr*>(m)->arg) a_.names_operators = true;  // CASE x WHEN: "="
+      return children(m);
+    }
+    if (d == &pg_query__join_expr__descriptor) {
+      auto* j = reinterpret_cast<const PgQuery__JoinExpr*>(m);
+      if (j->is_natural || j->n_using_clause) a_.names_operators = true;  // USING/NATURAL: "="
       return children(m);
     }
     if (d == &pg_query__sort_by__descriptor) {
@@ -210,13 +220,11 @@ class Walker {
         &pg_query__column_ref__descriptor,  &pg_query__a__star__descriptor,
         &pg_query__a__indices__descriptor,  &pg_query__a__indirection__descriptor,
         &pg_query__bool_expr__descriptor,   &pg_query__null_test__descriptor,
-        &pg_query__boolean_test__descriptor, &pg_query__case_expr__descriptor,
-        &pg_query__case_when__descriptor,   &pg_query__coalesce_expr__descriptor,
+        &pg_query__boolean_test__descriptor, &pg_query__case_when__descriptor,   &pg_query__coalesce_expr__descriptor,
         &pg_query__min_max_expr__descriptor, &pg_query__alias__descriptor,
         &pg_query__window_def__descriptor,  &pg_query__row_expr__descriptor,
         &pg_query__a__array_expr__descriptor, &pg_query__grouping_set__descriptor,
-        &pg_query__grouping_func__descriptor, &pg_query__join_expr__descriptor,
-        &pg_query__range_subselect__descriptor,
+        &pg_query__grouping_func__descriptor, &pg_query__range_subselect__descriptor,
     };
     return kHarmless.count(d) != 0;
   }
