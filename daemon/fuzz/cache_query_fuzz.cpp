@@ -29,11 +29,11 @@ CatalogRow row(std::uint32_t relid, const char* nsp, const char* rel, std::vecto
 }
 
 const Catalog& catalog() {
-  static const Catalog c = build_catalog({row(1, "public", "t", {"id", "name"}, {"int8", "text"}),
-                                          row(2, "public", "u", {"id"}, {"uuid"}),
-                                          row(3, "public", "messages", {"conversation_id"}, {"int4"}),
-                                          row(4, "app", "t", {"k"}, {"int2"}), row(5, "public", "users", {}, {})})
-                               .catalog;
+  static const Catalog c =
+      build_catalog({row(1, "public", "t", {"id", "name"}, {"int8", "text"}), row(2, "public", "u", {"id"}, {"uuid"}),
+                     row(3, "public", "messages", {"conversation_id"}, {"int4"}), row(4, "app", "t", {"k"}, {"int2"}),
+                     row(5, "public", "users", {}, {})})
+          .catalog;
   return c;
 }
 

@@ -32,29 +32,37 @@ TEST(CacheAnalysis, PlainSelectsUnionsSubqueriesAndCtesAreCacheable) {
   expect_cacheable("SELECT a FROM t UNION ALL SELECT b FROM u INTERSECT SELECT c FROM v EXCEPT SELECT d FROM w");
   expect_cacheable("SELECT * FROM t WHERE id IN (SELECT tid FROM u WHERE x > 3) AND EXISTS (SELECT 1 FROM v)");
   expect_cacheable("WITH recent AS (SELECT * FROM messages WHERE id > 10) SELECT * FROM recent JOIN users ON true");
-  expect_cacheable("WITH RECURSIVE r(n) AS (SELECT 1 FROM t UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT * FROM r");
+  expect_cacheable(
+      "WITH RECURSIVE r(n) AS (SELECT 1 FROM t UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT * FROM r");
   expect_cacheable("VALUES (1), (2) UNION SELECT id FROM t");
   expect_cacheable("TABLE t");
-  expect_cacheable("SELECT lower(name), upper(name), length(name), abs(x), round(x, 2), coalesce(a, b), nullif(a, b), "
-                   "greatest(a, b), least(a, b), substr(s, 1, 2), trim(s), sum(x), min(x), max(x), avg(x) FROM t GROUP BY 1, "
-                   "2, 3, 4, 5, 6, 7, 8, 9, 10, 11");
+  expect_cacheable(
+      "SELECT lower(name), upper(name), length(name), abs(x), round(x, 2), coalesce(a, b), nullif(a, b), "
+      "greatest(a, b), least(a, b), substr(s, 1, 2), trim(s), sum(x), min(x), max(x), avg(x) FROM t GROUP BY 1, "
+      "2, 3, 4, 5, 6, 7, 8, 9, 10, 11");
   expect_cacheable("SELECT row_number() OVER (PARTITION BY a ORDER BY b), count(*) OVER () FROM t");
-  expect_cacheable("SELECT * FROM t WHERE a <> 1 AND b != 2 AND c < 3 AND d >= 4 AND e || 'x' LIKE 'y%' AND f ILIKE 'z' "
-                   "AND g NOT LIKE 'q' AND h BETWEEN 1 AND 2 AND i IS NOT NULL AND j IS DISTINCT FROM k AND l = ANY($1)");
-  expect_cacheable("SELECT a::int8, b::text, c::numeric(10, 2), CAST(d AS timestamptz), e::varchar(3), '1 day'::interval, "
-                   "f::uuid, g::int4[] FROM t");
+  expect_cacheable(
+      "SELECT * FROM t WHERE a <> 1 AND b != 2 AND c < 3 AND d >= 4 AND e || 'x' LIKE 'y%' AND f ILIKE 'z' "
+      "AND g NOT LIKE 'q' AND h BETWEEN 1 AND 2 AND i IS NOT NULL AND j IS DISTINCT FROM k AND l = ANY($1)");
+  expect_cacheable(
+      "SELECT a::int8, b::text, c::numeric(10, 2), CAST(d AS timestamptz), e::varchar(3), '1 day'::interval, "
+      "f::uuid, g::int4[] FROM t");
   expect_cacheable("SELECT current_user, session_user, current_role, user FROM t");
   expect_cacheable("SELECT CASE WHEN a > 0 THEN 'p' ELSE 'n' END, ARRAY[a, b], ROW(a, b), (ARRAY[1, 2])[1] FROM t");
   expect_cacheable("SELECT pg_catalog.lower(name) FROM t WHERE a OPERATOR(pg_catalog.=) 1");
   // The SQL-syntax forms the docs list, which the parser turns into pg_catalog calls.
-  expect_cacheable("SELECT trim(leading 'x' FROM a), trim(trailing FROM a), substring(a FROM 2 FOR 3), "
-                   "substring(a SIMILAR 'x' ESCAPE '#'), position('b' IN a) FROM t");
-  expect_cacheable("SELECT * FROM t WHERE a LIKE 'x!%' ESCAPE '!' AND b NOT ILIKE 'y' AND c IS TRUE AND d IS NOT FALSE "
-                   "AND e BETWEEN SYMMETRIC 1 AND 2 AND f NOT IN (1, 2) AND g = ALL ('{1}')");
-  expect_cacheable("SELECT int4 '1', timestamp with time zone '2024-01-01 00:00+00', a::double precision, b::char(3), "
-                   "c::smallint, d::boolean, e::decimal(4, 1), f::real FROM t");
-  expect_cacheable("SELECT count(DISTINCT a), sum(b) FILTER (WHERE c > 0), string_agg(d, ',' ORDER BY d), "
-                   "array_agg(e) FROM t GROUP BY ROLLUP (f) HAVING count(*) > 1");
+  expect_cacheable(
+      "SELECT trim(leading 'x' FROM a), trim(trailing FROM a), substring(a FROM 2 FOR 3), "
+      "substring(a SIMILAR 'x' ESCAPE '#'), position('b' IN a) FROM t");
+  expect_cacheable(
+      "SELECT * FROM t WHERE a LIKE 'x!%' ESCAPE '!' AND b NOT ILIKE 'y' AND c IS TRUE AND d IS NOT FALSE "
+      "AND e BETWEEN SYMMETRIC 1 AND 2 AND f NOT IN (1, 2) AND g = ALL ('{1}')");
+  expect_cacheable(
+      "SELECT int4 '1', timestamp with time zone '2024-01-01 00:00+00', a::double precision, b::char(3), "
+      "c::smallint, d::boolean, e::decimal(4, 1), f::real FROM t");
+  expect_cacheable(
+      "SELECT count(DISTINCT a), sum(b) FILTER (WHERE c > 0), string_agg(d, ',' ORDER BY d), "
+      "array_agg(e) FROM t GROUP BY ROLLUP (f) HAVING count(*) > 1");
 }
 
 TEST(CacheAnalysis, WritesLocksAndMultipleStatementsAreNotCacheable) {
@@ -120,9 +128,10 @@ TEST(CacheAnalysis, UnlistedOperatorsCastsAndConstructsAreNotCacheable) {
   expect_refused("SELECT * FROM t TABLESAMPLE SYSTEM (10)", "TABLESAMPLE");
   expect_refused("SELECT xmlelement(name a) FROM t", "unsupported construct");
   expect_refused("SELECT * FROM otherdb.public.t", "database-qualified");
-  expect_refused("WITH RECURSIVE r AS (SELECT 1 AS n FROM t UNION ALL SELECT n + 1 FROM r) SEARCH DEPTH FIRST BY n SET o "
-                 "SELECT * FROM r",
-                 "SEARCH/CYCLE");
+  expect_refused(
+      "WITH RECURSIVE r AS (SELECT 1 AS n FROM t UNION ALL SELECT n + 1 FROM r) SEARCH DEPTH FIRST BY n SET o "
+      "SELECT * FROM r",
+      "SEARCH/CYCLE");
 }
 
 TEST(CacheAnalysis, LiteralsThatReadTheClockAreNotCacheable) {
@@ -220,7 +229,8 @@ TEST(CacheAnalysis, EqualitiesOfTheTopLevelAndAreReportedWithTheirValues) {
 }
 
 TEST(CacheAnalysis, IntegersBeyondInt4AndEscapedStringsKeepTheirExactValue) {
-  Analysis a = analyze("SELECT * FROM t WHERE a = 3000000000 AND b = -9223372036854775808 AND c = E'it\\'s' AND d = 'o''k'");
+  Analysis a =
+      analyze("SELECT * FROM t WHERE a = 3000000000 AND b = -9223372036854775808 AND c = E'it\\'s' AND d = 'o''k'");
   ASSERT_EQ(a.equalities.size(), 4u);
   EXPECT_EQ(a.equalities[0].kind, Equality::Kind::integer);
   EXPECT_EQ(a.equalities[0].text, "3000000000");
@@ -231,7 +241,8 @@ TEST(CacheAnalysis, IntegersBeyondInt4AndEscapedStringsKeepTheirExactValue) {
 
 TEST(CacheAnalysis, EqualitiesNeedAnUnambiguousTopLevelColumn) {
   // Qualified by alias or by table name: found.
-  Analysis a = analyze("SELECT * FROM messages m JOIN users u ON u.id = m.author WHERE m.conversation_id = 1 AND u.id = 2");
+  Analysis a =
+      analyze("SELECT * FROM messages m JOIN users u ON u.id = m.author WHERE m.conversation_id = 1 AND u.id = 2");
   ASSERT_EQ(a.equalities.size(), 2u);
   EXPECT_EQ(a.equalities[0].relation, 0u);
   EXPECT_EQ(a.equalities[1].relation, 1u);
@@ -247,11 +258,12 @@ TEST(CacheAnalysis, EqualitiesNeedAnUnambiguousTopLevelColumn) {
   a = analyze("WITH w AS (SELECT * FROM t) SELECT * FROM w WHERE id = 1");
   EXPECT_TRUE(a.equalities.empty());
   // Inside OR, NOT, a subquery, or compared with an expression: nothing.
-  for (const char* sql : {"SELECT * FROM t WHERE id = 1 OR id = 2", "SELECT * FROM t WHERE NOT (id = 1)",
-                          "SELECT * FROM t WHERE x IN (SELECT y FROM u WHERE id = 1)", "SELECT * FROM t WHERE id = 1 + 1",
-                          "SELECT * FROM t WHERE id = 1.5", "SELECT * FROM t WHERE id = NULL",
-                          "SELECT * FROM t WHERE id = '1'::numeric", "SELECT * FROM t WHERE id < 1",
-                          "SELECT * FROM t WHERE lower(id) = 'a'", "SELECT * FROM t, u WHERE t.id = u.id"}) {
+  for (const char* sql :
+       {"SELECT * FROM t WHERE id = 1 OR id = 2", "SELECT * FROM t WHERE NOT (id = 1)",
+        "SELECT * FROM t WHERE x IN (SELECT y FROM u WHERE id = 1)", "SELECT * FROM t WHERE id = 1 + 1",
+        "SELECT * FROM t WHERE id = 1.5", "SELECT * FROM t WHERE id = NULL", "SELECT * FROM t WHERE id = '1'::numeric",
+        "SELECT * FROM t WHERE id < 1", "SELECT * FROM t WHERE lower(id) = 'a'",
+        "SELECT * FROM t, u WHERE t.id = u.id"}) {
     a = analyze(sql);
     ASSERT_TRUE(a.cacheable) << sql << ": " << a.reason;
     EXPECT_TRUE(a.equalities.empty()) << sql;

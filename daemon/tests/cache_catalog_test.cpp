@@ -231,8 +231,7 @@ TEST(CacheResolve, OtherTypesAndNonByColumnsFallBackToTheTableTag) {
 
 TEST(CacheResolve, EachOccurrenceOfATableGetsItsOwnTag) {
   // The subquery reads messages without a row restriction: the table tag is needed too.
-  Resolution r = run(
-      "SELECT * FROM messages WHERE conversation_id = 1 AND id > (SELECT max(id) - 10 FROM messages)");
+  Resolution r = run("SELECT * FROM messages WHERE conversation_id = 1 AND id > (SELECT max(id) - 10 FROM messages)");
   ASSERT_TRUE(r.cacheable) << r.reason;
   EXPECT_EQ(r.tags, tags({"all:100", "row:100:conversation_id=1", "tbl:100"}));
   r = run("SELECT * FROM messages a JOIN messages b ON a.id = b.reply_to WHERE a.conversation_id = 1");
@@ -417,7 +416,7 @@ TEST(CacheCatalog, TheNameFilterRulesOutOnlyTextsThatNameNoCachedTable) {
   EXPECT_FALSE(c.may_name_cached_table("SELECT abalance FROM pgbench_accounts WHERE aid = $1"));
   EXPECT_FALSE(c.may_name_cached_table("SELECT * FROM archive_messag"));
   EXPECT_TRUE(c.may_name_cached_table("SELECT * FROM MESSAGES"));
-  EXPECT_TRUE(c.may_name_cached_table("SELECT * FROM \"Users\""));  // over-approximates: fine
+  EXPECT_TRUE(c.may_name_cached_table("SELECT * FROM \"Users\""));         // over-approximates: fine
   EXPECT_TRUE(c.may_name_cached_table("SELECT * FROM U&\"\\0075sers\""));  // escapes: always analysed
   EXPECT_FALSE(Catalog().may_name_cached_table("SELECT * FROM messages"));
   // Not cache-enabled names do not count: archive.messages is, but as public.messages.

@@ -213,18 +213,31 @@ class Walker {
   // Nodes with no effect of their own on cacheability: their children decide.
   static bool harmless(const ProtobufCMessageDescriptor* d) {
     static const std::unordered_set<const ProtobufCMessageDescriptor*> kHarmless{
-        &pg_query__node__descriptor,        &pg_query__list__descriptor,
-        &pg_query__string__descriptor,      &pg_query__integer__descriptor,
-        &pg_query__float__descriptor,       &pg_query__boolean__descriptor,
-        &pg_query__bit_string__descriptor,  &pg_query__res_target__descriptor,
-        &pg_query__column_ref__descriptor,  &pg_query__a__star__descriptor,
-        &pg_query__a__indices__descriptor,  &pg_query__a__indirection__descriptor,
-        &pg_query__bool_expr__descriptor,   &pg_query__null_test__descriptor,
-        &pg_query__boolean_test__descriptor, &pg_query__case_when__descriptor,   &pg_query__coalesce_expr__descriptor,
-        &pg_query__min_max_expr__descriptor, &pg_query__alias__descriptor,
-        &pg_query__window_def__descriptor,  &pg_query__row_expr__descriptor,
-        &pg_query__a__array_expr__descriptor, &pg_query__grouping_set__descriptor,
-        &pg_query__grouping_func__descriptor, &pg_query__range_subselect__descriptor,
+        &pg_query__node__descriptor,
+        &pg_query__list__descriptor,
+        &pg_query__string__descriptor,
+        &pg_query__integer__descriptor,
+        &pg_query__float__descriptor,
+        &pg_query__boolean__descriptor,
+        &pg_query__bit_string__descriptor,
+        &pg_query__res_target__descriptor,
+        &pg_query__column_ref__descriptor,
+        &pg_query__a__star__descriptor,
+        &pg_query__a__indices__descriptor,
+        &pg_query__a__indirection__descriptor,
+        &pg_query__bool_expr__descriptor,
+        &pg_query__null_test__descriptor,
+        &pg_query__boolean_test__descriptor,
+        &pg_query__case_when__descriptor,
+        &pg_query__coalesce_expr__descriptor,
+        &pg_query__min_max_expr__descriptor,
+        &pg_query__alias__descriptor,
+        &pg_query__window_def__descriptor,
+        &pg_query__row_expr__descriptor,
+        &pg_query__a__array_expr__descriptor,
+        &pg_query__grouping_set__descriptor,
+        &pg_query__grouping_func__descriptor,
+        &pg_query__range_subselect__descriptor,
     };
     return kHarmless.count(d) != 0;
   }
@@ -264,16 +277,13 @@ class Walker {
     for (auto* c : ctes) {
       if (c->search_clause || c->cycle_clause) return fail("WITH ... SEARCH/CYCLE is not cacheable");
       const ProtobufCMessage* q = unwrap(c->ctequery);
-      if (!is(q, pg_query__select_stmt__descriptor))
-        return fail("data-modifying WITH query (" + node_name(q) + ")");
+      if (!is(q, pg_query__select_stmt__descriptor)) return fail("data-modifying WITH query (" + node_name(q) + ")");
       visit(q);
       if (!w->recursive) ctes_.emplace_back(c->ctename);
     }
   }
 
-  bool is_cte(std::string_view name) const {
-    return std::find(ctes_.begin(), ctes_.end(), name) != ctes_.end();
-  }
+  bool is_cte(std::string_view name) const { return std::find(ctes_.begin(), ctes_.end(), name) != ctes_.end(); }
 
   void range_var(const PgQuery__RangeVar* rv) {
     if (rv->catalogname && *rv->catalogname) return fail("a database-qualified table name is not cacheable");

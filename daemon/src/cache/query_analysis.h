@@ -16,7 +16,7 @@ namespace pgcohere::cache {
 struct RelationRef {
   std::string schema;  // empty when unqualified (resolved through search_path)
   std::string name;
-  std::string alias;   // empty when none
+  std::string alias;            // empty when none
   bool top_level_from = false;  // in the FROM list (or an unaliased JOIN tree) of the top-level SELECT
   friend bool operator==(const RelationRef&, const RelationRef&) = default;
 };
@@ -27,8 +27,8 @@ struct Equality {
   std::size_t relation = 0;  // index into Analysis::relations (always a top-level FROM item)
   std::string column;
   Kind kind = Kind::integer;
-  std::string text;         // integer: the literal's digits (with sign); string: the value
-  int param = 0;            // param: the 1-based parameter number
+  std::string text;              // integer: the literal's digits (with sign); string: the value
+  int param = 0;                 // param: the 1-based parameter number
   bool param_used_once = false;  // param: $n appears nowhere else (its type is the column's)
   // The value was cast (`'...'::uuid`, `$1::int8`): int2, int4, int8, text, varchar or
   // uuid, without a type modifier; empty when not cast.
@@ -46,9 +46,9 @@ struct Analysis {
   Hint hint = Hint::none;
   std::optional<std::int64_t> hint_ttl_seconds;  // `/* pgcohere:cache ttl=30 */`
   // Facts that depend on the session and so are checked by resolve():
-  bool non_ascii = false;          // some byte >= 0x80 in the text (encodings must agree)
-  bool names_operators = false;    // uses a function, operator or type name (search_path decides them)
-  int max_param = 0;               // highest $n referenced
+  bool non_ascii = false;        // some byte >= 0x80 in the text (encodings must agree)
+  bool names_operators = false;  // uses a function, operator or type name (search_path decides them)
+  int max_param = 0;             // highest $n referenced
 };
 
 // Thread-compatible (libpg_query keeps per-thread state; call pg_query_exit() when a thread
