@@ -355,7 +355,37 @@ TEST(CacheAnalysis, DeepNestingIsRefusedNotACrash) {
   Analysis a = analyze(sql);  // parentheses alone add no nodes: this one is fine
   EXPECT_TRUE(a.cacheable) << a.reason;
   sql = "SELECT * FROM t WHERE a = 1";
-  for (int i = 0; i < 600; ++i) sql = "SELECT * FROM t WHERE a IN (" + sql + ")";
+  for (int i = 0; i < 300; ++i) sql = "SELECT * FROM t WHERE a IN (" + sql + ")";
+  ASSERT_LE(sql.size(), kMaxAnalyzedBytes);
   a = analyze(sql);
   EXPECT_FALSE(a.cacheable);
+  EXPECT_EQ(a.reason, "nested too deeply");
+}
+
+TEST(CacheAnalysis, LeftDeepOperatorChainsThatOverflowProtobufUnpackAreRefused) {
+  // 5,000 levels crashed protobuf-c's recursive unpack; ~8,000 (just under the size limit)
+  // is the deepest tree an accepted text can give.
+  for (int n : {5000, 8000}) {
+    std::string sql = "SELECT 1";
+    for (int i = 0; i < n; ++i) sql += "+1";
+    sql += " FROM t";
+    ASSERT_LE(sql.size(), kMaxAnalyzedBytes);
+    Analysis a = analyze(sql);
+    EXPECT_FALSE(a.cacheable);
+    EXPECT_EQ(a.reason, "nested too deeply") << n;
+  }
+}
+
+TEST(CacheAnalysis, TextsLongerThanTheLimitAreNotParsed) {
+  // 25,000 levels crash libpg_query itself while it serializes the tree.
+  std::string sql = "SELECT 1";
+  for (int i = 0; i < 25000; ++i) sql += "+1";
+  sql += " FROM t";
+  Analysis a = analyze(sql);
+  EXPECT_FALSE(a.cacheable);
+  EXPECT_NE(a.reason.find("longer than 16384 bytes"), std::string::npos) << a.reason;
+  std::string big = "SELECT * FROM t WHERE a IN (";
+  while (big.size() < kMaxAnalyzedBytes) big += "1,";
+  big += "1)";
+  EXPECT_FALSE(analyze(big).cacheable);
 }

@@ -51,6 +51,9 @@ struct Analysis {
   int max_param = 0;             // highest $n referenced
 };
 
+// Longer texts are not analysed (not cacheable): libpg_query's recursion has no bound.
+inline constexpr std::size_t kMaxAnalyzedBytes = 16384;
+
 // Thread-compatible (libpg_query keeps per-thread state; call pg_query_exit() when a thread
 // that called this ends). The text is parsed as PostgreSQL does with
 // standard_conforming_strings on and an ASCII-safe client encoding; resolve() refuses
