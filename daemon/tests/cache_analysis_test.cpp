@@ -32,20 +32,37 @@ TEST(CacheAnalysis, PlainSelectsUnionsSubqueriesAndCtesAreCacheable) {
   expect_cacheable("SELECT a FROM t UNION ALL SELECT b FROM u INTERSECT SELECT c FROM v EXCEPT SELECT d FROM w");
   expect_cacheable("SELECT * FROM t WHERE id IN (SELECT tid FROM u WHERE x > 3) AND EXISTS (SELECT 1 FROM v)");
   expect_cacheable("WITH recent AS (SELECT * FROM messages WHERE id > 10) SELECT * FROM recent JOIN users ON true");
-  expect_cacheable("WITH RECURSIVE r(n) AS (SELECT 1 FROM t UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT * FROM r");
+  expect_cacheable(
+      "WITH RECURSIVE r(n) AS (SELECT 1 FROM t UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT * FROM r");
   expect_cacheable("VALUES (1), (2) UNION SELECT id FROM t");
   expect_cacheable("TABLE t");
-  expect_cacheable("SELECT lower(name), upper(name), length(name), abs(x), round(x, 2), coalesce(a, b), nullif(a, b), "
-                   "greatest(a, b), least(a, b), substr(s, 1, 2), trim(s), sum(x), min(x), max(x), avg(x) FROM t GROUP BY 1, "
-                   "2, 3, 4, 5, 6, 7, 8, 9, 10, 11");
+  expect_cacheable(
+      "SELECT lower(name), upper(name), length(name), abs(x), round(x, 2), coalesce(a, b), nullif(a, b), "
+      "greatest(a, b), least(a, b), substr(s, 1, 2), trim(s), sum(x), min(x), max(x), avg(x) FROM t GROUP BY 1, "
+      "2, 3, 4, 5, 6, 7, 8, 9, 10, 11");
   expect_cacheable("SELECT row_number() OVER (PARTITION BY a ORDER BY b), count(*) OVER () FROM t");
-  expect_cacheable("SELECT * FROM t WHERE a <> 1 AND b != 2 AND c < 3 AND d >= 4 AND e || 'x' LIKE 'y%' AND f ILIKE 'z' "
-                   "AND g NOT LIKE 'q' AND h BETWEEN 1 AND 2 AND i IS NOT NULL AND j IS DISTINCT FROM k AND l = ANY($1)");
-  expect_cacheable("SELECT a::int8, b::text, c::numeric(10, 2), CAST(d AS timestamptz), e::varchar(3), '1 day'::interval, "
-                   "f::uuid, g::int4[] FROM t");
+  expect_cacheable(
+      "SELECT * FROM t WHERE a <> 1 AND b != 2 AND c < 3 AND d >= 4 AND e || 'x' LIKE 'y%' AND f ILIKE 'z' "
+      "AND g NOT LIKE 'q' AND h BETWEEN 1 AND 2 AND i IS NOT NULL AND j IS DISTINCT FROM k AND l = ANY($1)");
+  expect_cacheable(
+      "SELECT a::int8, b::text, c::numeric(10, 2), CAST(d AS timestamptz), e::varchar(3), '1 day'::interval, "
+      "f::uuid, g::int4[] FROM t");
   expect_cacheable("SELECT current_user, session_user, current_role, user FROM t");
   expect_cacheable("SELECT CASE WHEN a > 0 THEN 'p' ELSE 'n' END, ARRAY[a, b], ROW(a, b), (ARRAY[1, 2])[1] FROM t");
   expect_cacheable("SELECT pg_catalog.lower(name) FROM t WHERE a OPERATOR(pg_catalog.=) 1");
+  // The SQL-syntax forms the docs list, which the parser turns into pg_catalog calls.
+  expect_cacheable(
+      "SELECT trim(leading 'x' FROM a), trim(trailing FROM a), substring(a FROM 2 FOR 3), "
+      "substring(a SIMILAR 'x' ESCAPE '#'), position('b' IN a) FROM t");
+  expect_cacheable(
+      "SELECT * FROM t WHERE a LIKE 'x!%' ESCAPE '!' AND b NOT ILIKE 'y' AND c IS TRUE AND d IS NOT FALSE "
+      "AND e BETWEEN SYMMETRIC 1 AND 2 AND f NOT IN (1, 2) AND g = ALL ('{1}')");
+  expect_cacheable(
+      "SELECT int4 '1', timestamp with time zone '2024-01-01 00:00+00', a::double precision, b::char(3), "
+      "c::smallint, d::boolean, e::decimal(4, 1), f::real FROM t");
+  expect_cacheable(
+      "SELECT count(DISTINCT a), sum(b) FILTER (WHERE c > 0), string_agg(d, ',' ORDER BY d), "
+      "array_agg(e) FROM t GROUP BY ROLLUP (f) HAVING count(*) > 1");
 }
 
 TEST(CacheAnalysis, WritesLocksAndMultipleStatementsAreNotCacheable) {
@@ -111,9 +128,10 @@ TEST(CacheAnalysis, UnlistedOperatorsCastsAndConstructsAreNotCacheable) {
   expect_refused("SELECT * FROM t TABLESAMPLE SYSTEM (10)", "TABLESAMPLE");
   expect_refused("SELECT xmlelement(name a) FROM t", "unsupported construct");
   expect_refused("SELECT * FROM otherdb.public.t", "database-qualified");
-  expect_refused("WITH RECURSIVE r AS (SELECT 1 AS n FROM t UNION ALL SELECT n + 1 FROM r) SEARCH DEPTH FIRST BY n SET o "
-                 "SELECT * FROM r",
-                 "SEARCH/CYCLE");
+  expect_refused(
+      "WITH RECURSIVE r AS (SELECT 1 AS n FROM t UNION ALL SELECT n + 1 FROM r) SEARCH DEPTH FIRST BY n SET o "
+      "SELECT * FROM r",
+      "SEARCH/CYCLE");
 }
 
 TEST(CacheAnalysis, LiteralsThatReadTheClockAreNotCacheable) {
@@ -211,7 +229,8 @@ TEST(CacheAnalysis, EqualitiesOfTheTopLevelAndAreReportedWithTheirValues) {
 }
 
 TEST(CacheAnalysis, IntegersBeyondInt4AndEscapedStringsKeepTheirExactValue) {
-  Analysis a = analyze("SELECT * FROM t WHERE a = 3000000000 AND b = -9223372036854775808 AND c = E'it\\'s' AND d = 'o''k'");
+  Analysis a =
+      analyze("SELECT * FROM t WHERE a = 3000000000 AND b = -9223372036854775808 AND c = E'it\\'s' AND d = 'o''k'");
   ASSERT_EQ(a.equalities.size(), 4u);
   EXPECT_EQ(a.equalities[0].kind, Equality::Kind::integer);
   EXPECT_EQ(a.equalities[0].text, "3000000000");
@@ -222,7 +241,8 @@ TEST(CacheAnalysis, IntegersBeyondInt4AndEscapedStringsKeepTheirExactValue) {
 
 TEST(CacheAnalysis, EqualitiesNeedAnUnambiguousTopLevelColumn) {
   // Qualified by alias or by table name: found.
-  Analysis a = analyze("SELECT * FROM messages m JOIN users u ON u.id = m.author WHERE m.conversation_id = 1 AND u.id = 2");
+  Analysis a =
+      analyze("SELECT * FROM messages m JOIN users u ON u.id = m.author WHERE m.conversation_id = 1 AND u.id = 2");
   ASSERT_EQ(a.equalities.size(), 2u);
   EXPECT_EQ(a.equalities[0].relation, 0u);
   EXPECT_EQ(a.equalities[1].relation, 1u);
@@ -238,15 +258,29 @@ TEST(CacheAnalysis, EqualitiesNeedAnUnambiguousTopLevelColumn) {
   a = analyze("WITH w AS (SELECT * FROM t) SELECT * FROM w WHERE id = 1");
   EXPECT_TRUE(a.equalities.empty());
   // Inside OR, NOT, a subquery, or compared with an expression: nothing.
-  for (const char* sql : {"SELECT * FROM t WHERE id = 1 OR id = 2", "SELECT * FROM t WHERE NOT (id = 1)",
-                          "SELECT * FROM t WHERE x IN (SELECT y FROM u WHERE id = 1)", "SELECT * FROM t WHERE id = 1 + 1",
-                          "SELECT * FROM t WHERE id = 1.5", "SELECT * FROM t WHERE id = NULL",
-                          "SELECT * FROM t WHERE id = '1'::int", "SELECT * FROM t WHERE id < 1",
-                          "SELECT * FROM t WHERE lower(id) = 'a'", "SELECT * FROM t, u WHERE t.id = u.id"}) {
+  for (const char* sql :
+       {"SELECT * FROM t WHERE id = 1 OR id = 2", "SELECT * FROM t WHERE NOT (id = 1)",
+        "SELECT * FROM t WHERE x IN (SELECT y FROM u WHERE id = 1)", "SELECT * FROM t WHERE id = 1 + 1",
+        "SELECT * FROM t WHERE id = 1.5", "SELECT * FROM t WHERE id = NULL", "SELECT * FROM t WHERE id = '1'::numeric",
+        "SELECT * FROM t WHERE id < 1", "SELECT * FROM t WHERE lower(id) = 'a'",
+        "SELECT * FROM t, u WHERE t.id = u.id"}) {
     a = analyze(sql);
     ASSERT_TRUE(a.cacheable) << sql << ": " << a.reason;
     EXPECT_TRUE(a.equalities.empty()) << sql;
   }
+}
+
+TEST(CacheAnalysis, APlainCastOfTheValueIsRecordedAndOthersAreNoEquality) {
+  Analysis a = analyze("SELECT * FROM t WHERE a = 'x'::uuid AND b = $1::bigint AND c = 1::pg_catalog.int2");
+  ASSERT_EQ(a.equalities.size(), 3u);
+  EXPECT_EQ(a.equalities[0].cast, "uuid");
+  EXPECT_EQ(a.equalities[1].cast, "int8");
+  EXPECT_EQ(a.equalities[1].kind, Equality::Kind::param);
+  EXPECT_EQ(a.equalities[2].cast, "int2");
+  for (const char* sql : {"SELECT * FROM t WHERE a = 'x'::varchar(2)", "SELECT * FROM t WHERE a = 'x'::date",
+                          "SELECT * FROM t WHERE a = '{1}'::int8[]", "SELECT * FROM t WHERE a = 'x'::text::int8",
+                          "SELECT * FROM t WHERE a::int8 = 1"})
+    EXPECT_TRUE(analyze(sql).equalities.empty()) << sql;
 }
 
 TEST(CacheAnalysis, AParameterUsedTwiceIsMarkedSoItsTypeIsNotAssumed) {
@@ -302,6 +336,12 @@ TEST(CacheAnalysis, AMalformedHintIsRefusedWithItsText) {
 TEST(CacheAnalysis, SessionDependentFactsAreRecordedForResolve) {
   EXPECT_TRUE(analyze("SELECT * FROM t WHERE a = 1").names_operators);
   EXPECT_FALSE(analyze("SELECT a FROM t").names_operators);
+  EXPECT_FALSE(analyze("SELECT DISTINCT a FROM t JOIN u ON true ORDER BY a").names_operators);
+  // Implicit "=" lookups by name.
+  EXPECT_TRUE(analyze("SELECT a FROM t WHERE a IN (SELECT b FROM u)").names_operators);
+  EXPECT_TRUE(analyze("SELECT CASE a WHEN 1 THEN 2 END FROM t").names_operators);
+  EXPECT_TRUE(analyze("SELECT a FROM t JOIN u USING (a)").names_operators);
+  EXPECT_TRUE(analyze("SELECT a FROM t NATURAL JOIN u").names_operators);
   EXPECT_TRUE(analyze("SELECT a COLLATE \"C\" FROM t").names_operators);
   EXPECT_TRUE(analyze("SELECT * FROM t WHERE a = 'é'").non_ascii);
   EXPECT_FALSE(analyze("SELECT * FROM t WHERE a = 'e'").non_ascii);
@@ -315,7 +355,37 @@ TEST(CacheAnalysis, DeepNestingIsRefusedNotACrash) {
   Analysis a = analyze(sql);  // parentheses alone add no nodes: this one is fine
   EXPECT_TRUE(a.cacheable) << a.reason;
   sql = "SELECT * FROM t WHERE a = 1";
-  for (int i = 0; i < 600; ++i) sql = "SELECT * FROM t WHERE a IN (" + sql + ")";
+  for (int i = 0; i < 300; ++i) sql = "SELECT * FROM t WHERE a IN (" + sql + ")";
+  ASSERT_LE(sql.size(), kMaxAnalyzedBytes);
   a = analyze(sql);
   EXPECT_FALSE(a.cacheable);
+  EXPECT_EQ(a.reason, "nested too deeply");
+}
+
+TEST(CacheAnalysis, LeftDeepOperatorChainsThatOverflowProtobufUnpackAreRefused) {
+  // 5,000 levels crashed protobuf-c's recursive unpack; ~8,000 (just under the size limit)
+  // is the deepest tree an accepted text can give.
+  for (int n : {5000, 8000}) {
+    std::string sql = "SELECT 1";
+    for (int i = 0; i < n; ++i) sql += "+1";
+    sql += " FROM t";
+    ASSERT_LE(sql.size(), kMaxAnalyzedBytes);
+    Analysis a = analyze(sql);
+    EXPECT_FALSE(a.cacheable);
+    EXPECT_EQ(a.reason, "nested too deeply") << n;
+  }
+}
+
+TEST(CacheAnalysis, TextsLongerThanTheLimitAreNotParsed) {
+  // 25,000 levels crash libpg_query itself while it serializes the tree.
+  std::string sql = "SELECT 1";
+  for (int i = 0; i < 25000; ++i) sql += "+1";
+  sql += " FROM t";
+  Analysis a = analyze(sql);
+  EXPECT_FALSE(a.cacheable);
+  EXPECT_NE(a.reason.find("longer than 16384 bytes"), std::string::npos) << a.reason;
+  std::string big = "SELECT * FROM t WHERE a IN (";
+  while (big.size() < kMaxAnalyzedBytes) big += "1,";
+  big += "1)";
+  EXPECT_FALSE(analyze(big).cacheable);
 }

@@ -195,6 +195,33 @@ TEST(CacheResolve, IntegerValuesAreRenderedCanonicallyAndRangeChecked) {
   EXPECT_EQ(run("SELECT * FROM messages WHERE author = 'not-a-uuid'").tags, tags({"tbl:100"}));
 }
 
+TEST(CacheResolve, PlainCastsOfTheValueToTheColumnsKindOfTypeKeepTheRowTag) {
+  EXPECT_EQ(run("SELECT * FROM messages WHERE author = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid").tags,
+            tags({"all:100", "row:100:author=a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}));
+  EXPECT_EQ(run("SELECT * FROM messages WHERE conversation_id = '42'::int8").tags,
+            tags({"all:100", "row:100:conversation_id=42"}));
+  EXPECT_EQ(run("SELECT * FROM messages WHERE conversation_id = CAST(7 AS integer)").tags,
+            tags({"all:100", "row:100:conversation_id=7"}));
+  EXPECT_EQ(run("SELECT * FROM users WHERE name = 42::text").tags, tags({"all:101", "row:101:name=42"}));
+  EXPECT_EQ(run("SELECT * FROM users WHERE name = 'x'::varchar").tags, tags({"all:101", "row:101:name=x"}));
+  // The value would not fit the cast type, a modifier changes the value, another kind of
+  // type compares differently: the table tag.
+  EXPECT_EQ(run("SELECT * FROM messages WHERE conversation_id = 100000::int2").tags, tags({"tbl:100"}));
+  EXPECT_EQ(run("SELECT * FROM users WHERE name = 'abcdef'::varchar(3)").tags, tags({"tbl:101"}));
+  EXPECT_EQ(run("SELECT * FROM users WHERE name = 'x '::char(2)").tags, tags({"tbl:101"}));
+  EXPECT_EQ(run("SELECT * FROM messages WHERE author = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::text").tags,
+            tags({"tbl:100"}));
+  EXPECT_EQ(run("SELECT * FROM messages WHERE conversation_id = '42'::numeric").tags, tags({"tbl:100"}));
+  // A cast parameter takes the cast's type unless Parse declared another one.
+  Params p;
+  p.values = {std::string("\x00\x00\x00\x00\x00\x00\x00\x05", 8)};
+  p.formats = {1};
+  EXPECT_EQ(run("SELECT * FROM messages WHERE conversation_id = $1::int8", chat(), kPath, p).tags,
+            tags({"all:100", "row:100:conversation_id=5"}));
+  p.types = {23};
+  EXPECT_EQ(run("SELECT * FROM messages WHERE conversation_id = $1::int8", chat(), kPath, p).tags, tags({"tbl:100"}));
+}
+
 TEST(CacheResolve, OtherTypesAndNonByColumnsFallBackToTheTableTag) {
   EXPECT_EQ(run("SELECT * FROM profiles WHERE bio = 'x'").tags, tags({"tbl:102"}));
   EXPECT_EQ(run("SELECT * FROM profiles WHERE age = 3").tags, tags({"tbl:102"}));
@@ -204,8 +231,7 @@ TEST(CacheResolve, OtherTypesAndNonByColumnsFallBackToTheTableTag) {
 
 TEST(CacheResolve, EachOccurrenceOfATableGetsItsOwnTag) {
   // The subquery reads messages without a row restriction: the table tag is needed too.
-  Resolution r = run(
-      "SELECT * FROM messages WHERE conversation_id = 1 AND id > (SELECT max(id) - 10 FROM messages)");
+  Resolution r = run("SELECT * FROM messages WHERE conversation_id = 1 AND id > (SELECT max(id) - 10 FROM messages)");
   ASSERT_TRUE(r.cacheable) << r.reason;
   EXPECT_EQ(r.tags, tags({"all:100", "row:100:conversation_id=1", "tbl:100"}));
   r = run("SELECT * FROM messages a JOIN messages b ON a.id = b.reply_to WHERE a.conversation_id = 1");
@@ -383,4 +409,30 @@ TEST(CacheSearchPath, PgCatalogComesFirstUnlessListed) {
             (std::vector<std::string>{"pg_catalog", "bob", "public"}));
   EXPECT_EQ(effective_path(*parse_search_path("public, pg_catalog, pg_temp"), "bob"),
             (std::vector<std::string>{"public", "pg_catalog"}));
+}
+
+TEST(CacheCatalog, TheNameFilterRulesOutOnlyTextsThatNameNoCachedTable) {
+  Catalog c = chat();
+  EXPECT_FALSE(c.may_name_cached_table("SELECT abalance FROM pgbench_accounts WHERE aid = $1"));
+  EXPECT_FALSE(c.may_name_cached_table("SELECT * FROM archive_messag"));
+  EXPECT_TRUE(c.may_name_cached_table("SELECT * FROM MESSAGES"));
+  EXPECT_TRUE(c.may_name_cached_table("SELECT * FROM \"Users\""));         // over-approximates: fine
+  EXPECT_TRUE(c.may_name_cached_table("SELECT * FROM U&\"\\0075sers\""));  // escapes: always analysed
+  EXPECT_FALSE(Catalog().may_name_cached_table("SELECT * FROM messages"));
+  // Not cache-enabled names do not count: archive.messages is, but as public.messages.
+  auto only_uncached = build_catalog({row(1, "public", "logs", false)});
+  EXPECT_FALSE(only_uncached.catalog.may_name_cached_table("SELECT * FROM logs"));
+  // A name with a double quote is written with it doubled: the filter gives up.
+  auto quoted = build_catalog({row(1, "public", "a\"b")});
+  EXPECT_TRUE(quoted.catalog.may_name_cached_table("SELECT 1"));
+}
+
+TEST(CacheCatalog, WhenTheFilterSaysNoResolveSaysNoToo) {
+  Catalog c = chat();
+  for (const char* sql : {"SELECT * FROM pgbench_accounts", "SELECT 1", "SELECT * FROM archive.other",
+                          "SELECT * FROM messages", "SELECT * FROM app.users u WHERE u.name = 'x'"}) {
+    if (!c.may_name_cached_table(sql)) {
+      EXPECT_FALSE(run(sql, c).cacheable) << sql;
+    }
+  }
 }

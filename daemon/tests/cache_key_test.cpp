@@ -132,10 +132,12 @@ TEST(CacheKey, BytesMovedAcrossPartBordersGiveAnotherEncoding) {
 
 TEST(CacheKey, EveryStringPartIsLengthPrefixedSoEmptyPartsDoNotVanish) {
   // Shifting a setting's value into its neighbour (all pairs of adjacent string parts).
-  std::vector<std::string_view KeyParts::*> fields{
-      &KeyParts::database,       &KeyParts::role,        &KeyParts::search_path,    &KeyParts::client_encoding,
-      &KeyParts::date_style,     &KeyParts::time_zone,   &KeyParts::interval_style, &KeyParts::extra_float_digits,
-      &KeyParts::bytea_output,   &KeyParts::standard_conforming_strings, &KeyParts::query};
+  std::vector<std::string_view KeyParts::*> fields{&KeyParts::database,       &KeyParts::role,
+                                                   &KeyParts::search_path,    &KeyParts::client_encoding,
+                                                   &KeyParts::date_style,     &KeyParts::time_zone,
+                                                   &KeyParts::interval_style, &KeyParts::extra_float_digits,
+                                                   &KeyParts::bytea_output,   &KeyParts::standard_conforming_strings,
+                                                   &KeyParts::query};
   std::set<std::string> encodings;
   for (std::size_t i = 0; i < fields.size(); ++i) {
     KeyParts p;

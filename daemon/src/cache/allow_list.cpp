@@ -29,7 +29,7 @@ constexpr std::array kFunctions{
     AllowedFunction{"dense_rank", K::window, 0, 0},
     AllowedFunction{"floor", K::scalar, 1, 1},
     AllowedFunction{"left", K::scalar, 2, 2},
-    AllowedFunction{"length", K::scalar, 1, 1},  // length(bytea, name) is STABLE
+    AllowedFunction{"length", K::scalar, 1, 1},       // length(bytea, name) is STABLE
     AllowedFunction{"like_escape", K::scalar, 2, 2},  // LIKE ... ESCAPE
     AllowedFunction{"lower", K::scalar, 1, 1},
     AllowedFunction{"ltrim", K::scalar, 1, 2},  // TRIM(LEADING ...)
@@ -70,9 +70,8 @@ constexpr std::array<std::string_view, 17> kOperators{
 // the parser writes them: `integer` becomes pg_catalog.int4, `timestamp with time zone`
 // pg_catalog.timestamptz, `char(n)` pg_catalog.bpchar.
 constexpr std::array<std::string_view, 20> kCastTypes{
-    "bool",      "bpchar", "bytea", "date",  "float4",      "float8",  "int2",
-    "int4",      "int8",   "interval", "json",  "jsonb",    "numeric", "text",
-    "time",      "timestamp", "timestamptz", "timetz", "uuid", "varchar",
+    "bool", "bpchar", "bytea",   "date", "float4", "float8",    "int2",        "int4",   "int8", "interval",
+    "json", "jsonb",  "numeric", "text", "time",   "timestamp", "timestamptz", "timetz", "uuid", "varchar",
 };
 
 template <typename Array>

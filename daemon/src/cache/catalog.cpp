@@ -15,6 +15,13 @@ bool ascii(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+  return out;
+}
+
 // "utf-8", "UTF8" and "utf_8" name the same encoding.
 std::string encoding_key(std::string_view name) {
   std::string out;
@@ -43,23 +50,38 @@ bool temp_schema(std::string_view s) { return s == "pg_temp" || s.substr(0, 8) =
 
 std::string qualified(const RelationRef& r) { return r.schema.empty() ? r.name : r.schema + "." + r.name; }
 
+bool is_integer(ColumnType t) { return t == ColumnType::int2 || t == ColumnType::int4 || t == ColumnType::int8; }
+bool is_text(ColumnType t) { return t == ColumnType::text || t == ColumnType::varchar; }
+
 // The exact text output of the equality's value for a column of type t, if we can know it.
 std::optional<std::string> render(const Equality& eq, ColumnType t, const Params& params, const Session& session) {
-  bool integer = t == ColumnType::int2 || t == ColumnType::int4 || t == ColumnType::int8;
-  bool text = t == ColumnType::text || t == ColumnType::varchar;
   auto text_value = [&](std::string v) -> std::optional<std::string> {
     // The published tag holds the server's bytes; the client's are the same only for ASCII
     // or when both sides are UTF-8.
     if (!ascii(v) && !both_utf8(session)) return std::nullopt;
     return v;
   };
+  // A cast value must be cast to the column's kind of type; an integer cast to a narrower
+  // type must fit it (else the statement fails).
+  std::optional<ColumnType> cast;
+  if (!eq.cast.empty()) {
+    cast = column_type(eq.cast);
+    if (!(is_integer(*cast) && is_integer(t)) && !(is_text(*cast) && is_text(t)) &&
+        !(*cast == ColumnType::uuid && t == ColumnType::uuid))
+      return std::nullopt;
+  }
+  auto integer_value = [&](std::string_view text) -> std::optional<std::string> {
+    if (cast && !canonical_integer(text, *cast)) return std::nullopt;
+    return canonical_integer(text, t);
+  };
   switch (eq.kind) {
     case Equality::Kind::integer:
-      if (integer) return canonical_integer(eq.text, t);
+      if (is_integer(t)) return integer_value(eq.text);
+      if (cast && is_text(t)) return canonical_integer(eq.text, ColumnType::int8);  // 42::text is '42'
       return std::nullopt;
-    case Equality::Kind::string:  // an untyped literal: read by the column type's input function
-      if (integer) return canonical_integer(eq.text, t);
-      if (text) return text_value(eq.text);
+    case Equality::Kind::string:  // read by the input function of the cast or the column type
+      if (is_integer(t)) return integer_value(eq.text);
+      if (is_text(t)) return text_value(eq.text);
       if (t == ColumnType::uuid) return canonical_uuid(eq.text);
       return std::nullopt;
     case Equality::Kind::param:
@@ -70,17 +92,29 @@ std::optional<std::string> render(const Equality& eq, ColumnType t, const Params
   const std::optional<std::string>& value = params.values[i];
   if (!value) return std::nullopt;  // col = NULL matches nothing: the table tag is used
   std::uint32_t declared = params.type(i);
+  if (cast) {
+    // `$1::int8` gives an unspecified $1 that type; a declared other type would be converted.
+    std::uint32_t cast_oid = *cast == ColumnType::int2   ? oid::int2
+                             : *cast == ColumnType::int4 ? oid::int4
+                             : *cast == ColumnType::int8 ? oid::int8
+                             : *cast == ColumnType::text ? oid::text
+                             : *cast == ColumnType::uuid ? oid::uuid
+                                                         : oid::varchar;
+    if (declared != oid::unspecified && declared != cast_oid) return std::nullopt;
+    if (!eq.param_used_once) return std::nullopt;
+    declared = cast_oid;
+  }
   // An unspecified type is inferred from the first use of $n; only when this equality is
   // its only use is that the column's type.
   if (declared == oid::unspecified && !eq.param_used_once) return std::nullopt;
   std::int16_t format = params.format(i);
   if (format != 0 && format != 1) return std::nullopt;
-  if (integer) {
+  if (is_integer(t)) {
     if (declared != oid::unspecified && declared != oid::int2 && declared != oid::int4 && declared != oid::int8)
       return std::nullopt;
     return format == 0 ? canonical_integer(*value, t) : binary_integer(*value, declared, t);
   }
-  if (text) {
+  if (is_text(t)) {
     if (declared != oid::unspecified && declared != oid::text && declared != oid::varchar) return std::nullopt;
     return text_value(*value);  // textrecv and textin both take the bytes as they are
   }
@@ -146,8 +180,26 @@ CatalogResult build_catalog(std::vector<CatalogRow> rows) {
       return out;
     }
     if (r.temp) c.temp_names_.insert(r.relname);
+    if (r.cached) {
+      std::string folded = ascii_lower(r.relname);
+      // A double quote in a name is written doubled in the text.
+      if (r.relname.find('"') != std::string::npos) c.filter_unsound_ = true;
+      if (std::find(c.cached_names_.begin(), c.cached_names_.end(), folded) == c.cached_names_.end())
+        c.cached_names_.push_back(std::move(folded));
+    }
   }
   return out;
+}
+
+bool Catalog::may_name_cached_table(std::string_view sql) const {
+  if (cached_names_.empty()) return false;
+  if (filter_unsound_) return true;
+  std::string text = ascii_lower(sql);
+  // U&"..." identifiers spell names with escapes; such text is always analysed.
+  if (text.find("u&") != std::string::npos) return true;
+  for (const std::string& name : cached_names_)
+    if (text.find(name) != std::string::npos) return true;
+  return false;
 }
 
 Resolution resolve(const Analysis& a, const Catalog& catalog, const Session& session, const Params& params,

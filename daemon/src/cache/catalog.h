@@ -25,7 +25,7 @@ struct CatalogRow {
   bool cached = false;
   std::optional<std::int64_t> ttl_ms;  // nullopt: the daemon's default TTL
   std::vector<std::string> by_columns;
-  std::vector<std::string> by_types;   // int2, int4, int8, text, varchar, uuid or other
+  std::vector<std::string> by_types;  // int2, int4, int8, text, varchar, uuid or other
   bool rls = false;
   bool temp = false;
 };
@@ -42,6 +42,11 @@ class Catalog {
   std::size_t size() const { return rows_.size(); }
   const std::vector<CatalogRow>& rows() const { return rows_; }
 
+  // False when no cache-enabled table's name occurs in `sql` (ASCII case-insensitively):
+  // then no session can cache the statement, and the caller may skip analyze() (which
+  // costs a full parse). A negative filter only; true decides nothing.
+  bool may_name_cached_table(std::string_view sql) const;
+
  private:
   friend CatalogResult build_catalog(std::vector<CatalogRow> rows);
   std::vector<CatalogRow> rows_;
@@ -56,6 +61,8 @@ class Catalog {
   };
   std::map<std::pair<std::string, std::string>, std::size_t, NameLess> by_name_;
   std::set<std::string, std::less<>> temp_names_;
+  std::vector<std::string> cached_names_;  // ASCII-lowercased, unique
+  bool filter_unsound_ = false;            // some name the filter cannot find reliably
 };
 
 struct CatalogResult {
@@ -68,8 +75,8 @@ CatalogResult build_catalog(std::vector<CatalogRow> rows);
 // Bind's parameters as they came from the client.
 struct Params {
   std::vector<std::optional<std::string>> values;  // nullopt: SQL NULL; bytes as sent
-  std::vector<std::int16_t> formats;  // as in Bind: none = all text, one = all, else one each
-  std::vector<std::uint32_t> types;   // Parse's type OIDs; missing or 0: inferred by the server
+  std::vector<std::int16_t> formats;               // as in Bind: none = all text, one = all, else one each
+  std::vector<std::uint32_t> types;                // Parse's type OIDs; missing or 0: inferred by the server
   std::int16_t format(std::size_t i) const;
   std::uint32_t type(std::size_t i) const { return i < types.size() ? types[i] : 0; }
 };
@@ -93,8 +100,8 @@ struct Resolution {
 };
 
 // default_ttl_ms: the TTL of a table whose policy has none ([cache] default_ttl).
-Resolution resolve(const Analysis& analysis, const Catalog& catalog, const Session& session,
-                   const Params& params, std::int64_t default_ttl_ms);
+Resolution resolve(const Analysis& analysis, const Catalog& catalog, const Session& session, const Params& params,
+                   std::int64_t default_ttl_ms);
 // The simple-protocol form (no parameters, UTF8, standard_conforming_strings on).
 Resolution resolve(const Analysis& analysis, const Catalog& catalog, std::string_view search_path,
                    std::string_view role, std::int64_t default_ttl_ms);

@@ -53,8 +53,8 @@ void apply(std::string_view body, HintScan& out) {
     std::string_view digits = rest.substr(4);
     std::int64_t v = 0;
     auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
-    if (ec != std::errc() || end != digits.data() + digits.size() || digits.empty() || digits[0] == '-' ||
-        v < 1 || v > kMaxHintTtlSeconds)
+    if (ec != std::errc() || end != digits.data() + digits.size() || digits.empty() || digits[0] == '-' || v < 1 ||
+        v > kMaxHintTtlSeconds)
       return bad();
     ttl = v;
   }

@@ -36,9 +36,9 @@ std::string encode_key_parts(const KeyParts& p) {
   out.reserve(256 + p.query.size() + values);
   put_bytes(out, kVersion);
   out += static_cast<char>(p.protocol);
-  for (std::string_view s : {p.database, p.role, p.search_path, p.client_encoding, p.date_style, p.time_zone,
-                             p.interval_style, p.extra_float_digits, p.bytea_output, p.standard_conforming_strings,
-                             p.query, p.batch_shape})
+  for (std::string_view s :
+       {p.database, p.role, p.search_path, p.client_encoding, p.date_style, p.time_zone, p.interval_style,
+        p.extra_float_digits, p.bytea_output, p.standard_conforming_strings, p.query, p.batch_shape})
     put_bytes(out, s);
   put_ints(out, p.param_types);
   put_u64(out, p.param_values.size());

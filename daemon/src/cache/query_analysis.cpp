@@ -21,11 +21,73 @@ namespace {
 
 // Far deeper than any real query; bounds the recursion of the walk on hostile input.
 constexpr int kMaxDepth = 1000;
+// Message nesting allowed in the serialized tree (a walk level can be two messages).
+constexpr std::size_t kMaxWireDepth = 2 * kMaxDepth;
 
 struct ParseResultDeleter {
   void operator()(PgQuery__ParseResult* r) const { pg_query__parse_result__free_unpacked(r, nullptr); }
 };
 using Tree = std::unique_ptr<PgQuery__ParseResult, ParseResultDeleter>;
+
+// True when no message in the serialized tree is nested deeper than max_depth. Checked
+// without recursion before unpacking: protobuf-c's unpack recurses once per level and
+// overflows the stack at a few thousand (a 10 kB `SELECT 1+1+...+1` did it).
+bool depth_within(const std::uint8_t* data, std::size_t len, const ProtobufCMessageDescriptor* root,
+                  std::size_t max_depth) {
+  struct Level {
+    std::size_t end;
+    const ProtobufCMessageDescriptor* desc;
+  };
+  std::vector<Level> stack{{len, root}};
+  std::size_t pos = 0;
+  auto varint = [&](std::uint64_t& v) {
+    v = 0;
+    for (int shift = 0; shift < 64 && pos < stack.back().end; shift += 7) {
+      std::uint8_t b = data[pos++];
+      v |= std::uint64_t(b & 0x7f) << shift;
+      if (!(b & 0x80)) return true;
+    }
+    return false;
+  };
+  while (!stack.empty()) {
+    if (pos == stack.back().end) {
+      stack.pop_back();
+      continue;
+    }
+    std::uint64_t key, n;
+    if (!varint(key)) return false;
+    std::size_t room = stack.back().end - pos;
+    switch (key & 7) {
+      case 0:
+        if (!varint(n)) return false;
+        break;
+      case 1:
+        if (room < 8) return false;
+        pos += 8;
+        break;
+      case 5:
+        if (room < 4) return false;
+        pos += 4;
+        break;
+      case 2: {
+        if (!varint(n) || n > stack.back().end - pos) return false;
+        const ProtobufCFieldDescriptor* f =
+            protobuf_c_message_descriptor_get_field(stack.back().desc, static_cast<unsigned>(key >> 3));
+        if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+          if (stack.size() >= max_depth) return false;
+          stack.push_back(
+              {pos + static_cast<std::size_t>(n), static_cast<const ProtobufCMessageDescriptor*>(f->descriptor)});
+        } else {
+          pos += static_cast<std::size_t>(n);
+        }
+        break;
+      }
+      default:
+        return false;  // groups are not used by pg_query.proto
+    }
+  }
+  return true;
+}
 
 // Parses into an unpacked protobuf tree, or returns the parser's error.
 Tree parse(const std::string& sql, std::string& error) {
@@ -33,6 +95,9 @@ Tree parse(const std::string& sql, std::string& error) {
   Tree tree;
   if (r.error) {
     error = std::string("syntax error: ") + (r.error->message ? r.error->message : "unknown");
+  } else if (!depth_within(reinterpret_cast<const std::uint8_t*>(r.parse_tree.data), r.parse_tree.len,
+                           &pg_query__parse_result__descriptor, kMaxWireDepth)) {
+    error = "nested too deeply";
   } else {
     tree.reset(pg_query__parse_result__unpack(nullptr, r.parse_tree.len,
                                               reinterpret_cast<const std::uint8_t*>(r.parse_tree.data)));
@@ -138,7 +203,10 @@ class Walker {
     if (ok()) a_.reason = std::move(reason);
   }
 
-  void mark_top_level(const PgQuery__Node* item) {
+  // Deeper than kMaxDepth the walk refuses the statement anyway; the bound only keeps these
+  // helper recursions (which run before or after it) off the stack limit.
+  void mark_top_level(const PgQuery__Node* item, int depth = 0) {
+    if (depth > kMaxDepth) return;
     const ProtobufCMessage* m = unwrap(item);
     if (is(m, pg_query__range_var__descriptor)) {
       top_level_.insert(m);
@@ -146,8 +214,8 @@ class Walker {
       // A join with an alias hides the names of its tables, so they cannot be qualified.
       auto* j = reinterpret_cast<const PgQuery__JoinExpr*>(m);
       if (j->alias) return;
-      mark_top_level(j->larg);
-      mark_top_level(j->rarg);
+      mark_top_level(j->larg, depth + 1);
+      mark_top_level(j->rarg, depth + 1);
     }
   }
 
@@ -185,6 +253,16 @@ class Walker {
     if (d == &pg_query__sub_link__descriptor) {
       auto* s = reinterpret_cast<const PgQuery__SubLink*>(m);
       if (s->n_oper_name && !operator_ok(s->oper_name, s->n_oper_name)) return;
+      if (s->testexpr) a_.names_operators = true;  // `x IN (SELECT ...)` looks up "=" by name
+      return children(m);
+    }
+    if (d == &pg_query__case_expr__descriptor) {
+      if (reinterpret_cast<const PgQuery__CaseExpr*>(m)->arg) a_.names_operators = true;  // CASE x WHEN: "="
+      return children(m);
+    }
+    if (d == &pg_query__join_expr__descriptor) {
+      auto* j = reinterpret_cast<const PgQuery__JoinExpr*>(m);
+      if (j->is_natural || j->n_using_clause) a_.names_operators = true;  // USING/NATURAL: "="
       return children(m);
     }
     if (d == &pg_query__sort_by__descriptor) {
@@ -203,19 +281,30 @@ class Walker {
   // Nodes with no effect of their own on cacheability: their children decide.
   static bool harmless(const ProtobufCMessageDescriptor* d) {
     static const std::unordered_set<const ProtobufCMessageDescriptor*> kHarmless{
-        &pg_query__node__descriptor,        &pg_query__list__descriptor,
-        &pg_query__string__descriptor,      &pg_query__integer__descriptor,
-        &pg_query__float__descriptor,       &pg_query__boolean__descriptor,
-        &pg_query__bit_string__descriptor,  &pg_query__res_target__descriptor,
-        &pg_query__column_ref__descriptor,  &pg_query__a__star__descriptor,
-        &pg_query__a__indices__descriptor,  &pg_query__a__indirection__descriptor,
-        &pg_query__bool_expr__descriptor,   &pg_query__null_test__descriptor,
-        &pg_query__boolean_test__descriptor, &pg_query__case_expr__descriptor,
-        &pg_query__case_when__descriptor,   &pg_query__coalesce_expr__descriptor,
-        &pg_query__min_max_expr__descriptor, &pg_query__alias__descriptor,
-        &pg_query__window_def__descriptor,  &pg_query__row_expr__descriptor,
-        &pg_query__a__array_expr__descriptor, &pg_query__grouping_set__descriptor,
-        &pg_query__grouping_func__descriptor, &pg_query__join_expr__descriptor,
+        &pg_query__node__descriptor,
+        &pg_query__list__descriptor,
+        &pg_query__string__descriptor,
+        &pg_query__integer__descriptor,
+        &pg_query__float__descriptor,
+        &pg_query__boolean__descriptor,
+        &pg_query__bit_string__descriptor,
+        &pg_query__res_target__descriptor,
+        &pg_query__column_ref__descriptor,
+        &pg_query__a__star__descriptor,
+        &pg_query__a__indices__descriptor,
+        &pg_query__a__indirection__descriptor,
+        &pg_query__bool_expr__descriptor,
+        &pg_query__null_test__descriptor,
+        &pg_query__boolean_test__descriptor,
+        &pg_query__case_when__descriptor,
+        &pg_query__coalesce_expr__descriptor,
+        &pg_query__min_max_expr__descriptor,
+        &pg_query__alias__descriptor,
+        &pg_query__window_def__descriptor,
+        &pg_query__row_expr__descriptor,
+        &pg_query__a__array_expr__descriptor,
+        &pg_query__grouping_set__descriptor,
+        &pg_query__grouping_func__descriptor,
         &pg_query__range_subselect__descriptor,
     };
     return kHarmless.count(d) != 0;
@@ -256,16 +345,13 @@ class Walker {
     for (auto* c : ctes) {
       if (c->search_clause || c->cycle_clause) return fail("WITH ... SEARCH/CYCLE is not cacheable");
       const ProtobufCMessage* q = unwrap(c->ctequery);
-      if (!is(q, pg_query__select_stmt__descriptor))
-        return fail("data-modifying WITH query (" + node_name(q) + ")");
+      if (!is(q, pg_query__select_stmt__descriptor)) return fail("data-modifying WITH query (" + node_name(q) + ")");
       visit(q);
       if (!w->recursive) ctes_.emplace_back(c->ctename);
     }
   }
 
-  bool is_cte(std::string_view name) const {
-    return std::find(ctes_.begin(), ctes_.end(), name) != ctes_.end();
-  }
+  bool is_cte(std::string_view name) const { return std::find(ctes_.begin(), ctes_.end(), name) != ctes_.end(); }
 
   void range_var(const PgQuery__RangeVar* rv) {
     if (rv->catalogname && *rv->catalogname) return fail("a database-qualified table name is not cacheable");
@@ -369,13 +455,13 @@ class Walker {
   }
 
   // The top-level AND-conjunction of the top-level WHERE.
-  void collect_equalities(const PgQuery__Node* where) {
+  void collect_equalities(const PgQuery__Node* where, int depth = 0) {
     const ProtobufCMessage* m = unwrap(where);
-    if (!m) return;
+    if (!m || depth > kMaxDepth) return;
     if (is(m, pg_query__bool_expr__descriptor)) {
       auto* b = reinterpret_cast<const PgQuery__BoolExpr*>(m);
       if (b->boolop == PG_QUERY__BOOL_EXPR_TYPE__AND_EXPR)
-        for (std::size_t i = 0; i < b->n_args; ++i) collect_equalities(b->args[i]);
+        for (std::size_t i = 0; i < b->n_args; ++i) collect_equalities(b->args[i], depth + 1);
       return;
     }
     if (!is(m, pg_query__a__expr__descriptor)) return;
@@ -401,6 +487,20 @@ class Walker {
     Equality eq;
     eq.relation = *relation;
     eq.column = fields.back();
+    if (is(v, pg_query__type_cast__descriptor)) {
+      // Drivers that inline values write `'...'::uuid`; a type modifier could change the
+      // value (varchar(3) truncates), so only plain casts to the by-column types count.
+      auto* cast = reinterpret_cast<const PgQuery__TypeCast*>(v);
+      const PgQuery__TypeName* t = cast->type_name;
+      if (!t || t->n_typmods || t->n_array_bounds || t->setof || t->pct_type) return false;
+      auto q = qualified_name(t->names, t->n_names);
+      if (!q || !builtin_qualifier(q->qualifier)) return false;
+      static constexpr std::string_view kCasts[] = {"int2", "int4", "int8", "text", "varchar", "uuid"};
+      if (std::find(std::begin(kCasts), std::end(kCasts), q->name) == std::end(kCasts)) return false;
+      eq.cast = q->name;
+      v = unwrap(cast->arg);
+      if (!v) return false;
+    }
     if (is(v, pg_query__param_ref__descriptor)) {
       eq.kind = Equality::Kind::param;
       eq.param = reinterpret_cast<const PgQuery__ParamRef*>(v)->number;
@@ -489,6 +589,12 @@ Analysis analyze(std::string_view sql) {
   // analyse only a prefix.
   if (sql.find('\0') != std::string_view::npos) {
     a.reason = "the query text contains a NUL byte";
+    return a;
+  }
+  // libpg_query recurses without a bound while it serializes the tree: a 45 kB chain of
+  // `1+1+...` overflows an 8 MB stack inside it. 16 kB keeps every input far from that.
+  if (sql.size() > kMaxAnalyzedBytes) {
+    a.reason = "longer than " + std::to_string(kMaxAnalyzedBytes) + " bytes: not analysed";
     return a;
   }
   std::string text(sql);

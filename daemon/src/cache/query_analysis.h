@@ -16,7 +16,7 @@ namespace pgcohere::cache {
 struct RelationRef {
   std::string schema;  // empty when unqualified (resolved through search_path)
   std::string name;
-  std::string alias;   // empty when none
+  std::string alias;            // empty when none
   bool top_level_from = false;  // in the FROM list (or an unaliased JOIN tree) of the top-level SELECT
   friend bool operator==(const RelationRef&, const RelationRef&) = default;
 };
@@ -27,9 +27,12 @@ struct Equality {
   std::size_t relation = 0;  // index into Analysis::relations (always a top-level FROM item)
   std::string column;
   Kind kind = Kind::integer;
-  std::string text;         // integer: the literal's digits (with sign); string: the value
-  int param = 0;            // param: the 1-based parameter number
+  std::string text;              // integer: the literal's digits (with sign); string: the value
+  int param = 0;                 // param: the 1-based parameter number
   bool param_used_once = false;  // param: $n appears nowhere else (its type is the column's)
+  // The value was cast (`'...'::uuid`, `$1::int8`): int2, int4, int8, text, varchar or
+  // uuid, without a type modifier; empty when not cast.
+  std::string cast;
   friend bool operator==(const Equality&, const Equality&) = default;
 };
 
@@ -43,10 +46,13 @@ struct Analysis {
   Hint hint = Hint::none;
   std::optional<std::int64_t> hint_ttl_seconds;  // `/* pgcohere:cache ttl=30 */`
   // Facts that depend on the session and so are checked by resolve():
-  bool non_ascii = false;          // some byte >= 0x80 in the text (encodings must agree)
-  bool names_operators = false;    // uses a function, operator or type name (search_path decides them)
-  int max_param = 0;               // highest $n referenced
+  bool non_ascii = false;        // some byte >= 0x80 in the text (encodings must agree)
+  bool names_operators = false;  // uses a function, operator or type name (search_path decides them)
+  int max_param = 0;             // highest $n referenced
 };
+
+// Longer texts are not analysed (not cacheable): libpg_query's recursion has no bound.
+inline constexpr std::size_t kMaxAnalyzedBytes = 16384;
 
 // Thread-compatible (libpg_query keeps per-thread state; call pg_query_exit() when a thread
 // that called this ends). The text is parsed as PostgreSQL does with

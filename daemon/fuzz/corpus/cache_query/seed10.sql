@@ -1,0 +1,1 @@
+SELECT * FROM messages WHERE author = '{A0EEBC99-9C0B4EF8-BB6D6BB9-BD380A11}'::uuid AND conversation_id = $1::bigint /* pgcohere:cache ttl=5 */

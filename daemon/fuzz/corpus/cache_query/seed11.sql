@@ -1,0 +1,1 @@
+SELECT x FROM t NATURAL JOIN u WHERE CASE id WHEN 1 THEN true END AND name = U&'zo\00eb' AND id IN (SELECT id FROM app.t)
