@@ -107,6 +107,37 @@ TEST(NotifyPayload, EntryKinds) {
   EXPECT_EQ(r.payload->commit_us, 7u);
 }
 
+TEST(NotifyPayload, CachePolicyEntryCarriesARelationOid) {
+  auto r = signed_body("pgc1 5 6 7\nc 16384\nt tbl:16384\nt all:16384\n");
+  ASSERT_TRUE(r.ok()) << to_string(r.error) << ": " << r.detail;
+  ASSERT_EQ(r.payload->entries.size(), 3u);
+  EXPECT_EQ(r.payload->entries[0].kind, EntryKind::cache_policy);
+  EXPECT_EQ(parse_relid(r.payload->entries[0].text), 16384u);
+  EXPECT_EQ(r.payload->entries[1], (PayloadEntry{EntryKind::tag, "tbl:16384"}));
+}
+
+TEST(NotifyPayload, CachePolicyEntryRoundTrips) {
+  NotifyPayload p = sample();
+  p.entries.push_back({EntryKind::cache_policy, "4294967295"});
+  auto text = encode_payload(p, "appdb", "s3cret");
+  EXPECT_NE(text.find("\nc 4294967295\n"), std::string::npos);
+  auto r = decode_payload(text, "appdb", "s3cret");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r.payload, p);
+}
+
+TEST(NotifyPayload, CachePolicyEntryThatIsNotAnOidIsMalformed) {
+  for (const char* text : {"", "0", "012", "-1", "+5", "4294967296", "99999999999", "12a", " 12",
+                           "public.messages"}) {
+    auto r = signed_body(std::string("pgc1 1 2 3\nc ") + text + "\n");
+    EXPECT_EQ(r.error, PayloadError::bad_entry) << "c " << text;
+  }
+  EXPECT_EQ(signed_body("pgc1 1 2 3\nc\n").error, PayloadError::bad_entry);
+  EXPECT_EQ(parse_relid("1"), 1u);
+  EXPECT_EQ(parse_relid("4294967295"), 4294967295u);
+  EXPECT_FALSE(parse_relid("4294967296"));
+}
+
 TEST(NotifyPayload, TrimSecret) {
   EXPECT_EQ(trim_secret("abc \n\t\r\n"), "abc");
   EXPECT_EQ(trim_secret(" a b"), " a b");

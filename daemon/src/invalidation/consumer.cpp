@@ -288,6 +288,10 @@ void DatabaseConsumer::handle(const Notification& n) {
         PGC_LOG_WARN << "invalidation [" << name_ << "]: the extension asks for a resync: " << e.text;
         request_resync("message");
         break;
+      case protocol::EntryKind::cache_policy:
+        if (auto relid = protocol::parse_relid(e.text); relid && settings_.on_cache_policy_change)
+          settings_.on_cache_policy_change(name_, *relid);
+        break;
     }
   }
   submit(std::move(job), p.commit_us);

@@ -8,6 +8,8 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -32,6 +34,11 @@ struct ConsumerSettings {
   std::chrono::milliseconds standby_poll{1000};  // how often a standby tries the leader lock
   std::chrono::milliseconds redelete_delay{0};   // 0: no delayed re-delete
   Journal* journal = nullptr;                    // crash-safe record of accepted purges
+  // A verified "c <oid>" entry: the query-cache policy of relation <oid> changed in
+  // database `database` (the [databases] entry name); the query cache reloads
+  // pgcohere.cache_catalog(). The tags tbl:<oid> and all:<oid> of the same change are
+  // purged like any tag. Unset: ignored.
+  std::function<void(const std::string& database, std::uint32_t relid)> on_cache_policy_change;
 };
 
 class DatabaseConsumer {

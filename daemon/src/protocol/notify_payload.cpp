@@ -98,10 +98,13 @@ DecodeResult parse_body(std::string_view body) {
       case 'p': kind = EntryKind::pattern; break;
       case 't': kind = EntryKind::tag; break;
       case 'r': kind = EntryKind::resync; break;
+      case 'c': kind = EntryKind::cache_policy; break;
       default: return fail(PayloadError::bad_entry, "line " + std::to_string(line_no));
     }
     auto text = unescape_text(line.substr(2));
     if (!text) return fail(PayloadError::bad_escape, "line " + std::to_string(line_no));
+    if (kind == EntryKind::cache_policy && !parse_relid(*text))
+      return fail(PayloadError::bad_entry, "line " + std::to_string(line_no) + ": not an OID");
     out.entries.push_back({kind, std::move(*text)});
   }
   if (line_no == 0) return fail(PayloadError::too_short, "no header");
@@ -124,6 +127,14 @@ const char* to_string(PayloadError error) {
     case PayloadError::signature_mismatch: return "signature mismatch";
   }
   return "unknown error";
+}
+
+std::optional<std::uint32_t> parse_relid(std::string_view text) {
+  std::uint64_t value = 0;
+  if (text.empty() || text.size() > 10 || text[0] == '0' || !parse_u64(text, value) ||
+      value > 0xFFFFFFFFull)
+    return std::nullopt;
+  return static_cast<std::uint32_t>(value);
 }
 
 std::string escape_text(std::string_view text) {

@@ -10,7 +10,10 @@
 
 namespace pgcohere::protocol {
 
-enum class EntryKind : char { key = 'k', pattern = 'p', tag = 't', resync = 'r' };
+// cache_policy: "c <oid>", the query-cache policy of relation <oid> (or what
+// pgcohere.cache_catalog() shows about its name) changed: reload the catalog. Its text is
+// the OID in decimal (1..4294967295); parse it with parse_relid().
+enum class EntryKind : char { key = 'k', pattern = 'p', tag = 't', resync = 'r', cache_policy = 'c' };
 
 struct PayloadEntry {
   EntryKind kind;
@@ -60,6 +63,9 @@ DecodeResult parse_payload_unverified(std::string_view payload);
 // Builds a signed payload (tests, benchmarks, tools). Texts are escaped here.
 std::string encode_payload(const NotifyPayload& payload, std::string_view dbname,
                            std::string_view secret);
+
+// The OID of a cache_policy entry: decimal digits only, 1..4294967295, no leading zero.
+std::optional<std::uint32_t> parse_relid(std::string_view text);
 
 // Text escaping of one entry line (exposed for tests).
 std::string escape_text(std::string_view text);
