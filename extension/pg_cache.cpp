@@ -91,7 +91,8 @@ std::vector<std::string> texts_of(Datum array_datum, const char* what) {
     std::vector<std::string> out;
     for (int i = 0; i < e.n; ++i) {
         if (e.nulls[i])
-            throw pg::UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, std::string("pgcohere: ") + what + " must not contain NULL");
+            throw pg::UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                                std::string("pgcohere: ") + what + " must not contain NULL");
         Datum d = e.elems[i];
         text* t = pg::call([&] { return DatumGetTextPP(d); });
         out.emplace_back(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
@@ -113,7 +114,8 @@ void check_cache_policy(Oid relid, const Interval* ttl, Datum by, bool by_null) 
         throw pg::UserError(ERRCODE_FEATURE_NOT_SUPPORTED, "pgcohere: cannot cache system catalog \"" + name + "\"",
                             "System catalogs change without triggers; the query cache never serves them.");
     if (target.nspname && strcmp(target.nspname, "pgcohere") == 0)
-        throw pg::UserError(ERRCODE_FEATURE_NOT_SUPPORTED, "pgcohere: cannot cache pgcohere's own table \"" + name + "\"");
+        throw pg::UserError(ERRCODE_FEATURE_NOT_SUPPORTED,
+                            "pgcohere: cannot cache pgcohere's own table \"" + name + "\"");
     switch (target.relkind) {
         case RELKIND_RELATION:
         case RELKIND_PARTITIONED_TABLE:

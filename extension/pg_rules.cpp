@@ -93,8 +93,7 @@ Loaded load_rules(Oid relid, bool is_partition) {
     out.policies = (LoadedPolicy*)SPI_palloc(sizeof(LoadedPolicy) * list_length(candidates));
     out.ancestors = (Oid*)SPI_palloc(sizeof(Oid) * (list_length(ancestors) + 1));
     ListCell* lc;
-    foreach (lc, ancestors)
-        out.ancestors[out.nancestors++] = lfirst_oid(lc);
+    foreach (lc, ancestors) out.ancestors[out.nancestors++] = lfirst_oid(lc);
     foreach (lc, candidates) {
         if (load_policy(lfirst_oid(lc), &out.policies[out.npolicies])) out.npolicies++;
     }
@@ -153,8 +152,8 @@ std::shared_ptr<RelRules> compile(Relation rel, const Loaded& loaded) {
                 const char* type = pg::call([&] { return cache_by_type(typid, collid); });
                 // "other": the daemon tags its entries with tbl:<oid>, which every write publishes
                 if (strcmp(type, "other") != 0)
-                    tags.rows.push_back({core::cache_row_tag_prefix(policy.relid, policy.by[b]),
-                                         value_index_of(att->attnum)});
+                    tags.rows.push_back(
+                        {core::cache_row_tag_prefix(policy.relid, policy.by[b]), value_index_of(att->attnum)});
                 break;
             }
         }

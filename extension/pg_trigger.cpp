@@ -39,6 +39,8 @@ const char** fetch_values(TupleTableSlot* slot, const RelRules* rr) {
 }
 
 void queue_row(TupleTableSlot* slot, const RelRules& rr) {
+    // A cache-enabled table without rules and without row tags needs no value.
+    if (rr.rules.empty() && rr.attnums.empty()) return;
     const RelRules* prr = &rr;
     const char** values = pg::call([&] { return fetch_values(slot, prr); });
     std::vector<const char*> args;

@@ -413,6 +413,13 @@ BEGIN
                 USING HINT = 'Call pgcohere.cache_table() again with the new column names.';
         END IF;
     END LOOP;
+    -- REVOKE on tables or schemas: a role may have lost access to entries cached for it
+    -- (the cache key holds the role, not its privileges), and the command does not say
+    -- which tables it touched: every cache-enabled table's entries go (rare, coarse).
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() d
+               WHERE d.command_tag = 'REVOKE' AND d.object_type IN ('TABLE', 'SCHEMA')) THEN
+        PERFORM pgcohere._queue_cache_change(p.tbl, false) FROM pgcohere.cache_policies p;
+    END IF;
     -- a disabled trigger would silently lose invalidations: refuse it
     IF EXISTS (SELECT 1 FROM pg_trigger g
                JOIN (SELECT r.tbl FROM pgcohere.rules r UNION SELECT p.tbl FROM pgcohere.cache_policies p) w
@@ -444,11 +451,12 @@ $$;
 
 CREATE EVENT TRIGGER pgcohere_sql_drop ON sql_drop EXECUTE FUNCTION pgcohere._on_sql_drop();
 -- Besides DDL on watched tables: every command that can create, rename or move a
--- relation that shadows a cache-enabled table.
+-- relation that shadows a cache-enabled table, and REVOKE.
 CREATE EVENT TRIGGER pgcohere_ddl_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO',
                  'CREATE VIEW', 'ALTER VIEW', 'CREATE MATERIALIZED VIEW', 'ALTER MATERIALIZED VIEW',
-                 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'CREATE SEQUENCE', 'ALTER SEQUENCE')
+                 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'CREATE SEQUENCE', 'ALTER SEQUENCE',
+                 'REVOKE')
     EXECUTE FUNCTION pgcohere._on_ddl_end();
 
 -- Rules are readable by every role: row triggers fire as whoever writes the table.

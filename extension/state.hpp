@@ -50,8 +50,8 @@ struct RelRules {
     Oid watched = InvalidOid;  // the relation named in pgcohere.rules (a partition's ancestor)
     std::string tag;           // table:<schema>.<table> of the watched relation
     std::vector<CompiledRule> rules;
-    std::vector<CacheTags> cache;  // this relation's and its ancestors' cache policies
-    std::vector<Oid> ancestors;    // partition ancestors: a change of their rules or policies reloads these
+    std::vector<CacheTags> cache;     // this relation's and its ancestors' cache policies
+    std::vector<Oid> ancestors;       // partition ancestors: a change of their rules or policies reloads these
     std::vector<AttrNumber> attnums;  // columns read by any rule or row tag
     std::vector<Oid> typoutput;
     // Some column's text depends on session settings (DateStyle, TimeZone, ...): render

@@ -172,6 +172,18 @@ ROLLBACK;
 -- uncaching the partition keeps the parent's trigger clone and TRUNCATE trigger
 SELECT pgcohere.uncache_table('events_2024');
 SELECT tgrelid::regclass, tgname FROM pg_trigger WHERE tgname LIKE 'pgcohere%' AND tgrelid::regclass::text LIKE 'events%' ORDER BY 1, 2;
+-- uncaching the parent while a partition keeps a policy: the partition gets a row trigger of its own
+SELECT pgcohere.cache_table('events_2024');
+SELECT pgcohere.uncache_table('events');
+SELECT tgrelid::regclass, tgname, tgparentid <> 0 AS clone FROM pg_trigger WHERE tgname LIKE 'pgcohere%' AND tgrelid::regclass::text LIKE 'events%' ORDER BY 1, 2;
+BEGIN;
+INSERT INTO events VALUES (9, 'z', '2024-09-09');
+SELECT * FROM pending_named();
+ROLLBACK;
+-- and caching the parent again replaces it by the clone
+SELECT pgcohere.cache_table('events', "by" => ARRAY['kind']);
+SELECT pgcohere.uncache_table('events_2024');
+SELECT tgrelid::regclass, tgname, tgparentid <> 0 AS clone FROM pg_trigger WHERE tgname LIKE 'pgcohere%' AND tgrelid::regclass::text LIKE 'events%' ORDER BY 1, 2;
 -- a dropped partition takes rows out of the parent's results
 BEGIN;
 DROP TABLE events_2025;
@@ -248,6 +260,19 @@ BEGIN;
 CREATE TABLE other.notes (id int);
 ALTER TABLE other.notes RENAME TO messages;  -- renamed onto the name
 SELECT * FROM pending_named();
+ROLLBACK;
+-- REVOKE on a table or schema: a role may lose access to what was cached for it
+BEGIN;
+REVOKE SELECT ON messages FROM cache_reader;
+SELECT * FROM pending_named();
+ROLLBACK;
+BEGIN;
+REVOKE USAGE ON SCHEMA other FROM cache_reader;
+SELECT count(*) AS entries FROM pgcohere.pending();
+ROLLBACK;
+BEGIN;
+GRANT SELECT ON messages TO cache_reader;  -- more access invalidates nothing cached
+SELECT * FROM pgcohere.pending();
 ROLLBACK;
 -- an unrelated table publishes nothing
 BEGIN;
