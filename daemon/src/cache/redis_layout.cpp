@@ -104,6 +104,18 @@ return #members
   return s;
 }
 
+const Script& version_script() {
+  static const Script s = make("version", R"lua(
+local v = redis.call('GET', KEYS[1])
+if not v then
+  v = redis.call('GET', KEYS[2]) or '0'
+  redis.call('SET', KEYS[1], v, 'PX', ARGV[1])
+end
+return v
+)lua");
+  return s;
+}
+
 void run_script(redis::Backend& backend, const Script& script, const std::vector<std::string>& keys,
                 const std::vector<std::string>& args, redis::Backend::Callback done) {
   auto argv = [&](const char* verb, const std::string& body) {

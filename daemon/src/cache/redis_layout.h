@@ -51,6 +51,9 @@ struct Script {
 const Script& lookup_script();
 const Script& fill_script();
 const Script& invalidate_script();
+// KEYS: a version, the generation. The version, created at the current generation when
+// missing (as the lookup creates it).
+const Script& version_script();
 
 // EVALSHA, falling back to EVAL when the server does not have the script yet (a restart, or
 // SCRIPT FLUSH). All keys must share one slot; the first one routes the command.

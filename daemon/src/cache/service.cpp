@@ -44,12 +44,13 @@ constexpr auto kTick = std::chrono::milliseconds(250);
 
 // Runs a Redis command with a deadline: nullopt when it did not answer in time (the late
 // reply is dropped).
-// Not a coroutine itself: g++ 12 destroys a lambda parameter of a coroutine twice.
+// g++ 12 destroys non-trivial temporaries of a co_await expression twice: callers pass a
+// named `start`, taken by reference and copied here, so the expression holds none.
 template <typename Start>
 awaitable<std::optional<redis::Reply>> with_deadline(asio::io_context& io, std::chrono::milliseconds limit,
-                                                     Start start) {
+                                                     const Start& start) {
   return asio::async_initiate<decltype(use_awaitable), void(std::optional<redis::Reply>)>(
-      [&io, limit, start = std::move(start)](auto handler) mutable {
+      [&io, limit, start](auto handler) mutable {
         using Handler = decltype(handler);
         struct State {
           Handler handler;
@@ -278,9 +279,11 @@ awaitable<CacheService::Lookup> CacheService::lookup(const std::string& database
   keys.push_back(db->layout.version(kPolicyTag));
   for (const auto& t : plan.tags) keys.push_back(db->layout.version(t));
   auto alive = std::weak_ptr<bool>(alive_);
-  auto reply = co_await with_deadline(io_, ms(settings_.redis_timeout), [this, keys](auto done) {
+  auto start = [this, &keys](auto done) {
     run_script(*backend_, lookup_script(), keys, {std::to_string(kVersionTtlMs)}, std::move(done));
-  });
+  };
+  auto limit = ms(settings_.redis_timeout);
+  auto reply = co_await with_deadline(io_, limit, start);
   if (alive.expired()) co_return out;
   if (!reply || reply->is_error() || reply->elements.empty()) {
     ++db->counters.redis_errors;
@@ -320,9 +323,8 @@ awaitable<std::optional<std::string>> CacheService::follow(const std::string& da
   auto it = flights_.find(flight_key(database, plan.key_hash));
   if (it == flights_.end()) co_return std::nullopt;
   if (Database* db = find(database)) ++db->counters.single_flight_waits;
-  auto flight = it->second;
-  auto result = co_await asio::async_initiate<decltype(use_awaitable), void(std::optional<std::string>)>(
-      [this, flight](auto handler) {
+  Flight* flight = it->second.get();  // a plain pointer: see with_deadline on temporaries
+  auto wait = [this, flight](auto handler) {
         using Handler = decltype(handler);
         struct State {
           Handler handler;
@@ -341,8 +343,9 @@ awaitable<std::optional<std::string>> CacheService::follow(const std::string& da
           if (!ec) complete(std::nullopt);
         });
         flight->followers.push_back(complete);
-      },
-      use_awaitable);
+  };
+  auto result =
+      co_await asio::async_initiate<decltype(use_awaitable), void(std::optional<std::string>)>(wait, use_awaitable);
   if (result) {
     if (Database* db = find(database)) ++db->counters.single_flight_hits;
   }
@@ -415,9 +418,12 @@ awaitable<void> CacheService::load_catalog(Database& db) {
     db.reload_wanted = false;
     // The version first: a change after this read moves it again, and the next lookup
     // sees that.
-    auto version = co_await with_deadline(io_, std::chrono::seconds(5), [this, &db](auto done) {
-      backend_->keyed({"GET", db.layout.version(kPolicyTag)}, 1, std::move(done));
-    });
+    auto read_version = [this, &db](auto done) {
+      run_script(*backend_, version_script(), {db.layout.version(kPolicyTag), db.layout.generation()},
+                 {std::to_string(kVersionTtlMs)}, std::move(done));
+    };
+    std::chrono::milliseconds limit(5000);
+    auto version = co_await with_deadline(io_, limit, read_version);
     if (alive.expired() || stopping_) co_return;
     if (!version || version->is_error()) {
       // Redis is not there yet: try again on the next tick.
