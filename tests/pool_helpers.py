@@ -106,8 +106,9 @@ class Relay:
       entry or peer vanished;
     - hold_cancels(): a CancelRequest is delivered, but the pooler's cancel connection is
       kept open after PostgreSQL closed its side, until release_cancels();
-    - hold_replies(): PostgreSQL's answers wait in the relay until release_replies() (a
-      query that has run, whose answer the pooler has not seen yet);
+    - hold_replies(text): PostgreSQL's answers on the connection that next sends `text` wait
+      in the relay until release_replies() (a query that has run, whose answer the pooler
+      has not seen yet; other connections, such as the LISTEN one, go on);
     - sent(text): how many times the pooler sent bytes containing `text` to PostgreSQL."""
 
     CANCEL = struct.pack("!ii", 16, 80877102)
@@ -122,6 +123,7 @@ class Relay:
         self.released = threading.Event()
         self.replies = threading.Event()
         self.replies.set()
+        self.hold_text = None
         self.sent_log = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -151,7 +153,9 @@ class Relay:
                 if from_pooler:
                     with self.lock:
                         self.sent_log.append(data)
-                else:
+                        if self.hold_text and self.hold_text in data:
+                            pair["hold"] = True
+                elif pair.get("hold"):
                     self.replies.wait(60)
                 dst.sendall(data)
         except OSError:
@@ -177,10 +181,16 @@ class Relay:
     def release_cancels(self):
         self.released.set()
 
-    def hold_replies(self):
+    def hold_replies(self, text):
+        with self.lock:
+            self.hold_text = text.encode()
         self.replies.clear()
 
     def release_replies(self):
+        with self.lock:
+            self.hold_text = None
+            for p in self.pairs:
+                p["hold"] = False
         self.replies.set()
 
     def sent(self, text):

@@ -29,10 +29,11 @@ def cache_ini(**settings):
     return "[cache]\nenabled = 1\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
 
 
-def start(daemon_factory, db, cache=None, **pool):
+def start(daemon_factory, db, cache=None, start_daemon=True, **pool):
     pool.setdefault("pool_mode", "transaction")
     pool.setdefault("log_connections", 0)
-    return daemon_factory(databases=[db], extra_ini=pooler_ini(**pool) + cache_ini(**(cache or {})))
+    return daemon_factory(databases=[db], extra_ini=pooler_ini(**pool) + cache_ini(**(cache or {})),
+                          start=start_daemon)
 
 
 def setup_schema(pg, db, by=True):
@@ -41,6 +42,13 @@ def setup_schema(pg, db, by=True):
         c.execute("SELECT pgcohere.cache_table('messages', ttl => '60 s', \"by\" => %s)",
                   (["conversation_id"] if by else None,))
         c.execute("SELECT pgcohere.cache_table('profiles')")
+
+
+def connect(d, db, **kw):
+    """psycopg through the pooler, unnamed statements only (its default prepares a query
+    after 5 runs; a named Parse passes the cache by, and its later Binds are a new key)."""
+    kw.setdefault("prepare_threshold", None)
+    return psycopg.connect(dsn(d, db), autocommit=True, **kw)
 
 
 def cache_row(d, db):
@@ -129,7 +137,7 @@ def test_a_repeated_read_is_replayed_byte_for_byte_in_both_protocols(daemon_fact
 
 def test_a_commit_through_the_pool_or_directly_makes_the_next_read_fresh(daemon_factory, pg, chat):
     d = start(daemon_factory, chat)
-    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+    with connect(d, chat) as c:
         cached(d, chat, lambda: history(c, 1))
         c.execute("UPDATE messages SET body = 'edited through the pool' WHERE id = "
                   "(SELECT min(id) + 1 FROM messages WHERE conversation_id = 1)")
@@ -143,7 +151,7 @@ def test_a_commit_through_the_pool_or_directly_makes_the_next_read_fresh(daemon_
 
 def test_a_rolled_back_write_keeps_the_entry(daemon_factory, pg, chat):
     d = start(daemon_factory, chat)
-    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+    with connect(d, chat) as c:
         before = cached(d, chat, lambda: history(c, 1))
         with pg.connect(chat, autocommit=False) as direct:
             direct.execute("UPDATE messages SET body = 'never' WHERE conversation_id = 1")
@@ -154,7 +162,7 @@ def test_a_rolled_back_write_keeps_the_entry(daemon_factory, pg, chat):
 def test_truncate_alter_and_drop_invalidate(daemon_factory, pg, chat):
     d = start(daemon_factory, chat)
     count = "SELECT count(*) FROM messages WHERE conversation_id = 3"
-    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+    with connect(d, chat) as c:
         assert cached(d, chat, lambda: c.execute(count).fetchone()[0]) == 5
         with pg.connect(chat) as direct:
             direct.execute("TRUNCATE messages")
@@ -181,7 +189,7 @@ def _fails(c, sql):
 def test_row_tags_spare_other_conversations_and_other_reads_fall_back_to_the_table(daemon_factory, pg, chat):
     d = start(daemon_factory, chat)
     both = "SELECT count(*) FROM messages WHERE conversation_id IN (1, 2)"
-    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+    with connect(d, chat) as c:
         cached(d, chat, lambda: history(c, 1))
         cached(d, chat, lambda: history(c, 2))
         assert cached(d, chat, lambda: c.execute(both).fetchone()[0]) == 10
@@ -208,7 +216,7 @@ def test_what_may_not_be_cached_never_is(daemon_factory, pg, chat):
     d = start(daemon_factory, chat)
     with pg.connect(chat) as direct:
         direct.execute("CREATE TABLE plain (x int); INSERT INTO plain VALUES (1)")
-    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+    with connect(d, chat) as c:
         cached(d, chat, lambda: history(c, 1))  # the policies are loaded
         with c.transaction():
             not_cached(d, chat, lambda: history(c, 1))
@@ -269,11 +277,11 @@ def test_a_fill_that_raced_a_commit_is_never_served(daemon_factory, pg, chat, re
     d.start()
     q = "SELECT name FROM profiles WHERE id = 2"
     try:
-        with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+        with connect(d, chat) as c:
             cached(d, chat, lambda: c.execute("SELECT name FROM profiles WHERE id = 1").fetchone())  # policies loaded
             assert c.execute(q).fetchone() == ("Grace",)  # a miss, stored
             console(d, f"CACHE DELETE TABLE profiles")  # start over: the next read misses
-            relay.hold_replies()
+            relay.hold_replies(q)
             result = {}
             reader = threading.Thread(target=lambda: result.update(row=c.execute(q).fetchone()))
             reader.start()
@@ -301,9 +309,9 @@ def test_identical_misses_run_one_query(daemon_factory, pg, chat):
     d.start()
     q = "SELECT body FROM messages WHERE conversation_id = 3 ORDER BY id"
     try:
-        conns = [psycopg.connect(dsn(d, chat), autocommit=True) for _ in range(6)]
+        conns = [connect(d, chat) for _ in range(6)]
         cached(d, chat, lambda: conns[0].execute("SELECT name FROM profiles WHERE id = 1").fetchone())
-        relay.hold_replies()
+        relay.hold_replies(q)
         results = [None] * 6
         threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, conns[i].execute(q).fetchall()))
                    for i in range(6)]
@@ -344,7 +352,7 @@ def test_redis_killed_and_back_costs_clients_nothing(daemon_factory, pg, chat, w
     stop = threading.Event()
 
     def reader():
-        with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+        with connect(d, chat) as c:
             while not stop.is_set():
                 try:
                     assert len(history(c, 1)) == 3
@@ -352,7 +360,7 @@ def test_redis_killed_and_back_costs_clients_nothing(daemon_factory, pg, chat, w
                     errors.append(repr(e))
 
     try:
-        with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+        with connect(d, chat) as c:
             cached(d, chat, lambda: history(c, 1))
         threads = [threading.Thread(target=reader) for _ in range(4)]
         for t in threads:
@@ -381,9 +389,10 @@ def test_every_bypass_switch_sends_reads_to_postgresql(daemon_factory, pg, chat,
             d = start(daemon_factory, chat)
         finally:
             del os.environ["PGCOHERE_CACHE_BYPASS"]
-    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+    with connect(d, chat) as c:
         if switch in ("config", "environment"):
             wait_until(lambda: cache_row(d, chat)["health"] == "bypassed", what="bypassed")
+            wait_until(lambda: len(console(d, "SHOW CACHE RULES")) == 2, what="the policies loaded")
             for _ in range(3):
                 history(c, 1)
             assert cache_row(d, chat)["hits"] == 0
@@ -407,7 +416,7 @@ def test_a_result_larger_than_max_entry_bytes_is_not_stored(daemon_factory, pg, 
     with pg.connect(chat) as direct:
         direct.execute("INSERT INTO messages (conversation_id, body) SELECT 9, repeat('x', 100) "
                        "FROM generate_series(1, 50)")
-    with psycopg.connect(dsn(d, chat), autocommit=True) as c:
+    with connect(d, chat) as c:
         cached(d, chat, lambda: history(c, 1))
         big = "SELECT body FROM messages WHERE conversation_id = 9"
         not_cached(d, chat, lambda: c.execute(big).fetchall())
@@ -425,9 +434,19 @@ def test_roles_under_row_level_security_never_share_an_entry(daemon_factory, pg,
         for role in ("alice", "bob"):
             c.execute(f"DO $$BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN END$$;"
                       f"GRANT SELECT ON notes, shared TO {role}")
-    d = start(daemon_factory, new_db)
-    with psycopg.connect(dsn(d, new_db, user="alice"), autocommit=True) as a, \
-            psycopg.connect(dsn(d, new_db, user="bob"), autocommit=True) as b:
+    # Each client's own role on the server: the [databases] entry forces no user.
+    d = start(daemon_factory, new_db, start_daemon=False)
+    with open(d.config_path) as f:
+        text = f.read()
+    with open(d.config_path, "w") as f:
+        f.write(text.replace(f"dbname={new_db} user=postgres", f"dbname={new_db}"))
+    os.environ["PGUSER"] = "postgres"  # the daemon's own LISTEN and catalog connections
+    try:
+        d.start()
+    finally:
+        del os.environ["PGUSER"]
+    with psycopg.connect(dsn(d, new_db, user="alice"), autocommit=True, prepare_threshold=None) as a, \
+            psycopg.connect(dsn(d, new_db, user="bob"), autocommit=True, prepare_threshold=None) as b:
         cached(d, new_db, lambda: a.execute("SELECT v FROM shared").fetchall())
         # a table under row-level security is never cached, even with a policy
         assert not_cached(d, new_db, lambda: a.execute("SELECT body FROM notes").fetchall()) == [("alice note",)]
@@ -457,7 +476,7 @@ def test_psql_gets_hits_identical_to_postgresql(daemon_factory, pg, chat):
 def test_psycopg_text_and_binary_hits_equal_postgresql(daemon_factory, pg, chat, binary):
     d = start(daemon_factory, chat)
     q = "SELECT id, body, conversation_id FROM messages WHERE conversation_id = %s ORDER BY id"
-    with pg.connect(chat) as direct, psycopg.connect(dsn(d, chat), autocommit=True) as c:
+    with pg.connect(chat) as direct, connect(d, chat) as c:
         want = direct.execute(q, (2,), binary=binary).fetchall()
         assert cached(d, chat, lambda: c.execute(q, (2,), binary=binary).fetchall()) == want
 
@@ -467,15 +486,23 @@ def test_asyncpg_prepared_statements_get_hits(daemon_factory, pg, chat):
     import asyncio
     d = start(daemon_factory, chat)
 
-    async def fetch(port):
+    async def fetch(port, times):
+        # One connection, as applications keep them: asyncpg prepares a statement with
+        # Parse/Describe/Flush on its first use; later runs are Bind/Execute/Sync.
         c = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database=chat)
         try:
-            return [tuple(r) for r in await c.fetch(HISTORY_SQL, 3)]
+            return [[tuple(r) for r in await c.fetch(HISTORY_SQL, 3)] for _ in range(times)]
         finally:
             await c.close()
 
-    want = asyncio.run(fetch(pg.port))
-    assert cached(d, chat, lambda: asyncio.run(fetch(d.port))) == want
+    want = asyncio.run(fetch(pg.port, 1))[0]
+
+    def attempt():
+        before = cache_row(d, chat)["hits"]
+        got = asyncio.run(fetch(d.port, 4))
+        assert all(g == want for g in got)
+        return cache_row(d, chat)["hits"] >= before + 2  # runs 3 and 4 at least
+    wait_until(attempt, what="asyncpg hits")
 
 
 def test_node_postgres_gets_hits(daemon_factory, pg, chat):

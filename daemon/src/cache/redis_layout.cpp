@@ -155,9 +155,13 @@ std::uint64_t invalidations_of(std::string_view database) {
 
 void invalidate_tag(redis::Backend& backend, const Layout& layout, std::string_view tag,
                     redis::Backend::Callback done) {
-  ++invalidation_counts()[layout.database()];
+  // Counted once applied: SHOW CACHE's invalidations say what has taken effect.
   run_script(backend, invalidate_script(), {layout.generation(), layout.version(tag), layout.members(tag)},
-             {std::to_string(kVersionTtlMs)}, std::move(done));
+             {std::to_string(kVersionTtlMs)},
+             [database = layout.database(), done = std::move(done)](redis::Reply r) {
+               if (!r.is_error()) ++invalidation_counts()[database];
+               done(std::move(r));
+             });
 }
 
 }  // namespace pgcohere::cache
