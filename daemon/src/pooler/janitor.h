@@ -62,7 +62,7 @@ bool stats_period_over(Clock::time_point now, Clock::time_point period_started, 
 namespace pgcohere::pooler {
 
 class Pooler;
-struct PoolEntry;
+class PoolEntry;
 
 class Janitor {
  public:

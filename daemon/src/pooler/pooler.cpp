@@ -10,21 +10,6 @@ namespace pgcohere::pooler {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-PoolMode parse_pool_mode(const std::string& s) {
-  if (s == "session") return PoolMode::session;
-  if (s == "statement") return PoolMode::statement;
-  return PoolMode::transaction;
-}
-
-const char* to_string(PoolMode m) {
-  switch (m) {
-    case PoolMode::session: return "session";
-    case PoolMode::transaction: return "transaction";
-    case PoolMode::statement: return "statement";
-  }
-  return "transaction";
-}
-
 Pooler::Pooler(asio::io_context& io, const config::Config& config)
     : io_(io),
       config_(config),
@@ -107,16 +92,15 @@ PoolEntry* Pooler::find_pool(const std::string& database, const std::string& use
   PoolEntry* raw = entry.get();
   raw->pool.set_launcher([this, raw] { launch_server(*raw); });
   raw->pool.set_admission([this, raw] {
-    int max_db = raw->target.max_db_connections >= 0 ? raw->target.max_db_connections
-                                                     : config_.daemon.max_db_connections;
+    int max_db = admission::max_db_connections(raw->target, config_.daemon);
     int max_user = config_.daemon.max_user_connections;
-    if (max_db <= 0 && max_user <= 0) return true;
+    if (max_db <= 0 && max_user <= 0) return true;  // no need to count
     int db_total = 0, user_total = 0;
     for (auto& [k, e] : pools_) {
       if (k.first == raw->pool.database()) db_total += e->pool.total();
       if (k.second == raw->pool.user()) user_total += e->pool.total();
     }
-    return (max_db <= 0 || db_total < max_db) && (max_user <= 0 || user_total < max_user);
+    return admission::may_open_server(db_total, user_total, max_db, max_user);
   });
   // server_check_query: the janitor marks connections idle past server_check_delay.
   raw->pool.set_checker(
@@ -127,13 +111,8 @@ PoolEntry* Pooler::find_pool(const std::string& database, const std::string& use
 }
 
 void Pooler::apply_limits(PoolEntry& e) {
-  auto& d = config_.daemon;
-  pool::PoolLimits l;
-  l.pool_size = e.target.pool_size >= 0 ? e.target.pool_size : d.default_pool_size;
-  l.min_pool_size = e.target.min_pool_size >= 0 ? e.target.min_pool_size : d.min_pool_size;
-  l.reserve_pool_size = e.target.reserve_pool >= 0 ? e.target.reserve_pool : d.reserve_pool_size;
-  e.mode = parse_pool_mode(e.target.pool_mode.empty() ? d.pool_mode : e.target.pool_mode);
-  e.pool.set_limits(l);
+  e.mode = admission::mode_for(e.target, config_.daemon);
+  e.pool.set_limits(admission::limits_for(e.target, config_.daemon));
 }
 
 void Pooler::launch_server(PoolEntry& entry) {

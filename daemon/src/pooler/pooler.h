@@ -25,6 +25,7 @@
 #include "pool/target.h"
 #include "pooler/janitor.h"
 #include "pooler/listener.h"
+#include "pooler/pool_entry.h"
 #include "pooler/stats.h"
 #include "session/params.h"
 #include "session/prepared.h"
@@ -33,28 +34,6 @@ namespace pgcohere::pooler {
 
 class ClientConn;
 class ServerConn;
-
-enum class PoolMode { session, transaction, statement };
-PoolMode parse_pool_mode(const std::string& s);
-const char* to_string(PoolMode m);
-
-struct PoolEntry {
-  PoolEntry(std::string db, std::string user, pool::PoolLimits limits) : pool(std::move(db), std::move(user), limits) {}
-  pool::Pool<ServerConn, ClientConn> pool;
-  pool::Target target;
-  std::string server_user;
-  PoolMode mode = PoolMode::transaction;
-  session::ParamMap server_defaults;  // the ParameterStatus set of the latest server login
-  bool defaults_known = false;
-  std::set<ServerConn*> servers;      // every connection of this pool, any state
-  std::set<ClientConn*> clients;
-  PoolStats stats;
-  std::string last_connect_error;
-  // What server logins use: from the [databases] entry's password, else from the auth_file
-  // entry of the last client that logged in (for SCRAM secrets: its proven key).
-  auth::ServerCredentials credentials;
-  metrics::Histogram* queue_wait_ms = nullptr;  // time clients waited for a server connection
-};
 
 class Pooler : public app::Service, public admin::Backend {
  public:

@@ -18,7 +18,7 @@
 
 namespace pgcohere::pooler {
 
-struct PoolEntry;
+class PoolEntry;
 
 // Counters of one pool, for SHOW STATS and /metrics (monotonic).
 struct PoolStats {
