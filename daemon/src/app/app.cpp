@@ -19,7 +19,7 @@ App::App(config::Config config)
   services_.push_back(std::make_unique<metrics::MetricsService>(io_, config_));
   if (invalidation::InvalidationService::wanted(config_))
     services_.push_back(std::make_unique<invalidation::InvalidationService>(io_, config_));
-  services_.push_back(std::make_unique<pooler::Pooler>(io_, config_));
+  services_.push_back(std::make_unique<pooler::Pooler>(io_, config_, *this));
 }
 
 App::~App() = default;

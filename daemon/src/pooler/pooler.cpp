@@ -10,8 +10,9 @@ namespace pgcohere::pooler {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-Pooler::Pooler(asio::io_context& io, const config::Config& config)
+Pooler::Pooler(asio::io_context& io, const config::Config& config, app::Control& control)
     : io_(io),
+      control_(control),
       config_(config),
       tracked_(config.daemon.track_extra_parameters),
       // PgBouncer's pkt_buf; a burst of activity keeps a few spare blocks.

@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "admin/snapshot.h"
+#include "app/control.h"
 #include "app/service.h"
 #include "auth/exchange.h"
 #include "auth/userlist.h"
@@ -37,7 +38,8 @@ class ServerConn;
 
 class Pooler : public app::Service, public admin::Backend {
  public:
-  Pooler(boost::asio::io_context& io, const config::Config& config);
+  // `control` answers the console's RELOAD and SHUTDOWN (the application).
+  Pooler(boost::asio::io_context& io, const config::Config& config, app::Control& control);
   ~Pooler() override;
   const char* name() const override { return "pooler"; }
   void start() override;
@@ -89,6 +91,7 @@ class Pooler : public app::Service, public admin::Backend {
   void apply_limits(PoolEntry& e);
 
   boost::asio::io_context& io_;
+  app::Control& control_;
   config::Config config_;
   session::TrackedNames tracked_;
   session::StatementRegistry statements_;

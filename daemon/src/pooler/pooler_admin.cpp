@@ -1,7 +1,8 @@
 // The pooler as the admin console's Backend: snapshots of pools, clients, servers and
 // counters for SHOW, and PAUSE / RESUME / RELOAD / SHUTDOWN / KILL.
-#include <csignal>
 #include <cstdio>
+
+#include <boost/asio/post.hpp>
 
 #include "config/config.h"
 #include "pooler/client_conn.h"
@@ -169,15 +170,20 @@ void Pooler::resume(const std::string& database, Done done) {
   done("");
 }
 
+// Both run from a fresh handler, as SIGHUP and SIGTERM do, not inside the console's
+// command: the application reloads or stops every service, this one included.
 void Pooler::reload(Done done) {
-  // The application re-reads the file, validates it and calls every service's reload().
-  std::raise(SIGHUP);
-  done("");
+  // The application re-reads the file, validates it and calls every service's reload();
+  // a bad file is logged and the console still answers RELOAD, as PgBouncer does.
+  boost::asio::post(io_, [this, done = std::move(done)] {
+    control_.reload();
+    done("");
+  });
 }
 
 void Pooler::shutdown(const std::string&, Done done) {
   done("");
-  std::raise(SIGTERM);
+  boost::asio::post(io_, [this] { control_.shutdown(); });
 }
 
 void Pooler::kill(const std::string& database, Done done) {
