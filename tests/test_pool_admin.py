@@ -97,3 +97,18 @@ def test_show_stats_times_cover_queries_and_transactions(daemon_factory, new_db)
     assert row["total_query_time"] >= 300_000, row
     assert row["total_xact_time"] >= row["total_query_time"] - 1000, row
     assert row["total_xact_time"] < 60_000_000, row
+
+
+def test_console_reload_applies_the_file_and_shutdown_stops_the_daemon(daemon_factory, new_db):
+    d = start_pooler(daemon_factory, new_db, default_pool_size=1)
+    with open(d.config_path) as f:
+        text = f.read()
+    with open(d.config_path, "w") as f:
+        f.write(text.replace("default_pool_size = 1", "default_pool_size = 3"))
+    with console(d) as a:
+        a.execute("RELOAD")
+        row = [r for r in a.execute("SHOW CONFIG").fetchall() if r[0] == "default_pool_size"][0]
+        assert row[1] == "3"
+        a.execute("SHUTDOWN")
+    assert d.proc.wait(timeout=15) == 0
+    assert "got signal" not in d.log()  # no signal was raised: the console called the app

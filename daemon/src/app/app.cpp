@@ -32,7 +32,7 @@ App::App(config::Config config)
     if (invalidation)
       invalidation->on_cache_policy_change([cache](const std::string& db, std::uint32_t) { cache->policy_changed(db); });
   }
-  auto pooler = std::make_unique<pooler::Pooler>(io_, config_);
+  auto pooler = std::make_unique<pooler::Pooler>(io_, config_, *this);
   pooler->set_cache(cache);
   services_.push_back(std::move(pooler));
 }

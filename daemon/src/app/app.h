@@ -8,12 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "app/control.h"
 #include "app/service.h"
 #include "config/config.h"
 
 namespace pgcohere::app {
 
-class App {
+class App : public Control {
  public:
   explicit App(config::Config config);
   App(const App&) = delete;
@@ -24,8 +25,8 @@ class App {
   int run();
   // Re-reads the config file; on error the old configuration stays in force.
   // Returns the error text, or "" on success.
-  std::string reload();
-  void shutdown();
+  std::string reload() override;
+  void shutdown() override;
 
   boost::asio::io_context& io() { return io_; }
   const config::Config& config() const { return config_; }

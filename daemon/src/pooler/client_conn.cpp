@@ -165,7 +165,7 @@ awaitable<void> ClientConn::run() {
     s->client_gone();
   }
   if (registered_) pooler_.remove_client(this);
-  if (entry_) entry_->clients.erase(this);
+  if (entry_) entry_->leave(this);
   if (pooler_.settings().log_disconnections && entry_) {
     PGC_LOG_DEBUG << "closing client " << peer_ << " db=" << database_ << " user=" << user_;
   }
@@ -315,7 +315,7 @@ awaitable<bool> ClientConn::login() {
     cancel_pid_ &= 0x7fffffff;
   } while (cancel_pid_ == 0);
   pooler_.add_client(this);
-  entry_->clients.insert(this);
+  entry_->admit(this);
   finish_login();
   if (d.log_connections) {
     PGC_LOG_DEBUG << "login: " << peer_ << " db=" << database_ << " user=" << user_;
@@ -352,9 +352,8 @@ awaitable<bool> ClientConn::login() {
 }
 
 bool ClientConn::try_link() {
-  auto s = entry_->pool.try_acquire();
+  auto s = entry_->link();
   if (!s) return false;
-  entry_->queue_wait_ms->observe(0);
   s->link(shared_from_this());
   server_ = std::move(s);
   return true;

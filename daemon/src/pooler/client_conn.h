@@ -20,7 +20,7 @@ namespace pgcohere::pooler {
 
 class Pooler;
 class ServerConn;
-struct PoolEntry;
+class PoolEntry;
 
 class ClientConn : public std::enable_shared_from_this<ClientConn> {
  public:

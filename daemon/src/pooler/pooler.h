@@ -1,6 +1,7 @@
-// The pooler service: listens for clients, owns one pool per (database, user), routes
-// CancelRequests, applies reloads. Client and server connections live in
-// client_conn.* and server_conn.*; the pure parts in session/ and pool/.
+// The pooler service: owns one pool per (database, user) and applies reloads. The
+// listener (accept, max_client_conn, cancel keys) is listener.*, the janitor janitor.*,
+// client and server connections client_conn.* and server_conn.*; the pure parts are in
+// session/ and pool/.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -14,6 +15,7 @@
 #include <unordered_map>
 
 #include "admin/snapshot.h"
+#include "app/control.h"
 #include "app/service.h"
 #include "auth/exchange.h"
 #include "auth/userlist.h"
@@ -23,6 +25,10 @@
 #include "net/buffer.h"
 #include "pool/pool.h"
 #include "pool/target.h"
+#include "pooler/janitor.h"
+#include "pooler/listener.h"
+#include "pooler/pool_entry.h"
+#include "pooler/stats.h"
 #include "session/params.h"
 #include "session/prepared.h"
 
@@ -31,46 +37,10 @@ namespace pgcohere::pooler {
 class ClientConn;
 class ServerConn;
 
-enum class PoolMode { session, transaction, statement };
-PoolMode parse_pool_mode(const std::string& s);
-const char* to_string(PoolMode m);
-
-// Counters of one pool, for SHOW STATS and /metrics (monotonic).
-struct PoolStats {
-  uint64_t xact_count = 0;
-  uint64_t query_count = 0;
-  uint64_t bytes_received = 0;  // from clients
-  uint64_t bytes_sent = 0;      // to clients
-  uint64_t xact_time_us = 0;
-  uint64_t query_time_us = 0;
-  uint64_t wait_time_us = 0;
-  uint64_t server_connect_errors = 0;
-  uint64_t wait_count = 0;
-  uint64_t server_checks = 0;          // server_check_query runs
-  uint64_t server_check_failures = 0;  // ... that closed the connection
-};
-
-struct PoolEntry {
-  PoolEntry(std::string db, std::string user, pool::PoolLimits limits) : pool(std::move(db), std::move(user), limits) {}
-  pool::Pool<ServerConn, ClientConn> pool;
-  pool::Target target;
-  std::string server_user;
-  PoolMode mode = PoolMode::transaction;
-  session::ParamMap server_defaults;  // the ParameterStatus set of the latest server login
-  bool defaults_known = false;
-  std::set<ServerConn*> servers;      // every connection of this pool, any state
-  std::set<ClientConn*> clients;
-  PoolStats stats;
-  std::string last_connect_error;
-  // What server logins use: from the [databases] entry's password, else from the auth_file
-  // entry of the last client that logged in (for SCRAM secrets: its proven key).
-  auth::ServerCredentials credentials;
-  metrics::Histogram* queue_wait_ms = nullptr;  // time clients waited for a server connection
-};
-
 class Pooler : public app::Service, public admin::Backend {
  public:
-  Pooler(boost::asio::io_context& io, const config::Config& config);
+  // `control` answers the console's RELOAD and SHUTDOWN (the application).
+  Pooler(boost::asio::io_context& io, const config::Config& config, app::Control& control);
   ~Pooler() override;
   const char* name() const override { return "pooler"; }
   void start() override;
@@ -94,19 +64,22 @@ class Pooler : public app::Service, public admin::Backend {
   PoolEntry* find_pool(const std::string& database, const std::string& user, std::string& error);
   void launch_server(PoolEntry& entry);
 
-  // Client registry: cancel keys and max_client_conn.
-  bool admit_client();
+  // Client registry (the listener's): max_client_conn and cancel keys.
+  bool admit_client() { return client_admitted(listener_.all_clients().size(), config_.daemon.max_client_conn); }
   void add_client(ClientConn* c);
   void remove_client(ClientConn* c);
   void cancel(int32_t pid, int32_t key);
-  size_t client_count() const { return clients_.size(); }
-  // Every client connection, logged in or not (for shutdown).
-  void track(ClientConn* c, bool alive) {
-    if (alive) all_clients_.insert(c);
-    else all_clients_.erase(c);
-  }
+  size_t client_count() const { return listener_.logged_in_count(); }
+  // Every client connection, logged in or not (for shutdown and the janitor).
+  void track(ClientConn* c, bool alive) { listener_.track(c, alive); }
+  const std::set<ClientConn*>& all_clients() const { return listener_.all_clients(); }
 
-  std::map<std::pair<std::string, std::string>, std::unique_ptr<PoolEntry>>& pools() { return pools_; }
+  // For the janitor: PAUSE answers once the paused pools are idle; the SHOW STATS
+  // averages start a new stats_period when the last one is over.
+  void check_pauses();
+  StatsAverages& stats_averages() { return stats_averages_; }
+
+  Pools& pools() { return pools_; }
 
   // admin::Backend (the console; see pooler_admin.cpp)
   admin::Snapshot snapshot(admin::Show what) override;
@@ -121,25 +94,21 @@ class Pooler : public app::Service, public admin::Backend {
   bool paused() const { return paused_all_; }
 
  private:
-  void accept_next();
   void apply_limits(PoolEntry& e);
-  void janitor();
 
   boost::asio::io_context& io_;
+  app::Control& control_;
   config::Config config_;
   session::TrackedNames tracked_;
   session::StatementRegistry statements_;
   net::BufferPool client_buffers_;
-  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
-  boost::asio::steady_timer janitor_timer_;
-  std::map<std::pair<std::string, std::string>, std::unique_ptr<PoolEntry>> pools_;
-  std::unordered_map<uint64_t, ClientConn*> clients_;  // by cancel key
-  std::set<ClientConn*> all_clients_;
+  Listener listener_;
+  Janitor janitor_;
+  Pools pools_;
   bool stopping_ = false;
   cache::CacheService* cache_ = nullptr;
   std::shared_ptr<auth::UserList> users_;
   void load_users();
-  void check_pauses();
   void collect(metrics::Exposition& out);
   void fill_cache_snapshot(admin::Snapshot& snap);  // pooler/cache_admin.cpp
   metrics::CollectorId collector_id_ = 0;
@@ -149,10 +118,7 @@ class Pooler : public app::Service, public admin::Backend {
   };
   std::vector<PendingPause> pending_pauses_;
   bool paused_all_ = false;
-  admin::StatsCounters totals(const std::string& database) const;
-  std::map<std::string, admin::StatsCounters> stats_prev_;
-  std::chrono::steady_clock::time_point stats_prev_at_ = std::chrono::steady_clock::now();
-  std::map<std::string, admin::StatsCounters> stats_avg_;
+  StatsAverages stats_averages_;
 };
 
 }  // namespace pgcohere::pooler

@@ -1,7 +1,8 @@
 // The pooler as the admin console's Backend: snapshots of pools, clients, servers and
 // counters for SHOW, and PAUSE / RESUME / RELOAD / SHUTDOWN / KILL.
-#include <csignal>
 #include <cstdio>
+
+#include <boost/asio/post.hpp>
 
 #include "config/config.h"
 #include "pooler/client_conn.h"
@@ -27,23 +28,6 @@ std::pair<std::string, int> split_peer(const std::string& peer) {
 }
 }  // namespace
 
-admin::StatsCounters Pooler::totals(const std::string& database) const {
-  admin::StatsCounters t;
-  for (auto& [k, e] : pools_) {
-    if (k.first != database) continue;
-    auto& s = e->stats;
-    t.server_assignment_count += s.xact_count;
-    t.xact_count += s.xact_count;
-    t.query_count += s.query_count;
-    t.bytes_received += s.bytes_received;
-    t.bytes_sent += s.bytes_sent;
-    t.wait_time += s.wait_time_us;
-    t.xact_time += s.xact_time_us;
-    t.query_time += s.query_time_us;
-  }
-  return t;
-}
-
 admin::Snapshot Pooler::snapshot(admin::Show what) {
   admin::Snapshot snap;
   if (what == admin::Show::cache || what == admin::Show::cache_rules) {
@@ -52,32 +36,8 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
   }
   auto now = std::chrono::steady_clock::now();
   snap.paused = paused_all_;
+  for (auto& sample : sample_pools(pools_, now)) snap.pools.push_back(std::move(sample.row));
   for (auto& [key, e] : pools_) {
-    admin::PoolRow row;
-    row.database = key.first;
-    row.user = key.second;
-    for (ClientConn* c : e->clients) {
-      if (c->waiting()) row.cl_waiting++;
-      else row.cl_active++;
-    }
-    for (ServerConn* s : e->servers) {
-      switch (s->state()) {
-        case ServerConn::State::active: row.sv_active++; break;
-        case ServerConn::State::being_canceled: row.sv_being_canceled++; break;
-        case ServerConn::State::idle: (s->check_due() ? row.sv_used : row.sv_idle)++; break;
-        case ServerConn::State::resetting:
-        case ServerConn::State::testing: row.sv_tested++; break;
-        case ServerConn::State::connecting: row.sv_login++; break;
-        case ServerConn::State::closed: break;
-      }
-    }
-    if (!e->pool.waiters().empty())
-      row.maxwait_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                           now - e->pool.waiters().front()->wait_started())
-                           .count();
-    row.pool_mode = to_string(e->mode);
-    snap.pools.push_back(row);
-
     for (ClientConn* c : e->clients) {
       admin::ClientRow r;
       r.user = c->user();
@@ -150,8 +110,8 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
     snap.databases.push_back(r);
     admin::StatsRow st;
     st.database = db.name;
-    st.totals = totals(db.name);
-    st.averages = stats_avg_[db.name];
+    st.totals = database_totals(pools_, db.name);
+    st.averages = stats_averages_.of(db.name);
     snap.stats.push_back(st);
   }
   std::map<std::string, admin::UserRow> users;
@@ -170,8 +130,8 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
   snap.lists.databases = static_cast<int64_t>(config_.databases.size());
   snap.lists.users = static_cast<int64_t>(users.size());
   snap.lists.pools = static_cast<int64_t>(pools_.size());
-  snap.lists.used_clients = static_cast<int64_t>(all_clients_.size());
-  snap.lists.login_clients = static_cast<int64_t>(all_clients_.size() - clients_.size());
+  snap.lists.used_clients = static_cast<int64_t>(listener_.all_clients().size());
+  snap.lists.login_clients = static_cast<int64_t>(listener_.all_clients().size() - listener_.logged_in_count());
   for (auto& [k, e] : pools_) {
     snap.lists.free_servers += e->pool.idle_count();
     snap.lists.used_servers += e->pool.total() - e->pool.idle_count();
@@ -214,15 +174,20 @@ void Pooler::resume(const std::string& database, Done done) {
   done("");
 }
 
+// Both run from a fresh handler, as SIGHUP and SIGTERM do, not inside the console's
+// command: the application reloads or stops every service, this one included.
 void Pooler::reload(Done done) {
-  // The application re-reads the file, validates it and calls every service's reload().
-  std::raise(SIGHUP);
-  done("");
+  // The application re-reads the file, validates it and calls every service's reload();
+  // a bad file is logged and the console still answers RELOAD, as PgBouncer does.
+  boost::asio::post(io_, [this, done = std::move(done)] {
+    control_.reload();
+    done("");
+  });
 }
 
 void Pooler::shutdown(const std::string&, Done done) {
   done("");
-  std::raise(SIGTERM);
+  boost::asio::post(io_, [this] { control_.shutdown(); });
 }
 
 void Pooler::kill(const std::string& database, Done done) {
@@ -242,7 +207,7 @@ void Pooler::kill(const std::string& database, Done done) {
 }
 
 void Pooler::kill_client(std::int64_t id, Done done) {
-  for (ClientConn* c : all_clients_)
+  for (ClientConn* c : listener_.all_clients())
     if (c->id() == id) {
       c->close();
       done("");

@@ -141,26 +141,7 @@ void ServerConn::finish(const std::string& why) {
   State was = state_;
   state_ = State::closed;
   close();
-  switch (was) {
-    case State::connecting:
-      entry_.pool.connect_failed("server login failed: " + why);
-      break;
-    case State::idle:
-      entry_.pool.remove_idle(this);
-      break;
-    case State::active:
-    case State::resetting:
-    case State::being_canceled:
-      entry_.pool.discard_active();
-      break;
-    case State::testing:
-      entry_.stats.server_check_failures++;
-      PGC_LOG_WARN << "server " << backend_pid_ << " failed server_check_query (" << why << "): closing it";
-      entry_.pool.check_failed();
-      break;
-    case State::closed:
-      break;
-  }
+  entry_.retire(*this, was, why);
   if (auto c = client_) {
     // The client's transaction is gone with this connection: tell it, then drop it
     // (PgBouncer: "server conn crashed?").
@@ -410,7 +391,7 @@ void ServerConn::give_back(Clock::time_point now) {
   auto& d = pooler_.settings();
   check_due_ = d.server_check_delay <= 0 && !d.server_check_query.empty();  // 0: check every reuse
   state_ = State::idle;
-  entry_.pool.release(shared_from_this());
+  entry_.release(shared_from_this());
 }
 
 void ServerConn::give_back_unused() {

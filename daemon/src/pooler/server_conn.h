@@ -19,7 +19,7 @@ namespace pgcohere::pooler {
 
 class ClientConn;
 class Pooler;
-struct PoolEntry;
+class PoolEntry;
 
 class ServerConn : public std::enable_shared_from_this<ServerConn> {
  public:
