@@ -58,17 +58,16 @@ bool start_worker(int i, BackgroundWorkerHandle** handle) {
     return RegisterDynamicBackgroundWorker(&w, handle);
 }
 
-// The signing secret, read when the worker starts and again after each configuration
-// reload (SIGHUP, as the daemon does), not once per batch: reading the file costs an
-// open, a read and a close on every NOTIFY.
-std::string g_secret;
-bool g_secret_loaded = false;
+// The signing key, read when the worker starts and again after each configuration reload
+// (SIGHUP, as the daemon does), not once per batch: reading the file and preparing the
+// HMAC key cost more than signing a payload. Null: not read yet.
+std::unique_ptr<core::HmacSha256> g_signer;
 
 void reload_if_asked() {
     if (ConfigReloadPending) {
         ConfigReloadPending = false;
         ProcessConfigFile(PGC_SIGHUP);
-        g_secret_loaded = false;
+        g_signer.reset();
     }
 }
 
@@ -141,13 +140,10 @@ Encoded encode(const Batch& b, int i, const char* dbname, MemoryContext cxt) {
         pos += kRecordHeader + l;
     }
     if (earliest == 0) earliest = unix_us(GetCurrentTimestamp());
-    if (!g_secret_loaded) {
-        g_secret = read_secret();  // throws if unreadable: this batch becomes a resync
-        g_secret_loaded = true;
-    }
+    if (!g_signer) g_signer = std::make_unique<core::HmacSha256>(read_secret());  // throws if unreadable: resync
     core::PayloadParams params;
     params.dbname = dbname;
-    params.secret = g_secret;
+    params.signer = g_signer.get();
     params.epoch = s->epoch;
     params.commit_us = earliest;
     auto payloads = core::encode_payloads(lines, params, [&] { return ring_next_seq(i); });
