@@ -198,6 +198,25 @@ def median_breakdown(runs):
     return out
 
 
+def ours(b):
+    """CPU µs per transaction of every process of the system under test (not the machine's,
+    which includes whatever else runs on a shared host)."""
+    return sum(v for c, v in b["cpu_us_per_tx"].items() if c != "machine")
+
+
+def estimates(breakdowns, clients, chosen):
+    """What the CPU accounting predicts for (b) / (a) where the machine is CPU-bound: the
+    same CPU budget divided by (b)'s CPU per transaction; and the same with pgcohered and
+    Redis on another host (their CPU leaves the database machine)."""
+    if "b" not in chosen:
+        return []
+    a, b = (median_breakdown(breakdowns[(clients, k)]) for k in ("a", "b"))
+    remote = ours(b) - b["cpu_us_per_tx"]["pgcohered"] - b["cpu_us_per_tx"]["Redis"]
+    return [f"CPU per transaction, every process of the system: (a) {ours(a):.0f} µs, (b) {ours(b):.0f} µs. "
+            f"Where CPU-bound, (b) / (a) would be {ours(a) / ours(b):.3f}; with pgcohered and Redis on another "
+            f"host {ours(a) / remote:.3f}.", ""]
+
+
 def report(args, chosen, sweep, results, breakdowns, notified, big, stats, load):
     lines = ["# pgcohere extension benchmark", "",
              f"pgbench tpcb-like, scale {args.scale}, {args.jobs} threads (at most one per client), "
@@ -229,6 +248,7 @@ def report(args, chosen, sweep, results, breakdowns, notified, big, stats, load)
             lines.append(f"| ({k}) | " + " | ".join(cells) +
                          f" | {b['wal_bytes_per_tx']:.0f} | {b['notifications_per_tx']:.3f} |")
         lines.append("")
+        lines += estimates(breakdowns, clients, chosen)
     if big:
         lines += [f"UPDATE of {args.rows:,} rows in one transaction (table `big`, rules `big:{{id}}` and "
                   "`big:v:{v}:*`, default pgcohere.max_keys_per_xact):", "",
