@@ -85,11 +85,12 @@ class Sampler:
             st = _stat(pid)
             if st is None or st[0] != self.postmaster or pid == self.own_pid:
                 continue
-            procs[pid] = (self._classify(pid, _title(pid), listeners), st[1], st[2])
+            title = _title(pid)
+            procs[pid] = (self._classify(pid, title, listeners), st[1], st[2], title)
         for cls, pid in self.pids.items():
             st = _stat(pid) if pid else None
             if st:
-                procs[pid] = (cls, st[1], st[2])
+                procs[pid] = (cls, st[1], st[2], cls)
         self.samples.append({"xid": rows[0], "wal": int(rows[1]), "notifications": int(rows[2]),
                              "procs": procs, "machine": _machine_busy()})
 
@@ -104,16 +105,22 @@ class Sampler:
         tx = (b["xid"] - a["xid"]) - (notifications if publisher_xids else 0)
         cpu = {c: 0.0 for c in CLASSES}
         switches = {c: 0 for c in CLASSES}
-        for pid, (cls, t1, s1) in b["procs"].items():
+        other = {}  # "other postgres" by process title: which of them the rule wakes
+        for pid, (cls, t1, s1, title) in b["procs"].items():
             if pid not in a["procs"]:
                 continue  # started inside the window (e.g. an autovacuum worker): not counted
-            _, t0, s0 = a["procs"][pid]
+            _, t0, s0, _ = a["procs"][pid]
             cpu[cls] += t1 - t0
             switches[cls] += s1 - s0
+            if cls == "other postgres":
+                name = title.split("   ")[0]
+                prev = other.get(name, (0.0, 0))
+                other[name] = (prev[0] + t1 - t0, prev[1] + s1 - s0)
         cpu["machine"] = b["machine"] - a["machine"]
         tx = max(tx, 1)
         return {"transactions": tx, "notifications": notifications,
                 "cpu_us_per_tx": {c: round(v * 1e6 / tx, 1) for c, v in cpu.items()},
                 "switches_per_tx": {c: round(v / tx, 2) for c, v in switches.items() if c != "machine"},
+                "other_postgres_per_tx": {n: (round(c * 1e6 / tx, 1), round(w / tx, 2)) for n, (c, w) in other.items()},
                 "wal_bytes_per_tx": round((b["wal"] - a["wal"]) / tx, 1),
                 "notifications_per_tx": round(notifications / tx, 3)}
