@@ -265,7 +265,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--clients", default="16", help="comma-separated client counts, e.g. 1,4,16,64")
+    ap.add_argument("--clients", default="1,4,16,64", help="comma-separated client counts")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--rows", type=int, default=1_000_000)
