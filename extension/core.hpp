@@ -90,14 +90,14 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view message);
 // per-call setup of HMAC() (algorithm lookup, contexts), which took about a sixth of the
 // publisher's CPU per NOTIFY.
 class HmacSha256 {
-public:
+  public:
     explicit HmacSha256(std::string_view key);
     ~HmacSha256();
     HmacSha256(const HmacSha256&) = delete;
     HmacSha256& operator=(const HmacSha256&) = delete;
     std::string hex(std::string_view message) const;  // lower-case hex digest
 
-private:
+  private:
     struct evp_md_ctx_st* inner_;  // EVP_MD_CTX after key ^ ipad
     struct evp_md_ctx_st* outer_;  // EVP_MD_CTX after key ^ opad
     struct evp_md_ctx_st* work_;
