@@ -76,7 +76,6 @@ void reload_if_asked() {
 struct Batch {
     char* bytes = nullptr;  // records, palloc'd in the worker's context
     std::size_t len = 0;
-    uint32 records = 0;  // one per committed transaction
     bool resync = false;
     char reason[32] = {0};
 };
@@ -90,7 +89,6 @@ Batch drain(int i, MemoryContext cxt) {
         uint32 l;
         ring_read(i, pos, &l, 4);
         pos += kRecordHeader + l;
-        b.records++;
     }
     b.len = pos - s->tail;
     b.resync = s->resync;
@@ -308,9 +306,9 @@ void pgcohere_worker_main(Datum arg) {
     MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pgcohere worker", ALLOCSET_DEFAULT_SIZES);
     TimestampTz idle_since = GetCurrentTimestamp();
     // Batching comes from the work itself: each pass drains everything that committed
-    // while the previous NOTIFY transaction ran (its commit waits for its WAL flush), so a
-    // batch grows with the commit rate and with the time the machine takes to run the
-    // publisher, and a lone commit goes out at once. No timer, no rate threshold.
+    // while the previous NOTIFY transaction ran, so a batch grows with the commit rate and
+    // with the time the machine takes to run the publisher, and a lone commit goes out at
+    // once. No timer, no rate threshold.
     for (;;) {
         CHECK_FOR_INTERRUPTS();
         reload_if_asked();
