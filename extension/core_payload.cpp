@@ -16,7 +16,7 @@ std::string sign(const PayloadParams& p, std::string body) {
     message.push_back('\n');
     message += body;
     body += "sig ";
-    body += hmac_sha256_hex(p.secret, message);
+    body += p.signer ? p.signer->hex(message) : hmac_sha256_hex(p.secret, message);
     return body;
 }
 

@@ -15,8 +15,6 @@ int guc_max_keys_per_xact = 10000;
 int guc_ring_size_kb = 1024;
 int guc_max_databases = 8;
 int guc_worker_idle_ms = 2000;
-int guc_batch_delay_ms = 5;
-int guc_batch_min_rate = 2000;
 bool guc_deterministic = false;
 int guc_publish_mode = PUBLISH_AUTO;
 bool guc_warn_undeclared_keys = true;
@@ -57,16 +55,6 @@ void define_settings() {
     DefineCustomIntVariable(
         "pgcohere.worker_idle_timeout", "Idle time after which a database's publishing worker exits (preload mode).",
         nullptr, &guc_worker_idle_ms, 2000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable(
-        "pgcohere.batch_delay",
-        "Under load, how long a worker gathers commits after publishing (preload mode).",
-        "Applies while the database commits at least pgcohere.batch_min_rate transactions per second; "
-        "below that every drain is published at once.",
-        &guc_batch_delay_ms, 5, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable(
-        "pgcohere.batch_min_rate",
-        "Commits per second from which a worker waits pgcohere.batch_delay between NOTIFYs (preload mode).",
-        "0 always waits.", &guc_batch_min_rate, 2000, 0, INT_MAX, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomBoolVariable("pgcohere.warn_undeclared_keys",
                              "pgcohere.invalidate() warns about keys that no rule and no declared key family covers.",
                              "A resync purges only covered keys; declare families with pgcohere.declare_keys().",

@@ -58,10 +58,16 @@ bool start_worker(int i, BackgroundWorkerHandle** handle) {
     return RegisterDynamicBackgroundWorker(&w, handle);
 }
 
+// The signing key, read when the worker starts and again after each configuration reload
+// (SIGHUP, as the daemon does), not once per batch: reading the file and preparing the
+// HMAC key cost more than signing a payload. Null: not read yet.
+std::unique_ptr<core::HmacSha256> g_signer;
+
 void reload_if_asked() {
     if (ConfigReloadPending) {
         ConfigReloadPending = false;
         ProcessConfigFile(PGC_SIGHUP);
+        g_signer.reset();
     }
 }
 
@@ -70,7 +76,6 @@ void reload_if_asked() {
 struct Batch {
     char* bytes = nullptr;  // records, palloc'd in the worker's context
     std::size_t len = 0;
-    uint32 records = 0;  // one per committed transaction
     bool resync = false;
     char reason[32] = {0};
 };
@@ -84,7 +89,6 @@ Batch drain(int i, MemoryContext cxt) {
         uint32 l;
         ring_read(i, pos, &l, 4);
         pos += kRecordHeader + l;
-        b.records++;
     }
     b.len = pos - s->tail;
     b.resync = s->resync;
@@ -134,10 +138,10 @@ Encoded encode(const Batch& b, int i, const char* dbname, MemoryContext cxt) {
         pos += kRecordHeader + l;
     }
     if (earliest == 0) earliest = unix_us(GetCurrentTimestamp());
-    std::string secret = read_secret();
+    if (!g_signer) g_signer = std::make_unique<core::HmacSha256>(read_secret());  // throws if unreadable: resync
     core::PayloadParams params;
     params.dbname = dbname;
-    params.secret = secret;
+    params.signer = g_signer.get();
     params.epoch = s->epoch;
     params.commit_us = earliest;
     auto payloads = core::encode_payloads(lines, params, [&] { return ring_next_seq(i); });
@@ -285,6 +289,15 @@ void pgcohere_worker_main(Datum arg) {
     g_worker_slot = i;
     before_shmem_exit(worker_exit, 0);
 
+    // The NOTIFY transactions commit without waiting for their WAL flush: a notification
+    // needs no durability of its own. Listeners read it once its transaction is marked
+    // committed (with an asynchronous commit, before the flush); a purge that was delivered
+    // is done, and if the server crashes before a NOTIFY was read, shared memory is
+    // re-created (new epoch) and the daemon resyncs. Waiting would add a WAL flush per
+    // NOTIFY (at low concurrency one per user commit, which the next user commit queues
+    // behind) and, with a synchronous standby, a network round trip.
+    SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
     char* dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
@@ -292,11 +305,10 @@ void pgcohere_worker_main(Datum arg) {
 
     MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pgcohere worker", ALLOCSET_DEFAULT_SIZES);
     TimestampTz idle_since = GetCurrentTimestamp();
-    // The database's commit rate, measured over windows of at least 100 ms: batching
-    // (batch_delay) pays off only when commits are frequent; otherwise it is only latency.
-    TimestampTz rate_since = idle_since;
-    uint64 window_records = 0;
-    double commit_rate = 0;
+    // Batching comes from the work itself: each pass drains everything that committed
+    // while the previous NOTIFY transaction ran, so a batch grows with the commit rate and
+    // with the time the machine takes to run the publisher, and a lone commit goes out at
+    // once. No timer, no rate threshold.
     for (;;) {
         CHECK_FOR_INTERRUPTS();
         reload_if_asked();
@@ -316,12 +328,6 @@ void pgcohere_worker_main(Datum arg) {
             continue;
         }
         idle_since = GetCurrentTimestamp();
-        window_records += b.records;
-        if (TimestampDifferenceExceeds(rate_since, idle_since, 100)) {
-            commit_rate = window_records * 1e6 / double(idle_since - rate_since);
-            window_records = 0;
-            rate_since = idle_since;
-        }
         Encoded e;
         bool encoded = false;
         MemoryContext old = MemoryContextSwitchTo(cxt);
@@ -354,11 +360,5 @@ void pgcohere_worker_main(Datum arg) {
         LWLockRelease(slot_lock(i));
         pg_atomic_fetch_add_u64(&ring()->keys_published, e.entries);
         pg_atomic_fetch_add_u64(&ring()->notifications, (uint64)e.n);
-        if (guc_batch_delay_ms > 0 && commit_rate >= guc_batch_min_rate) {
-            // Under load, commits of the next batch_delay are gathered into one NOTIFY
-            // transaction; below batch_min_rate, commits that arrive while a NOTIFY runs
-            // still share the next one, without a timer adding latency.
-            (void)WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, guc_batch_delay_ms, PG_WAIT_EXTENSION);
-        }
     }
 }

@@ -20,8 +20,6 @@ extern int guc_max_keys_per_xact;
 extern int guc_ring_size_kb;
 extern int guc_max_databases;
 extern int guc_worker_idle_ms;
-extern int guc_batch_delay_ms;
-extern int guc_batch_min_rate;
 enum PublishMode { PUBLISH_AUTO, PUBLISH_DIRECT };
 extern int guc_publish_mode;
 extern bool guc_warn_undeclared_keys;

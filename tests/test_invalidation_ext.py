@@ -139,3 +139,42 @@ def test_redis_killed_while_writes_commit_leaves_no_stale_key(pg, new_db, inv_da
                    what="every key changed while Redis was down purged after it came back")
     finally:
         redis.kill(signal.SIGKILL)
+
+
+def test_immediate_stop_right_after_a_burst_of_commits_leaves_no_committed_key_stale(pg, new_db, redis_srv,
+                                                                                      inv_daemon):
+    """PostgreSQL stopped with -m immediate (no shutdown checkpoint, shared memory and the
+    ring gone) while the publisher may still hold commits: after crash recovery every key a
+    commit acknowledged to its client is purged, by its NOTIFY or by the resync the new
+    epoch causes. A key no rule covers is left alone (the resync is not a flush)."""
+    import threading
+    setup_tables(pg, new_db)
+    d = inv_daemon([new_db])
+    r = redis_srv.client()
+    r.mset({f"conv:metadata:{i}": "stale" for i in range(1, 51)})
+    r.set(f"{new_db}:uncovered", "kept")
+    committed = []
+
+    def writer(ids):
+        with pg.connect(new_db) as c:
+            for i in ids:
+                c.execute("UPDATE conversations SET title = 'burst' WHERE id = %s", (i,))
+                committed.append(i)  # list.append is atomic: safe across these threads
+
+    threads = [threading.Thread(target=writer, args=(range(k, 51, 5),)) for k in range(1, 6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pg.stop("immediate")
+    assert sorted(committed) == list(range(1, 51))
+    pg.start()
+    d.wait_listening(new_db, count=2, timeout=60)
+    wait_until(lambda: gone(r, *[f"conv:metadata:{i}" for i in committed]), timeout=30,
+               what="every committed key purged after crash recovery")
+    assert r.get(f"{new_db}:uncovered") == b"kept"
+    # and the stream goes on in the new epoch
+    r.set("conv:metadata:7", "stale")
+    with pg.connect(new_db) as c:
+        c.execute("UPDATE conversations SET title = 'after' WHERE id = 7")
+    wait_until(lambda: gone(r, "conv:metadata:7"), what="purges flow after recovery")

@@ -1,5 +1,7 @@
 // Unit tests of the extension's pure C++ core (no PostgreSQL): `make -C extension core-test`.
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <algorithm>
 
@@ -60,6 +62,49 @@ TEST(Hmac, KnownVector) {
     // RFC 4231 test case 2
     EXPECT_EQ(hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
               "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST(Hmac, KeyLongerThanABlockIsHashedFirst) {
+    // RFC 4231 test case 6
+    EXPECT_EQ(hmac_sha256_hex(std::string(131, '\xaa'), "Test Using Larger Than Block-Size Key - Hash Key First"),
+              "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
+TEST(Hmac, PreparedKeySignsEveryMessageLikeOpenSslHmac) {
+    for (std::size_t key_len : {0, 1, 32, 64, 65, 200}) {
+        std::string key(key_len, 'k');
+        for (std::size_t i = 0; i < key_len; ++i) key[i] = static_cast<char>(i * 7 + 1);
+        HmacSha256 signer(key);
+        for (std::size_t msg_len : {0, 1, 55, 64, 150, 1000}) {
+            std::string msg(msg_len, 'm');
+            unsigned char digest[EVP_MAX_MD_SIZE];
+            unsigned int len = 0;
+            static const unsigned char empty = 0;
+            HMAC(EVP_sha256(), key.empty() ? &empty : reinterpret_cast<const unsigned char*>(key.data()),
+                 static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), digest,
+                 &len);
+            std::string expected;
+            for (unsigned int b = 0; b < len; ++b) {
+                static const char hex[] = "0123456789abcdef";
+                expected += hex[digest[b] >> 4];
+                expected += hex[digest[b] & 0xf];
+            }
+            EXPECT_EQ(signer.hex(msg), expected) << "key " << key_len << " message " << msg_len;
+            EXPECT_EQ(signer.hex(msg), expected) << "a second use of the prepared key";
+        }
+    }
+}
+
+TEST(Payload, PreparedSignerGivesTheSamePayloadsAsTheSecret) {
+    std::vector<std::string_view> lines{"k a", "p b:*", "t table:public.x"};
+    PayloadParams p;
+    p.dbname = "db";
+    p.secret = "secret";
+    std::uint64_t seq = 1;
+    auto plain = encode_payloads(lines, p, [&] { return seq; });
+    HmacSha256 signer("secret");
+    p.signer = &signer;
+    EXPECT_EQ(encode_payloads(lines, p, [&] { return seq; }), plain);
 }
 
 TEST(Payload, ChunksUnderLimitWithConsecutiveSeqs) {
