@@ -35,9 +35,6 @@ std::chrono::milliseconds ms(double seconds) {
   return std::chrono::milliseconds(std::max<long long>(1, static_cast<long long>(seconds * 1000)));
 }
 
-// Analyses kept per process; past this the memo starts over (hot statements come back
-// at once, one parse each).
-constexpr std::size_t kMaxAnalyses = 10000;
 // A safety net beside the policy version: catalogs are read again this often.
 constexpr auto kCatalogRefresh = std::chrono::seconds(30);
 constexpr auto kTick = std::chrono::milliseconds(250);
@@ -187,15 +184,6 @@ CacheService::Database* CacheService::find(const std::string& database) {
   return it == databases_.end() ? nullptr : it->second.get();
 }
 
-std::shared_ptr<const Analysis> CacheService::analyze_cached(const std::string& sql) {
-  auto it = analyses_.find(sql);
-  if (it != analyses_.end()) return it->second;
-  if (analyses_.size() >= kMaxAnalyses) analyses_.clear();
-  auto a = std::make_shared<const Analysis>(analyze(sql));
-  analyses_.emplace(sql, a);
-  return a;
-}
-
 std::optional<Plan> CacheService::plan(const SessionContext& s, const Request& r) {
   Database* db = find(s.database);
   if (!db || stopping_) return std::nullopt;
@@ -204,7 +192,12 @@ std::optional<Plan> CacheService::plan(const SessionContext& s, const Request& r
     request_catalog(*db);
     return std::nullopt;
   }
-  auto analysis = analyze_cached(r.sql);
+  // Most traffic names no cache-enabled table: a substring test spares it the parse.
+  if (!db->catalog->may_name_cached_table(r.sql)) {
+    ++db->counters.uncacheable;
+    return std::nullopt;
+  }
+  auto analysis = analyses_.analyze(r.sql);
   if (!analysis->cacheable || analysis->hint == Hint::nocache ||
       (settings_.require_hint && analysis->hint != Hint::cache)) {
     ++db->counters.uncacheable;

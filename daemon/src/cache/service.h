@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "app/service.h"
+#include "cache/analysis_memo.h"
 #include "cache/breaker.h"
 #include "cache/catalog.h"
 #include "cache/key.h"
@@ -125,7 +126,6 @@ class CacheService : public app::Service {
   Database* find(const std::string& database);
   boost::asio::awaitable<void> load_catalog(Database& db);
   void request_catalog(Database& db);
-  std::shared_ptr<const Analysis> analyze_cached(const std::string& sql);
   void count_failure();
   void tick();
   void collect(metrics::Exposition& out) const;
@@ -142,7 +142,7 @@ class CacheService : public app::Service {
   boost::asio::steady_timer tick_timer_;
   std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;
   // Analyses by query text: a parse costs tens of microseconds, a lookup one.
-  std::unordered_map<std::string, std::shared_ptr<const Analysis>> analyses_;
+  AnalysisMemo analyses_;
   std::uint64_t evicted_keys_ = 0;
   metrics::Histogram& hit_latency_ms_;
   metrics::CollectorId collector_ = 0;
