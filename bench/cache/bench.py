@@ -228,6 +228,8 @@ def main():
     ap.add_argument("--burst-every", type=float, default=defaults.burst_every)
     ap.add_argument("--burst-len", type=float, default=defaults.burst_len)
     ap.add_argument("--burst-factor", type=float, default=defaults.burst_factor)
+    ap.add_argument("--burst-writes", type=float, default=defaults.burst_writes,
+                    help="share of a burst's extra traffic that posts to the hot conversation (default: --writes)")
     ap.add_argument("--conversations", type=int, default=defaults.conversations)
     ap.add_argument("--users", type=int, default=defaults.users)
     ap.add_argument("--targets", default=",".join(TARGETS))

@@ -26,8 +26,9 @@ def render(chat, bench, hit, failures, opts, args, env):
              f"median of {args.repeats} interleaved repeats per target; think time {opts.think_ms:g} ms (exponential); "
              f"{100 * opts.writes:g} % writes (2/3 new messages, 1/3 profile edits); Zipf s={opts.zipf:g} over "
              f"{opts.conversations} conversations and {opts.users} users; a burst every {opts.burst_every:g} s for "
-             f"{opts.burst_len:g} s: clients go {opts.burst_factor:g}x faster and the extra traffic (reads and posts) "
-             f"goes to one cold conversation. Latency: per statement, client side. DB QPS: pg_stat_statements calls "
+             f"{opts.burst_len:g} s: clients go {opts.burst_factor:g}x faster and the extra traffic goes to one cold "
+             f"conversation ({100 * (opts.writes if opts.burst_writes < 0 else opts.burst_writes):g} % posts to it, "
+             f"the rest reads of it). Latency: per statement, client side. DB QPS: pg_stat_statements calls "
              f"in the chat database per ~1 s window; CV = stddev/mean over those windows. Pool size 20, "
              f"transaction mode.", ""]
     if chat:

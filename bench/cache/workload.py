@@ -29,6 +29,7 @@ class Options:
     burst_every: float = 12.0  # a burst starts every this many seconds (first at 4 s)
     burst_len: float = 4.0
     burst_factor: float = 4.0  # clients run this much faster in a burst, the extra on the hot conversation
+    burst_writes: float = -1.0  # share of that extra traffic that posts to it (< 0: the same as writes)
     timeout: float = 10.0  # per statement
 
 
@@ -185,6 +186,8 @@ class Load:
         conv = hot if hot and rng.random() < (factor - 1) / factor else None
         x = rng.random()
         w = self.opts.writes
+        if conv is not None and self.opts.burst_writes >= 0:
+            w = self.opts.burst_writes
         if conv is None and x < w / 3:
             await self.edit_profile(conn, rng, self.users.draw(rng))
             return factor
