@@ -269,11 +269,25 @@ def main():
         shutil.rmtree(base, ignore_errors=True)
     text = report.render(chat, bench, hit, failures, opts, args,
                          {"before": load_before, "after": load_average(),
-                          "minutes": (time.monotonic() - t_start) / 60, "argv": " ".join(sys.argv[1:])})
+                          "minutes": (time.monotonic() - t_start) / 60, "argv": _options_text(sys.argv[1:])})
     print(text)
     with open(os.path.join(args.out, "report.md"), "w") as f:
         f.write(text)
     return 1 if any(case == "setup" for case, _, _ in failures) else 0
+
+
+def _options_text(argv):
+    """The command line without --out (run.sh passes its OUT_DIR argument as --out)."""
+    out, skip = [], False
+    for a in argv:
+        if skip or a.startswith("--out="):
+            skip = False
+            continue
+        if a == "--out":
+            skip = True
+            continue
+        out.append(a)
+    return " ".join(out)
 
 
 async def _hits(setup):
