@@ -343,9 +343,11 @@ def _waits(d, db):
     return 0
 
 
-def test_redis_killed_and_back_costs_clients_nothing(daemon_factory, pg, chat, workdir):
+@pytest.mark.parametrize("fault", ["killed", "stopped"])
+def test_redis_killed_or_stopped_and_back_costs_clients_nothing(daemon_factory, pg, chat, workdir, fault):
+    import signal
     from harness.servers import RedisServer
-    redis = RedisServer(os.path.join(workdir, "redis-cache-kill")).start()
+    redis = RedisServer(os.path.join(workdir, f"redis-cache-{fault}")).start()
     d = daemon_factory(databases=[chat], redis_url=redis.url,
                        extra_ini=pooler_ini(pool_mode="transaction", log_connections=0) + CACHE_INI)
     errors = []
@@ -365,10 +367,16 @@ def test_redis_killed_and_back_costs_clients_nothing(daemon_factory, pg, chat, w
         threads = [threading.Thread(target=reader) for _ in range(4)]
         for t in threads:
             t.start()
-        redis.kill()  # SIGKILL, mid-run
+        if fault == "killed":
+            redis.kill()  # SIGKILL, mid-run
+        else:
+            redis.proc.send_signal(signal.SIGSTOP)  # alive but silent: every operation times out
         wait_until(lambda: cache_row(d, chat)["health"] == "redis down", what="the breaker open")
         stopped_at = cache_row(d, chat)["hits"]
-        redis = RedisServer(redis.dir, port=redis.port).start()
+        if fault == "killed":
+            redis = RedisServer(redis.dir, port=redis.port).start()
+        else:
+            redis.proc.send_signal(signal.SIGCONT)
         wait_until(lambda: cache_row(d, chat)["hits"] > stopped_at + 10, timeout=15, what="hits again")
         stop.set()
         for t in threads:
@@ -524,3 +532,34 @@ def test_node_postgres_gets_hits(daemon_factory, pg, chat):
     assert len(set(want)) == 1
     d = start(daemon_factory, chat)
     assert cached(d, chat, lambda: run(d.port)) == want
+
+
+def test_the_console_shows_rules_and_deletes_entries(daemon_factory, pg, chat, redis_srv):
+    d = start(daemon_factory, chat)
+    r = redis_srv.client()
+    with connect(d, chat) as c:
+        cached(d, chat, lambda: history(c, 1))
+        rules = {row[1]: row for row in console(d, "SHOW CACHE RULES")}
+        assert set(rules) == {"public.messages", "public.profiles"}
+        assert rules["public.messages"][3] == 60000 and rules["public.messages"][4] == "conversation_id"
+        assert rules["public.profiles"][3] is None  # [cache] default_ttl
+
+        def entries():
+            return sorted(k.decode() for k in r.scan_iter(f"pgcohere:{{{chat}}}:e:*"))
+
+        assert console(d, "CACHE DELETE TABLE messages") == [(wait_until(entries) and len(entries()),)]
+        assert entries() == []
+        cached(d, chat, lambda: history(c, 1))
+        cached(d, chat, lambda: history(c, 2))
+        key = entries()[0]
+        assert console(d, f"CACHE DELETE '{key}'") == [(1,)]
+        assert key not in entries()
+        assert console(d, "CACHE DELETE PATTERN '*'") == [(1,)]
+        wait_until(lambda: entries() == [], what="every entry deleted")
+        with pytest.raises(psycopg.Error, match="not a cache entry key"):
+            console(d, "CACHE DELETE 'user:42'")
+        with pytest.raises(psycopg.Error, match="no cache-enabled table"):
+            console(d, "CACHE DELETE TABLE nosuch")
+        with pytest.raises(psycopg.Error, match="admin access needed"):
+            with psycopg.connect(dsn(d, "pgcohere", user="stats"), autocommit=True) as s:
+                s.execute("CACHE DELETE PATTERN '*'")

@@ -128,14 +128,16 @@ def test_signed_payload_purges_keys_patterns_and_tags(pg, new_db, redis_srv, sec
         r.set(f"{p}msg:history:42:{i}", "x")
     r.set(p + "msg:history:43:0", "keep")
     r.set(p + "msg:history:4*:0", "keep")  # a pattern is not widened by its own data
-    r.sadd("pgcohere:tag:table:public.t", "pgcohere:q:1", "pgcohere:q:2")
-    r.set("pgcohere:q:1", "x")
-    r.set("pgcohere:q:2", "x")
+    # A query-cache tag: the entries its set lists (docs/cache.md, "Redis layout") go.
+    e1, e2, tagset = (f"pgcohere:{{{new_db}}}:e:1", f"pgcohere:{{{new_db}}}:e:2",
+                      f"pgcohere:{{{new_db}}}:s:table:public.t")
+    r.sadd(tagset, e1, e2)
+    r.set(e1, "x")
+    r.set(e2, "x")
     Stream(pg, new_db, secret).send([("k", p + "user:1"), ("k", p + "weird\nkey\\"),
                                          ("p", p + "msg:history:42:*"), ("t", "table:public.t")])
     wait_until(lambda: gone(r, p + "user:1", p + "weird\nkey\\", p + "msg:history:42:0", p + "msg:history:42:1",
-                            p + "msg:history:42:2", "pgcohere:q:1", "pgcohere:q:2",
-                            "pgcohere:tag:table:public.t"), what="keys purged")
+                            p + "msg:history:42:2", e1, e2, tagset), what="keys purged")
     assert r.get(p + "msg:history:43:0") == b"keep"
     assert r.get(p + "msg:history:4*:0") == b"keep"
     wait_until(lambda: d.metric("pgcohere_invalidations_applied_total", database=new_db) == 1, what="applied=1")

@@ -58,3 +58,15 @@ def test_metrics_doc_matches_a_scrape(daemon_factory, new_db):
     always = {n for n, (_, _, section) in doc.items() if section in ("Pooler", "Process")}
     missing = sorted(always - set(got))
     assert not missing, f"in docs/metrics.md but not exported: {missing}"
+
+
+def test_cache_metrics_doc_matches_a_scrape(daemon_factory, new_db):
+    d = daemon_factory(databases=[new_db], extra_ini="[pgcohered]\npool_mode = transaction\n[cache]\nenabled = 1\n")
+    with connect(d, new_db) as c:
+        c.execute("select 1")
+    got, doc = scraped(d), documented()
+    cache = {n for n, (_, _, section) in doc.items() if section == "Query cache"}
+    assert not sorted(set(got) - set(doc)), "exported but not in docs/metrics.md"
+    for name in cache:
+        assert name in got, f"{name} is documented but not exported"
+        assert got[name] == doc[name][:2], name

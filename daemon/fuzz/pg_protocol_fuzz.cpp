@@ -2,9 +2,13 @@
 // direction and the limits, the rest is a byte stream fed in random-sized reads.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "cache/reply_capture.h"
+#include "cache/request.h"
+#include "cache/session_switch.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "session/client_session.h"
@@ -67,6 +71,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // The session layer sees every whole message too: client messages are translated for a
   // server connection (prepared statements rewritten), server messages update its state.
+  // The query cache reads the same bytes: which client batches it may answer, and what of
+  // a server reply it may store.
+  if (backend) {
+    pgcohere::cache::ReplyCapture capture(4096);
+    FrameDecoder whole(FrameDecoder::Side::backend);
+    std::string_view rest = in;
+    while (!capture.done()) {
+      auto f = whole.next(rest);
+      if (f.kind != Frame::Kind::message) break;
+      capture.add(f.type, rest.substr(0, f.consumed));
+      rest.remove_prefix(f.consumed);
+    }
+    if (capture.state() == pgcohere::cache::ReplyCapture::State::complete && capture.bytes().size() > 4096)
+      __builtin_trap();
+  } else {
+    auto named = [](std::string_view name) -> std::optional<pgcohere::cache::NamedStatement> {
+      if (name.empty() || name[0] != 's') return std::nullopt;
+      return pgcohere::cache::NamedStatement{"SELECT 1", std::string_view("\0\0", 2)};
+    };
+    if (auto r = pgcohere::cache::recognize(in, named); r && (r->consumed == 0 || r->consumed > in.size()))
+      __builtin_trap();
+    (void)pgcohere::cache::session_switch(in);
+  }
   pgcohere::session::StatementRegistry registry;
   pgcohere::session::ClientSession client;
   pgcohere::session::ServerSession server(4);

@@ -133,7 +133,7 @@ CacheService::CacheService(asio::io_context& io, const config::Config& config)
       bypass_env_(bypass_from_environment()),
       tick_timer_(io),
       hit_latency_ms_(metrics::registry().histogram("cache_hit_latency_ms",
-                                                    "Time from a cacheable request to its replayed answer, milliseconds",
+                                                    "Redis lookup time of requests answered from the cache, milliseconds",
                                                     metrics::exponential_buckets(0.05, 1.3, 40))) {
   for (const auto& db : config.databases) {
     if (db.name == "*") continue;

@@ -93,6 +93,10 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
               static_cast<double>(k.index_passes));
     e.counter("purge_index_keys_visited_total", "Index entries visited by pattern purges", {},
               static_cast<double>(k.index_keys_visited));
+    e.counter("purge_cache_tags_total", "Query-cache tags given a new version (their entries removed)", {},
+              static_cast<double>(k.tags_invalidated));
+    e.counter("purge_cache_entries_removed_total", "Cache entries those tags removed", {},
+              static_cast<double>(k.tagged_entries_removed));
     e.gauge("pattern_index_keys", "Key names held by the pattern index", {}, index_ ? static_cast<double>(index_->size()) : 0);
     e.gauge("pattern_index_ready", "1 while pattern purges use the index", {}, index_ && index_->ready() ? 1 : 0);
     e.counter("redis_errors_total", "Failed Redis commands of the purger", {}, static_cast<double>(k.redis_errors));
