@@ -547,7 +547,8 @@ def test_the_console_shows_rules_and_deletes_entries(daemon_factory, pg, chat, r
         def entries():
             return sorted(k.decode() for k in r.scan_iter(f"pgcohere:{{{chat}}}:e:*"))
 
-        assert console(d, "CACHE DELETE TABLE messages") == [(wait_until(entries) and len(entries()),)]
+        stored = len(wait_until(entries, what="an entry stored"))
+        assert console(d, "CACHE DELETE TABLE messages") == [(stored,)]
         assert entries() == []
         cached(d, chat, lambda: history(c, 1))
         cached(d, chat, lambda: history(c, 2))
