@@ -73,6 +73,7 @@ struct Batch {
     uint32 records = 0;  // one per committed transaction
     bool resync = false;
     char reason[32] = {0};
+    uint64 start = 0, end = 0;  // ring positions of the records (read-your-writes: the header's pos)
 };
 
 Batch drain(int i, MemoryContext cxt) {
@@ -87,6 +88,8 @@ Batch drain(int i, MemoryContext cxt) {
         b.records++;
     }
     b.len = pos - s->tail;
+    b.start = s->tail;
+    b.end = pos;
     b.resync = s->resync;
     if (b.resync) strlcpy(b.reason, s->reason, sizeof b.reason);
     s->resync = false;
@@ -140,6 +143,10 @@ Encoded encode(const Batch& b, int i, const char* dbname, MemoryContext cxt) {
     params.secret = secret;
     params.epoch = s->epoch;
     params.commit_us = earliest;
+    params.pos = core::PayloadParams::Pos::range;
+    params.pos_start = b.start;
+    params.pos_end = b.end;
+    params.emit_empty = b.records > 0;  // markers of direct publishes carry no lines
     auto payloads = core::encode_payloads(lines, params, [&] { return ring_next_seq(i); });
     Encoded out;
     out.n = (int)payloads.size();
