@@ -6,8 +6,7 @@ namespace pgcohere::core {
 namespace {
 
 std::string header(const PayloadParams& p, std::uint64_t seq, bool last) {
-    std::string h =
-        "pgc1 " + std::to_string(p.epoch) + " " + std::to_string(seq) + " " + std::to_string(p.commit_us);
+    std::string h = "pgc1 " + std::to_string(p.epoch) + " " + std::to_string(seq) + " " + std::to_string(p.commit_us);
     switch (p.pos) {
         case PayloadParams::Pos::none:
             break;

@@ -148,8 +148,8 @@ int ring_slot_for(Oid dboid) {
     return found;
 }
 
-bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64 nkeys, bool coarsened,
-               uint64* epoch, uint64* pos) noexcept {
+bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64 nkeys, bool coarsened, uint64* epoch,
+               uint64* pos) noexcept {
     // Runs in the COMMIT callback: LWLocks and memcpy only, never an error.
     *epoch = *pos = 0;
     Slot* s = slot_at(i);

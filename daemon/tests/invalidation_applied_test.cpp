@@ -1,8 +1,8 @@
 // The read-your-writes watermark: it promises a position only once every commit up to it
 // is purged, through completed purges in seq order or a resync that began after them.
-#include "invalidation/applied_watermark.h"
-
 #include <gtest/gtest.h>
+
+#include "invalidation/applied_watermark.h"
 
 using pgcohere::invalidation::AppliedWatermark;
 using Applied = AppliedWatermark::Applied;

@@ -76,8 +76,7 @@ void AppliedWatermark::resync_completed(ResyncToken token) {
   // their purge was dropped (the purger's backlog overflow).
   resyncs_.erase(resyncs_.begin(), std::next(it));
   // Every notification that arrived before the resync began is covered, whatever its seq.
-  for (auto* m : {&pending_, &late_})
-    std::erase_if(*m, [&](const auto& kv) { return kv.second.arrival <= c.arrival; });
+  for (auto* m : {&pending_, &late_}) std::erase_if(*m, [&](const auto& kv) { return kv.second.arrival <= c.arrival; });
   if (epoch_ && c.epoch == epoch_) {
     // So is every seq up to the highest one seen then, received or lost (a gap). One that
     // arrives later in spite of it goes to late_.

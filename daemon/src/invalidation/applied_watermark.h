@@ -62,7 +62,7 @@ class AppliedWatermark {
   };
   struct Cover {
     std::optional<std::uint64_t> epoch;
-    std::uint64_t seq = 0;    // highest seq seen in `epoch` at the start
+    std::uint64_t seq = 0;             // highest seq seen in `epoch` at the start
     std::optional<std::uint64_t> pos;  // highest pos seen in `epoch` at the start
     std::uint64_t arrival = 0;         // notifications accepted before the start
   };
@@ -70,7 +70,7 @@ class AppliedWatermark {
 
   std::optional<std::uint64_t> epoch_;
   bool have_base_ = false;
-  std::uint64_t base_ = 0;  // every seq <= base_ of epoch_ is purged or covered by a resync
+  std::uint64_t base_ = 0;                   // every seq <= base_ of epoch_ is purged or covered by a resync
   std::optional<std::uint64_t> prefix_pos_;  // highest pos among those
   std::uint64_t highest_seq_ = 0;            // of epoch_
   std::optional<std::uint64_t> highest_pos_;
