@@ -123,6 +123,17 @@ struct PayloadParams {
     std::uint64_t epoch = 0;
     std::int64_t commit_us = 0;
     std::size_t max_payload = kMaxPayload;
+    // The header's optional pos field (docs/protocol.md): the highest commit position a
+    // payload covers, for read-your-writes. none: no field; seq: each payload's own seq
+    // (direct mode, where a commit's position is its seq); range: the last payload carries
+    // pos_end, the ones before it pos_start (preload mode: the ring bytes of the batch's
+    // commits are covered only once its last chunk is out).
+    enum class Pos { none, seq, range } pos = Pos::none;
+    std::uint64_t pos_start = 0;
+    std::uint64_t pos_end = 0;
+    // No lines: still one payload without entries (a ring batch of markers only must
+    // report its position).
+    bool emit_empty = false;
 };
 std::vector<std::string> encode_payloads(const std::vector<std::string_view>& lines, const PayloadParams& params,
                                          const std::function<std::uint64_t()>& next_seq);

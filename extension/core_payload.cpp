@@ -5,8 +5,20 @@ namespace pgcohere::core {
 
 namespace {
 
-std::string header(const PayloadParams& p, std::uint64_t seq) {
-    return "pgc1 " + std::to_string(p.epoch) + " " + std::to_string(seq) + " " + std::to_string(p.commit_us) + "\n";
+std::string header(const PayloadParams& p, std::uint64_t seq, bool last) {
+    std::string h = "pgc1 " + std::to_string(p.epoch) + " " + std::to_string(seq) + " " + std::to_string(p.commit_us);
+    switch (p.pos) {
+        case PayloadParams::Pos::none:
+            break;
+        case PayloadParams::Pos::seq:
+            h += " " + std::to_string(seq);
+            break;
+        case PayloadParams::Pos::range:
+            h += " " + std::to_string(last ? p.pos_end : p.pos_start);
+            break;
+    }
+    h.push_back('\n');
+    return h;
 }
 
 std::string sign(const PayloadParams& p, std::string body) {
@@ -37,8 +49,8 @@ std::string cache_policy_text(std::uint32_t relid) { return std::to_string(relid
 
 std::vector<std::string> encode_payloads(const std::vector<std::string_view>& lines, const PayloadParams& p,
                                          const std::function<std::uint64_t()>& next_seq) {
-    // Worst case header: "pgc1 " + 3 x 20 digits + 2 spaces + LF; signature line "sig " + 64.
-    constexpr std::size_t kHeaderMax = 5 + 3 * 20 + 2 + 1;
+    // Worst case header: "pgc1 " + 4 x 20 digits + 3 spaces + LF; signature line "sig " + 64.
+    constexpr std::size_t kHeaderMax = 5 + 4 * 20 + 3 + 1;
     constexpr std::size_t kSigLen = 4 + 64;
     const std::size_t budget = p.max_payload - kHeaderMax - kSigLen;
 
@@ -55,10 +67,11 @@ std::vector<std::string> encode_payloads(const std::vector<std::string_view>& li
         used += line.size() + 1;
     }
     std::vector<std::string> out;
-    if (lines.empty()) return out;
+    if (lines.empty() && !p.emit_empty) return out;
     out.reserve(chunks.size());
-    for (const auto& chunk : chunks) {
-        std::string body = header(p, next_seq());
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+        const auto& chunk = chunks[i];
+        std::string body = header(p, next_seq(), i + 1 == chunks.size());
         for (std::string_view line : chunk) {
             body.append(line);
             body.push_back('\n');

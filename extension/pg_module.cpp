@@ -16,6 +16,7 @@ int guc_ring_size_kb = 1024;
 int guc_max_databases = 8;
 int guc_worker_idle_ms = 2000;
 bool guc_deterministic = false;
+char* guc_published = nullptr;
 int guc_publish_mode = PUBLISH_AUTO;
 bool guc_warn_undeclared_keys = true;
 bool g_preloaded = false;
@@ -62,6 +63,13 @@ void define_settings() {
     DefineCustomBoolVariable(
         "pgcohere.deterministic", "Tests only: epoch 0, commit time 0, seqs from the pgcohere.seq sequence.", nullptr,
         &guc_deterministic, false, PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);
+    // Read-your-writes (docs/cache.md): set by the commit of a transaction that published
+    // invalidations; GUC_REPORT sends it to the client (a ParameterStatus before that
+    // commit's ReadyForQuery), so the pooler learns the position its purge must reach.
+    DefineCustomStringVariable("pgcohere.published",
+                               "Epoch and position of the invalidations of this session's last publishing commit.",
+                               "Set by pgcohere at commit; cannot be changed.", &guc_published, "", PGC_INTERNAL,
+                               GUC_REPORT | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE, nullptr, nullptr, nullptr);
     if (g_preloaded) {  // postmaster-level settings exist only with shared_preload_libraries
         DefineCustomIntVariable("pgcohere.ring_size", "Size of each database's shared-memory ring (preload mode).",
                                 nullptr, &guc_ring_size_kb, 1024, 16, 1024 * 1024, PGC_POSTMASTER, GUC_UNIT_KB, nullptr,

@@ -148,8 +148,10 @@ int ring_slot_for(Oid dboid) {
     return found;
 }
 
-bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64 nkeys, bool coarsened) noexcept {
+bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64 nkeys, bool coarsened, uint64* epoch,
+               uint64* pos) noexcept {
     // Runs in the COMMIT callback: LWLocks and memcpy only, never an error.
+    *epoch = *pos = 0;
     Slot* s = slot_at(i);
     LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
     if (s->dboid != MyDatabaseId) {
@@ -188,6 +190,12 @@ bool ring_push(int i, int64 commit_us, const char* data, std::size_t len, uint64
     } else if (!s->resync) {
         s->resync = true;
         strlcpy(s->reason, "ring-overflow", sizeof s->reason);
+    }
+    // Read-your-writes: the record's end, or on overflow the head (the resync that covers
+    // the lost record goes out in a batch drained after now, so before this is reached).
+    if (s->dboid == MyDatabaseId) {
+        *epoch = s->epoch;
+        *pos = s->head;
     }
     PGPROC* wake = nullptr;
     if (was_empty || !ok) wake = s->worker ? s->worker : g_ring->launcher;

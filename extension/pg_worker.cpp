@@ -78,6 +78,7 @@ struct Batch {
     std::size_t len = 0;
     bool resync = false;
     char reason[32] = {0};
+    uint64 start = 0, end = 0;  // ring positions of the records (read-your-writes: the header's pos)
 };
 
 Batch drain(int i, MemoryContext cxt) {
@@ -91,6 +92,8 @@ Batch drain(int i, MemoryContext cxt) {
         pos += kRecordHeader + l;
     }
     b.len = pos - s->tail;
+    b.start = s->tail;
+    b.end = pos;
     b.resync = s->resync;
     if (b.resync) strlcpy(b.reason, s->reason, sizeof b.reason);
     s->resync = false;
@@ -144,6 +147,10 @@ Encoded encode(const Batch& b, int i, const char* dbname, MemoryContext cxt) {
     params.signer = g_signer.get();
     params.epoch = s->epoch;
     params.commit_us = earliest;
+    params.pos = core::PayloadParams::Pos::range;
+    params.pos_start = b.start;
+    params.pos_end = b.end;
+    params.emit_empty = b.records > 0;  // markers of direct publishes carry no lines
     auto payloads = core::encode_payloads(lines, params, [&] { return ring_next_seq(i); });
     Encoded out;
     out.n = (int)payloads.size();

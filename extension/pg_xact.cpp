@@ -9,6 +9,11 @@
 
 #include "state.hpp"
 
+extern "C" {
+#include "catalog/pg_database.h"
+#include "storage/lmgr.h"
+}
+
 namespace pgcohere {
 
 Counters g_local_stats;
@@ -25,6 +30,11 @@ struct XactState {
     bool direct_published = false;
     bool lost = false;  // entries could not be kept: publish a resync
     uint64 notifications = 0;
+    // Read-your-writes (pgcohere.published): direct mode's epoch and last seq; or, for a
+    // direct publish in a preloaded cluster, the slot whose ring gets a marker at commit.
+    uint64 pub_epoch = 0;
+    uint64 pub_pos = 0;
+    int marker_slot = -1;
     // invalidate()'s warnings about keys no resync covers: the families reported so far
     std::unordered_set<std::string> warned_families;
     bool warnings_capped = false;
@@ -41,6 +51,9 @@ void reset() noexcept {
     g_xact.direct_published = false;
     g_xact.lost = false;
     g_xact.notifications = 0;
+    g_xact.pub_epoch = 0;
+    g_xact.pub_pos = 0;
+    g_xact.marker_slot = -1;
     g_xact.warned_families.clear();
     g_xact.warnings_capped = false;
 }
@@ -89,9 +102,24 @@ void publish_direct() {
         std::vector<std::string_view> views(lines.begin(), lines.end());
         auto payloads = core::encode_payloads(views, params, [&] { return ring_next_seq(slot); });
         notify_payloads(payloads);
+        // These payloads cover no ring position (pos is the ring's byte offset in this
+        // epoch): the commit pushes an empty marker, and the worker's batch that carries it
+        // (sent after these payloads, with higher seqs) gives the commit its position.
+        g_xact.marker_slot = slot;
         return;
     }
     Oid seq = pg::call([] { return sequence_relid(); });
+    // Take PostgreSQL's NOTIFY lock (PreCommit_Notify takes the same one a moment later
+    // and holds it to the end of the commit) before the seqs: then seqs enter the NOTIFY
+    // queue in seq order, and a seq the daemon has not received when a higher one arrives
+    // is lost for good (an aborted commit), never a commit still on its way. That is what
+    // lets a resync advance the read-your-writes watermark over a gap (docs/cache.md).
+    // The sequence's lock first, the order nextval then PreCommit_Notify already had (a
+    // concurrent DROP EXTENSION holds the sequence and then wants the NOTIFY lock).
+    pg::call([&] {
+        if (OidIsValid(seq)) LockRelationOid(seq, RowExclusiveLock);
+        LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
+    });
     uint64 local_seq = 0;
     if (!OidIsValid(seq) && !guc_deterministic) {
         // The extension was dropped in this transaction: no shared sequence any more.
@@ -105,11 +133,15 @@ void publish_direct() {
     }
     auto lines = lines_of_xact();
     std::vector<std::string_view> views(lines.begin(), lines.end());
+    params.pos = core::PayloadParams::Pos::seq;
+    uint64 last_seq = 0;
     auto payloads = core::encode_payloads(views, params, [&] {
-        if (!OidIsValid(seq)) return ++local_seq;
-        return (uint64)pg::call([&] { return nextval_internal(seq, false); });
+        last_seq = OidIsValid(seq) ? (uint64)pg::call([&] { return nextval_internal(seq, false); }) : ++local_seq;
+        return last_seq;
     });
     notify_payloads(payloads);
+    g_xact.pub_epoch = params.epoch;
+    g_xact.pub_pos = last_seq;
 }
 
 // Preload mode, pre-commit: serialize now (may fail, the transaction then aborts);
@@ -147,17 +179,57 @@ void pre_commit() {
     publish_direct();
 }
 
+// Sets pgcohere.published after the commit record: it must not raise an error. With
+// PGC_S_OVERRIDE set_config_option() keeps no transaction stack entry (it sets the reset
+// value too, so nothing is allocated in TopTransactionContext); its only allocation is
+// guc_strdup()'s malloc, which reports at `elevel` (WARNING: no longjmp). The guard below
+// is for anything we overlooked: the setting is then not reported (logged), the commit stays.
+void set_published(uint64 epoch, uint64 pos) noexcept {
+    static char value[48];  // plain static data: nothing to allocate or destroy here
+    snprintf(value, sizeof value, UINT64_FORMAT " " UINT64_FORMAT, epoch, pos);
+    MemoryContext old = CurrentMemoryContext;
+    // errfinish() zeroes these before a longjmp; the commit holds interrupts and expects them back.
+    uint32 holdoff = InterruptHoldoffCount, cancel_holdoff = QueryCancelHoldoffCount, crit = CritSectionCount;
+    bool failed = false;
+    PG_TRY();
+    {
+        (void)set_config_option("pgcohere.published", value, PGC_INTERNAL, PGC_S_OVERRIDE, GUC_ACTION_SET, true,
+                                WARNING, false);
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(old);
+        FlushErrorState();
+        InterruptHoldoffCount = holdoff;
+        QueryCancelHoldoffCount = cancel_holdoff;
+        CritSectionCount = crit;
+        failed = true;
+    }
+    PG_END_TRY();
+    if (failed) elog(LOG, "pgcohere: could not set pgcohere.published to %s", value);
+}
+
 void commit() noexcept {
+    uint64 epoch = 0, pos = 0;
     if (g_xact.slot >= 0) {
         // Already committed: copying into the ring must never raise an error.
         ring_push(g_xact.slot, unix_us(GetCurrentTimestamp()), g_xact.record.data(), g_xact.record.size(),
-                  g_xact.entries.size(), g_xact.coarsened);
+                  g_xact.entries.size(), g_xact.coarsened, &epoch, &pos);
     } else if (g_xact.direct_published) {
         g_local_stats.keys_published += g_xact.entries.size();
         // a direct publish in a preloaded cluster also counts in the cluster's stats()
         ring_count_direct(g_xact.entries.size(), g_xact.notifications, g_xact.coarsened);
+        if (g_xact.marker_slot >= 0)
+            ring_push(g_xact.marker_slot, unix_us(GetCurrentTimestamp()), "", 0, 0, false, &epoch, &pos);
+        else {
+            epoch = g_xact.pub_epoch;
+            pos = g_xact.pub_pos;
+        }
     }
     reset();
+    // pos 0: nothing published, or no ring slot could take the record (then nothing can
+    // promise when it is applied; the setting keeps its value).
+    if (pos > 0) set_published(epoch, pos);
 }
 
 extern "C" void xact_callback(XactEvent event, void*) {

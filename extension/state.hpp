@@ -24,6 +24,7 @@ enum PublishMode { PUBLISH_AUTO, PUBLISH_DIRECT };
 extern int guc_publish_mode;
 extern bool guc_warn_undeclared_keys;
 extern bool guc_deterministic;  // tests: epoch and commit-us 0
+extern char* guc_published;     // "<epoch> <pos>" of this session's last publishing commit (GUC_REPORT)
 extern bool g_preloaded;        // loaded through shared_preload_libraries
 
 // ---- rules of a relation (pg_rules.cpp)
@@ -111,7 +112,10 @@ bool ring_available();
 uint64 ring_capacity();  // bytes per database
 int ring_slot_for(Oid dboid);  // claims a slot; -1 if none is free
 // Appends one committed transaction; never errors. False on overflow (resync recorded).
-bool ring_push(int slot, int64 commit_us, const char* data, std::size_t len, uint64 nkeys, bool coarsened) noexcept;
+// *epoch and *pos: the ring epoch and the record's end position (on overflow the head),
+// the commit's read-your-writes position; both 0 when no slot could take it.
+bool ring_push(int slot, int64 commit_us, const char* data, std::size_t len, uint64 nkeys, bool coarsened,
+               uint64* epoch, uint64* pos) noexcept;
 Counters ring_stats();
 void ring_count_direct(uint64 entries, uint64 notifications, bool coarsened) noexcept;
 // The (epoch, seq) stream of slot i, shared by its worker and by direct publishers in

@@ -43,9 +43,10 @@ class Payload:
         body, sep, sig = raw.rpartition("sig ")
         assert sep and body.endswith("\n"), raw
         lines = body.split("\n")[:-1]
-        magic, epoch, seq, commit_us = lines[0].split(" ")
-        assert magic == "pgc1"
+        magic, epoch, seq, commit_us, *pos = lines[0].split(" ")
+        assert magic == "pgc1" and len(pos) <= 1, lines[0]
         self.epoch, self.seq, self.commit_us = int(epoch), int(seq), int(commit_us)
+        self.pos = int(pos[0]) if pos else None  # read-your-writes (docs/protocol.md)
         self.entries = [(line[0], unescape(line[2:])) for line in lines[1:]]
         for kind, _ in self.entries:
             assert kind in "kptrc"

@@ -80,7 +80,10 @@ TEST(NotifyPayload, GrammarErrorsAreReportedPrecisely) {
   EXPECT_TRUE(signed_body("pgc1 1 2 3\n").ok());  // no entries is legal
   EXPECT_EQ(signed_body("pgc2 1 2 3\n").error, PayloadError::bad_version);
   EXPECT_EQ(signed_body("pgc1 1 2\n").error, PayloadError::bad_header);
-  EXPECT_EQ(signed_body("pgc1 1 2 3 4\n").error, PayloadError::bad_header);
+  EXPECT_EQ(signed_body("pgc1 1 2 3 4 5\n").error, PayloadError::bad_header);  // 5 fields at most
+  EXPECT_EQ(signed_body("pgc1 1 2 3 \n").error, PayloadError::bad_header);
+  EXPECT_EQ(signed_body("pgc1 1 2 3 x\n").error, PayloadError::bad_header);
+  EXPECT_EQ(signed_body("pgc1 1 2 3 18446744073709551616\n").error, PayloadError::bad_header);
   EXPECT_EQ(signed_body("pgc1 -1 2 3\n").error, PayloadError::bad_header);
   EXPECT_EQ(signed_body("pgc1 1  3\n").error, PayloadError::bad_header);
   EXPECT_EQ(signed_body("pgc1 18446744073709551616 2 3\n").error, PayloadError::bad_header);
@@ -93,6 +96,35 @@ TEST(NotifyPayload, GrammarErrorsAreReportedPrecisely) {
   auto r = signed_body("pgc1 1 2 3\nk a\nq b\n");
   EXPECT_EQ(r.error, PayloadError::bad_entry);
   EXPECT_EQ(r.detail, "line 3");
+}
+
+TEST(NotifyPayload, HeaderWithoutPosDecodesWithNoPos) {
+  auto r = signed_body("pgc1 1 2 3\nk a\n");
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r.payload->pos.has_value());
+  EXPECT_EQ(r.payload->commit_us, 3u);
+}
+
+TEST(NotifyPayload, HeaderWithPosDecodesItsFifthField) {
+  auto r = signed_body("pgc1 1 2 3 18446744073709551615\nk a\n");
+  ASSERT_TRUE(r.ok()) << r.detail;
+  EXPECT_EQ(r.payload->pos, std::optional<std::uint64_t>(18446744073709551615ull));
+  EXPECT_EQ(r.payload->seq, 2u);
+  EXPECT_EQ(r.payload->commit_us, 3u);
+  EXPECT_EQ(r.payload->entries.size(), 1u);
+}
+
+TEST(NotifyPayload, PosRoundTripsAndIsCoveredByTheSignature) {
+  NotifyPayload p = sample();
+  p.pos = 4096;
+  auto text = encode_payload(p, "appdb", "s3cret");
+  EXPECT_EQ(text.rfind("pgc1 1732700000 7 1732700000123456 4096\n", 0), 0u);
+  auto r = decode_payload(text, "appdb", "s3cret");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r.payload, p);
+  std::string forged = text;
+  forged.replace(forged.find(" 4096\n"), 6, " 9999");
+  EXPECT_EQ(decode_payload(forged, "appdb", "s3cret").error, PayloadError::signature_mismatch);
 }
 
 TEST(NotifyPayload, EntryKinds) {

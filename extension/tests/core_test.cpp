@@ -143,6 +143,67 @@ TEST(Payload, OversizeEntryBecomesResync) {
     EXPECT_NE(payloads[0].find("\nr oversize-entry\n"), std::string::npos);
 }
 
+TEST(Payload, DirectModeHeadersCarryTheirOwnSeqAsPos) {
+    std::vector<std::string> owned;
+    for (int i = 0; i < 3000; ++i) owned.push_back("k item:" + std::to_string(i) + ":" + std::string(20, 'x'));
+    std::vector<std::string_view> lines(owned.begin(), owned.end());
+    PayloadParams p;
+    p.epoch = 7;
+    p.commit_us = 42;
+    p.pos = PayloadParams::Pos::seq;
+    std::uint64_t seq = 10;
+    auto payloads = encode_payloads(lines, p, [&] { return seq++; });
+    ASSERT_GT(payloads.size(), 1u);
+    for (std::size_t i = 0; i < payloads.size(); ++i) {
+        std::string s = std::to_string(10 + i);
+        EXPECT_EQ(payloads[i].rfind("pgc1 7 " + s + " 42 " + s + "\n", 0), 0u);
+        EXPECT_LT(payloads[i].size(), 8000u);
+    }
+}
+
+TEST(Payload, RingBatchClaimsItsEndPositionOnlyInItsLastChunk) {
+    std::vector<std::string> owned;
+    for (int i = 0; i < 3000; ++i) owned.push_back("k item:" + std::to_string(i) + ":" + std::string(20, 'x'));
+    std::vector<std::string_view> lines(owned.begin(), owned.end());
+    PayloadParams p;
+    p.epoch = 7;
+    p.commit_us = 42;
+    p.pos = PayloadParams::Pos::range;
+    p.pos_start = 1000;
+    p.pos_end = 99999;
+    std::uint64_t seq = 3;
+    auto payloads = encode_payloads(lines, p, [&] { return seq++; });
+    ASSERT_GT(payloads.size(), 1u);
+    for (std::size_t i = 0; i + 1 < payloads.size(); ++i)
+        EXPECT_EQ(payloads[i].rfind("pgc1 7 " + std::to_string(3 + i) + " 42 1000\n", 0), 0u);
+    EXPECT_EQ(payloads.back().rfind("pgc1 7 " + std::to_string(3 + payloads.size() - 1) + " 42 99999\n", 0), 0u);
+}
+
+TEST(Payload, BatchOfMarkersOnlyStillSendsOneEntrylessPayload) {
+    PayloadParams p;
+    p.dbname = "db";
+    p.secret = "s";
+    p.pos = PayloadParams::Pos::range;
+    p.pos_start = 12;
+    p.pos_end = 36;
+    EXPECT_TRUE(encode_payloads({}, p, [] { return std::uint64_t{5}; }).empty());
+    p.emit_empty = true;
+    auto payloads = encode_payloads({}, p, [] { return std::uint64_t{5}; });
+    ASSERT_EQ(payloads.size(), 1u);
+    std::string body = "pgc1 0 5 0 36\n";
+    EXPECT_EQ(payloads[0], body + "sig " + hmac_sha256_hex("s", "db\n" + body));
+}
+
+TEST(Payload, WithoutPosTheHeaderKeepsItsFourFields) {
+    std::string line = "k a";
+    PayloadParams p;
+    p.epoch = 1;
+    p.commit_us = 2;
+    auto payloads = encode_payloads({line}, p, [] { return std::uint64_t{3}; });
+    ASSERT_EQ(payloads.size(), 1u);
+    EXPECT_EQ(payloads[0].rfind("pgc1 1 3 2\nk a\nsig ", 0), 0u);
+}
+
 TEST(CacheTags, NameTheRelationByOidAsDocsCacheMdSays) {
     EXPECT_EQ(cache_tbl_tag(16384), "tbl:16384");
     EXPECT_EQ(cache_all_tag(4294967295u), "all:4294967295");

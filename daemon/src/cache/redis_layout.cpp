@@ -116,6 +116,25 @@ return v
   return s;
 }
 
+const Script& applied_script() {
+  static const Script s = make("applied", R"lua(
+local function less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ce, cp = string.match(cur, '^(%d+) (%d+)$')
+  local ne, np = string.match(ARGV[1], '^(%d+) (%d+)$')
+  if not ne then return redis.error_reply('applied: bad value') end
+  if ce and (less(ne, ce) or (ne == ce and less(np, cp))) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+)lua");
+  return s;
+}
+
 void run_script(redis::Backend& backend, const Script& script, const std::vector<std::string>& keys,
                 const std::vector<std::string>& args, redis::Backend::Callback done) {
   auto argv = [&](const char* verb, const std::string& body) {

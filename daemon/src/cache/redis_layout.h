@@ -22,6 +22,10 @@ class Layout {
   std::string version(std::string_view tag) const { return prefix_ + "v:" + std::string(tag); }
   std::string members(std::string_view tag) const { return prefix_ + "s:" + std::string(tag); }
   std::string generation() const { return prefix_ + "gen"; }
+  // Read-your-writes: "<epoch> <pos>", every commit of the database up to that position
+  // purged (the leading daemon writes it; invalidation/applied_watermark.h). Missing: no
+  // position is known to be purged.
+  std::string applied() const { return prefix_ + "applied"; }
   const std::string& prefix() const { return prefix_; }
   const std::string& database() const { return database_; }
 
@@ -54,6 +58,10 @@ const Script& invalidate_script();
 // KEYS: a version, the generation. The version, created at the current generation when
 // missing (as the lookup creates it).
 const Script& version_script();
+
+// KEYS: applied. ARGV: "<epoch> <pos>". Stores it unless the stored value is higher
+// (epoch, then pos; compared as decimal numbers): a daemon that lags never moves it back.
+const Script& applied_script();
 
 // EVALSHA, falling back to EVAL when the server does not have the script yet (a restart, or
 // SCRIPT FLUSH). All keys must share one slot; the first one routes the command.

@@ -183,6 +183,7 @@ awaitable<bool> DatabaseConsumer::session() {
   PGC_LOG_INFO << "invalidation [" << name_ << "]: listening on \"" << settings_.channel << "\" in database "
                << dbname_ << " (backend pid " << conn_.backend_pid() << ")";
   tracker_.reset_session();
+  watermark_.new_session();
   // Whatever was committed while we were not listening is unknown: cover it. The LISTEN
   // above came first, so nothing committed after this point can be missed.
   resync_reason_.clear();
@@ -237,6 +238,8 @@ awaitable<bool> DatabaseConsumer::resync(std::string reason) {
   job.patterns.push_back(redis::glob_escape(settings_.cache_namespace) + "*");
   job.patterns.insert(job.patterns.end(), settings_.resync_patterns.begin(), settings_.resync_patterns.end());
   tracker_.resynced();
+  // Covers every notification handled so far (none is handled before submit() below).
+  auto token = watermark_.resync_started();
   resync_reason_.clear();
   metrics::registry()
       .counter("invalidation_resyncs_total", "Coarse purges after a possible loss of invalidations",
@@ -245,8 +248,11 @@ awaitable<bool> DatabaseConsumer::resync(std::string reason) {
   PGC_LOG_INFO << "invalidation [" << name_ << "]: resync (" << reason << "): purging " << job.patterns.size()
                << " pattern(s)";
   std::string name = name_;
-  submit(std::move(job), 0, [name, reason] {
+  submit(std::move(job), 0, [this, name, reason, token, alive = std::weak_ptr<bool>(alive_)] {
     PGC_LOG_INFO << "invalidation [" << name << "]: resync (" << reason << ") done";
+    if (alive.expired()) return;
+    watermark_.resync_completed(token);
+    publish_applied(true);  // the resync purged the namespace, the stored watermark with it
   });
   co_return true;
 }
@@ -281,6 +287,7 @@ void DatabaseConsumer::handle(const Notification& n) {
   if (verdict == SequenceTracker::Verdict::apply_and_resync) request_resync("epoch");
   PurgeJob job;
   bool policy_changed = false;
+  bool asks_resync = false;
   for (const auto& e : p.entries) {
     switch (e.kind) {
       case protocol::EntryKind::key: job.keys.push_back(e.text); break;
@@ -289,6 +296,7 @@ void DatabaseConsumer::handle(const Notification& n) {
       case protocol::EntryKind::resync:
         PGC_LOG_WARN << "invalidation [" << name_ << "]: the extension asks for a resync: " << e.text;
         request_resync("message");
+        asks_resync = true;
         break;
       case protocol::EntryKind::cache_policy:
         policy_changed = true;
@@ -300,7 +308,46 @@ void DatabaseConsumer::handle(const Notification& n) {
   // Every daemon's cache reads the policies again once this version moves (its lookups
   // see it), not only this one's.
   if (policy_changed) job.tags.push_back(cache::scope_tag(name_, cache::kPolicyTag));
-  submit(std::move(job), p.commit_us);
+  // Its commits are purged when its job is done, unless it says some were lost (or opens
+  // an epoch whose predecessor may have lost some): then only the resync requested above.
+  auto ticket = watermark_.observe(p.epoch, p.seq, p.pos,
+                                   asks_resync || verdict == SequenceTracker::Verdict::apply_and_resync);
+  submit(std::move(job), p.commit_us, [this, ticket, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired()) return;
+    watermark_.completed(ticket);
+    publish_applied(false);
+  });
+}
+
+void DatabaseConsumer::publish_applied(bool force) {
+  // Only the leader knows what is purged; a lagging ex-leader's write is harmless anyway
+  // (the script never moves the value back).
+  auto value = watermark_.applied();
+  if (!settings_.applied_backend || !leader_ || !value) return;
+  if (!force && applied_written_ == value) return;
+  if (applied_writing_) {
+    applied_again_ = applied_again_ || force || applied_written_ != value;
+    return;
+  }
+  applied_writing_ = true;
+  applied_again_ = false;
+  cache::Layout layout(settings_.cache_namespace, name_);
+  std::vector<std::string> keys{layout.applied()};
+  std::vector<std::string> args{std::to_string(value->epoch) + " " + std::to_string(value->pos)};
+  cache::run_script(*settings_.applied_backend, cache::applied_script(), keys, args,
+                    [this, v = *value, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
+                      if (alive.expired()) return;
+                      applied_writing_ = false;
+                      if (r.is_error()) {
+                        // Written again when Redis is back (rewrite_applied) or at the next move.
+                        PGC_LOG_DEBUG << "invalidation [" << name_ << "]: cannot store the applied watermark: "
+                                      << r.str;
+                        applied_written_.reset();
+                        return;
+                      }
+                      applied_written_ = v;
+                      if (applied_again_) publish_applied(true);
+                    });
 }
 
 void DatabaseConsumer::submit(PurgeJob job, std::uint64_t commit_us, std::function<void()> after) {

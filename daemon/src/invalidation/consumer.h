@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 
+#include "invalidation/applied_watermark.h"
 #include "invalidation/journal.h"
 #include "invalidation/pg_connection.h"
 #include "invalidation/purger.h"
@@ -34,6 +35,9 @@ struct ConsumerSettings {
   std::chrono::milliseconds standby_poll{1000};  // how often a standby tries the leader lock
   std::chrono::milliseconds redelete_delay{0};   // 0: no delayed re-delete
   Journal* journal = nullptr;                    // crash-safe record of accepted purges
+  // Where the leader writes each database's read-your-writes watermark
+  // (cache::Layout::applied()); unset: not written.
+  redis::Backend* applied_backend = nullptr;
   // A verified "c <oid>" entry: the query-cache policy of relation <oid> changed in
   // database `database` (the [databases] entry name); the query cache reloads
   // pgcohere.cache_catalog(). The tags tbl:<oid> and all:<oid> of the same change are
@@ -56,6 +60,9 @@ class DatabaseConsumer {
   void request_resync(const std::string& reason);
   const std::string& name() const { return name_; }
   bool is_leader() const { return leader_; }
+  // Writes the read-your-writes watermark again (Redis is back: a write may have failed).
+  void rewrite_applied() { publish_applied(true); }
+  std::optional<AppliedWatermark::Applied> applied() const { return watermark_.applied(); }
 
  private:
   boost::asio::awaitable<void> run();
@@ -65,6 +72,9 @@ class DatabaseConsumer {
   void submit(PurgeJob job, std::uint64_t commit_us, std::function<void()> after = {});
   void set_leader(bool leader);
   void schedule_redelete(PurgeJob job);
+  // Sends the watermark to Redis when it moved (or `force`: a resync may have deleted the
+  // key); one write in flight, the latest value follows when it returns.
+  void publish_applied(bool force);
 
   boost::asio::io_context& io_;
   Purger& purger_;
@@ -73,6 +83,10 @@ class DatabaseConsumer {
   std::map<std::string, std::string> params_;
   PgConnection conn_;
   SequenceTracker tracker_;
+  AppliedWatermark watermark_;
+  std::optional<AppliedWatermark::Applied> applied_written_;
+  bool applied_writing_ = false;
+  bool applied_again_ = false;
   boost::asio::steady_timer backoff_timer_;
   std::string dbname_;         // current_database(): the signature is bound to it
   std::string resync_reason_;  // non-empty: a resync is due

@@ -54,6 +54,7 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
       max_backlog_(static_cast<std::size_t>(std::max(1, c.invalidation.journal_max_entries))),
       backlog_timer_(io) {
   backend_ = redis::make_backend(io, c.redis);
+  settings_.applied_backend = backend_.get();
   PurgeOptions options;
   options.max_in_flight = static_cast<std::size_t>(std::max(1, c.invalidation.max_inflight));
   options.cache_namespace = c.cache.key_namespace;
@@ -173,6 +174,7 @@ void InvalidationService::on_redis_ready() {
     for (auto& c : consumers_) c->request_resync("backlog overflow");
   }
   purger_->resume();
+  for (auto& c : consumers_) c->rewrite_applied();
 }
 
 void InvalidationService::check_backlog() {

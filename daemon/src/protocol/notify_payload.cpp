@@ -78,15 +78,22 @@ DecodeResult parse_body(std::string_view body) {
     if (line_no == 1) {
       if (line.substr(0, kMagic.size()) != kMagic)
         return fail(PayloadError::bad_version, "header must start with \"pgc1 \"");
+      // epoch SP seq SP commit-us [SP pos]
       std::string_view rest = line.substr(kMagic.size());
-      std::uint64_t* fields[3] = {&out.epoch, &out.seq, &out.commit_us};
-      const char* names[3] = {"epoch", "seq", "commit-us"};
-      for (int i = 0; i < 3; ++i) {
+      std::uint64_t pos = 0;
+      std::uint64_t* fields[4] = {&out.epoch, &out.seq, &out.commit_us, &pos};
+      const char* names[4] = {"epoch", "seq", "commit-us", "pos"};
+      for (int i = 0; i < 4; ++i) {
         std::size_t sp = rest.find(' ');
-        std::string_view field = i < 2 ? rest.substr(0, sp) : rest;
-        if ((i < 2 && sp == std::string_view::npos) || !parse_u64(field, *fields[i]))
+        bool last = sp == std::string_view::npos;
+        if ((i < 2 && last) || !parse_u64(rest.substr(0, sp), *fields[i]))
           return fail(PayloadError::bad_header, std::string("bad ") + names[i]);
-        if (i < 2) rest = rest.substr(sp + 1);
+        if (i == 3) {
+          if (!last) return fail(PayloadError::bad_header, "extra header field");
+          out.pos = pos;
+        }
+        if (last) break;
+        rest = rest.substr(sp + 1);
       }
       continue;
     }
@@ -217,7 +224,8 @@ DecodeResult decode_payload(std::string_view payload, std::string_view dbname,
 std::string encode_payload(const NotifyPayload& payload, std::string_view dbname,
                            std::string_view secret) {
   std::string body = "pgc1 " + std::to_string(payload.epoch) + " " + std::to_string(payload.seq) +
-                     " " + std::to_string(payload.commit_us) + "\n";
+                     " " + std::to_string(payload.commit_us) +
+                     (payload.pos ? " " + std::to_string(*payload.pos) : std::string()) + "\n";
   for (const auto& e : payload.entries) {
     body.push_back(static_cast<char>(e.kind));
     body.push_back(' ');

@@ -25,6 +25,10 @@ struct NotifyPayload {
   std::uint64_t epoch = 0;
   std::uint64_t seq = 0;
   std::uint64_t commit_us = 0;
+  // Optional 5th header field: every commit whose read-your-writes position (the
+  // extension's pgcohere.published) is <= pos is in this payload or an earlier one (lower
+  // seq) of the same epoch. Absent in payloads of older extensions.
+  std::optional<std::uint64_t> pos;
   std::vector<PayloadEntry> entries;
   friend bool operator==(const NotifyPayload&, const NotifyPayload&) = default;
 };
@@ -33,7 +37,7 @@ enum class PayloadError {
   none,
   too_short,
   bad_version,      // header does not start with "pgc1 "
-  bad_header,       // epoch / seq / commit-us missing or not decimal u64
+  bad_header,       // epoch / seq / commit-us missing, pos or any not decimal u64
   bad_entry,        // entry line without a known kind letter and a space
   bad_escape,       // backslash followed by something other than \ n r, or at end of line
   bad_signature_line,  // no "sig " + 64 lowercase hex at the end
