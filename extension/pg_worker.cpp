@@ -78,6 +78,7 @@ struct Batch {
     std::size_t len = 0;
     bool resync = false;
     char reason[32] = {0};
+    uint32 records = 0;  // one per committed transaction
     uint64 start = 0, end = 0;  // ring positions of the records (read-your-writes: the header's pos)
 };
 
@@ -90,6 +91,7 @@ Batch drain(int i, MemoryContext cxt) {
         uint32 l;
         ring_read(i, pos, &l, 4);
         pos += kRecordHeader + l;
+        b.records++;
     }
     b.len = pos - s->tail;
     b.start = s->tail;

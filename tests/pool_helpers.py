@@ -106,9 +106,9 @@ class Relay:
       entry or peer vanished;
     - hold_cancels(): a CancelRequest is delivered, but the pooler's cancel connection is
       kept open after PostgreSQL closed its side, until release_cancels();
-    - hold_replies(text): PostgreSQL's answers on the connection that next sends `text` wait
-      in the relay until release_replies() (a query that has run, whose answer the pooler
-      has not seen yet; other connections, such as the LISTEN one, go on);
+    - hold_replies(text): what PostgreSQL sends on the connections that sent or next send
+      `text` waits in the relay until release_replies() (a query that has run, whose answer
+      the pooler has not seen yet; or the notifications of the LISTEN connection);
     - sent(text): how many times the pooler sent bytes containing `text` to PostgreSQL."""
 
     CANCEL = struct.pack("!ii", 16, 80877102)
@@ -134,7 +134,7 @@ class Relay:
             except OSError:
                 return
             up = socket.create_connection(("127.0.0.1", self.target_port))
-            pair = {"broken": False, "cancel": False}
+            pair = {"broken": False, "cancel": False, "sent": b""}
             with self.lock:
                 self.pairs.append(pair)
             threading.Thread(target=self._pump, args=(pair, down, up, True), daemon=True).start()
@@ -153,6 +153,7 @@ class Relay:
                 if from_pooler:
                     with self.lock:
                         self.sent_log.append(data)
+                        pair["sent"] = (pair["sent"] + data)[-65536:]
                         if self.hold_text and self.hold_text in data:
                             pair["hold"] = True
                 elif pair.get("hold"):
@@ -182,8 +183,12 @@ class Relay:
         self.released.set()
 
     def hold_replies(self, text):
+        """Holds what PostgreSQL sends on every connection that has sent, or will send, `text`."""
         with self.lock:
             self.hold_text = text.encode()
+            for p in self.pairs:
+                if self.hold_text in p["sent"]:
+                    p["hold"] = True
         self.replies.clear()
 
     def release_replies(self):

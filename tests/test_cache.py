@@ -334,13 +334,7 @@ def test_identical_misses_run_one_query(daemon_factory, pg, chat):
 
 
 def _waits(d, db):
-    import urllib.request
-    with urllib.request.urlopen(f"http://127.0.0.1:{d.metrics_port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    for line in text.splitlines():
-        if line.startswith("pgcohere_cache_single_flight_waits_total") and f'database="{db}"' in line:
-            return float(line.split()[-1])
-    return 0
+    return _metric(d, "pgcohere_cache_single_flight_waits_total", db)
 
 
 @pytest.mark.parametrize("fault", ["killed", "stopped"])
@@ -564,3 +558,44 @@ def test_the_console_shows_rules_and_deletes_entries(daemon_factory, pg, chat, r
         with pytest.raises(psycopg.Error, match="admin access needed"):
             with psycopg.connect(dsn(d, "pgcohere", user="stats"), autocommit=True) as s:
                 s.execute("CACHE DELETE PATTERN '*'")
+
+
+
+def test_a_client_reads_its_own_writes_before_the_invalidation_arrives(daemon_factory, pg, chat):
+    """The LISTEN connection's notifications are held in a relay: the purge cannot happen.
+    The writer's next read is still fresh (PostgreSQL answers it); another client, with no
+    write of its own, may get the entry until the invalidation arrives."""
+    relay = Relay(pg.port)
+    d = pooler_via(daemon_factory, chat, relay.port, pg.port, log_connections=0)
+    with open(d.config_path, "a") as f:
+        f.write(CACHE_INI)
+    d.stop()
+    d.start()
+    count = "SELECT count(*) FROM messages WHERE conversation_id = %s"
+    try:
+        with connect(d, chat) as writer, connect(d, chat) as other:
+            assert cached(d, chat, lambda: writer.execute(count, (1,)).fetchone()[0]) == 5
+            relay.hold_replies("LISTEN")
+            writer.execute("INSERT INTO messages (conversation_id, body) VALUES (1, 'mine')")
+            published = writer.info.parameter_status("pgcohere.published")
+            assert published and len(published.split()) == 2
+            pending = cache_row(d, chat)
+            for _ in range(3):
+                assert writer.execute(count, (1,)).fetchone()[0] == 6
+            assert _metric(d, "pgcohere_cache_own_writes_pending_total", chat) >= 3
+            assert cache_row(d, chat)["hits"] == pending["hits"]
+            assert other.execute(count, (1,)).fetchone()[0] == 5  # the entry is still there
+            relay.release_replies()
+            wait_until(lambda: other.execute(count, (1,)).fetchone()[0] == 6, what="the invalidation applied")
+            assert cached(d, chat, lambda: writer.execute(count, (1,)).fetchone()[0]) == 6
+    finally:
+        relay.close()
+
+
+def _metric(d, name, db):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{d.metrics_port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name) and f'database="{db}"' in line:
+                return float(line.split()[-1])
+    return 0

@@ -40,19 +40,41 @@ std::pair<std::string_view, std::string_view> split_scoped_tag(std::string_view 
   return {scoped.substr(0, nl), scoped.substr(nl + 1)};
 }
 
-// KEYS: entry, generation, then the versions (policy first, then the entry's tags).
-// ARGV: version ttl (ms). A hit returns {1, value}; a miss {0, version...}, each missing
-// version created at the current generation so that any later change differs from it.
+// KEYS: entry, generation, applied, then the versions (policy first, then the entry's tags).
+// ARGV: version ttl (ms), the client's last published commit ("<epoch> <pos>", or "").
+// {2}: that commit's invalidations are not all purged yet (read-your-writes: PostgreSQL
+// answers). A hit returns {1, value}; a miss {0, version...}, each missing version created
+// at a value no earlier read can hold: Redis's clock in microseconds, or above the
+// generation (a resync deletes versions and generation alike; one recreated afterwards
+// must not equal one read before it).
 const Script& lookup_script() {
   static const Script s = make("lookup", R"lua(
+local function less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+if ARGV[2] ~= '' then
+  local mine_e, mine_p = string.match(ARGV[2], '^(%d+) (%d+)$')
+  local done = redis.call('GET', KEYS[3])
+  local done_e, done_p
+  if done then done_e, done_p = string.match(done, '^(%d+) (%d+)$') end
+  if not mine_e or not done_e or less(done_e, mine_e) or (done_e == mine_e and less(done_p, mine_p)) then
+    return {2}
+  end
+end
 local e = redis.call('GET', KEYS[1])
 if e then return {1, e} end
-local gen = redis.call('GET', KEYS[2]) or '0'
+local fresh = nil
 local out = {0}
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   local v = redis.call('GET', KEYS[i])
   if not v then
-    v = gen
+    if not fresh then
+      local t = redis.call('TIME')
+      local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+      fresh = string.format('%.0f', math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now))
+    end
+    v = fresh
     redis.call('SET', KEYS[i], v, 'PX', ARGV[1])
   end
   out[#out + 1] = v
@@ -108,7 +130,9 @@ const Script& version_script() {
   static const Script s = make("version", R"lua(
 local v = redis.call('GET', KEYS[1])
 if not v then
-  v = redis.call('GET', KEYS[2]) or '0'
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  v = string.format('%.0f', math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now))
   redis.call('SET', KEYS[1], v, 'PX', ARGV[1])
 end
 return v

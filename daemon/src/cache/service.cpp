@@ -257,7 +257,8 @@ std::optional<Plan> CacheService::plan(const SessionContext& s, const Request& r
 
 void CacheService::count_failure() { breaker_.failed(Clock::now()); }
 
-awaitable<CacheService::Lookup> CacheService::lookup(const std::string& database, const Plan& plan) {
+awaitable<CacheService::Lookup> CacheService::lookup(const std::string& database, const Plan& plan,
+                                                    const std::string& published) {
   Lookup out;
   Database* db = find(database);
   if (!db || !backend_->ready()) {
@@ -269,11 +270,12 @@ awaitable<CacheService::Lookup> CacheService::lookup(const std::string& database
   keys.reserve(3 + plan.tags.size());
   keys.push_back(db->layout.entry(plan.key_hash));
   keys.push_back(db->layout.generation());
+  keys.push_back(db->layout.applied());
   keys.push_back(db->layout.version(kPolicyTag));
   for (const auto& t : plan.tags) keys.push_back(db->layout.version(t));
   auto alive = std::weak_ptr<bool>(alive_);
-  auto start = [this, &keys](auto done) {
-    run_script(*backend_, lookup_script(), keys, {std::to_string(kVersionTtlMs)}, std::move(done));
+  auto start = [this, &keys, &published](auto done) {
+    run_script(*backend_, lookup_script(), keys, {std::to_string(kVersionTtlMs), published}, std::move(done));
   };
   auto limit = ms(settings_.redis_timeout);
   auto reply = co_await with_deadline(io_, limit, start);
@@ -288,6 +290,10 @@ awaitable<CacheService::Lookup> CacheService::lookup(const std::string& database
   }
   breaker_.succeeded();
   const auto& e = reply->elements;
+  if (e[0].integer == 2) {
+    ++db->counters.own_writes;  // read-your-writes: PostgreSQL answers until the purge is done
+    co_return out;
+  }
   if (e[0].integer == 1 && e.size() == 2) {
     ++db->counters.hits;
     out.kind = Lookup::Kind::hit;
@@ -630,6 +636,9 @@ void CacheService::collect(metrics::Exposition& e) const {
               static_cast<double>(c.stale_refused));
     e.counter("cache_not_stored_total", "Replies not stored (an error, a notice, too large, ...)", l,
               static_cast<double>(c.not_stored));
+    e.counter("cache_own_writes_pending_total",
+              "Cacheable requests PostgreSQL answered because the client's own commit was not purged yet", l,
+              static_cast<double>(c.own_writes));
     e.counter("cache_bypassed_total", "Cacheable requests sent to PostgreSQL by a bypass switch or the breaker",
               l, static_cast<double>(c.bypassed));
     e.counter("cache_uncacheable_total", "Requests the cache may not answer", l,

@@ -55,6 +55,7 @@ struct CacheCounters {
   std::uint64_t stores = 0;
   std::uint64_t stale_refused = 0;   // fills refused: a tag moved while the query ran
   std::uint64_t not_stored = 0;      // fills not attempted: error, notice, too large, ...
+  std::uint64_t own_writes = 0;      // ... because the client's own commit was not purged yet
   std::uint64_t bypassed = 0;        // cacheable requests sent to PostgreSQL by a switch
   std::uint64_t uncacheable = 0;     // requests the cache may not answer
   std::uint64_t redis_errors = 0;    // lookups/fills that failed or timed out
@@ -81,9 +82,11 @@ class CacheService : public app::Service {
     std::string reply;                  // hit: the stored reply, without ReadyForQuery
     std::vector<std::string> versions;  // miss: what the fill must find unchanged
   };
-  // Redis lookup bounded by redis_timeout; skip when Redis is slow, down, or the database's
-  // policies changed under this daemon (its catalog is reloaded meanwhile).
-  boost::asio::awaitable<Lookup> lookup(const std::string& database, const Plan& plan);
+  // Redis lookup bounded by redis_timeout; skip when Redis is slow, down, the database's
+  // policies changed under this daemon (its catalog is reloaded meanwhile), or the client's
+  // own last commit (`published`, "<epoch> <pos>" or "") is not purged everywhere yet.
+  boost::asio::awaitable<Lookup> lookup(const std::string& database, const Plan& plan,
+                                        const std::string& published);
 
   // Single flight: the first miss of a key leads (true); a later identical miss waits for
   // it, at most single_flight_wait, and gets its reply if the leader stored one.

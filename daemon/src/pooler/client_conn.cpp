@@ -496,7 +496,7 @@ awaitable<std::size_t> ClientConn::try_cache(std::string_view data) {
                           *request);
   if (!plan) co_return 0;
   auto self = shared_from_this();  // the lookup outlives nothing of ours otherwise
-  auto found = co_await cache->lookup(database_, *plan);
+  auto found = co_await cache->lookup(database_, *plan, published_);
   if (closed_ || dying_) co_return 0;
   using Kind = cache::CacheService::Lookup::Kind;
   if (found.kind == Kind::hit) {

@@ -72,6 +72,9 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   void capture_fragment() {
     if (pending_fill_->add_fragment()) end_capture();
   }
+  // pgcohere.published as the server reported it after this client's last commit that
+  // invalidated something ("<epoch> <pos>"): the cache answers it only once that is purged.
+  void note_published(std::string_view value) { published_.assign(value); }
   // query_wait_timeout passed (the pooler's janitor checks it).
   void wait_timed_out() {
     timed_out_ = true;
@@ -131,6 +134,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   int64_t id_;
   bool admin_ = false;
   bool cache_bypass_ = false;  // SET pgcohere.cache_bypass = on
+  std::string published_;
   std::unique_ptr<cache::PendingFill> pending_fill_;
   boost::asio::awaitable<void> serve_admin(bool admin_user);
 };

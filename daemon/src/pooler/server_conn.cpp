@@ -280,6 +280,8 @@ awaitable<void> ServerConn::read_loop() {
           if (ps) {
             auto name = pooler_.tracked().canonical(ps->name);
             if (!name.empty()) client_->session().params().set(name, ps->value);
+            // The extension reports each commit that invalidated something (read-your-writes).
+            if (ps->name == "pgcohere.published") client_->note_published(ps->value);
           }
         }
         if (v.statements_reset) client_->session().statements().clear();
