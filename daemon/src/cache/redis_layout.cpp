@@ -20,6 +20,25 @@ Script make(const char* name, std::string source) {
   }
   return Script{name, std::move(source), std::move(sha)};
 }
+// Lua helpers the scripts share: the comparison of "<epoch> <pos>" numbers written in
+// decimal (of any length: no float on the way), and a version value no earlier read can
+// hold (Redis's clock in microseconds, or above the generation).
+const char* const kLuaHelpers = R"lua(
+local function less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function generation(key)
+  return tonumber(redis.call('GET', key) or '0')
+end
+local function fresh_version(gen_key)
+  return string.format('%.0f', math.max(generation(gen_key), now_us()))
+end
+)lua";
 }  // namespace
 
 Layout::Layout(std::string_view key_namespace, std::string_view database) : database_(database) {
@@ -48,11 +67,7 @@ std::pair<std::string_view, std::string_view> split_scoped_tag(std::string_view 
 // generation (a resync deletes versions and generation alike; one recreated afterwards
 // must not equal one read before it).
 const Script& lookup_script() {
-  static const Script s = make("lookup", R"lua(
-local function less(a, b)
-  if #a ~= #b then return #a < #b end
-  return a < b
-end
+  static const Script s = make("lookup", std::string(kLuaHelpers) + R"lua(
 if ARGV[2] ~= '' then
   local mine_e, mine_p = string.match(ARGV[2], '^(%d+) (%d+)$')
   local done = redis.call('GET', KEYS[3])
@@ -69,11 +84,7 @@ local out = {0}
 for i = 4, #KEYS do
   local v = redis.call('GET', KEYS[i])
   if not v then
-    if not fresh then
-      local t = redis.call('TIME')
-      local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-      fresh = string.format('%.0f', math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now))
-    end
+    if not fresh then fresh = fresh_version(KEYS[2]) end
     v = fresh
     redis.call('SET', KEYS[i], v, 'PX', ARGV[1])
   end
@@ -109,11 +120,8 @@ return 1
 // The new version is never one used before, even after the generation key was lost
 // (eviction, a resync's purge): it is at least Redis's clock in microseconds.
 const Script& invalidate_script() {
-  static const Script s = make("invalidate", R"lua(
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local gen = tonumber(redis.call('GET', KEYS[1]) or '0')
-local new = string.format('%.0f', math.max(gen + 1, now))
+  static const Script s = make("invalidate", std::string(kLuaHelpers) + R"lua(
+local new = string.format('%.0f', math.max(generation(KEYS[1]) + 1, now_us()))
 redis.call('SET', KEYS[1], new)
 redis.call('SET', KEYS[2], new, 'PX', ARGV[1])
 local members = redis.call('SMEMBERS', KEYS[3])
@@ -127,12 +135,10 @@ return #members
 }
 
 const Script& version_script() {
-  static const Script s = make("version", R"lua(
+  static const Script s = make("version", std::string(kLuaHelpers) + R"lua(
 local v = redis.call('GET', KEYS[1])
 if not v then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  v = string.format('%.0f', math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now))
+  v = fresh_version(KEYS[2])
   redis.call('SET', KEYS[1], v, 'PX', ARGV[1])
 end
 return v
@@ -141,11 +147,7 @@ return v
 }
 
 const Script& applied_script() {
-  static const Script s = make("applied", R"lua(
-local function less(a, b)
-  if #a ~= #b then return #a < #b end
-  return a < b
-end
+  static const Script s = make("applied", std::string(kLuaHelpers) + R"lua(
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ce, cp = string.match(cur, '^(%d+) (%d+)$')

@@ -39,15 +39,16 @@ std::chrono::milliseconds ms(double seconds) {
 constexpr auto kCatalogRefresh = std::chrono::seconds(30);
 constexpr auto kTick = std::chrono::milliseconds(250);
 
-// Runs a Redis command with a deadline: nullopt when it did not answer in time (the late
-// reply is dropped).
+// Waits for the first of: a value handed to `complete` (registered by `arm`), or `limit`
+// (nullopt). Later completions are dropped; completions are posted, so the coroutine resumes
+// only after the initiation returned.
 // g++ 12 destroys non-trivial temporaries of a co_await expression twice: callers pass a
-// named `start`, taken by reference and copied here, so the expression holds none.
-template <typename Start>
-awaitable<std::optional<redis::Reply>> with_deadline(asio::io_context& io, std::chrono::milliseconds limit,
-                                                     const Start& start) {
-  return asio::async_initiate<decltype(use_awaitable), void(std::optional<redis::Reply>)>(
-      [&io, limit, start](auto handler) mutable {
+// named `arm`, taken by reference and copied here, so the expression holds none.
+template <typename T, typename Arm>
+awaitable<std::optional<T>> first_or_timeout(asio::io_context& io, std::chrono::milliseconds limit,
+                                             const Arm& arm) {
+  return asio::async_initiate<decltype(use_awaitable), void(std::optional<T>)>(
+      [&io, limit, arm](auto handler) mutable {
         using Handler = decltype(handler);
         struct State {
           Handler handler;
@@ -55,20 +56,27 @@ awaitable<std::optional<redis::Reply>> with_deadline(asio::io_context& io, std::
           bool done = false;
         };
         auto st = std::make_shared<State>(State{std::move(handler), asio::steady_timer(io), false});
-        // Completions are posted: the coroutine resumes only after the initiation returned.
-        auto complete = [st, &io](std::optional<redis::Reply> r) {
+        auto complete = [st, &io](std::optional<T> v) {
           if (st->done) return;
           st->done = true;
           st->timer.cancel();
-          asio::post(io, [h = std::move(st->handler), r = std::move(r)]() mutable { h(std::move(r)); });
+          asio::post(io, [h = std::move(st->handler), v = std::move(v)]() mutable { h(std::move(v)); });
         };
         st->timer.expires_after(limit);
         st->timer.async_wait([complete](boost::system::error_code ec) {
           if (!ec) complete(std::nullopt);
         });
-        start([complete](redis::Reply r) { complete(std::move(r)); });
+        arm(complete);
       },
       use_awaitable);
+}
+
+// A Redis command with a deadline: nullopt when it did not answer in time.
+template <typename Start>
+awaitable<std::optional<redis::Reply>> with_deadline(asio::io_context& io, std::chrono::milliseconds limit,
+                                                     const Start& start) {
+  auto arm = [&start](auto complete) { start([complete](redis::Reply r) { complete(std::move(r)); }); };
+  return first_or_timeout<redis::Reply>(io, limit, arm);
 }
 
 std::string flight_key(const std::string& database, const std::string& key_hash) {
@@ -323,28 +331,9 @@ awaitable<std::optional<std::string>> CacheService::follow(const std::string& da
   if (it == flights_.end()) co_return std::nullopt;
   if (Database* db = find(database)) ++db->counters.single_flight_waits;
   Flight* flight = it->second.get();  // a plain pointer: see with_deadline on temporaries
-  auto wait = [this, flight](auto handler) {
-        using Handler = decltype(handler);
-        struct State {
-          Handler handler;
-          asio::steady_timer timer;
-          bool done = false;
-        };
-        auto st = std::make_shared<State>(State{std::move(handler), asio::steady_timer(io_), false});
-        auto complete = [st, this](std::optional<std::string> reply) {
-          if (st->done) return;
-          st->done = true;
-          st->timer.cancel();
-          asio::post(io_, [h = std::move(st->handler), reply = std::move(reply)]() mutable { h(std::move(reply)); });
-        };
-        st->timer.expires_after(ms(settings_.single_flight_wait));
-        st->timer.async_wait([complete](boost::system::error_code ec) {
-          if (!ec) complete(std::nullopt);
-        });
-        flight->followers.push_back(complete);
-  };
-  auto result =
-      co_await asio::async_initiate<decltype(use_awaitable), void(std::optional<std::string>)>(wait, use_awaitable);
+  auto arm = [flight](auto complete) { flight->followers.push_back(complete); };
+  auto limit = ms(settings_.single_flight_wait);
+  auto result = co_await first_or_timeout<std::string>(io_, limit, arm);
   if (result) {
     if (Database* db = find(database)) ++db->counters.single_flight_hits;
   }
