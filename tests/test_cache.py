@@ -44,6 +44,16 @@ def setup_schema(pg, db, by=True):
         c.execute("SELECT pgcohere.cache_table('profiles')")
 
 
+def cache_via(daemon_factory, db, relay, pg, **pool):
+    """A pooler with the cache on whose [databases] entry goes through `relay`."""
+    d = pooler_via(daemon_factory, db, relay.port, pg.port, **pool)
+    d.stop()
+    with open(d.config_path, "a") as f:
+        f.write(CACHE_INI)
+    d.start()
+    return d
+
+
 def connect(d, db, **kw):
     """psycopg through the pooler, unnamed statements only (its default prepares a query
     after 5 runs; a named Parse passes the cache by, and its later Binds are a new key)."""
@@ -270,11 +280,7 @@ def test_a_fill_that_raced_a_commit_is_never_served(daemon_factory, pg, chat, re
     """The stale-set race, forced: the read runs in PostgreSQL, its answer is held back,
     a write commits and its invalidation is applied, then the old answer arrives."""
     relay = Relay(pg.port)
-    d = pooler_via(daemon_factory, chat, relay.port, pg.port, log_connections=0)
-    with open(d.config_path, "a") as f:
-        f.write(CACHE_INI)
-    d.stop()
-    d.start()
+    d = cache_via(daemon_factory, chat, relay, pg, log_connections=0)
     q = "SELECT name FROM profiles WHERE id = 2"
     try:
         with connect(d, chat) as c:
@@ -302,11 +308,7 @@ def test_a_fill_that_raced_a_commit_is_never_served(daemon_factory, pg, chat, re
 
 def test_identical_misses_run_one_query(daemon_factory, pg, chat):
     relay = Relay(pg.port)
-    d = pooler_via(daemon_factory, chat, relay.port, pg.port, log_connections=0, default_pool_size=10)
-    with open(d.config_path, "a") as f:
-        f.write(CACHE_INI)
-    d.stop()
-    d.start()
+    d = cache_via(daemon_factory, chat, relay, pg, log_connections=0, default_pool_size=10)
     q = "SELECT body FROM messages WHERE conversation_id = 3 ORDER BY id"
     try:
         conns = [connect(d, chat) for _ in range(6)]
@@ -566,11 +568,7 @@ def test_a_client_reads_its_own_writes_before_the_invalidation_arrives(daemon_fa
     The writer's next read is still fresh (PostgreSQL answers it); another client, with no
     write of its own, may get the entry until the invalidation arrives."""
     relay = Relay(pg.port)
-    d = pooler_via(daemon_factory, chat, relay.port, pg.port, log_connections=0)
-    with open(d.config_path, "a") as f:
-        f.write(CACHE_INI)
-    d.stop()
-    d.start()
+    d = cache_via(daemon_factory, chat, relay, pg, log_connections=0)
     count = "SELECT count(*) FROM messages WHERE conversation_id = %s"
     try:
         with connect(d, chat) as writer, connect(d, chat) as other:
