@@ -276,6 +276,28 @@ def test_two_search_paths_never_share_an_entry(daemon_factory, pg, new_db):
         sb.close()
 
 
+@pytest.mark.parametrize("change", ["SET search_path = s2, public",
+                                    "SELECT set_config('search_path', 's2, public', false)"])
+def test_a_session_that_changes_its_search_path_is_answered_by_postgresql_from_then_on(
+        daemon_factory, pg, chat, change):
+    """Transaction pooling: the SET lands on a server connection, and PostgreSQL 15 does not
+    report search_path, so the key would still hold the old one. One server connection makes
+    PostgreSQL's own answer after the change predictable."""
+    with pg.connect(chat) as c:
+        c.execute("CREATE SCHEMA s2; CREATE TABLE s2.messages (LIKE public.messages INCLUDING ALL); "
+                  "INSERT INTO s2.messages VALUES (100, 1, 's2 a'), (101, 1, 's2 b'), (102, 1, 's2 c')")
+    d = start(daemon_factory, chat, default_pool_size=1)
+    q = "SELECT id, body FROM messages WHERE conversation_id = 1 ORDER BY id LIMIT 2"
+    with connect(d, chat) as c:
+        public_rows = cached(d, chat, lambda: c.execute(q).fetchall())
+        assert [body for _, body in public_rows] == ["message 1/1", "message 1/2"]
+        c.execute(change)
+        assert not_cached(d, chat, lambda: c.execute(q).fetchall()) == [(100, "s2 a"), (101, "s2 b")]
+    with connect(d, chat) as other:  # another client's key is unchanged
+        c2 = cached(d, chat, lambda: other.execute("SELECT name FROM profiles WHERE id = 1").fetchone())
+        assert c2 == ("Ada",)
+
+
 def test_a_fill_that_raced_a_commit_is_never_served(daemon_factory, pg, chat, redis_srv):
     """The stale-set race, forced: the read runs in PostgreSQL, its answer is held back,
     a write commits and its invalidation is applied, then the old answer arrives."""
@@ -329,6 +351,53 @@ def test_identical_misses_run_one_query(daemon_factory, pg, chat):
         assert all(r == results[0] and len(r) == 5 for r in results)
         assert relay.sent(q) == 1
         assert cache_row(d, chat)["single_flight_hits"] == 5
+    finally:
+        relay.close()
+        for c in conns:
+            c.close()
+
+
+def test_followers_that_waited_before_the_query_was_sent_share_a_reply_that_was_not_stored(
+        daemon_factory, pg, chat):
+    """Single flight under a write: the leader's fill is refused (a commit moved the tag
+    while its reply was held), yet a follower that was waiting before the leader's query
+    went to PostgreSQL takes that reply: PostgreSQL's snapshot is younger than its request.
+    A follower that came after the query was sent goes to PostgreSQL itself."""
+    relay = Relay(pg.port)
+    d = cache_via(daemon_factory, chat, relay, pg, log_connections=0, default_pool_size=1)
+    q = "SELECT name FROM profiles WHERE id = 2"
+    conns = [connect(d, chat) for _ in range(4)]
+    holder, leader, early, late = conns
+    results = {}
+
+    def read(name, c):
+        t = threading.Thread(target=lambda: results.__setitem__(name, c.execute(q).fetchone()))
+        t.start()
+        return t
+
+    try:
+        cached(d, chat, lambda: holder.execute("SELECT name FROM profiles WHERE id = 1").fetchone())
+        holder.execute("BEGIN")
+        holder.execute("UPDATE profiles SET name = 'Grace Hopper' WHERE id = 2")  # holds the one server
+        relay.hold_replies(q)
+        threads = [read("leader", leader)]
+        wait_until(lambda: _metric(d, "pgcohere_cache_misses_total", chat) >= 1, what="the leader's miss")
+        threads.append(read("early", early))
+        wait_until(lambda: _waits(d, chat) >= 1, what="a follower waiting before the query is sent")
+        before = cache_row(d, chat)["invalidations"]
+        holder.execute("COMMIT")  # the server goes to the leader, whose query sees this write
+        wait_until(lambda: relay.sent(q) >= 1, what="the leader's query sent")
+        threads.append(read("late", late))
+        wait_until(lambda: _waits(d, chat) >= 2, what="a follower waiting after the query was sent")
+        wait_until(lambda: cache_row(d, chat)["invalidations"] > before, what="the commit's invalidation applied")
+        relay.release_replies()
+        for t in threads:
+            t.join(10)
+        assert results == {"leader": ("Grace Hopper",), "early": ("Grace Hopper",), "late": ("Grace Hopper",)}
+        row = cache_row(d, chat)
+        assert row["stale_refused"] >= 1
+        assert row["single_flight_hits"] == 1
+        assert relay.sent(q) == 2  # the leader's query and the late follower's, not the early one's
     finally:
         relay.close()
         for c in conns:

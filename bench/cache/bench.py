@@ -81,6 +81,11 @@ class Setup:
         for s in reversed(self.started):
             s.stop()
 
+    def redis_commands(self):
+        """INFO commandstats: {command: (calls, usec)}."""
+        stats = self.redis.client().info("commandstats")
+        return {k.removeprefix("cmdstat_"): (v["calls"], v["usec"]) for k, v in stats.items()}
+
     def redis_cpu(self):
         info = self.redis.client().info("cpu")
         return info["used_cpu_sys"] + info["used_cpu_user"]
@@ -94,19 +99,27 @@ class Setup:
 
 
 def windows(samples, load):
-    """Per 1 s window of the measured period: (in_burst, db_qps, hits, misses)."""
+    """Per 1 s window of the measured period: (in_burst, db_qps, hits, misses, flight_hits)."""
     out = []
-    for (t0, calls0, _, h0, m0), (t1, calls1, _, h1, m1) in zip(samples, samples[1:]):
+    for (t0, calls0, _, c0), (t1, calls1, _, c1) in zip(samples, samples[1:]):
         if t0 < load.measure_from - 0.05 or t1 > load.end + 0.5 or t1 - t0 < 0.5:
             continue
-        hits = (h1 - h0) if h0 is not None else 0
-        misses = (m1 - m0) if m0 is not None else 0
-        out.append((load.bursts.covers(t0, t1), (calls1 - calls0) / (t1 - t0), hits, misses))
+        delta = [b - a for a, b in zip(c0, c1)] if c0 is not None else [0, 0, 0]
+        out.append((load.bursts.covers(t0, t1), (calls1 - calls0) / (t1 - t0), *delta))
     return out
 
 
-def ratio(hits, misses):
-    return hits / (hits + misses) if hits + misses else float("nan")
+def ratio(part, whole):
+    return part / whole if whole else float("nan")
+
+
+def hit_ratios(w, in_burst):
+    """Redis hit ratio (hits / lookups), and the share of lookups answered without a query of
+    their own (hits plus misses an identical miss in flight answered), in or outside bursts."""
+    hits = sum(h for b, _, h, _, _ in w if b == in_burst)
+    lookups = sum(h + m for b, _, h, m, _ in w if b == in_burst)
+    flight = sum(f for b, _, _, _, f in w if b == in_burst)
+    return ratio(hits, lookups), ratio(hits + flight, lookups)
 
 
 async def chat_run(setup, label, opts, seed):
@@ -117,11 +130,11 @@ async def chat_run(setup, label, opts, seed):
 
     async def on_second(t):
         calls, commits = columns((await mon.query(DB_CALLS, ("chat",)))[0])
-        hits = misses = None
+        counters = None
         if admin:
             row = next(r for r in await admin.table("SHOW CACHE") if r["database"] == "bench")
-            hits, misses = int(row["hits"]), int(row["misses"])
-        samples.append((t, int(calls), int(commits), hits, misses))
+            counters = (int(row["hits"]), int(row["misses"]), int(row["single_flight_hits"]))
+        samples.append((t, int(calls), int(commits), counters))
 
     try:
         load = Load(target.port, db, opts, seed)
@@ -136,7 +149,7 @@ async def chat_run(setup, label, opts, seed):
 def run_chat(setup, opts, args, failures):
     def run_one(label, repeat):
         target, _ = setup.targets[label]
-        redis0 = setup.redis_cpu()
+        redis0, commands0 = setup.redis_cpu(), setup.redis_commands()
         row0 = asyncio.run(setup.cache_row()) if label == "cache-on" else None
 
         def run():
@@ -146,7 +159,7 @@ def run_chat(setup, opts, args, failures):
         (load, result, samples), cpu_us, busy_us = measured(target, run)
         n = max(1, result.transactions)
         w = windows(samples, load)
-        qps = [q for _, q, _, _ in w]
+        qps = [q for _, q, *_ in w]
         s = result.summary()
         s.update(cpu_us=cpu_us, machine_us=busy_us, errors_sample=dict(list(result.error_samples.items())[:3]),
                  client_tps=result.transactions / opts.duration,
@@ -157,21 +170,29 @@ def run_chat(setup, opts, args, failures):
                  hwm_mb=target.rss_kb("VmHWM") / 1024 if hasattr(target, "rss_kb") else float("nan"),
                  redis_us=(setup.redis_cpu() - redis0) / n * 1e6 if label == "cache-on" else float("nan"))
         if label == "cache-on":
-            s["hit_burst"] = ratio(sum(h for b, _, h, _ in w if b), sum(m for b, _, _, m in w if b))
-            s["hit_calm"] = ratio(sum(h for b, _, h, _ in w if not b), sum(m for b, _, _, m in w if not b))
+            s["hit_burst"], s["served_burst"] = hit_ratios(w, True)
+            s["hit_calm"], s["served_calm"] = hit_ratios(w, False)
             row1 = asyncio.run(setup.cache_row())
+            commands1 = setup.redis_commands()
+            s["redis_commands"] = {
+                name: (calls - commands0.get(name, (0, 0))[0], usec - commands0.get(name, (0, 0))[1])
+                for name, (calls, usec) in sorted(commands1.items(), key=lambda kv: -kv[1][1])[:6]}
             s["cache_counters"] = {k: int(row1[k]) - int(row0[k]) for k in
                                    ("hits", "misses", "stores", "stale_refused", "not_stored", "bypassed",
                                     "uncacheable", "redis_errors", "single_flight_hits", "invalidations")
                                    if k in row1}
         print(f"  chat {label} #{repeat + 1}: tps={s['client_tps']:.0f} p50={s['p50']:.2f}ms p95={s['p95']:.2f}ms "
               f"p99={s['p99']:.2f}ms db_qps={s['db_qps']:.0f} cv={s['db_cv']:.2f} "
-              + (f"hit_burst={s['hit_burst']:.3f} hit_calm={s['hit_calm']:.3f} " if label == "cache-on" else "")
+              + (f"hit_burst={s['hit_burst']:.3f} (no query {s['served_burst']:.3f}) hit_calm={s['hit_calm']:.3f} "
+                 if label == "cache-on" else "") + f"writes={100 * s['write_share']:.1f}% "
               + f"own_stale={s['own_stale']}/{s['own_checks']} cross_stale={s['cross_stale']}/{s['cross_checks']} "
               f"errors={s['errors']} cpu_us/tx={cpu_us:.1f} machine_us/tx={busy_us:.0f} (load {load_average()})",
               flush=True)
         if s["errors"]:
             print(f"    errors: {s['errors_sample']}", flush=True)
+        if "redis_commands" in s:
+            print("    Redis (calls, usec) by command: " + ", ".join(
+                f"{k} {c} / {u} us" for k, (c, u) in s["redis_commands"].items()), flush=True)
         return s
 
     labels = [t for t in TARGETS if t in args.targets]
@@ -208,6 +229,7 @@ def median_summary(runs):
                 summed = k in ("own_checks", "own_stale", "cross_checks", "cross_stale", "errors", "transactions")
                 m[k] = sum(values) if summed else statistics.median(values)
         m["cache_counters"] = rs[-1].get("cache_counters")
+        m["redis_commands"] = rs[-1].get("redis_commands")
         m["errors_sample"] = {k: v for r in rs for k, v in r["errors_sample"].items()}
         m["repeats"] = len(rs)
         out[label] = m
@@ -229,7 +251,7 @@ def main():
     ap.add_argument("--burst-len", type=float, default=defaults.burst_len)
     ap.add_argument("--burst-factor", type=float, default=defaults.burst_factor)
     ap.add_argument("--burst-writes", type=float, default=defaults.burst_writes,
-                    help="share of a burst's extra traffic that posts to the hot conversation (default: --writes)")
+                    help="share of a burst's extra traffic that posts to the hot conversation (< 0: --writes)")
     ap.add_argument("--conversations", type=int, default=defaults.conversations)
     ap.add_argument("--users", type=int, default=defaults.users)
     ap.add_argument("--targets", default=",".join(TARGETS))

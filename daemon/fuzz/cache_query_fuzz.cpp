@@ -9,6 +9,7 @@
 #include "cache/catalog.h"
 #include "cache/key.h"
 #include "cache/query_analysis.h"
+#include "cache/session_change.h"
 #include "cache/search_path.h"
 #include "cache/values.h"
 
@@ -41,6 +42,7 @@ const Catalog& catalog() {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view sql(reinterpret_cast<const char*>(data), size);
+  (void)changes_session_resolution(sql);  // any text: no crash, no leak
   Analysis a = analyze(sql);
   if (a.cacheable == !a.reason.empty()) std::abort();
   if (a.cacheable) {

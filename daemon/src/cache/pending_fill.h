@@ -37,6 +37,12 @@ class PendingFill {
     capture_.add_fragment();
     return true;
   }
+  // The request is being written to the server (the first time only counts).
+  void dispatched() {
+    if (dispatched_ || alive_.expired()) return;
+    dispatched_ = true;
+    service_.dispatched(database_, plan_);
+  }
   // Hands a complete capture to the service (stored unless a tag moved); anything else
   // releases the followers empty-handed.
   void end(bool use_capture = true) {
@@ -57,6 +63,7 @@ class PendingFill {
   ReplyCapture capture_;
   std::chrono::steady_clock::time_point looked_up_ = std::chrono::steady_clock::now();
   bool ended_ = false;
+  bool dispatched_ = false;
 };
 
 }  // namespace pgcohere::cache

@@ -129,8 +129,17 @@ struct CacheService::Database {
   CacheCounters counters;
 };
 
+// One leader's miss and the identical misses waiting for it. A follower that joined before
+// the leader's query went to PostgreSQL may take that reply even when it was not stored:
+// the server took its snapshot after the follower's request arrived, so the reply is as
+// fresh as the follower's own query would have been.
 struct CacheService::Flight {
-  std::vector<std::function<void(std::optional<std::string>)>> followers;
+  struct Follower {
+    std::function<void(std::optional<std::string>)> complete;
+    bool joined_before_dispatch = false;
+  };
+  std::vector<Follower> followers;
+  bool dispatched = false;
 };
 
 CacheService::CacheService(asio::io_context& io, const config::Config& config)
@@ -172,7 +181,7 @@ void CacheService::stop() {
   tick_timer_.cancel();
   backend_->stop();
   for (auto& [key, flight] : flights_)
-    for (auto& f : flight->followers) f(std::nullopt);
+    for (auto& f : flight->followers) f.complete(std::nullopt);
   flights_.clear();
 }
 
@@ -299,7 +308,10 @@ awaitable<CacheService::Lookup> CacheService::lookup(const std::string& database
   breaker_.succeeded();
   const auto& e = reply->elements;
   if (e[0].integer == 2) {
-    ++db->counters.own_writes;  // read-your-writes: PostgreSQL answers until the purge is done
+    // Read-your-writes: PostgreSQL answers until the purge is done. A miss all the same
+    // (hit_ratio counts it), and counted apart.
+    ++db->counters.misses;
+    ++db->counters.own_writes;
     co_return out;
   }
   if (e[0].integer == 1 && e.size() == 2) {
@@ -331,7 +343,7 @@ awaitable<std::optional<std::string>> CacheService::follow(const std::string& da
   if (it == flights_.end()) co_return std::nullopt;
   if (Database* db = find(database)) ++db->counters.single_flight_waits;
   Flight* flight = it->second.get();  // a plain pointer: see with_deadline on temporaries
-  auto arm = [flight](auto complete) { flight->followers.push_back(complete); };
+  auto arm = [flight](auto complete) { flight->followers.push_back({complete, !flight->dispatched}); };
   auto limit = ms(settings_.single_flight_wait);
   auto result = co_await first_or_timeout<std::string>(io_, limit, arm);
   if (result) {
@@ -340,18 +352,29 @@ awaitable<std::optional<std::string>> CacheService::follow(const std::string& da
   co_return result;
 }
 
+void CacheService::dispatched(const std::string& database, const Plan& plan) {
+  auto it = flights_.find(flight_key(database, plan.key_hash));
+  if (it != flights_.end()) it->second->dispatched = true;
+}
+
 void CacheService::finish(const std::string& database, const Plan& plan, std::vector<std::string> versions,
                           std::optional<std::string> reply, Clock::time_point looked_up) {
   auto node = flights_.extract(flight_key(database, plan.key_hash));
   auto flight = node.empty() ? std::make_shared<Flight>() : node.mapped();
-  auto release = [flight](std::optional<std::string> r) {
-    for (auto& f : flight->followers) f(r);
+  auto shared_reply = reply ? std::make_shared<const std::string>(std::move(*reply)) : nullptr;
+  // stored: every follower takes the reply; otherwise only those that joined before the
+  // leader's query was sent (see Flight).
+  auto release = [flight, shared_reply](bool stored) {
+    for (auto& f : flight->followers) {
+      bool take = shared_reply && (stored || f.joined_before_dispatch);
+      f.complete(take ? std::optional<std::string>(*shared_reply) : std::nullopt);
+    }
   };
   Database* db = find(database);
   bool too_old = Clock::now() - looked_up > std::chrono::milliseconds(kMaxFillAgeMs);
-  if (!db || !reply || too_old || versions.size() != plan.tags.size() + 1 || !backend_->ready()) {
+  if (!db || !shared_reply || too_old || versions.size() != plan.tags.size() + 1 || !backend_->ready()) {
     if (db) ++db->counters.not_stored;
-    release(std::nullopt);
+    release(false);
     return;
   }
   std::vector<std::string> keys;
@@ -363,27 +386,26 @@ void CacheService::finish(const std::string& database, const Plan& plan, std::ve
   std::vector<std::string> args;
   args.reserve(3 + versions.size());
   args.push_back(std::to_string(plan.ttl_ms));
-  args.push_back(*reply);
+  args.push_back(*shared_reply);
   args.push_back(std::to_string(plan.tags.size()));
   for (auto& v : versions) args.push_back(std::move(v));
-  std::size_t size = reply->size();
-  auto shared_reply = std::make_shared<std::string>(std::move(*reply));
+  std::size_t size = shared_reply->size();
   run_script(*backend_, fill_script(), keys, args,
-             [this, db, size, shared_reply, release, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
-               if (alive.expired()) return release(std::nullopt);
+             [this, db, size, release, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
+               if (alive.expired()) return release(false);
                if (r.is_error()) {
                  ++db->counters.redis_errors;
                  count_failure();
                  PGC_LOG_DEBUG << "cache fill failed: " << r.str;
-                 return release(std::nullopt);
+                 return release(false);
                }
                if (r.integer != 1) {
                  ++db->counters.stale_refused;
-                 return release(std::nullopt);
+                 return release(false);
                }
                ++db->counters.stores;
                db->counters.bytes_stored += size;
-               release(*shared_reply);
+               release(true);
              });
 }
 
@@ -618,7 +640,7 @@ void CacheService::collect(metrics::Exposition& e) const {
     metrics::Labels l{{"database", name}};
     const auto& c = db->counters;
     e.counter("cache_hits_total", "Requests answered from the cache", l, static_cast<double>(c.hits));
-    e.counter("cache_misses_total", "Cacheable requests PostgreSQL answered (then stored if clean)", l,
+    e.counter("cache_misses_total", "Cacheable requests not answered from Redis (PostgreSQL or an identical miss in flight answered them)", l,
               static_cast<double>(c.misses));
     e.counter("cache_stores_total", "Replies stored in the cache", l, static_cast<double>(c.stores));
     e.counter("cache_stale_refused_total", "Fills refused because a tag moved while their query ran", l,
@@ -636,7 +658,7 @@ void CacheService::collect(metrics::Exposition& e) const {
               static_cast<double>(c.redis_errors));
     e.counter("cache_single_flight_waits_total", "Misses that waited for an identical miss in flight", l,
               static_cast<double>(c.single_flight_waits));
-    e.counter("cache_single_flight_hits_total", "Misses answered by an identical miss's stored reply", l,
+    e.counter("cache_single_flight_hits_total", "Misses answered by the reply of an identical miss in flight", l,
               static_cast<double>(c.single_flight_hits));
     e.counter("cache_bytes_stored_total", "Bytes of replies stored", l, static_cast<double>(c.bytes_stored));
   }

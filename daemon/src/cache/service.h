@@ -51,7 +51,7 @@ struct Plan {
 // Counters of one database (SHOW CACHE, /metrics). Monotonic.
 struct CacheCounters {
   std::uint64_t hits = 0;
-  std::uint64_t misses = 0;
+  std::uint64_t misses = 0;          // lookups not answered from Redis (own_writes included)
   std::uint64_t stores = 0;
   std::uint64_t stale_refused = 0;   // fills refused: a tag moved while the query ran
   std::uint64_t not_stored = 0;      // fills not attempted: error, notice, too large, ...
@@ -60,7 +60,7 @@ struct CacheCounters {
   std::uint64_t uncacheable = 0;     // requests the cache may not answer
   std::uint64_t redis_errors = 0;    // lookups/fills that failed or timed out
   std::uint64_t single_flight_waits = 0;
-  std::uint64_t single_flight_hits = 0;  // served from the first miss's result
+  std::uint64_t single_flight_hits = 0;  // served from the first miss's reply
   std::uint64_t bytes_stored = 0;
 };
 
@@ -89,11 +89,15 @@ class CacheService : public app::Service {
                                         const std::string& published);
 
   // Single flight: the first miss of a key leads (true); a later identical miss waits for
-  // it, at most single_flight_wait, and gets its reply if the leader stored one.
+  // it, at most single_flight_wait, and gets its reply if the leader stored one, or if it
+  // joined before the leader's query was sent to PostgreSQL (dispatched()).
   bool lead(const std::string& database, const Plan& plan);
   boost::asio::awaitable<std::optional<std::string>> follow(const std::string& database, const Plan& plan);
+  // The leader's query is on its way to PostgreSQL: followers that join from now on get
+  // its reply only if it is stored.
+  void dispatched(const std::string& database, const Plan& plan);
   // The leader's result: stores `reply` unless a tag moved, then releases the followers.
-  // An empty optional: nothing to store (the reply was refused); followers go to PostgreSQL.
+  // An empty optional: nothing to store (no complete reply); followers go to PostgreSQL.
   void finish(const std::string& database, const Plan& plan, std::vector<std::string> versions,
               std::optional<std::string> reply, std::chrono::steady_clock::time_point looked_up);
 

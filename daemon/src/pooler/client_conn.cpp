@@ -13,6 +13,7 @@
 #include "admin/console.h"
 #include "auth/exchange.h"
 #include "cache/request.h"
+#include "cache/session_change.h"
 #include "cache/session_switch.h"
 #include "pooler/pooler.h"
 #include "pooler/server_conn.h"
@@ -481,6 +482,19 @@ awaitable<void> ClientConn::replay(const std::string& reply) {
   co_await write_gated(out);
 }
 
+void ClientConn::note_session_change(const protocol::Frame& f) {
+  std::string_view sql;
+  if (f.type == 'Q') {
+    if (auto q = protocol::parse_query(f.body)) sql = q.value();
+  } else if (f.type == 'P') {
+    if (auto p = protocol::parse_parse(f.body)) sql = p.value().query;
+  }
+  if (sql.empty() || !cache::changes_session_resolution(sql)) return;
+  cache_blind_ = true;
+  PGC_LOG_DEBUG << "client " << peer_ << ": its session's search_path or role may have changed; "
+                << "the query cache no longer answers it";
+}
+
 awaitable<std::size_t> ClientConn::try_cache(std::string_view data) {
   auto* cache = pooler_.cache();
   bool named = entry_->mode != PoolMode::session && pooler_.settings().max_prepared_statements > 0;
@@ -491,7 +505,7 @@ awaitable<std::size_t> ClientConn::try_cache(std::string_view data) {
   });
   if (!request) co_return 0;
   const std::string* server_encoding = entry_->server_defaults.get("server_encoding");
-  auto plan = cache->plan({database_, user_, session_.params(), cache_bypass_,
+  auto plan = cache->plan({database_, user_, session_.params(), cache_bypass_ || cache_blind_,
                            server_encoding ? std::string_view(*server_encoding) : std::string_view("UTF8")},
                           *request);
   if (!plan) co_return 0;
@@ -545,6 +559,7 @@ awaitable<void> ClientConn::serve() {
         in_.consume(f.consumed);
         break;
       }
+      if (f.kind == protocol::Frame::Kind::message && pooler_.cache() && !cache_blind_) note_session_change(f);
       if (!server_) {
         // Between transactions: the query cache may answer (or a pooler-level SET).
         if (out.empty() && f.kind == protocol::Frame::Kind::message && pooler_.cache()) {
@@ -571,6 +586,7 @@ awaitable<void> ClientConn::serve() {
     if (!out.empty()) {
       auto s = server_;
       s->query_sent();
+      if (pending_fill_) pending_fill_->dispatched();
       writing_ = true;
       boost::system::error_code ec;
       co_await asio::async_write(s->socket(), asio::buffer(out), asio::redirect_error(use_awaitable, ec));

@@ -105,6 +105,9 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // SET/RESET pgcohere.cache_bypass, answered by the pooler itself: bytes consumed or 0.
   boost::asio::awaitable<std::size_t> try_session_switch(std::string_view data);
   boost::asio::awaitable<void> replay(const std::string& reply);
+  // A Query or Parse that may change the session's search_path or role: the cache stops
+  // answering this client.
+  void note_session_change(const protocol::Frame& f);
   void end_capture() {
     auto fill = std::move(pending_fill_);
     fill->end();
@@ -134,6 +137,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   int64_t id_;
   bool admin_ = false;
   bool cache_bypass_ = false;  // SET pgcohere.cache_bypass = on
+  bool cache_blind_ = false;   // the session may have changed search_path or role (session_change.h)
   std::string published_;
   std::unique_ptr<cache::PendingFill> pending_fill_;
   boost::asio::awaitable<void> serve_admin(bool admin_user);

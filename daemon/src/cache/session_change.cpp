@@ -1,0 +1,80 @@
+// See session_change.h.
+#include "cache/session_change.h"
+
+#include <pg_query.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace pgcohere::cache {
+
+namespace {
+using nlohmann::json;
+
+// Every statement that changes search_path or role names one of these (case-folded).
+constexpr std::array<std::string_view, 6> kNeedles = {"search_path", "role",    "authorization",
+                                                       "reset",       "discard", "set_config"};
+
+bool mentions_needle(std::string_view sql) {
+  std::string folded(sql);
+  std::transform(folded.begin(), folded.end(), folded.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return std::any_of(kNeedles.begin(), kNeedles.end(),
+                     [&](std::string_view n) { return folded.find(n) != std::string::npos; });
+}
+
+bool is_session_variable(const std::string& name) {
+  return name == "search_path" || name == "role" || name == "session_authorization";
+}
+
+bool variable_set_changes(const json& set) {
+  if (set.value("kind", "") == "VAR_RESET_ALL") return true;
+  return is_session_variable(set.value("name", "")) && !set.value("is_local", false);
+}
+
+bool calls_set_config(const json& call) {
+  const auto& names = call.value("funcname", json::array());
+  if (names.empty()) return false;
+  const auto& last = names.back().value("String", json::object());
+  return last.value("sval", "") == "set_config";
+}
+
+// Any node anywhere in the tree that changes the session: set_config() can hide in any
+// expression.
+bool walk(const json& node) {
+  if (node.is_object()) {
+    for (const auto& [kind, child] : node.items()) {
+      if (kind == "VariableSetStmt" && variable_set_changes(child)) return true;
+      if (kind == "DiscardStmt") return true;
+      if (kind == "FuncCall" && calls_set_config(child)) return true;
+      if (walk(child)) return true;
+    }
+  } else if (node.is_array()) {
+    for (const auto& child : node)
+      if (walk(child)) return true;
+  }
+  return false;
+}
+}  // namespace
+
+bool changes_session_resolution(std::string_view sql) {
+  if (!mentions_needle(sql)) return false;
+  std::string text(sql);
+  PgQueryParseResult parsed = pg_query_parse(text.c_str());
+  bool changes = true;
+  if (!parsed.error && parsed.parse_tree) {
+    try {
+      changes = walk(json::parse(parsed.parse_tree));
+    } catch (const std::exception&) {
+      changes = true;
+    }
+  }
+  pg_query_free_parse_result(parsed);
+  return changes;
+}
+
+}  // namespace pgcohere::cache
