@@ -1,5 +1,5 @@
 // libFuzzer target: any console query parses or fails with a message; a parsed command
-// runs through the Console against a backend that answers everything.
+// runs through the Console against a target that answers everything.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -10,7 +10,7 @@
 using namespace pgcohere::admin;
 
 namespace {
-class NullBackend : public Backend {
+class NullTarget : public ConsoleTarget {
  public:
   Snapshot snapshot(Show) override {
     Snapshot s;
@@ -41,8 +41,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view q(reinterpret_cast<const char*>(data), size);
   ParseResult p = parse_command(q);
   if (!p.command && p.error.empty()) __builtin_trap();
-  static NullBackend backend;
-  Console console(backend);
+  static NullTarget target;
+  Console console(target);
   int replies = 0;
   console.execute(q, true, [&](Reply r) {
     ++replies;

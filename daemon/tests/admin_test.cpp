@@ -1,4 +1,4 @@
-// Admin console: command parsing, PgBouncer 1.24+ result set shapes, dispatch to Backend.
+// Admin console: command parsing, PgBouncer 1.24+ result set shapes, dispatch to the ConsoleTarget.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -24,12 +24,12 @@ Command parse_ok(std::string_view q) {
   return p.command.value_or(Command{});
 }
 
-class FakeBackend : public Backend {
+class FakeTarget : public ConsoleTarget {
  public:
   Snapshot snap;
   std::vector<std::string> calls;
   std::string fail_with;
-  Backend::Done pending;  // PAUSE completes later
+  ConsoleTarget::Done pending;  // PAUSE completes later
   Show asked = Show::help;
 
   Snapshot snapshot(Show what) override {
@@ -300,8 +300,8 @@ TEST(AdminShow, SmallResultSets) {
   EXPECT_EQ(p.rows.at(0)[0], "UTF-8");
 }
 
-TEST(AdminConsole, ShowAsksBackendForTheRightSnapshot) {
-  FakeBackend b;
+TEST(AdminConsole, ShowAsksThePoolerForTheRightSnapshot) {
+  FakeTarget b;
   PoolRow pool;
   pool.database = "appdb";
   pool.user = "app";
@@ -315,7 +315,7 @@ TEST(AdminConsole, ShowAsksBackendForTheRightSnapshot) {
 }
 
 TEST(AdminConsole, StatsUsersCannotControl) {
-  FakeBackend b;
+  FakeTarget b;
   Console console(b);
   std::optional<Reply> got;
   console.execute("PAUSE", false, [&](Reply r) { got = std::move(r); });
@@ -325,8 +325,8 @@ TEST(AdminConsole, StatsUsersCannotControl) {
   EXPECT_TRUE(b.calls.empty());
 }
 
-TEST(AdminConsole, PauseRepliesWhenTheBackendIsDone) {
-  FakeBackend b;
+TEST(AdminConsole, PauseRepliesWhenThePoolerIsDone) {
+  FakeTarget b;
   Console console(b);
   std::optional<Reply> got;
   console.execute("pause appdb", true, [&](Reply r) { got = std::move(r); });
@@ -338,8 +338,8 @@ TEST(AdminConsole, PauseRepliesWhenTheBackendIsDone) {
   EXPECT_TRUE(got->result->columns.empty());
 }
 
-TEST(AdminConsole, BackendErrorsReachTheClient) {
-  FakeBackend b;
+TEST(AdminConsole, PoolerErrorsReachTheClient) {
+  FakeTarget b;
   b.fail_with = "pooler is not paused/suspended";
   Console console(b);
   std::optional<Reply> got;
@@ -350,7 +350,7 @@ TEST(AdminConsole, BackendErrorsReachTheClient) {
 }
 
 TEST(AdminConsole, OtherCommandsAndDefaults) {
-  FakeBackend b;
+  FakeTarget b;
   Console console(b);
   std::vector<Reply> replies;
   auto keep = [&](Reply r) { replies.push_back(std::move(r)); };
@@ -441,7 +441,7 @@ TEST(AdminShow, CacheColumnsAndRatio) {
 }
 
 TEST(AdminConsole, CacheCommandsWithoutACacheSayItIsNotEnabled) {
-  FakeBackend b;
+  FakeTarget b;
   Console c(b);
   Reply got;
   c.execute("CACHE DELETE PATTERN '*'", true, [&](Reply r) { got = std::move(r); });

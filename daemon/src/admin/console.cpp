@@ -44,7 +44,7 @@ void Console::execute(std::string_view query, bool admin_user, std::function<voi
     }
     Snapshot snap;
     if (cmd.show != Show::help && cmd.show != Show::version && cmd.show != Show::param)
-      snap = backend_.snapshot(cmd.show);
+      snap = target_.snapshot(cmd.show);
     if ((cmd.show == Show::cache || cmd.show == Show::cache_rules) && !snap.cache_error.empty()) {
       reply(error(snap.cache_error));
       return;
@@ -57,7 +57,7 @@ void Console::execute(std::string_view query, bool admin_user, std::function<voi
 
   if (cmd.verb == Verb::cache_delete) {
     PGC_LOG_INFO << "admin console: CACHE DELETE " << cmd.arg << " '" << cmd.value << "' command issued";
-    backend_.cache_delete(cmd.arg, cmd.value, [reply = std::move(reply)](std::int64_t count, std::string err) {
+    target_.cache_delete(cmd.arg, cmd.value, [reply = std::move(reply)](std::int64_t count, std::string err) {
       if (!err.empty()) return reply(error(std::move(err)));
       Reply r = done_with_tag("CACHE DELETE");
       r.result->columns.push_back({"deleted", oid::int8, 8});
@@ -78,25 +78,25 @@ void Console::execute(std::string_view query, bool admin_user, std::function<voi
                << (cmd.arg.empty() || cmd.verb == Verb::set ? "" : " '" + cmd.arg + "'")
                << " command issued";
   std::string tag(verb_name(cmd.verb));
-  // Shared so that a backend which keeps `done` for later holds the reply alive.
+  // Shared so that a target which keeps `done` for later holds the reply alive.
   auto respond = std::make_shared<std::function<void(Reply)>>(std::move(reply));
-  Backend::Done done = [respond, tag](std::string err) {
+  ConsoleTarget::Done done = [respond, tag](std::string err) {
     if (err.empty()) (*respond)(done_with_tag(tag));
     else (*respond)(error(std::move(err)));
   };
   switch (cmd.verb) {
-    case Verb::pause: backend_.pause(cmd.arg, std::move(done)); break;
-    case Verb::resume: backend_.resume(cmd.arg, std::move(done)); break;
-    case Verb::reload: backend_.reload(std::move(done)); break;
-    case Verb::shutdown: backend_.shutdown(cmd.arg, std::move(done)); break;
-    case Verb::kill: backend_.kill(cmd.arg, std::move(done)); break;
-    case Verb::suspend: backend_.suspend(std::move(done)); break;
-    case Verb::kill_client: backend_.kill_client(std::stoll(cmd.arg), std::move(done)); break;
-    case Verb::disable: backend_.disable(cmd.arg, std::move(done)); break;
-    case Verb::enable: backend_.enable(cmd.arg, std::move(done)); break;
-    case Verb::reconnect: backend_.reconnect(cmd.arg, std::move(done)); break;
-    case Verb::wait_close: backend_.wait_close(cmd.arg, std::move(done)); break;
-    case Verb::set: backend_.set(cmd.arg, cmd.value, std::move(done)); break;
+    case Verb::pause: target_.pause(cmd.arg, std::move(done)); break;
+    case Verb::resume: target_.resume(cmd.arg, std::move(done)); break;
+    case Verb::reload: target_.reload(std::move(done)); break;
+    case Verb::shutdown: target_.shutdown(cmd.arg, std::move(done)); break;
+    case Verb::kill: target_.kill(cmd.arg, std::move(done)); break;
+    case Verb::suspend: target_.suspend(std::move(done)); break;
+    case Verb::kill_client: target_.kill_client(std::stoll(cmd.arg), std::move(done)); break;
+    case Verb::disable: target_.disable(cmd.arg, std::move(done)); break;
+    case Verb::enable: target_.enable(cmd.arg, std::move(done)); break;
+    case Verb::reconnect: target_.reconnect(cmd.arg, std::move(done)); break;
+    case Verb::wait_close: target_.wait_close(cmd.arg, std::move(done)); break;
+    case Verb::set: target_.set(cmd.arg, cmd.value, std::move(done)); break;
     case Verb::show:
     case Verb::cache_delete: break;
   }

@@ -1,4 +1,4 @@
-// The admin console: one simple-query string in, one reply out, acting through Backend.
+// The admin console: one simple-query string in, one reply out, acting through a ConsoleTarget.
 // No I/O; the pool's session code encodes the reply (RowDescription, DataRow,
 // CommandComplete, NoticeResponse or ErrorResponse, then ReadyForQuery).
 #pragma once
@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "admin/console_target.h"
 #include "admin/result_set.h"
-#include "admin/snapshot.h"
 
 namespace pgcohere::admin {
 
@@ -22,13 +22,13 @@ struct Reply {
 
 class Console {
  public:
-  explicit Console(Backend& backend) : backend_(backend) {}
+  explicit Console(ConsoleTarget& target) : target_(target) {}
   // `admin_user`: the login is in admin_users (else stats_users: SHOW only). `reply` is
   // called exactly once, possibly later (PAUSE waits for the pool).
   void execute(std::string_view query, bool admin_user, std::function<void(Reply)> reply);
 
  private:
-  Backend& backend_;
+  ConsoleTarget& target_;
 };
 
 }  // namespace pgcohere::admin

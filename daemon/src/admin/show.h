@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "admin/command.h"
 #include "admin/result_set.h"
 #include "admin/snapshot.h"
 #include "config/config.h"

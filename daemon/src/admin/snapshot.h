@@ -1,14 +1,11 @@
-// Plain data the pool fills for the console (no pointers into the pool), and the Backend
-// interface through which console commands act on it.
+// Plain data the pooler fills for the console's SHOW commands (no pointers into the pool).
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "admin/command.h"
 
 namespace pgcohere::admin {
 
@@ -177,40 +174,6 @@ struct Snapshot {
   std::vector<CacheRow> cache;
   std::vector<CacheRuleRow> cache_rules;
   std::string cache_error;  // SHOW CACHE without a cache: why
-};
-
-// Implemented by the pool. Commands that take time (PAUSE waits for server connections to
-// be released) report through `done` with "" on success or the error text for the client;
-// `done` may be called before the method returns or later, on the same io_context.
-class Backend {
- public:
-  using Done = std::function<void(std::string error)>;
-  virtual ~Backend() = default;
-  // Fill at least what `what` needs; the rest may stay empty.
-  virtual Snapshot snapshot(Show what) = 0;
-  virtual void pause(const std::string& database, Done done) = 0;   // "" = all
-  virtual void resume(const std::string& database, Done done) = 0;  // "" = all
-  virtual void reload(Done done) = 0;
-  virtual void shutdown(const std::string& mode, Done done) = 0;  // "", WAIT_FOR_SERVERS, WAIT_FOR_CLIENTS
-  virtual void kill(const std::string& database, Done done) = 0;  // "" = all
-  virtual void suspend(Done done) { done("SUSPEND is not supported by pgcohered"); }
-  virtual void kill_client(std::int64_t id, Done done) { (void)id; done("KILL_CLIENT is not supported by pgcohered"); }
-  virtual void disable(const std::string& database, Done done) { (void)database; done("DISABLE is not supported by pgcohered"); }
-  virtual void enable(const std::string& database, Done done) { (void)database; done("ENABLE is not supported by pgcohered"); }
-  virtual void reconnect(const std::string& database, Done done) { (void)database; done("RECONNECT is not supported by pgcohered"); }
-  virtual void wait_close(const std::string& database, Done done) { (void)database; done("WAIT_CLOSE is not supported by pgcohered"); }
-  // CACHE DELETE: `what` is key, pattern or table; `done` gets the entries removed or an error.
-  using CountDone = std::function<void(std::int64_t count, std::string error)>;
-  virtual void cache_delete(const std::string& what, const std::string& value, CountDone done) {
-    (void)what;
-    (void)value;
-    done(0, "the query cache is not enabled ([cache] enabled = 1)");
-  }
-  virtual void set(const std::string& key, const std::string& value, Done done) {
-    (void)key;
-    (void)value;
-    done("SET is not supported by pgcohered; edit the configuration file and RELOAD");
-  }
 };
 
 }  // namespace pgcohere::admin

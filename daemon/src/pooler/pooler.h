@@ -14,6 +14,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "admin/console_target.h"
 #include "admin/snapshot.h"
 #include "app/control.h"
 #include "app/service.h"
@@ -37,7 +38,7 @@ namespace pgcohere::pooler {
 class ClientConn;
 class ServerConn;
 
-class Pooler : public app::Service, public admin::Backend {
+class Pooler : public app::Service, public admin::ConsoleTarget {
  public:
   // `control` answers the console's RELOAD and SHUTDOWN (the application).
   Pooler(boost::asio::io_context& io, const config::Config& config, app::Control& control);
@@ -81,7 +82,7 @@ class Pooler : public app::Service, public admin::Backend {
 
   Pools& pools() { return pools_; }
 
-  // admin::Backend (the console; see pooler_admin.cpp)
+  // admin::ConsoleTarget (the console; see pooler_admin.cpp)
   admin::Snapshot snapshot(admin::Show what) override;
   void pause(const std::string& database, Done done) override;
   void resume(const std::string& database, Done done) override;

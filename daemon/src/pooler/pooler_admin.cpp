@@ -1,4 +1,4 @@
-// The pooler as the admin console's Backend: snapshots of pools, clients, servers and
+// The pooler as the admin console's target: snapshots of pools, clients, servers and
 // counters for SHOW, and PAUSE / RESUME / RELOAD / SHUTDOWN / KILL.
 #include <cstdio>
 
