@@ -3,22 +3,9 @@
 
 #include <unistd.h>
 
-#include "redis/glob.h"
 #include "util/log.h"
 
 namespace pgcohere::redis {
-
-std::vector<std::string> KeySet::match(std::string_view pattern, std::size_t* visited) const {
-  std::vector<std::string> out;
-  std::string prefix = literal_prefix(pattern);
-  std::size_t n = 0;
-  for (auto it = keys_.lower_bound(prefix); it != keys_.end() && it->compare(0, prefix.size(), prefix) == 0; ++it) {
-    ++n;
-    if (glob_match(pattern, *it)) out.push_back(*it);
-  }
-  if (visited) *visited = n;
-  return out;
-}
 
 KeyIndex::KeyIndex(boost::asio::io_context& io, const std::string& host, int port, int db,
                    std::chrono::milliseconds command_timeout)

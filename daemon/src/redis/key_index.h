@@ -10,28 +10,14 @@
 #include <chrono>
 #include <functional>
 #include <map>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "redis/async_client.h"
+#include "redis/sorted_key_names.h"
 
 namespace pgcohere::redis {
-
-// The pure part: a sorted key set with prefix + glob lookup.
-class KeySet {
- public:
-  void insert(std::string key) { keys_.insert(std::move(key)); }
-  void erase(const std::string& key) { keys_.erase(key); }
-  void clear() { keys_.clear(); }
-  std::size_t size() const { return keys_.size(); }
-  // Keys matching `pattern`, found by walking only the range of its literal prefix.
-  std::vector<std::string> match(std::string_view pattern, std::size_t* visited = nullptr) const;
-
- private:
-  std::set<std::string, std::less<>> keys_;
-};
 
 class KeyIndex {
  public:
@@ -68,7 +54,7 @@ class KeyIndex {
   AsyncClient cmd_;
   State state_ = State::down;
   std::uint64_t generation_ = 0;  // bumps on every gap: stale build replies are ignored
-  KeySet keys_;
+  SortedKeyNames keys_;
   std::uint64_t next_barrier_ = 1;
   std::map<std::uint64_t, std::function<void(bool)>> barriers_;
   std::uint64_t rebuilds_ = 0;

@@ -1,12 +1,12 @@
 // The pattern index's lookup: only the literal prefix's range is visited.
-#include "redis/key_index.h"
+#include "redis/sorted_key_names.h"
 
 #include <gtest/gtest.h>
 
-using pgcohere::redis::KeySet;
+using pgcohere::redis::SortedKeyNames;
 
-TEST(KeySet, MatchVisitsOnlyThePrefixRange) {
-  KeySet s;
+TEST(SortedKeyNames, MatchVisitsOnlyThePrefixRange) {
+  SortedKeyNames s;
   for (int conv = 0; conv < 100; ++conv)
     for (int i = 0; i < 10; ++i) s.insert("msg:history:" + std::to_string(conv) + ":" + std::to_string(i));
   s.insert("msg:count:42");
@@ -22,8 +22,8 @@ TEST(KeySet, MatchVisitsOnlyThePrefixRange) {
   EXPECT_EQ(s.match("msg:history:42:*").size(), 9u);
 }
 
-TEST(KeySet, EscapedMetacharactersAreLiteral) {
-  KeySet s;
+TEST(SortedKeyNames, EscapedMetacharactersAreLiteral) {
+  SortedKeyNames s;
   s.insert("a*b:1");
   s.insert("axb:1");
   auto keys = s.match("a\\*b:*");
