@@ -5,9 +5,9 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "protocol/notify_payload.h"
+#include "invalidation/notify_payload.h"
 
-using namespace pgcohere::protocol;
+using namespace pgcohere::invalidation;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);

@@ -1,9 +1,9 @@
 // The NOTIFY payload codec: grammar, escaping, signature binding to the database.
-#include "protocol/notify_payload.h"
+#include "invalidation/notify_payload.h"
 
 #include <gtest/gtest.h>
 
-using namespace pgcohere::protocol;
+using namespace pgcohere::invalidation;
 
 namespace {
 

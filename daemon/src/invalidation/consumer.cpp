@@ -9,7 +9,7 @@
 #include <set>
 
 #include "cache/redis_layout.h"
-#include "protocol/notify_payload.h"
+#include "invalidation/notify_payload.h"
 #include "redis/glob.h"
 #include "util/log.h"
 
@@ -260,13 +260,13 @@ awaitable<bool> DatabaseConsumer::resync(std::string reason) {
 void DatabaseConsumer::handle(const Notification& n) {
   if (n.channel != settings_.channel) return;
   received_.inc();
-  auto decoded = protocol::decode_payload(n.payload, dbname_, settings_.secret);
+  auto decoded = decode_payload(n.payload, dbname_, settings_.secret);
   if (!decoded.ok()) {
-    bool forged = decoded.error == protocol::PayloadError::signature_mismatch ||
-                  decoded.error == protocol::PayloadError::bad_signature_line;
+    bool forged = decoded.error == PayloadError::signature_mismatch ||
+                  decoded.error == PayloadError::bad_signature_line;
     (forged ? forged_ : malformed_).inc();
     PGC_LOG_WARN << "invalidation [" << name_ << "]: ignored a notification from backend " << n.sender_pid
-                 << ": " << protocol::to_string(decoded.error)
+                 << ": " << to_string(decoded.error)
                  << (decoded.detail.empty() ? "" : " (" + decoded.detail + ")");
     return;
   }
@@ -290,17 +290,17 @@ void DatabaseConsumer::handle(const Notification& n) {
   bool asks_resync = false;
   for (const auto& e : p.entries) {
     switch (e.kind) {
-      case protocol::EntryKind::key: job.keys.push_back(e.text); break;
-      case protocol::EntryKind::pattern: job.patterns.push_back(e.text); break;
-      case protocol::EntryKind::tag: job.tags.push_back(cache::scope_tag(name_, e.text)); break;
-      case protocol::EntryKind::resync:
+      case EntryKind::key: job.keys.push_back(e.text); break;
+      case EntryKind::pattern: job.patterns.push_back(e.text); break;
+      case EntryKind::tag: job.tags.push_back(cache::scope_tag(name_, e.text)); break;
+      case EntryKind::resync:
         PGC_LOG_WARN << "invalidation [" << name_ << "]: the extension asks for a resync: " << e.text;
         request_resync("message");
         asks_resync = true;
         break;
-      case protocol::EntryKind::cache_policy:
+      case EntryKind::cache_policy:
         policy_changed = true;
-        if (auto relid = protocol::parse_relid(e.text); relid && settings_.on_cache_policy_change)
+        if (auto relid = parse_relid(e.text); relid && settings_.on_cache_policy_change)
           settings_.on_cache_policy_change(name_, *relid);
         break;
     }

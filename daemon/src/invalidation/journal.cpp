@@ -9,7 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "protocol/notify_payload.h"
+#include "invalidation/notify_payload.h"
 #include "util/log.h"
 
 namespace pgcohere::invalidation {
@@ -195,10 +195,10 @@ void Journal::reclaim() {
 }
 
 std::string Journal::encode(const std::string& database, const PurgeJob& job) {
-  std::string out = protocol::escape_text(database) + "\n";
-  for (const auto& k : job.keys) out += "k " + protocol::escape_text(k) + "\n";
-  for (const auto& p : job.patterns) out += "p " + protocol::escape_text(p) + "\n";
-  for (const auto& t : job.tags) out += "t " + protocol::escape_text(t) + "\n";
+  std::string out = escape_text(database) + "\n";
+  for (const auto& k : job.keys) out += "k " + escape_text(k) + "\n";
+  for (const auto& p : job.patterns) out += "p " + escape_text(p) + "\n";
+  for (const auto& t : job.tags) out += "t " + escape_text(t) + "\n";
   return out;
 }
 
@@ -212,14 +212,14 @@ std::optional<JournalRecord> Journal::decode(std::string_view bytes) {
     std::string_view line = bytes.substr(pos, lf - pos);
     pos = lf + 1;
     if (first) {
-      auto db = protocol::unescape_text(line);
+      auto db = unescape_text(line);
       if (!db) return std::nullopt;
       rec.database = std::move(*db);
       first = false;
       continue;
     }
     if (line.size() < 2 || line[1] != ' ') return std::nullopt;
-    auto text = protocol::unescape_text(line.substr(2));
+    auto text = unescape_text(line.substr(2));
     if (!text) return std::nullopt;
     switch (line[0]) {
       case 'k': rec.job.keys.push_back(std::move(*text)); break;

@@ -5,7 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "protocol/notify_payload.h"
+#include "invalidation/notify_payload.h"
 #include "redis/make_backend.h"
 #include "redis/url.h"
 #include "util/log.h"
@@ -36,7 +36,7 @@ std::string read_secret_file(const std::string& path) {
   if (!in) throw std::runtime_error("[invalidation] secret_file " + path + ": cannot read");
   std::ostringstream content;
   content << in.rdbuf();
-  std::string secret = protocol::trim_secret(content.str());
+  std::string secret = trim_secret(content.str());
   if (secret.empty()) throw std::runtime_error("[invalidation] secret_file " + path + ": empty");
   return secret;
 }

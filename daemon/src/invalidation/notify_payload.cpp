@@ -1,5 +1,5 @@
 // NOTIFY payload codec, version 1 (docs/protocol.md).
-#include "protocol/notify_payload.h"
+#include "invalidation/notify_payload.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -8,7 +8,7 @@
 #include <array>
 #include <charconv>
 
-namespace pgcohere::protocol {
+namespace pgcohere::invalidation {
 namespace {
 
 constexpr std::string_view kMagic = "pgc1 ";
@@ -235,4 +235,4 @@ std::string encode_payload(const NotifyPayload& payload, std::string_view dbname
   return body + "sig " + sign_body(body, dbname, secret);
 }
 
-}  // namespace pgcohere::protocol
+}  // namespace pgcohere::invalidation

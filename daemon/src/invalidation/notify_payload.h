@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-namespace pgcohere::protocol {
+namespace pgcohere::invalidation {
 
 // cache_policy: "c <oid>", the query-cache policy of relation <oid> (or what
 // pgcohere.cache_catalog() shows about its name) changed: reload the catalog. Its text is
@@ -81,4 +81,4 @@ std::string sign_body(std::string_view body, std::string_view dbname, std::strin
 // Secret file content with trailing whitespace removed, as the extension reads it.
 std::string trim_secret(std::string_view content);
 
-}  // namespace pgcohere::protocol
+}  // namespace pgcohere::invalidation
