@@ -3,7 +3,9 @@
 // policy change or DDL publishes.
 #include <cmath>
 
-#include "state.hpp"
+#include "cache.hpp"
+#include "settings.hpp"
+#include "xact.hpp"
 
 extern "C" {
 #include "catalog/pg_inherits.h"

@@ -1,5 +1,9 @@
 // Module entry: settings, callbacks, and (when preloaded) shared memory and workers.
-#include "state.hpp"
+#include "ring.hpp"
+#include "rules.hpp"
+#include "settings.hpp"
+#include "worker.hpp"
+#include "xact.hpp"
 
 extern "C" {
 PG_MODULE_MAGIC;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ring.hpp"
+#include "settings.hpp"
 
 extern "C" {
 #include "utils/syscache.h"
@@ -79,8 +80,6 @@ void ring_request_shmem() {
     prev_shmem_startup = shmem_startup_hook;
     shmem_startup_hook = startup_hook;
 }
-
-void ring_startup() {}
 
 bool ring_available() { return g_ring != nullptr; }
 

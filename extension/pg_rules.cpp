@@ -3,7 +3,8 @@
 #include <memory>
 #include <unordered_map>
 
-#include "state.hpp"
+#include "cache.hpp"
+#include "rules.hpp"
 
 namespace pgcohere {
 

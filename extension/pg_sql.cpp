@@ -1,5 +1,8 @@
 // SQL-callable functions (see docs/sql-api.md).
-#include "state.hpp"
+#include "ring.hpp"
+#include "rules.hpp"
+#include "settings.hpp"
+#include "xact.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pgcohere_check_templates);

@@ -1,6 +1,8 @@
 // The row trigger (INSERT/UPDATE/DELETE, also via COPY, MERGE, ON CONFLICT and
 // partitions) and the statement trigger for TRUNCATE.
-#include "state.hpp"
+#include "rules.hpp"
+#include "settings.hpp"
+#include "xact.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pgcohere_row_trigger);

@@ -4,6 +4,9 @@
 #include <unordered_set>
 
 #include "ring.hpp"
+#include "settings.hpp"
+#include "worker.hpp"
+#include "xact.hpp"
 
 extern "C" {
 #include "pgstat.h"

@@ -7,7 +7,10 @@
 #include <sys/stat.h>
 #include <unordered_set>
 
-#include "state.hpp"
+#include "ring.hpp"
+#include "rules.hpp"
+#include "settings.hpp"
+#include "xact.hpp"
 
 extern "C" {
 #include "catalog/pg_database.h"

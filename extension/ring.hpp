@@ -1,10 +1,30 @@
-// Shared-memory layout of preload mode: one slot per database, each a byte ring of
-// committed transactions' entry lines, drained by that database's worker.
+// Preload mode's shared ring (pg_ring.cpp): one slot per database, each a byte ring of
+// committed transactions' entry lines, drained by that database's worker. The functions
+// first, then the shared-memory layout that the ring and the workers read.
 #pragma once
 
-#include "state.hpp"
+#include <cstddef>
+
+#include "pg.hpp"
+#include "xact.hpp"
 
 namespace pgcohere {
+
+void ring_request_shmem();
+bool ring_available();
+uint64 ring_capacity();        // bytes per database
+int ring_slot_for(Oid dboid);  // claims a slot; -1 if none is free
+// Appends one committed transaction; never errors. False on overflow (resync recorded).
+// *epoch and *pos: the ring epoch and the record's end position (on overflow the head),
+// the commit's read-your-writes position; both 0 when no slot could take it.
+bool ring_push(int slot, int64 commit_us, const char* data, std::size_t len, uint64 nkeys, bool coarsened,
+               uint64* epoch, uint64* pos) noexcept;
+Counters ring_stats();
+void ring_count_direct(uint64 entries, uint64 notifications, bool coarsened) noexcept;
+// The (epoch, seq) stream of slot i, shared by its worker and by direct publishers in
+// a preloaded cluster, so that one database never has two interleaved epochs.
+bool ring_stream(int slot, uint64* epoch);
+uint64 ring_next_seq(int slot);
 
 struct Slot {
     Oid dboid;                  // InvalidOid: free
