@@ -8,6 +8,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
+#include <stdexcept>
+
 #include "util/log.h"
 
 namespace pgcohere::redis {
@@ -65,8 +67,7 @@ namespace {
 struct Pending {
   asio::io_context& io;
   AsyncClient::Callback done;
-  std::weak_ptr<bool> alive;
-  std::size_t* in_flight;
+  std::weak_ptr<AsyncClient> client;  // expired while the client is being destroyed
 };
 }  // namespace
 
@@ -102,8 +103,9 @@ void AsyncClient::set_timeouts(std::chrono::milliseconds connect_timeout, std::c
 void AsyncClient::arm_watchdog() {
   if (connect_timeout_.count() == 0 && command_timeout_.count() == 0) return;
   watchdog_.expires_after(std::chrono::milliseconds(100));
-  watchdog_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
-    if (ec || alive.expired() || stopping_) return;
+  watchdog_.async_wait([this, weak = weak_from_this()](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || stopping_) return;
     auto now = std::chrono::steady_clock::now();
     if (ac_ && !connected_ && connect_timeout_.count() > 0 && now - connect_started_ > connect_timeout_)
       drop_connection("connect timed out");
@@ -123,12 +125,11 @@ void AsyncClient::drop_connection(const char* why) {
   if (!was_connected) schedule_reconnect();
 }
 
-AsyncClient::~AsyncClient() {
-  *alive_ = false;
-  stop();
-}
+AsyncClient::~AsyncClient() { stop(); }
 
 void AsyncClient::start() {
+  if (weak_from_this().expired())
+    throw std::logic_error(name_ + ": AsyncClient must be owned by a std::shared_ptr (std::make_shared)");
   stopping_ = false;
   if (!ac_) connect_now();
   arm_watchdog();
@@ -174,9 +175,9 @@ void AsyncClient::connect_now() {
   ac_ = ac;
   if (db_ != 0) {
     std::string db = std::to_string(db_);
-    command({"SELECT", db}, [this](Reply r) {
+    command({"SELECT", db}, [name = name_, db](Reply r) {
       if (r.is_error()) {
-        PGC_LOG_ERROR << name_ << ": SELECT " << db_ << " failed: " << r.str;
+        PGC_LOG_ERROR << name << ": SELECT " << db << " failed: " << r.str;
       }
     });
   }
@@ -186,8 +187,9 @@ void AsyncClient::schedule_reconnect() {
   if (stopping_) return;
   reconnect_timer_.expires_after(backoff_);
   backoff_ = std::min(backoff_ * 2, std::chrono::milliseconds(2000));
-  reconnect_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
-    if (ec || alive.expired() || stopping_ || ac_) return;
+  reconnect_timer_.async_wait([this, weak = weak_from_this()](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || stopping_ || ac_) return;
     connect_now();
   });
 }
@@ -196,8 +198,9 @@ void AsyncClient::set_state(bool up) {
   if (connected_ == up) return;
   connected_ = up;
   if (state_handler_)
-    asio::post(io_, [this, up, alive = std::weak_ptr<bool>(alive_)] {
-      if (!alive.expired() && state_handler_) state_handler_(up);
+    asio::post(io_, [this, up, weak = weak_from_this()] {
+      auto self = weak.lock();
+      if (self && state_handler_) state_handler_(up);
     });
 }
 
@@ -230,12 +233,11 @@ void AsyncClient::on_disconnect(const redisAsyncContext* ac, int status) {
   self->schedule_reconnect();
 }
 
-void AsyncClient::on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
+void AsyncClient::on_reply(redisAsyncContext*, void* reply, void* privdata) {
   std::unique_ptr<Pending> p(static_cast<Pending*>(privdata));
-  if (!p->alive.expired()) {
-    --*p->in_flight;
-    auto* self = static_cast<AsyncClient*>(ac->data);
-    if (self && !self->sent_at_.empty()) self->sent_at_.pop_front();  // replies come in order
+  if (auto self = p->client.lock()) {
+    --self->in_flight_;
+    if (!self->sent_at_.empty()) self->sent_at_.pop_front();  // replies come in order
   }
   asio::post(p->io, [done = std::move(p->done), r = copy_reply(reply)]() mutable { done(std::move(r)); });
 }
@@ -243,8 +245,8 @@ void AsyncClient::on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
 void AsyncClient::on_message(redisAsyncContext*, void* reply, void* privdata) {
   if (!reply) return;  // the connection is going away; the owner resubscribes on "up"
   auto* sub = static_cast<Subscription*>(privdata);
-  asio::post(sub->self->io_, [handler = sub->handler, r = copy_reply(reply), alive = std::weak_ptr<bool>(sub->self->alive_)] {
-    if (!alive.expired()) handler(r);
+  asio::post(sub->self->io_, [handler = sub->handler, r = copy_reply(reply), weak = sub->self->weak_from_this()] {
+    if (auto self = weak.lock()) handler(r);
   });
 }
 
@@ -274,7 +276,7 @@ void AsyncClient::command(std::vector<std::string> argv, Callback done) {
     args.push_back(a.data());
     lens.push_back(a.size());
   }
-  auto* p = new Pending{io_, std::move(done), alive_, &in_flight_};
+  auto* p = new Pending{io_, std::move(done), weak_from_this()};
   if (redisAsyncCommandArgv(ac_, &AsyncClient::on_reply, p, static_cast<int>(args.size()), args.data(),
                             lens.data()) != REDIS_OK) {
     std::unique_ptr<Pending> owned(p);

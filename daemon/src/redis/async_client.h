@@ -1,5 +1,7 @@
 // One hiredis async connection driven by an Asio io_context (hiredis 0.14 ships no Asio
 // adapter), with reconnect and backoff. Commands are pipelined on the connection.
+// Owned by a std::shared_ptr (docs/architecture.md, "Threads and lifetimes"): its timers
+// and posted handlers hold a weak_ptr and do nothing once the client is gone.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -18,7 +20,7 @@ struct redisAsyncContext;
 
 namespace pgcohere::redis {
 
-class AsyncClient {
+class AsyncClient : public std::enable_shared_from_this<AsyncClient> {
  public:
   using Callback = std::function<void(Reply)>;
   using StateHandler = std::function<void(bool up)>;
@@ -34,6 +36,7 @@ class AsyncClient {
   // their owners): a hung Redis is treated like a dead one. Zero disables.
   void set_timeouts(std::chrono::milliseconds connect_timeout, std::chrono::milliseconds command_timeout);
   // Connects now and reconnects with backoff whenever the link drops, until stop().
+  // Throws std::logic_error if the client is not owned by a std::shared_ptr.
   void start();
   void stop();
   bool connected() const { return connected_; }
@@ -84,7 +87,6 @@ class AsyncClient {
   std::chrono::steady_clock::time_point connect_started_;
   std::deque<std::chrono::steady_clock::time_point> sent_at_;  // in-flight commands, oldest first
   StateHandler state_handler_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 Reply copy_reply(const void* hiredis_reply);

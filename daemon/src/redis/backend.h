@@ -71,8 +71,8 @@ class SingleBackend : public Backend {
   std::string describe() const override;
 
  private:
-  AsyncClient key_conn_;
-  AsyncClient scan_conn_;
+  std::shared_ptr<AsyncClient> key_conn_;
+  std::shared_ptr<AsyncClient> scan_conn_;
   std::function<void()> ready_handler_;
 };
 

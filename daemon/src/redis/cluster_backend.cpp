@@ -77,8 +77,8 @@ ClusterBackend::Node& ClusterBackend::node(const std::string& addr) {
   int port = 0;
   split_addr(addr, host, port);
   Node n;
-  n.key = std::make_unique<AsyncClient>(io_, host, port, 0, "redis " + addr);
-  n.bulk = std::make_unique<AsyncClient>(io_, host, port, 0, "redis-scan " + addr);
+  n.key = std::make_shared<AsyncClient>(io_, host, port, 0, "redis " + addr);
+  n.bulk = std::make_shared<AsyncClient>(io_, host, port, 0, "redis-scan " + addr);
   n.key->set_timeouts(timeouts_.connect, timeouts_.command);
   n.bulk->set_timeouts(timeouts_.connect, timeouts_.command);
   auto on_state = [this, alive = std::weak_ptr<bool>(alive_)](bool up) {

@@ -38,8 +38,8 @@ class ClusterBackend : public Backend {
 
  private:
   struct Node {
-    std::unique_ptr<AsyncClient> key;
-    std::unique_ptr<AsyncClient> bulk;
+    std::shared_ptr<AsyncClient> key;
+    std::shared_ptr<AsyncClient> bulk;
   };
   Node& node(const std::string& addr);
   void refresh();

@@ -12,25 +12,25 @@ KeyIndex::KeyIndex(boost::asio::io_context& io, const std::string& host, int por
     : db_(db),
       event_prefix_("__keyevent@" + std::to_string(db) + "__:"),
       barrier_channel_(event_prefix_ + "pgcohered-barrier-" + std::to_string(getpid())),
-      sub_(io, host, port, 0, "redis-index-sub"),
-      cmd_(io, host, port, db, "redis-index") {
-  cmd_.set_timeouts(command_timeout, command_timeout);
-  sub_.set_timeouts(command_timeout, std::chrono::milliseconds(0));
-  sub_.on_state([this](bool up) { on_subscriber_state(up); });
-  cmd_.on_state([this](bool up) {
-    if (up && state_ == State::down && sub_.connected()) on_subscriber_state(true);
+      sub_(std::make_shared<AsyncClient>(io, host, port, 0, "redis-index-sub")),
+      cmd_(std::make_shared<AsyncClient>(io, host, port, db, "redis-index")) {
+  cmd_->set_timeouts(command_timeout, command_timeout);
+  sub_->set_timeouts(command_timeout, std::chrono::milliseconds(0));
+  sub_->on_state([this](bool up) { on_subscriber_state(up); });
+  cmd_->on_state([this](bool up) {
+    if (up && state_ == State::down && sub_->connected()) on_subscriber_state(true);
   });
 }
 
 void KeyIndex::start() {
-  sub_.start();
-  cmd_.start();
+  sub_->start();
+  cmd_->start();
 }
 
 void KeyIndex::stop() {
   broken("stopping");
-  sub_.stop();
-  cmd_.stop();
+  sub_->stop();
+  cmd_->stop();
 }
 
 void KeyIndex::broken(const std::string& why) {
@@ -50,24 +50,24 @@ void KeyIndex::on_subscriber_state(bool up) {
     broken("subscription lost");
     return;
   }
-  if (state_ != State::down || !cmd_.connected()) return;
+  if (state_ != State::down || !cmd_->connected()) return;
   state_ = State::subscribing;
   std::uint64_t gen = generation_;
   // Keyspace events for new keys (n, Redis >= 7) and removals (g: del/unlink, x: expired,
   // e: evicted), on the keyevent channels (E). Other flags already set are kept.
-  cmd_.command({"CONFIG", "GET", "notify-keyspace-events"}, [this, gen](Reply r) {
+  cmd_->command({"CONFIG", "GET", "notify-keyspace-events"}, [this, gen](Reply r) {
     if (gen != generation_) return;
     std::string flags = r.elements.size() == 2 ? r.elements[1].str : "";
     for (char f : std::string("Engxe"))
       if (flags.find(f) == std::string::npos && !(f != 'E' && f != 'n' && flags.find('A') != std::string::npos))
         flags.push_back(f);
-    cmd_.command({"CONFIG", "SET", "notify-keyspace-events", flags}, [this, gen](Reply set) {
+    cmd_->command({"CONFIG", "SET", "notify-keyspace-events", flags}, [this, gen](Reply set) {
       if (gen != generation_) return;
       if (set.is_error()) {
         broken("cannot enable keyspace notifications: " + set.str);
         return;
       }
-      sub_.subscribe({"PSUBSCRIBE", event_prefix_ + "*"}, [this](Reply m) { on_message(m); });
+      sub_->subscribe({"PSUBSCRIBE", event_prefix_ + "*"}, [this](Reply m) { on_message(m); });
     });
   });
 }
@@ -108,7 +108,7 @@ void KeyIndex::on_message(const Reply& r) {
 
 void KeyIndex::build_step(std::string cursor) {
   std::uint64_t gen = generation_;
-  cmd_.command({"SCAN", cursor, "COUNT", "1000"}, [this, gen](Reply r) {
+  cmd_->command({"SCAN", cursor, "COUNT", "1000"}, [this, gen](Reply r) {
     if (gen != generation_ || state_ != State::building) return;
     if (r.is_error() || r.type != Reply::Type::array || r.elements.size() != 2) {
       broken("SCAN failed: " + r.str);
@@ -132,7 +132,7 @@ void KeyIndex::barrier(std::function<void(bool)> done) {
   std::uint64_t id = next_barrier_++;
   barriers_.emplace(id, std::move(done));
   std::uint64_t gen = generation_;
-  cmd_.command({"PUBLISH", barrier_channel_, std::to_string(id)}, [this, gen](Reply r) {
+  cmd_->command({"PUBLISH", barrier_channel_, std::to_string(id)}, [this, gen](Reply r) {
     if (gen == generation_ && (r.is_error() || r.integer < 1)) broken("barrier not delivered");
   });
 }

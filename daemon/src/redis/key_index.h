@@ -10,6 +10,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,8 +51,8 @@ class KeyIndex {
   int db_;
   std::string event_prefix_;    // "__keyevent@<db>__:"
   std::string barrier_channel_;
-  AsyncClient sub_;
-  AsyncClient cmd_;
+  std::shared_ptr<AsyncClient> sub_;
+  std::shared_ptr<AsyncClient> cmd_;
   State state_ = State::down;
   std::uint64_t generation_ = 0;  // bumps on every gap: stale build replies are ignored
   SortedKeyNames keys_;
