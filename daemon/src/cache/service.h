@@ -139,7 +139,7 @@ class CacheService : public app::Service {
 
   boost::asio::io_context& io_;
   config::CacheSettings settings_;
-  std::unique_ptr<redis::Backend> backend_;
+  std::shared_ptr<redis::Backend> backend_;  // redis::make_backend
   std::map<std::string, std::unique_ptr<Database>> databases_;
   Breaker breaker_;
   bool bypass_config_ = false;

@@ -44,7 +44,7 @@ class InvalidationService : public app::Service {
   boost::asio::io_context& io_;
   ConsumerSettings settings_;
   std::size_t max_backlog_;
-  std::unique_ptr<redis::Backend> backend_;
+  std::shared_ptr<redis::Backend> backend_;
   std::unique_ptr<redis::KeyIndex> index_;
   std::unique_ptr<Purger> purger_;
   std::unique_ptr<Journal> journal_;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <stdexcept>
 
 #include "redis/keyslot.h"
 #include "util/log.h"
@@ -65,10 +66,7 @@ struct Gather {
 ClusterBackend::ClusterBackend(boost::asio::io_context& io, std::vector<Endpoint> seeds, Timeouts timeouts)
     : io_(io), seeds_(std::move(seeds)), timeouts_(timeouts), refresh_timer_(io) {}
 
-ClusterBackend::~ClusterBackend() {
-  *alive_ = false;
-  stop();
-}
+ClusterBackend::~ClusterBackend() { stop(); }
 
 ClusterBackend::Node& ClusterBackend::node(const std::string& addr) {
   auto it = nodes_.find(addr);
@@ -81,8 +79,9 @@ ClusterBackend::Node& ClusterBackend::node(const std::string& addr) {
   n.bulk = std::make_shared<AsyncClient>(io_, host, port, 0, "redis-scan " + addr);
   n.key->set_timeouts(timeouts_.connect, timeouts_.command);
   n.bulk->set_timeouts(timeouts_.connect, timeouts_.command);
-  auto on_state = [this, alive = std::weak_ptr<bool>(alive_)](bool up) {
-    if (alive.expired() || !up) return;
+  auto on_state = [this, weak = weak_from_this()](bool up) {
+    auto self = weak.lock();
+    if (!self || !up) return;
     if (!have_map_) refresh();
     notify_ready();
   };
@@ -96,6 +95,8 @@ ClusterBackend::Node& ClusterBackend::node(const std::string& addr) {
 }
 
 void ClusterBackend::start() {
+  if (weak_from_this().expired())
+    throw std::logic_error("ClusterBackend must be owned by a std::shared_ptr (std::make_shared)");
   stopping_ = false;
   for (const auto& s : seeds_) node(addr_of(s.host, s.port));
   for (auto& [addr, n] : nodes_) {
@@ -136,8 +137,9 @@ std::string ClusterBackend::describe() const {
 void ClusterBackend::schedule_refresh(std::chrono::milliseconds delay) {
   if (stopping_) return;
   refresh_timer_.expires_after(delay);
-  refresh_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
-    if (!ec && !alive.expired()) refresh();
+  refresh_timer_.async_wait([this, weak = weak_from_this()](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (!ec && self) refresh();
   });
 }
 
@@ -160,8 +162,9 @@ void ClusterBackend::refresh() {
   }
   refreshing_ = true;
   std::string host = via->host();
-  via->command({"CLUSTER", "SLOTS"}, [this, host, alive = std::weak_ptr<bool>(alive_)](Reply r) {
-    if (alive.expired()) return;
+  via->command({"CLUSTER", "SLOTS"}, [this, host, weak = weak_from_this()](Reply r) {
+    auto self = weak.lock();
+    if (!self) return;
     refreshing_ = false;
     if (r.is_error() || r.type != Reply::Type::array || r.elements.empty()) {
       PGC_LOG_WARN << "redis cluster: CLUSTER SLOTS failed: " << (r.str.empty() ? "no slots" : r.str);
@@ -205,8 +208,9 @@ void ClusterBackend::route(int slot, std::vector<std::string> argv, bool bulk, i
   if (!ask_addr.empty()) conn.command({"ASKING"}, [](Reply) {});  // same connection, just before
   auto retry_argv = argv;
   conn.command(std::move(argv), [this, slot, bulk, attempt, retry_argv = std::move(retry_argv),
-                                 done = std::move(done), alive = std::weak_ptr<bool>(alive_)](Reply r) mutable {
-    if (alive.expired()) return;
+                                 done = std::move(done), weak = weak_from_this()](Reply r) mutable {
+    auto self = weak.lock();
+    if (!self) return;
     std::string kind, target;
     int redirect_slot = 0;
     if (r.is_error() && attempt < 5 && parse_redirect(r.str, kind, redirect_slot, target)) {

@@ -1,6 +1,7 @@
 // Redis Cluster: the slot map comes from CLUSTER SLOTS, keys go to the primary that owns
 // their slot (multi-key UNLINKs are split by slot), MOVED updates the map and retries, ASK
 // retries once on the importing node after ASKING, and pattern scans run on every primary.
+// Owned by a std::shared_ptr (make_backend): replies and timers hold a weak_ptr to it.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -17,10 +18,11 @@
 
 namespace pgcohere::redis {
 
-class ClusterBackend : public Backend {
+class ClusterBackend : public Backend, public std::enable_shared_from_this<ClusterBackend> {
  public:
   ClusterBackend(boost::asio::io_context& io, std::vector<Endpoint> seeds, Timeouts timeouts = {});
   ~ClusterBackend() override;
+  // Throws std::logic_error if the backend is not owned by a std::shared_ptr.
   void start() override;
   void stop() override;
   bool ready() const override;
@@ -61,7 +63,6 @@ class ClusterBackend : public Backend {
   std::uint64_t moved_ = 0, ask_ = 0;
   boost::asio::steady_timer refresh_timer_;
   std::function<void()> ready_handler_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace pgcohere::redis

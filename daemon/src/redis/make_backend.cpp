@@ -14,7 +14,7 @@ std::chrono::milliseconds ms(double seconds) {
 }
 }  // namespace
 
-std::unique_ptr<Backend> make_backend(boost::asio::io_context& io, const config::RedisSettings& r) {
+std::shared_ptr<Backend> make_backend(boost::asio::io_context& io, const config::RedisSettings& r) {
   Timeouts timeouts{ms(r.connect_timeout), ms(r.command_timeout)};
   if (!r.cluster_nodes.empty()) {
     std::vector<Endpoint> seeds;
@@ -24,12 +24,12 @@ std::unique_ptr<Backend> make_backend(boost::asio::io_context& io, const config:
       if (!ep) throw std::runtime_error("[redis] cluster_nodes: " + node + ": " + error);
       seeds.push_back(*ep);
     }
-    return std::make_unique<ClusterBackend>(io, std::move(seeds), timeouts);
+    return std::make_shared<ClusterBackend>(io, std::move(seeds), timeouts);
   }
   std::string error;
   auto ep = parse_url(r.url, &error);
   if (!ep) throw std::runtime_error("[redis] url: " + error);
-  return std::make_unique<SingleBackend>(io, ep->host, ep->port, ep->db, timeouts);
+  return std::make_shared<SingleBackend>(io, ep->host, ep->port, ep->db, timeouts);
 }
 
 }  // namespace pgcohere::redis

@@ -11,7 +11,8 @@
 
 namespace pgcohere::redis {
 
+// Shared ownership: a cluster backend's replies and timers hold a weak_ptr to it.
 // Throws std::runtime_error naming the bad setting.
-std::unique_ptr<Backend> make_backend(boost::asio::io_context& io, const config::RedisSettings& settings);
+std::shared_ptr<Backend> make_backend(boost::asio::io_context& io, const config::RedisSettings& settings);
 
 }  // namespace pgcohere::redis
