@@ -14,6 +14,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -141,13 +142,13 @@ TEST(PurgerShards, CursorsGoBackToTheNodeThatIssuedThem) {
   cluster.on_scan = [&](const std::string&, const std::string&) {
     cluster.order = {B, A};
   };
-  invalidation::Purger purger(io, cluster);
+  auto purger = std::make_shared<invalidation::Purger>(io, cluster);
   bool done = false;
-  purger.submit({{}, {"m:1:*"}, {}}, [&] { done = true; });
+  purger->submit({{}, {"m:1:*"}, {}}, [&] { done = true; });
   ASSERT_TRUE(run_until(io, done));
   EXPECT_EQ(cluster.foreign_cursors, 0);
   EXPECT_EQ(cluster.unlinked, (std::set<std::string>{"m:1:a", "m:1:b", "m:1:c", "m:1:d", "m:1:e", "m:1:f"}));
-  EXPECT_EQ(purger.counters().scan_passes, 1u);
+  EXPECT_EQ(purger->counters().scan_passes, 1u);
 }
 
 TEST(PurgerShards, TopologyChangeBetweenScanStepsRestartsThePass) {
@@ -162,12 +163,12 @@ TEST(PurgerShards, TopologyChangeBetweenScanStepsRestartsThePass) {
       ++cluster.topology;  // a MOVED (or a new slot map) while the pass runs
     }
   };
-  invalidation::Purger purger(io, cluster);
+  auto purger = std::make_shared<invalidation::Purger>(io, cluster);
   bool done = false;
-  purger.submit({{}, {"m:1:*"}, {}}, [&] { done = true; });
+  purger->submit({{}, {"m:1:*"}, {}}, [&] { done = true; });
   ASSERT_TRUE(run_until(io, done));
   EXPECT_TRUE(moved);
-  EXPECT_EQ(purger.counters().scan_passes, 2u);
+  EXPECT_EQ(purger->counters().scan_passes, 2u);
   EXPECT_EQ(cluster.scans_from_zero(A), 2u);
   EXPECT_EQ(cluster.scans_from_zero(B), 2u);
   EXPECT_EQ(cluster.unlinked, (std::set<std::string>{"m:1:a", "m:1:b", "m:1:c", "m:1:d"}));
@@ -184,11 +185,11 @@ TEST(PurgerShards, TopologyChangeAfterTheLastScanStepStillRestartsThePass) {
   cluster.on_unlink = [&] {
     if (++unlinks == 2) ++cluster.topology;
   };
-  invalidation::Purger purger(io, cluster);
+  auto purger = std::make_shared<invalidation::Purger>(io, cluster);
   bool done = false;
-  purger.submit({{}, {"m:1:*"}, {}}, [&] { done = true; });
+  purger->submit({{}, {"m:1:*"}, {}}, [&] { done = true; });
   ASSERT_TRUE(run_until(io, done));
-  EXPECT_EQ(purger.counters().scan_passes, 2u);
+  EXPECT_EQ(purger->counters().scan_passes, 2u);
   EXPECT_EQ(cluster.scans_from_zero(A), 2u);
   EXPECT_EQ(cluster.scans_from_zero(B), 2u);
 }
@@ -198,10 +199,10 @@ TEST(PurgerShards, NoTopologyChangeMeansOnePass) {
   ScriptedCluster cluster(io);
   cluster.hold(A, {"m:1:a", "x:1"});
   cluster.hold(B, {"m:1:b", "m:2:b"});
-  invalidation::Purger purger(io, cluster);
+  auto purger = std::make_shared<invalidation::Purger>(io, cluster);
   bool done = false;
-  purger.submit({{}, {"m:1:*"}, {}}, [&] { done = true; });
+  purger->submit({{}, {"m:1:*"}, {}}, [&] { done = true; });
   ASSERT_TRUE(run_until(io, done));
-  EXPECT_EQ(purger.counters().scan_passes, 1u);
+  EXPECT_EQ(purger->counters().scan_passes, 1u);
   EXPECT_EQ(cluster.unlinked, (std::set<std::string>{"m:1:a", "m:1:b"}));
 }

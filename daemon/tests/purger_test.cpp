@@ -100,20 +100,20 @@ TEST_F(PurgerTest, QueuedKeysCoalesceAndEveryJobCompletes) {
   for (auto k : {"a", "b", "c", "d"}) set(k);
   boost::asio::io_context io;
   redis::SingleBackend backend(io, "127.0.0.1", port_, 0);
-  invalidation::Purger purger(io, backend);
+  auto purger = std::make_shared<invalidation::Purger>(io, backend);
   int done = 0;
   // Submitted before Redis is connected: they wait in the queue, where duplicates merge.
-  purger.submit(keys({"a", "b"}), [&] { ++done; });
-  purger.submit(keys({"b", "c"}), [&] { ++done; });
-  purger.submit(keys({"c", "d", "a"}), [&] { ++done; });
-  EXPECT_EQ(purger.counters().keys_coalesced, 3u);
-  backend.on_ready([&] { purger.resume(); });
+  purger->submit(keys({"a", "b"}), [&] { ++done; });
+  purger->submit(keys({"b", "c"}), [&] { ++done; });
+  purger->submit(keys({"c", "d", "a"}), [&] { ++done; });
+  EXPECT_EQ(purger->counters().keys_coalesced, 3u);
+  backend.on_ready([&] { purger->resume(); });
   backend.start();
   ASSERT_TRUE(run_until(io, [&] { return done == 3; }));
-  EXPECT_EQ(purger.counters().keys_sent, 4u);
-  EXPECT_EQ(purger.counters().keys_removed, 4u);
+  EXPECT_EQ(purger->counters().keys_sent, 4u);
+  EXPECT_EQ(purger->counters().keys_removed, 4u);
   EXPECT_EQ(cmd_int("DBSIZE"), 0);
-  EXPECT_TRUE(purger.idle());
+  EXPECT_TRUE(purger->idle());
   backend.stop();
 }
 
@@ -125,19 +125,19 @@ TEST_F(PurgerTest, PendingPatternsShareOneScanPass) {
   redis::SingleBackend backend(io, "127.0.0.1", port_, 0);
   invalidation::PurgeOptions options;
   options.scan_count = 50;
-  invalidation::Purger purger(io, backend, options);
+  auto purger = std::make_shared<invalidation::Purger>(io, backend, options);
   int done = 0;
   for (int conv = 1; conv <= 5; ++conv) {
     invalidation::PurgeJob j;
     j.patterns = {"msg:history:" + std::to_string(conv) + ":*"};
-    purger.submit(j, [&] { ++done; });
+    purger->submit(j, [&] { ++done; });
   }
-  backend.on_ready([&] { purger.resume(); });
+  backend.on_ready([&] { purger->resume(); });
   backend.start();
   ASSERT_TRUE(run_until(io, [&] { return done == 5; }));
-  EXPECT_EQ(purger.counters().scan_passes, 1u);
-  EXPECT_EQ(purger.counters().patterns_purged, 5u);
-  EXPECT_EQ(purger.counters().pattern_keys_removed, 150u);
+  EXPECT_EQ(purger->counters().scan_passes, 1u);
+  EXPECT_EQ(purger->counters().patterns_purged, 5u);
+  EXPECT_EQ(purger->counters().pattern_keys_removed, 150u);
   EXPECT_EQ(cmd_int("DBSIZE"), 15 * 30 + 1);
   backend.stop();
 }
@@ -148,8 +148,8 @@ TEST_F(PurgerTest, BoundedBatchesAndTags) {
   invalidation::PurgeOptions options;
   options.batch_keys = 100;
   options.max_in_flight = 2;
-  invalidation::Purger purger(io, backend, options);
-  backend.on_ready([&] { purger.resume(); });
+  auto purger = std::make_shared<invalidation::Purger>(io, backend, options);
+  backend.on_ready([&] { purger->resume(); });
   backend.start();
   ASSERT_TRUE(run_until(io, [&] { return backend.ready(); }));
   invalidation::PurgeJob j;
@@ -164,11 +164,11 @@ TEST_F(PurgerTest, BoundedBatchesAndTags) {
   set("pgcohere:{app}:e:untagged");
   j.tags = {cache::scope_tag("app", "tbl:42")};
   bool done = false;
-  purger.submit(j, [&] { done = true; });
+  purger->submit(j, [&] { done = true; });
   ASSERT_TRUE(run_until(io, [&] { return done; }));
-  EXPECT_EQ(purger.counters().keys_removed, 1000u);
-  EXPECT_EQ(purger.counters().tags_invalidated, 1u);
-  EXPECT_EQ(purger.counters().tagged_entries_removed, 2u);
+  EXPECT_EQ(purger->counters().keys_removed, 1000u);
+  EXPECT_EQ(purger->counters().tags_invalidated, 1u);
+  EXPECT_EQ(purger->counters().tagged_entries_removed, 2u);
   EXPECT_EQ(cmd_int("EXISTS pgcohere:{app}:e:q1 pgcohere:{app}:e:q2 pgcohere:{app}:s:tbl:42"), 0);
   EXPECT_EQ(cmd_int("EXISTS pgcohere:{app}:e:untagged pgcohere:{app}:v:tbl:42 pgcohere:{app}:gen"), 3);
   backend.stop();

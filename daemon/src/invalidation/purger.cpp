@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <stdexcept>
 
 #include "cache/redis_layout.h"
 #include "redis/glob.h"
@@ -37,8 +38,6 @@ std::string common_prefix(const std::vector<std::string>& prefixes) {
 Purger::Purger(boost::asio::io_context& io, redis::Backend& backend, PurgeOptions options, redis::KeyIndex* index)
     : retry_timer_(io), backend_(backend), index_(index), options_(std::move(options)) {}
 
-Purger::~Purger() { *alive_ = false; }
-
 bool Purger::idle() const {
   return key_queue_.empty() && batches_in_flight_ == 0 && pending_patterns_.empty() && !pass_running_ &&
          pending_tags_.empty() && tags_in_flight_ == 0;
@@ -59,6 +58,7 @@ void Purger::queue_key(const std::string& key, const JobRef& job) {
 }
 
 void Purger::submit(PurgeJob work, Done done) {
+  if (weak_from_this().expired()) throw std::logic_error("Purger must be owned by a std::shared_ptr (std::make_shared)");
   auto job = std::make_shared<Job>();
   job->done = std::move(done);
   job->outstanding = 1;  // held by this function until everything is queued
@@ -100,8 +100,8 @@ void Purger::drop_all() {
 
 void Purger::retry_later() {
   retry_timer_.expires_after(std::chrono::milliseconds(100));
-  retry_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
-    if (!ec && !alive.expired()) resume();
+  retry_timer_.async_wait([this, weak = weak_from_this()](boost::system::error_code ec) {
+    if (auto self = weak.lock(); self && !ec) resume();
   });
 }
 
@@ -117,8 +117,9 @@ void Purger::pump_keys() {
       waiters->emplace_back(std::move(key), std::move(node.mapped()));
     }
     ++batches_in_flight_;
-    backend_.unlink(std::move(argv), false, [this, waiters, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
-      if (alive.expired()) return;
+    backend_.unlink(std::move(argv), false, [this, waiters, weak = weak_from_this()](redis::Reply r) {
+      auto self = weak.lock();
+      if (!self) return;
       --batches_in_flight_;
       if (r.is_error()) {
         ++counters_.redis_errors;
@@ -143,8 +144,9 @@ void Purger::pump_tags() {
     auto [database, tag] = cache::split_scoped_tag(scoped);
     ++tags_in_flight_;
     cache::invalidate_tag(backend_, cache::Layout(options_.cache_namespace, database), tag,
-                          [this, scoped = scoped, job = job, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
-                            if (alive.expired()) return;
+                          [this, scoped = scoped, job = job, weak = weak_from_this()](redis::Reply r) {
+                            auto self = weak.lock();
+                            if (!self) return;
                             --tags_in_flight_;
                             if (r.is_error()) {
                               ++counters_.redis_errors;
@@ -199,8 +201,9 @@ void Purger::index_pass() {
   cursors_.clear();
   ++counters_.index_passes;
   ++scans_outstanding_;  // the barrier
-  index_->barrier([this, alive = std::weak_ptr<bool>(alive_)](bool ok) {
-    if (alive.expired()) return;
+  index_->barrier([this, weak = weak_from_this()](bool ok) {
+    auto self = weak.lock();
+    if (!self) return;
     --scans_outstanding_;
     if (!ok) {  // index broke meanwhile: these patterns go back and will be scanned
       pass_failed_ = true;
@@ -217,8 +220,9 @@ void Purger::index_pass() {
     auto flush = [&] {
       ++pass_unlinks_in_flight_;
       std::vector<std::string> sent = batch;
-      backend_.unlink(std::move(batch), true, [this, sent = std::move(sent), alive = std::weak_ptr<bool>(alive_)](redis::Reply u) {
-        if (alive.expired()) return;
+      backend_.unlink(std::move(batch), true, [this, sent = std::move(sent), weak = weak_from_this()](redis::Reply u) {
+        auto self = weak.lock();
+        if (!self) return;
         --pass_unlinks_in_flight_;
         if (u.is_error()) {
           pass_failed_ = true;
@@ -253,8 +257,9 @@ void Purger::scan_step(const std::string& shard) {
   ++scans_outstanding_;
   std::vector<std::string> argv{"SCAN", cursors_[shard], "MATCH", pass_match_, "COUNT",
                                 std::to_string(options_.scan_count)};
-  backend_.scan(shard, std::move(argv), [this, shard, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
-    if (alive.expired()) return;
+  backend_.scan(shard, std::move(argv), [this, shard, weak = weak_from_this()](redis::Reply r) {
+    auto self = weak.lock();
+    if (!self) return;
     --scans_outstanding_;
     if (backend_.topology_version() != pass_topology_) pass_failed_ = true;  // keys moved: start over
     if (r.is_error() || r.type != redis::Reply::Type::array || r.elements.size() != 2) {
@@ -282,8 +287,9 @@ void Purger::scan_step(const std::string& shard) {
     }
     if (!keys.empty()) {
       ++pass_unlinks_in_flight_;
-      backend_.unlink(std::move(keys), true, [this, alive = std::weak_ptr<bool>(alive_)](redis::Reply u) {
-        if (alive.expired()) return;
+      backend_.unlink(std::move(keys), true, [this, weak = weak_from_this()](redis::Reply u) {
+        auto self = weak.lock();
+        if (!self) return;
         --pass_unlinks_in_flight_;
         if (u.is_error())
           pass_failed_ = true;

@@ -50,7 +50,8 @@ struct PurgerCounters {
   std::uint64_t redis_errors = 0;
 };
 
-class Purger {
+// Owned by a std::shared_ptr: replies and the retry timer hold a weak_ptr to it.
+class Purger : public std::enable_shared_from_this<Purger> {
  public:
   using Done = std::function<void()>;
 
@@ -59,9 +60,9 @@ class Purger {
          redis::KeyIndex* index = nullptr);
   Purger(const Purger&) = delete;
   Purger& operator=(const Purger&) = delete;
-  ~Purger();
 
   // Queues the job; `done` runs once every key, pattern and tag of it has been purged.
+  // Throws std::logic_error if the purger is not owned by a std::shared_ptr.
   void submit(PurgeJob job, Done done = {});
   // Call when a connection comes back: resumes work that waited for Redis.
   void resume();
@@ -120,7 +121,6 @@ class Purger {
 
   std::vector<std::pair<std::string, JobRef>> pending_tags_;
   std::size_t tags_in_flight_ = 0;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace pgcohere::invalidation

@@ -66,7 +66,7 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
       index_ = std::make_unique<redis::KeyIndex>(io, ep->host, ep->port, ep->db, ms(c.redis.command_timeout));
     }
   }
-  purger_ = std::make_unique<Purger>(io, *backend_, options, index_.get());
+  purger_ = std::make_shared<Purger>(io, *backend_, options, index_.get());
   if (!c.invalidation.journal_file.empty()) {
     std::size_t capacity = std::max<std::size_t>(64 * 1024, max_backlog_ * 256);
     journal_ = std::make_unique<Journal>(c.invalidation.journal_file, capacity);

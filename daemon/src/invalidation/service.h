@@ -46,9 +46,9 @@ class InvalidationService : public app::Service {
   std::size_t max_backlog_;
   std::shared_ptr<redis::Backend> backend_;
   std::unique_ptr<redis::KeyIndex> index_;
-  std::unique_ptr<Purger> purger_;
+  std::shared_ptr<Purger> purger_;
   std::unique_ptr<Journal> journal_;
-  std::vector<std::unique_ptr<DatabaseConsumer>> consumers_;
+  std::vector<std::shared_ptr<DatabaseConsumer>> consumers_;
   bool overflowed_ = false;  // work was dropped while Redis was down: resync when it is back
   metrics::CollectorId collector_ = 0;
   boost::asio::steady_timer backlog_timer_;
