@@ -100,11 +100,9 @@ DatabaseConsumer::DatabaseConsumer(asio::io_context& io, Purger& purger, const C
           "Commit to the daemon receiving the notification (extension + PostgreSQL share), milliseconds",
           metrics::exponential_buckets(0.1, 1.2, 64))) {}
 
-DatabaseConsumer::~DatabaseConsumer() { *alive_ = false; }
-
 void DatabaseConsumer::start() {
   stopping_ = false;
-  asio::co_spawn(io_, run(), asio::detached);
+  asio::co_spawn(io_, [self = shared_from_this()]() { return self->run(); }, asio::detached);
 }
 
 void DatabaseConsumer::stop() {
@@ -248,9 +246,10 @@ awaitable<bool> DatabaseConsumer::resync(std::string reason) {
   PGC_LOG_INFO << "invalidation [" << name_ << "]: resync (" << reason << "): purging " << job.patterns.size()
                << " pattern(s)";
   std::string name = name_;
-  submit(std::move(job), 0, [this, name, reason, token, alive = std::weak_ptr<bool>(alive_)] {
+  submit(std::move(job), 0, [this, name, reason, token, weak = weak_from_this()] {
     PGC_LOG_INFO << "invalidation [" << name << "]: resync (" << reason << ") done";
-    if (alive.expired()) return;
+    auto self = weak.lock();
+    if (!self) return;
     watermark_.resync_completed(token);
     publish_applied(true);  // the resync purged the namespace, the stored watermark with it
   });
@@ -312,8 +311,9 @@ void DatabaseConsumer::handle(const Notification& n) {
   // an epoch whose predecessor may have lost some): then only the resync requested above.
   auto ticket = watermark_.observe(p.epoch, p.seq, p.pos,
                                    asks_resync || verdict == SequenceTracker::Verdict::apply_and_resync);
-  submit(std::move(job), p.commit_us, [this, ticket, alive = std::weak_ptr<bool>(alive_)] {
-    if (alive.expired()) return;
+  submit(std::move(job), p.commit_us, [this, ticket, weak = weak_from_this()] {
+    auto self = weak.lock();
+    if (!self) return;
     watermark_.completed(ticket);
     publish_applied(false);
   });
@@ -335,8 +335,9 @@ void DatabaseConsumer::publish_applied(bool force) {
   std::vector<std::string> keys{layout.applied()};
   std::vector<std::string> args{std::to_string(value->epoch) + " " + std::to_string(value->pos)};
   cache::run_script(*settings_.applied_backend, cache::applied_script(), keys, args,
-                    [this, v = *value, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
-                      if (alive.expired()) return;
+                    [this, v = *value, weak = weak_from_this()](redis::Reply r) {
+                      auto self = weak.lock();
+                      if (!self) return;
                       applied_writing_ = false;
                       if (r.is_error()) {
                         // Written again when Redis is back (rewrite_applied) or at the next move.
@@ -363,10 +364,11 @@ void DatabaseConsumer::submit(PurgeJob job, std::uint64_t commit_us, std::functi
   }
   Journal* journal = settings_.journal;
   purger_.submit(std::move(job), [this, commit_us, journal, journal_id, after = std::move(after), redelete, again,
-                                  alive = std::weak_ptr<bool>(alive_)] {
+                                  weak = weak_from_this()] {
     if (journal_id && journal) journal->complete(*journal_id);
     if (after) after();
-    if (alive.expired() || commit_us == 0) return;
+    auto self = weak.lock();
+    if (!self || commit_us == 0) return;
     applied_.inc();
     std::uint64_t now = now_us();
     if (now >= commit_us) latency_.observe(static_cast<double>(now - commit_us) / 1000.0);
@@ -379,9 +381,10 @@ void DatabaseConsumer::schedule_redelete(PurgeJob job) {
   // before the commit and writes its stale value back after our first purge.
   auto timer = std::make_shared<asio::steady_timer>(io_, settings_.redelete_delay);
   redelete_timers_.insert(timer);
-  timer->async_wait([this, timer, job = std::move(job), alive = std::weak_ptr<bool>(alive_)](
+  timer->async_wait([this, timer, job = std::move(job), weak = weak_from_this()](
                         boost::system::error_code ec) mutable {
-    if (alive.expired()) return;
+    auto self = weak.lock();
+    if (!self) return;
     redelete_timers_.erase(timer);
     if (ec || stopping_) return;
     purger_.submit(std::move(job));

@@ -45,13 +45,14 @@ struct ConsumerSettings {
   std::function<void(const std::string& database, std::uint32_t relid)> on_cache_policy_change;
 };
 
-class DatabaseConsumer {
+// Owned by a std::shared_ptr: the LISTEN coroutine holds shared_from_this() while it runs
+// (stop() ends it); purge completions and re-delete timers hold a weak_ptr.
+class DatabaseConsumer : public std::enable_shared_from_this<DatabaseConsumer> {
  public:
   DatabaseConsumer(boost::asio::io_context& io, Purger& purger, const ConsumerSettings& settings,
                    std::string name, std::map<std::string, std::string> conn_params);
   DatabaseConsumer(const DatabaseConsumer&) = delete;
   DatabaseConsumer& operator=(const DatabaseConsumer&) = delete;
-  ~DatabaseConsumer();
 
   void start();
   void stop();
@@ -93,7 +94,6 @@ class DatabaseConsumer {
   bool stopping_ = false;
   bool leader_ = false;
   std::set<std::shared_ptr<boost::asio::steady_timer>> redelete_timers_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
   metrics::Counter& received_;
   metrics::Counter& applied_;

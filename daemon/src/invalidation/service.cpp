@@ -75,7 +75,7 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
   backend_->on_ready([this] { on_redis_ready(); });
   for (const auto& db : c.databases) {
     if (db.name == "*") continue;
-    consumers_.push_back(std::make_unique<DatabaseConsumer>(io, *purger_, settings_, db.name,
+    consumers_.push_back(std::make_shared<DatabaseConsumer>(io, *purger_, settings_, db.name,
                                                             listen_conn_params(db.name, db.params)));
   }
   collector_ = metrics::registry().add_collector([this](metrics::Exposition& e) {
@@ -115,6 +115,9 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
 
 InvalidationService::~InvalidationService() {
   if (collector_) metrics::registry().remove_collector(collector_);
+  // A running consumer's coroutine keeps the consumer alive until it ends; stop() ends it,
+  // so that none outlives the purger and settings it refers to.
+  for (auto& c : consumers_) c->stop();
 }
 
 void InvalidationService::replay_journal() {
