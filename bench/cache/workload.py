@@ -20,7 +20,7 @@ STALE_INFO_MS = 100  # cross-client: a read this much older than the newest comm
 class Options:
     clients: int = 500
     duration: float = 30.0  # measured seconds, after the warm-up
-    warmup: float = 3.0
+    warmup: float = 15.0  # half the shortest TTL: the cache measured near its steady state
     think_ms: float = 400.0  # mean pause between a client's statements (exponential)
     writes: float = 0.10  # share of statements that write: 2/3 new messages, 1/3 profile edits
     zipf: float = 1.1
