@@ -99,7 +99,7 @@ class Setup:
 
 
 def windows(samples, load):
-    """Per 1 s window of the measured period: (in_burst, db_qps, hits, misses, flight_hits)."""
+    """Per 1 s window of the measured period: (in_burst, db_qps, hits, cacheable, flight_hits)."""
     out = []
     for (t0, calls0, _, c0), (t1, calls1, _, c1) in zip(samples, samples[1:]):
         if t0 < load.measure_from - 0.05 or t1 > load.end + 0.5 or t1 - t0 < 0.5:
@@ -114,12 +114,14 @@ def ratio(part, whole):
 
 
 def hit_ratios(w, in_burst):
-    """Redis hit ratio (hits / lookups), and the share of lookups answered without a query of
-    their own (hits plus misses an identical miss in flight answered), in or outside bursts."""
+    """In or outside bursts: the hit ratio (hits / cacheable requests, SHOW CACHE's
+    total_requests: those the breaker, a timeout or a policy reload sent to PostgreSQL
+    count as misses), and the share of them answered without a query of their own (hits
+    plus misses an identical miss in flight answered)."""
     hits = sum(h for b, _, h, _, _ in w if b == in_burst)
-    lookups = sum(h + m for b, _, h, m, _ in w if b == in_burst)
+    total = sum(t for b, _, _, t, _ in w if b == in_burst)
     flight = sum(f for b, _, _, _, f in w if b == in_burst)
-    return ratio(hits, lookups), ratio(hits + flight, lookups)
+    return ratio(hits, total), ratio(hits + flight, total)
 
 
 async def chat_run(setup, label, opts, seed):
@@ -133,7 +135,7 @@ async def chat_run(setup, label, opts, seed):
         counters = None
         if admin:
             row = next(r for r in await admin.table("SHOW CACHE") if r["database"] == "bench")
-            counters = (int(row["hits"]), int(row["misses"]), int(row["single_flight_hits"]))
+            counters = (int(row["hits"]), int(row["total_requests"]), int(row["single_flight_hits"]))
         samples.append((t, int(calls), int(commits), counters))
 
     try:
@@ -190,6 +192,8 @@ def run_chat(setup, opts, args, failures):
               flush=True)
         if s["errors"]:
             print(f"    errors: {s['errors_sample']}", flush=True)
+        print("    DB QPS per window (* = burst): " + " ".join(
+            f"{q:.0f}{'*' if b else ''}" for b, q, *_ in w), flush=True)
         if "redis_commands" in s:
             print("    Redis (calls, usec) by command: " + ", ".join(
                 f"{k} {c} / {u} us" for k, (c, u) in s["redis_commands"].items()), flush=True)

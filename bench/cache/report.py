@@ -48,8 +48,8 @@ def render(chat, bench, hit, failures, opts, args, env):
                 lines.append(f"\n{label} errors (first kinds): {m['errors_sample']}")
         on, off, bouncer = chat.get("cache-on"), chat.get("cache-off"), chat.get("pgbouncer")
         if on:
-            lines += ["", f"cache-on: hit ratio (Redis hits / lookups) {_pct(on.get('hit_burst'))} in bursts, "
-                      f"{_pct(on.get('hit_calm'))} outside them; lookups answered without a query of their own "
+            lines += ["", f"cache-on: hit ratio (hits / cacheable requests) {_pct(on.get('hit_burst'))} in bursts, "
+                      f"{_pct(on.get('hit_calm'))} outside them; cacheable requests answered without a query of their own "
                       f"(hits, and misses answered by an identical miss in flight) {_pct(on.get('served_burst'))} "
                       f"in bursts, {_pct(on.get('served_calm'))} outside; measured write share "
                       f"{_pct(on.get('write_share'))} of statements (cache-off {_pct((off or {}).get('write_share'))}); "

@@ -42,7 +42,7 @@ const Catalog& catalog() {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view sql(reinterpret_cast<const char*>(data), size);
-  (void)changes_session_resolution(sql);  // any text: no crash, no leak
+  (void)changes_unseen_session_state(sql);  // any text: no crash, no leak
   Analysis a = analyze(sql);
   if (a.cacheable == !a.reason.empty()) std::abort();
   if (a.cacheable) {

@@ -219,22 +219,45 @@ TEST(ReplyCapture, RefusesErrorsNoticesOpenTransactionsAndOversizedResults) {
 
 TEST(Breaker, OpensAfterConsecutiveFailuresAndClosesWhenAProbeAnswers) {
   using namespace std::chrono_literals;
-  Breaker b(3, 500ms);
+  Breaker b(3, 100ms, 500ms);
   Breaker::Clock::time_point t0{};
   b.failed(t0);
   b.failed(t0);
-  b.succeeded();  // a success in between resets the count
-  b.failed(t0);
-  b.failed(t0);
+  b.succeeded(t0);  // a success in between resets the count
+  b.failed(t0 + 200ms);
+  b.failed(t0 + 200ms);
   EXPECT_FALSE(b.open());
-  b.failed(t0);
+  b.failed(t0 + 200ms);
   EXPECT_TRUE(b.open());
-  EXPECT_FALSE(b.probe_due(t0 + 100ms));
-  EXPECT_TRUE(b.probe_due(t0 + 600ms));
-  EXPECT_FALSE(b.probe_due(t0 + 700ms));  // one probe per period
+  EXPECT_FALSE(b.probe_due(t0 + 300ms));
+  EXPECT_TRUE(b.probe_due(t0 + 800ms));
+  EXPECT_FALSE(b.probe_due(t0 + 900ms));  // one probe per period
   b.probe_answered();
   EXPECT_FALSE(b.open());
   EXPECT_EQ(b.times_opened(), 1u);
+}
+
+TEST(Breaker, ARedisDownFromTheStartOpensItAfterTheFailures) {
+  using namespace std::chrono_literals;
+  Breaker b(3, 100ms, 500ms);
+  auto now = Breaker::Clock::now();
+  for (int i = 0; i < 3; ++i) b.failed(now);
+  EXPECT_TRUE(b.open());
+}
+
+TEST(Breaker, TimeoutsOfOneStallStayClosedWhileSomethingAnsweredWithinTheQuietSpan) {
+  // A starved machine: the lookups in flight time out together, then the next ones answer.
+  using namespace std::chrono_literals;
+  Breaker b(3, 100ms, 500ms);
+  Breaker::Clock::time_point t0 = Breaker::Clock::now();
+  b.succeeded(t0);
+  for (int i = 0; i < 50; ++i) b.failed(t0 + 30ms);
+  EXPECT_FALSE(b.open());
+  b.succeeded(t0 + 40ms);
+  for (int i = 0; i < 2; ++i) b.failed(t0 + 200ms);
+  EXPECT_FALSE(b.open());  // the count started again at the success
+  b.failed(t0 + 200ms);
+  EXPECT_TRUE(b.open());  // three in a row and nothing answered for 160 ms: Redis is gone
 }
 
 TEST(SessionSwitch, SetAndResetOfCacheBypassAreRecognizedFromTheParseTree) {

@@ -1,6 +1,10 @@
-// The cache's circuit breaker: after a few consecutive Redis failures or timeouts it
-// opens (the cache is skipped and PostgreSQL answers), and it closes again once a PING
-// answers. Pure: time is passed in.
+// The cache's circuit breaker: it opens (the cache is skipped and PostgreSQL answers) after
+// a few consecutive Redis failures or timeouts when nothing has answered for a while, and
+// closes again once a PING answers. The quiet span tells a Redis that is gone (every
+// operation fails, for as long as it is away) from one stall of the machine (the
+// operations in flight time out together, and the next ones answer): on a CPU-starved
+// machine an open breaker would send every read to an equally starved PostgreSQL.
+// Pure: time is passed in.
 #pragma once
 
 #include <chrono>
@@ -11,16 +15,19 @@ namespace pgcohere::cache {
 class Breaker {
  public:
   using Clock = std::chrono::steady_clock;
-  explicit Breaker(int failures_to_open = 3, Clock::duration probe_every = std::chrono::milliseconds(500))
-      : failures_to_open_(failures_to_open), probe_every_(probe_every) {}
+  Breaker(int failures_to_open, Clock::duration quiet_span, Clock::duration probe_every)
+      : failures_to_open_(failures_to_open), quiet_span_(quiet_span), probe_every_(probe_every) {}
 
   bool open() const { return open_; }
   // A cache operation answered in time.
-  void succeeded() { consecutive_failures_ = 0; }
+  void succeeded(Clock::time_point now) {
+    consecutive_failures_ = 0;
+    last_success_ = now;
+  }
   // A cache operation failed or timed out.
   void failed(Clock::time_point now) {
     if (open_) return;
-    if (++consecutive_failures_ >= failures_to_open_) {
+    if (++consecutive_failures_ >= failures_to_open_ && now - last_success_ >= quiet_span_) {
       open_ = true;
       ++times_opened_;
       last_probe_ = now;
@@ -41,10 +48,12 @@ class Breaker {
 
  private:
   int failures_to_open_;
+  Clock::duration quiet_span_;
   Clock::duration probe_every_;
   bool open_ = false;
   int consecutive_failures_ = 0;
   Clock::time_point last_probe_{};
+  Clock::time_point last_success_{};  // never: a Redis down from the start opens it at once
   std::uint64_t times_opened_ = 0;
 };
 

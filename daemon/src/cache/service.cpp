@@ -146,6 +146,8 @@ CacheService::CacheService(asio::io_context& io, const config::Config& config)
     : io_(io),
       settings_(config.cache),
       backend_(redis::make_backend(io, config.redis)),
+      // Open after 3 failures in a row with nothing answered for 5 timeouts; probe twice a second.
+      breaker_(3, 5 * ms(config.cache.redis_timeout), std::chrono::milliseconds(500)),
       bypass_config_(config.cache.bypass),
       bypass_env_(bypass_from_environment()),
       tick_timer_(io),
@@ -305,7 +307,7 @@ awaitable<CacheService::Lookup> CacheService::lookup(const std::string& database
     }
     co_return out;
   }
-  breaker_.succeeded();
+  breaker_.succeeded(Clock::now());
   const auto& e = reply->elements;
   if (e[0].integer == 2) {
     // Read-your-writes: PostgreSQL answers until the purge is done. A miss all the same

@@ -15,9 +15,10 @@ namespace pgcohere::cache {
 namespace {
 using nlohmann::json;
 
-// Every statement that changes search_path or role names one of these (case-folded).
-constexpr std::array<std::string_view, 6> kNeedles = {"search_path", "role",    "authorization",
-                                                       "reset",       "discard", "set_config"};
+// Every statement that changes one of the settings names one of these (case-folded).
+constexpr std::array<std::string_view, 8> kNeedles = {"search_path", "role",       "authorization",
+                                                       "reset",       "discard",    "set_config",
+                                                       "extra_float_digits",        "bytea_output"};
 
 bool mentions_needle(std::string_view sql) {
   std::string folded(sql);
@@ -28,7 +29,8 @@ bool mentions_needle(std::string_view sql) {
 }
 
 bool is_session_variable(const std::string& name) {
-  return name == "search_path" || name == "role" || name == "session_authorization";
+  return name == "search_path" || name == "role" || name == "session_authorization" ||
+         name == "extra_float_digits" || name == "bytea_output";
 }
 
 bool variable_set_changes(const json& set) {
@@ -61,7 +63,7 @@ bool walk(const json& node) {
 }
 }  // namespace
 
-bool changes_session_resolution(std::string_view sql) {
+bool changes_unseen_session_state(std::string_view sql) {
   if (!mentions_needle(sql)) return false;
   std::string text(sql);
   PgQueryParseResult parsed = pg_query_parse(text.c_str());

@@ -489,10 +489,10 @@ void ClientConn::note_session_change(const protocol::Frame& f) {
   } else if (f.type == 'P') {
     if (auto p = protocol::parse_parse(f.body)) sql = p.value().query;
   }
-  if (sql.empty() || !cache::changes_session_resolution(sql)) return;
+  if (sql.empty() || !cache::changes_unseen_session_state(sql)) return;
   cache_blind_ = true;
-  PGC_LOG_DEBUG << "client " << peer_ << ": its session's search_path or role may have changed; "
-                << "the query cache no longer answers it";
+  PGC_LOG_DEBUG << "client " << peer_ << ": its session's search_path, role, extra_float_digits or "
+                << "bytea_output may have changed; the query cache no longer answers it";
 }
 
 awaitable<std::size_t> ClientConn::try_cache(std::string_view data) {

@@ -105,8 +105,8 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // SET/RESET pgcohere.cache_bypass, answered by the pooler itself: bytes consumed or 0.
   boost::asio::awaitable<std::size_t> try_session_switch(std::string_view data);
   boost::asio::awaitable<void> replay(const std::string& reply);
-  // A Query or Parse that may change the session's search_path or role: the cache stops
-  // answering this client.
+  // A Query or Parse that may change a setting the cache key holds and PostgreSQL does not
+  // report: the cache stops answering this client.
   void note_session_change(const protocol::Frame& f);
   void end_capture() {
     auto fill = std::move(pending_fill_);
@@ -137,7 +137,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   int64_t id_;
   bool admin_ = false;
   bool cache_bypass_ = false;  // SET pgcohere.cache_bypass = on
-  bool cache_blind_ = false;   // the session may have changed search_path or role (session_change.h)
+  bool cache_blind_ = false;   // the session may have changed a setting the key holds (session_change.h)
   std::string published_;
   std::unique_ptr<cache::PendingFill> pending_fill_;
   boost::asio::awaitable<void> serve_admin(bool admin_user);
