@@ -159,6 +159,23 @@ def test_a_commit_through_the_pool_or_directly_makes_the_next_read_fresh(daemon_
         wait_until(lambda: history(c, 1)[0][1] == "edited directly", what="fresh after a direct write")
 
 
+def test_session_pooling_is_answered_from_the_cache_between_transactions(daemon_factory, pg, chat):
+    """The client holds its server for the whole session; the cache answers while that
+    server is idle, never inside a transaction block, and the session reads its own writes."""
+    d = start(daemon_factory, chat, pool_mode="session")
+    with connect(d, chat) as c:
+        first = cached(d, chat, lambda: history(c, 1))
+        edited = first[0][0]
+        c.execute("UPDATE messages SET body = 'edited' WHERE id = %s", (edited,))
+        assert history(c, 1)[0] == (edited, "edited")  # its own commit, at once
+        assert cached(d, chat, lambda: history(c, 1))[0] == (edited, "edited")
+        c.execute("BEGIN")
+        not_cached(d, chat, lambda: history(c, 1))
+        c.execute("COMMIT")
+        with connect(d, chat) as other:  # another session shares the entry
+            assert cached(d, chat, lambda: history(other, 1))[0] == (edited, "edited")
+
+
 def test_a_rolled_back_write_keeps_the_entry(daemon_factory, pg, chat):
     d = start(daemon_factory, chat)
     with connect(d, chat) as c:

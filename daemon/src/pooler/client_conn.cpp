@@ -560,17 +560,20 @@ awaitable<void> ClientConn::serve() {
         break;
       }
       if (f.kind == protocol::Frame::Kind::message && pooler_.cache() && !cache_blind_) note_session_change(f);
-      if (!server_) {
-        // Between transactions: the query cache may answer (or a pooler-level SET).
-        if (out.empty() && f.kind == protocol::Frame::Kind::message && pooler_.cache()) {
-          std::size_t answered = co_await try_session_switch(data);
-          if (!answered) answered = co_await try_cache(data);
-          if (dying_ || closed_) co_return;
-          if (answered) {
-            in_.consume(answered);
-            continue;
-          }
+      // Between transactions the query cache may answer (or a pooler-level SET): with no
+      // server linked, or, in session pooling, with the session's server idle.
+      bool between_transactions =
+          !server_ || (entry_->mode == PoolMode::session && server_->session().idle() && !pending_fill_);
+      if (between_transactions && out.empty() && f.kind == protocol::Frame::Kind::message && pooler_.cache()) {
+        std::size_t answered = co_await try_session_switch(data);
+        if (!answered) answered = co_await try_cache(data);
+        if (dying_ || closed_) co_return;
+        if (answered) {
+          in_.consume(answered);
+          continue;
         }
+      }
+      if (!server_) {
         if (!try_link() && !co_await acquire()) co_return;
         sync_parameters(out);
       }
