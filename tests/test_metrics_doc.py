@@ -3,6 +3,7 @@ the document's tables with the same type and label names, and every documented p
 process metric is exposed."""
 import os
 import re
+import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,10 +28,14 @@ def documented():
     return out
 
 
+def scrape_text(d):
+    with urllib.request.urlopen(f"http://127.0.0.1:{d.metrics_port}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
 def scraped(d):
     """{family name as exported: (type, {label names})}; counters keep their _total."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{d.metrics_port}/metrics", timeout=10) as r:
-        text = r.read().decode()
+    text = scrape_text(d)
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
     out = {}
     for fam in text_string_to_metric_families(text):
@@ -60,6 +65,23 @@ def test_metrics_doc_matches_a_scrape(daemon_factory, new_db):
     assert not missing, f"in docs/metrics.md but not exported: {missing}"
 
 
+ROUND_LE = re.compile(r"^(\+Inf|[0-9]+(\.[0-9]{1,3})?)$")
+
+
+def test_histogram_bounds_are_round_numbers(daemon_factory, new_db):
+    d = daemon_factory(databases=[new_db], extra_ini="[pgcohered]\npool_mode = transaction\n[cache]\nenabled = 1\n")
+    with connect(d, new_db) as c:
+        c.execute("select 1")
+    text = scrape_text(d)
+    bounds = set(re.findall(r'_bucket\{[^}]*le="([^"]+)"', text))
+    families = set(re.findall(r"^(pgcohere_[a-z_]+)_bucket\{", text, re.M))
+    # The pool's two, the cache's and the invalidation module's two.
+    assert {"pgcohere_pool_queue_wait_ms", "pgcohere_pool_transaction_duration_ms", "pgcohere_cache_hit_latency_ms",
+            "pgcohere_invalidation_latency_ms"} <= families, families
+    long = sorted(b for b in bounds - {"+Inf"} if not ROUND_LE.match(b) or len(b.replace(".", "").strip("0")) > 2)
+    assert not long, f"bucket bounds that are not round numbers: {long}"
+
+
 def test_cache_metrics_doc_matches_a_scrape(daemon_factory, new_db):
     d = daemon_factory(databases=[new_db], extra_ini="[pgcohered]\npool_mode = transaction\n[cache]\nenabled = 1\n")
     with connect(d, new_db) as c:
@@ -70,3 +92,22 @@ def test_cache_metrics_doc_matches_a_scrape(daemon_factory, new_db):
     for name in cache:
         assert name in got, f"{name} is documented but not exported"
         assert got[name] == doc[name][:2], name
+
+
+def test_every_documented_metric_is_exported_by_a_daemon_that_pools_purges_and_caches(daemon_factory, new_db, pg):
+    with pg.connect(new_db) as c:
+        c.execute("CREATE TABLE items (id int PRIMARY KEY, v int)")
+        c.execute("SELECT pgcohere.watch('items', ARRAY['item:{id}'])")
+    d = daemon_factory(databases=[new_db], extra_ini="[pgcohered]\npool_mode = transaction\n[cache]\nenabled = 1\n")
+    with connect(d, new_db) as c:
+        c.execute("INSERT INTO items VALUES (1, 1)")  # one invalidation through the purger
+    deadline = time.time() + 10
+    while True:
+        got, doc = scraped(d), documented()
+        missing = sorted(set(doc) - set(got))
+        if not missing or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert not missing, f"in docs/metrics.md but not exported: {missing}"
+    for name, (typ, labels) in got.items():
+        assert (typ, labels) == doc[name][:2], f"{name}: exported {typ} {labels}, documented {doc[name][:2]}"

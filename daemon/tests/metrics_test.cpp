@@ -1,6 +1,7 @@
 // Unit tests of the metrics registry and its Prometheus text rendering.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
 #include <thread>
 
@@ -179,6 +180,26 @@ TEST(Metrics, BucketHelpers) {
   EXPECT_EQ(linear_buckets(0, 5, 3), (std::vector<double>{0, 5, 10}));
   EXPECT_THROW(exponential_buckets(0, 2, 3), std::invalid_argument);
   EXPECT_FALSE(latency_buckets_ms().empty());
+}
+
+TEST(Metrics, RoundBucketsAreTenShortDecimalsPerDecade) {
+  std::vector<double> b = round_buckets(0.1, 10);
+  EXPECT_EQ(b.size(), 21u);
+  EXPECT_EQ(b.front(), 0.1);
+  EXPECT_EQ(b.back(), 10);
+  std::vector<std::string> printed;
+  for (double v : b) printed.push_back(format_value(v));
+  EXPECT_EQ(printed, (std::vector<std::string>{"0.1", "0.12", "0.15", "0.2", "0.25", "0.3", "0.4", "0.5", "0.6", "0.8",
+                                               "1", "1.2", "1.5", "2", "2.5", "3", "4", "5", "6", "8", "10"}));
+  for (double v : round_buckets(0.001, 100000)) EXPECT_LE(format_value(v).size(), 6u) << format_value(v);
+  EXPECT_THROW(round_buckets(0, 10), std::invalid_argument);
+  EXPECT_THROW(round_buckets(10, 10), std::invalid_argument);
+}
+
+TEST(Metrics, LatencyBucketsHaveTheAlertThresholdsAsBounds) {
+  std::vector<double> b = latency_buckets_ms();
+  EXPECT_NE(std::find(b.begin(), b.end(), 200.0), b.end());
+  EXPECT_NE(std::find(b.begin(), b.end(), 1000.0), b.end());
 }
 
 TEST(Metrics, GlobalRegistryIsShared) { EXPECT_EQ(&registry(), &registry()); }

@@ -151,9 +151,9 @@ CacheService::CacheService(asio::io_context& io, const config::Config& config)
       bypass_config_(config.cache.bypass),
       bypass_env_(bypass_from_environment()),
       tick_timer_(io),
-      hit_latency_ms_(metrics::registry().histogram("cache_hit_latency_ms",
-                                                    "Redis lookup time of requests answered from the cache, milliseconds",
-                                                    metrics::exponential_buckets(0.05, 1.3, 40))) {
+      hit_latency_ms_(metrics::registry().histogram(
+          "cache_hit_latency_ms", "Redis lookup time of requests answered from the cache, milliseconds",
+          metrics::round_buckets(0.01, 1000))) {
   for (const auto& db : config.databases) {
     if (db.name == "*") continue;
     auto params = invalidation::listen_conn_params(db.name, db.params);

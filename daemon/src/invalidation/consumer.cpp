@@ -94,11 +94,11 @@ DatabaseConsumer::DatabaseConsumer(asio::io_context& io, Purger& purger, const C
                                               db_label(name_))),
       latency_(metrics::registry().histogram("invalidation_latency_ms",
                                              "Commit-to-purge latency of applied invalidations, milliseconds",
-                                             metrics::exponential_buckets(0.1, 1.2, 64))),
+                                             metrics::round_buckets(0.1, 10000))),
       receive_latency_(metrics::registry().histogram(
           "invalidation_receive_latency_ms",
           "Commit to the daemon receiving the notification (extension + PostgreSQL share), milliseconds",
-          metrics::exponential_buckets(0.1, 1.2, 64))) {}
+          metrics::round_buckets(0.1, 10000))) {}
 
 void DatabaseConsumer::start() {
   stopping_ = false;

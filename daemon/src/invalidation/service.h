@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "app/service.h"
@@ -13,6 +14,7 @@
 #include "invalidation/consumer.h"
 #include "invalidation/journal.h"
 #include "invalidation/purger.h"
+#include "invalidation/redis_memory.h"
 #include "metrics/registry.h"
 #include "redis/backend.h"
 
@@ -39,6 +41,7 @@ class InvalidationService : public app::Service {
  private:
   void on_redis_ready();
   void check_backlog();
+  void poll_redis_memory();
   void replay_journal();
 
   boost::asio::io_context& io_;
@@ -52,6 +55,9 @@ class InvalidationService : public app::Service {
   bool overflowed_ = false;  // work was dropped while Redis was down: resync when it is back
   metrics::CollectorId collector_ = 0;
   boost::asio::steady_timer backlog_timer_;
+  int backlog_checks_ = 0;  // ticks since Redis's memory was last read
+  std::optional<RedisMemory> redis_memory_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for Redis callbacks after destruction
 };
 
 // Reads and trims the shared secret (throws std::runtime_error with the path on failure).

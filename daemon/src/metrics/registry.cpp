@@ -181,7 +181,26 @@ std::vector<double> linear_buckets(double start, double width, std::size_t count
 }
 
 std::vector<double> latency_buckets_ms() {
-  return {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
+  return {0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000};
+}
+
+std::vector<double> round_buckets(double lo, double hi) {
+  if (!(lo > 0) || !(hi > lo)) throw std::invalid_argument("round_buckets: need 0 < lo < hi");
+  // Mantissas in tenths, so that every bound is an integer divided or multiplied by a power
+  // of ten: one correctly rounded operation on exact integers, whose shortest decimal form
+  // is the round number itself.
+  static constexpr int kTenths[] = {10, 12, 15, 20, 25, 30, 40, 50, 60, 80};
+  std::vector<double> out;
+  int exp = static_cast<int>(std::floor(std::log10(lo))) - 1;
+  for (;; ++exp) {
+    double scale = std::pow(10.0, std::abs(exp));  // exact for the exponents used here
+    for (int m : kTenths) {
+      double b = exp < 0 ? m / scale : m * scale;
+      if (b < lo * (1 - 1e-9)) continue;
+      if (b > hi * (1 + 1e-9)) return out;
+      out.push_back(b);
+    }
+  }
 }
 
 // ---- Exposition

@@ -71,8 +71,14 @@ class Histogram {
 std::vector<double> exponential_buckets(double start, double factor, std::size_t count);
 // Upper bounds start, start+width, ... (count of them).
 std::vector<double> linear_buckets(double start, double width, std::size_t count);
-// Milliseconds from 0.1 ms to 10 s: a sensible default for waits and latencies.
+// Milliseconds from 0.1 ms to 10 s in 1-2-5 steps: a sensible default for waits and
+// latencies, with the alert thresholds (200 ms, 1 s) as exact bounds.
 std::vector<double> latency_buckets_ms();
+// Ten round bounds per decade (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten)
+// from `lo` to `hi`, both powers of ten: fine enough for quantiles of latencies, and each
+// `le` label prints as a short decimal (not 0.17279999999999998). Throws
+// std::invalid_argument unless 0 < lo < hi.
+std::vector<double> round_buckets(double lo, double hi);
 
 // What a collector writes into at scrape time. Samples with the same name are grouped into
 // one family in the output, whatever the order in which collectors emit them.

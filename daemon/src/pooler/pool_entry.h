@@ -72,6 +72,7 @@ class PoolEntry {
   // entry of the last client that logged in (for SCRAM secrets: its proven key).
   auth::ServerCredentials credentials;
   metrics::Histogram* queue_wait_ms = nullptr;  // time clients waited for a server connection
+  metrics::Histogram* xact_duration_ms = nullptr;  // server connection linked to released (transaction mode)
 };
 
 }  // namespace pgcohere::pooler

@@ -89,6 +89,10 @@ PoolEntry* Pooler::find_pool(const std::string& database, const std::string& use
   entry->queue_wait_ms = &metrics::registry().histogram(
       "pgcohere_pool_queue_wait_ms", "Time a transaction waited for a server connection, in milliseconds",
       metrics::latency_buckets_ms(), {{"database", database}, {"user", server_user}});
+  entry->xact_duration_ms = &metrics::registry().histogram(
+      "pgcohere_pool_transaction_duration_ms",
+      "Time a transaction held its server connection, from link to release, in milliseconds",
+      metrics::round_buckets(0.1, 10000), {{"database", database}, {"user", server_user}});
   apply_limits(*entry);
   PoolEntry* raw = entry.get();
   raw->pool.set_launcher([this, raw] { launch_server(*raw); });

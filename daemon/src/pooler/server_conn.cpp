@@ -104,6 +104,7 @@ void ServerConn::unlink() {
 awaitable<void> ServerConn::run() {
   auto self = shared_from_this();
   std::string error;
+  entry_.stats.server_connects++;
   try {
     error = co_await connect_and_login();
   } catch (const std::exception& e) {
@@ -365,8 +366,9 @@ void ServerConn::maybe_release() {
     entry_.stats.xact_count++;
     unlink();
     auto now = Clock::now();
-    entry_.stats.xact_time_us +=
-        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now - last_used_).count());
+    auto held_us = std::chrono::duration_cast<std::chrono::microseconds>(now - last_used_).count();
+    entry_.stats.xact_time_us += static_cast<uint64_t>(held_us);
+    if (entry_.xact_duration_ms) entry_.xact_duration_ms->observe(static_cast<double>(held_us) / 1000.0);
     last_used_ = now;
     double lifetime = pooler_.settings().server_lifetime;
     if (lifetime > 0 && std::chrono::duration<double>(last_used_ - connected_at_).count() > lifetime) {

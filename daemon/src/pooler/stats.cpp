@@ -41,7 +41,7 @@ admin::PoolRow pool_row(const std::string& database, const std::string& user, co
 std::vector<PoolSample> sample_pools(const Pools& pools, std::chrono::steady_clock::time_point now) {
   std::vector<PoolSample> out;
   out.reserve(pools.size());
-  for (auto& [key, e] : pools) out.push_back({pool_row(key.first, key.second, *e, now), e->stats});
+  for (auto& [key, e] : pools) out.push_back({pool_row(key.first, key.second, *e, now), e->stats, e->pool.limits()});
   return out;
 }
 
@@ -81,7 +81,13 @@ void expose(metrics::Exposition& out, const std::vector<PoolSample>& pools, std:
     out.gauge("pgcohere_pool_sv_login", "Server connections logging in (sv_login)", l, r.sv_login);
     out.gauge("pgcohere_pool_maxwait_seconds", "How long the oldest waiting client has waited (maxwait)", l,
               static_cast<double>(r.maxwait_us) / 1e6);
+    out.gauge("pgcohere_pool_size", "Server connections the pool opens for waiting clients (pool_size)", l,
+              p.limits.pool_size);
+    out.gauge("pgcohere_pool_reserve_size", "Extra server connections for clients that waited reserve_pool_timeout", l,
+              p.limits.reserve_pool_size);
     const PoolStats& s = p.counters;
+    out.counter("pgcohere_pool_server_connects_total", "Server logins attempted", l,
+                static_cast<double>(s.server_connects));
     out.counter("pgcohere_pool_transactions_total", "Transactions pooled (server connection released)", l,
                 static_cast<double>(s.xact_count));
     out.counter("pgcohere_pool_queries_total", "Requests answered by ReadyForQuery", l,

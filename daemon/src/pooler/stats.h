@@ -15,6 +15,7 @@
 #include "admin/snapshot.h"
 #include "config/config.h"
 #include "metrics/registry.h"
+#include "pool/pool.h"
 
 namespace pgcohere::pooler {
 
@@ -29,6 +30,7 @@ struct PoolStats {
   uint64_t xact_time_us = 0;
   uint64_t query_time_us = 0;
   uint64_t wait_time_us = 0;
+  uint64_t server_connects = 0;  // server logins attempted (the errors' denominator)
   uint64_t server_connect_errors = 0;
   uint64_t wait_count = 0;
   uint64_t server_checks = 0;          // server_check_query runs
@@ -42,6 +44,7 @@ using Pools = std::map<std::pair<std::string, std::string>, std::unique_ptr<Pool
 struct PoolSample {
   admin::PoolRow row;
   PoolStats counters;
+  pool::PoolLimits limits;  // pool_size and reserve_pool_size: the utilisation's denominator
 };
 
 // Every pool, in key order; server connections are counted by state as SHOW POOLS does.
