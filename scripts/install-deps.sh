@@ -14,6 +14,10 @@ packages=(
   # servers and clients for tests and benchmarks
   redis-server redis-tools pgbouncer
   python3 python3-pytest python3-psycopg python3-asyncpg python3-redis python3-prometheus-client
+  python3-yaml
+  # operations: promtool and a real Prometheus (alert rules, dashboard queries),
+  # systemd-analyze (the unit), matplotlib (make bench-report's plots)
+  prometheus systemd python3-matplotlib
   util-linux procps iproute2
 )
 
