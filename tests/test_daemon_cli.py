@@ -46,6 +46,24 @@ def test_unchanged_pgbouncer_ini_is_accepted(tmp_path):
     assert "server_tls_sslmode: not supported by pgcohered, ignored" in out.stderr
 
 
+def test_check_prints_the_effective_configuration_with_secrets_masked(tmp_path):
+    path = tmp_path / "pgcohered.ini"
+    path.write_text(
+        "[databases]\nappdb = host=127.0.0.1 port=5432 dbname=appdb user=app password=hunter2\n"
+        "[pgcohered]\nlisten_port = 6500\nauth_type = trust\n"
+        "[redis]\nurl = redis://:s3cret@127.0.0.1:6379/0\n"
+        f"[invalidation]\nsecret_file = {tmp_path}/secret\n")
+    out = run("--check", "--config", str(path))
+    assert out.returncode == 0, out.stderr
+    assert "hunter2" not in out.stdout + out.stderr and "s3cret" not in out.stdout + out.stderr
+    assert "appdb = dbname=appdb host=127.0.0.1 password=******** port=5432 user=app\n" in out.stdout
+    assert "\nlisten_port = 6500\n" in out.stdout            # from the file
+    assert "\ndefault_pool_size = 20\n" in out.stdout        # a default
+    assert "\nurl = redis://:********@127.0.0.1:6379/0\n" in out.stdout
+    assert f"\nsecret_file = {tmp_path}/secret\n" in out.stdout  # a path, not the secret
+    assert out.stdout.rstrip().endswith(f"{path}: configuration is valid")
+
+
 def test_sigterm_stops_and_sighup_reloads(tmp_path):
     port = free_port()
     d = Daemon(str(tmp_path), f"[pgcohered]\nauth_type = trust\nlisten_port = {port}\n", port).start()

@@ -4,6 +4,7 @@
 
 #include "app/app.h"
 #include "config/config.h"
+#include "config/effective.h"
 #include "util/log.h"
 
 namespace po = boost::program_options;
@@ -12,7 +13,7 @@ int main(int argc, char** argv) {
   po::options_description visible("Usage: pgcohered [OPTIONS] --config FILE  (or: pgcohered [OPTIONS] FILE)");
   visible.add_options()
       ("config,c", po::value<std::string>(), "configuration file (pgbouncer.ini syntax plus [redis], [invalidation], [cache])")
-      ("check", "validate the configuration file and exit")
+      ("check", "validate the configuration file, print the effective configuration (passwords masked) and exit")
       ("verbose,v", "log debug messages")
       ("version,V", "print the version and exit")
       ("help,h", "print this help and exit");
@@ -55,7 +56,9 @@ int main(int argc, char** argv) {
   }
   if (args.count("check")) {
     for (auto& ignored : config.ignored_keys) std::cerr << ignored << ": not supported by pgcohered, ignored\n";
-    std::cout << path << ": configuration is valid\n";
+    // The effective configuration (defaults included, passwords masked) on stdout, the
+    // verdict last, so ExecStartPre leaves both in the journal.
+    std::cout << pgcohere::config::effective_config(config) << "; " << path << ": configuration is valid\n";
     return 0;
   }
   if (config.daemon.verbose > 0) pgcohere::log::set_min_level(pgcohere::log::Level::debug);
