@@ -8,6 +8,7 @@
 #   make check         everything: deps, build, private servers, unit + regress + isolation + e2e
 #   make run           the sandbox: private PostgreSQL + Redis + pgcohered on loopback
 #   make bench         the benchmarks under bench/
+#   make bench-report  all of them at a size that fits ~20 min -> docs/benchmarks.md + plots
 PG_CONFIG ?= pg_config
 PREFIX ?= /usr/local
 BUILD_TYPE ?= RelWithDebInfo
@@ -23,7 +24,7 @@ SHARE_FILES := packaging/pgcohered.ini:pgcohered.ini \
 JOBS ?= 2
 
 .PHONY: all extension daemon install install-extension install-daemon install-share installcheck \
-        uninstall uninstall-extension uninstall-daemon unit check run bench clean
+        uninstall uninstall-extension uninstall-daemon unit check run bench bench-report clean
 
 all: extension daemon
 
@@ -81,6 +82,9 @@ run:
 
 bench:
 	SUITES="$(SUITES)" bench/run.sh
+
+bench-report:
+	bench/report/run.sh
 
 clean:
 	$(MAKE) -C extension clean

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
-suites=${SUITES:-$(ls -d bench/*/ | xargs -n1 basename | grep -v '^results$')}
+suites=${SUITES:-$(ls -d bench/*/ | xargs -n1 basename | grep -v -e '^results$' -e '^report$')}
 for suite in $suites; do
   [[ -x bench/$suite/run.sh ]] || continue
   echo "== bench/$suite"
