@@ -67,6 +67,7 @@ def main():
                 if label == "pgcohered":
                     h0 = summed_histogram(before, "pgcohere_pool_queue_wait_ms")
                     h1 = summed_histogram(scrape(metrics_port), "pgcohere_pool_queue_wait_ms")
+                    h0 = h0 or [(le, 0.0) for le, _ in h1]  # the pool (and its histogram) came with this run
                     waits = [quantile(h0, h1, q)[0] or 0.0 for q in (0.5, 0.95, 0.99)]
                 print(f"  c={clients} {label}: tps={tps:.0f} p50={p50:.2f}ms p99={p99:.2f}ms "
                       f"queue wait p50/p95/p99={waits[0]:.2f}/{waits[1]:.2f}/{waits[2]:.2f}ms", flush=True)

@@ -31,7 +31,7 @@ case $size in
   full)
     pooler_args=(--clients 10,50,200,500 --duration 10 --repeats 1)
     inv_args=(--seconds 20 --rate 1000 --keyspaces 10000,100000,1000000)
-    cache_args=(--clients 200 --duration 24 --warmup 3 --repeats 1 --pgbench-duration 10)
+    cache_args=(--clients 200 --duration 24 --repeats 1 --pgbench-duration 10)  # bench/cache's own warm-up
     ext_env=(BENCH_DURATION=10 BENCH_REPEAT=1)
     ext_args=(--clients 1,16 --configs b,d --skip-big-update)
     ;;
