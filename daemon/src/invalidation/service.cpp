@@ -110,11 +110,10 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
     e.counter("redis_cluster_redirects_total", "MOVED/ASK redirects followed", {{"kind", "ask"}},
               static_cast<double>(backend_->ask_redirects()));
     e.gauge("redis_up", "1 while the purger's Redis connection is up", {}, backend_->ready() ? 1 : 0);
-    if (redis_memory_) {
+    if (const auto& m = *redis_memory_) {
       e.gauge("redis_used_memory_bytes", "Redis INFO used_memory (the purger's Redis, polled every 5 s)", {},
-              static_cast<double>(redis_memory_->used));
-      e.gauge("redis_maxmemory_bytes", "Redis INFO maxmemory (0: no limit)", {},
-              static_cast<double>(redis_memory_->maximum));
+              static_cast<double>(m->used));
+      e.gauge("redis_maxmemory_bytes", "Redis INFO maxmemory (0: no limit)", {}, static_cast<double>(m->maximum));
     }
   });
 }
@@ -198,7 +197,7 @@ void InvalidationService::check_backlog() {
     on_redis_ready();
   }
   // Every 5 s, and every tick until a first answer (a scrape right after start sees it).
-  if (++backlog_checks_ >= 50 || !redis_memory_) {
+  if (++backlog_checks_ >= 50 || !*redis_memory_) {
     backlog_checks_ = 0;
     poll_redis_memory();
   }
@@ -212,9 +211,10 @@ void InvalidationService::poll_redis_memory() {
   if (!backend_->ready()) return;
   // keyed() routes by argv[1]: on a cluster this reads one primary, which the alert
   // treats as representative.
-  backend_->keyed({"INFO", "memory"}, 1, [this, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
-    if (alive.expired() || r.is_error()) return;
-    if (auto m = parse_redis_memory(r.str)) redis_memory_ = m;
+  backend_->keyed({"INFO", "memory"}, 1, [target = std::weak_ptr(redis_memory_)](redis::Reply r) {
+    auto memory = target.lock();
+    if (!memory || r.is_error()) return;
+    if (auto m = parse_redis_memory(r.str)) *memory = m;
   });
 }
 

@@ -56,8 +56,9 @@ class InvalidationService : public app::Service {
   metrics::CollectorId collector_ = 0;
   boost::asio::steady_timer backlog_timer_;
   int backlog_checks_ = 0;  // ticks since Redis's memory was last read
-  std::optional<RedisMemory> redis_memory_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for Redis callbacks after destruction
+  // Written by the INFO reply, which holds it weakly: a reply after the service is gone
+  // writes nothing (the console's pending reply follows the same shape).
+  std::shared_ptr<std::optional<RedisMemory>> redis_memory_ = std::make_shared<std::optional<RedisMemory>>();
 };
 
 // Reads and trims the shared secret (throws std::runtime_error with the path on failure).
