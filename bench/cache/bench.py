@@ -10,6 +10,7 @@ for how to read the report. Every server it starts is stopped by its PID."""
 import argparse
 import asyncio
 import dataclasses
+import json
 import os
 import shutil
 import statistics
@@ -19,7 +20,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from common.measure import interleaved, measured, medians, pgbench  # noqa: E402
+from common.measure import interleaved, measured, medians, percentile, pgbench  # noqa: E402
 from common.servers import (REPO, Direct, free_port, load_average, start_cluster, start_ours,  # noqa: E402
                             start_pgbouncer)
 from common.wire import Connection, columns  # noqa: E402
@@ -109,6 +110,27 @@ def windows(samples, load):
     return out
 
 
+def timeline(samples, load, result):
+    """Per ~1 s window of the measured period, for the report's plot through the bursts:
+    seconds since the start, in a burst, hits and the other cacheable requests (cache-on
+    only), and the read latency percentiles of the reads that ended in that second."""
+    out = []
+    for (t0, _, _, c0), (t1, _, _, c1) in zip(samples, samples[1:]):
+        if t0 < load.measure_from - 0.05 or t1 > load.end + 0.5 or t1 - t0 < 0.5:
+            continue
+        reads = sorted(result.read_ms_by_second.get(int(t1 - load.start) - 1, []))
+        point = {"t": round(t1 - load.start, 2), "burst": load.bursts.covers(t0, t1),
+                 "read_p50_ms": percentile(reads, 0.5) if reads else None,
+                 "read_p99_ms": percentile(reads, 0.99) if reads else None}
+        if c0 is not None:
+            point["hits"] = c1[0] - c0[0]
+            point["misses"] = (c1[1] - c0[1]) - point["hits"]
+        else:
+            point["hits"] = point["misses"] = 0
+        out.append(point)
+    return out
+
+
 def ratio(part, whole):
     return part / whole if whole else float("nan")
 
@@ -171,6 +193,7 @@ def run_chat(setup, opts, args, failures):
                  rss_mb=target.rss_kb() / 1024 if hasattr(target, "rss_kb") else float("nan"),
                  hwm_mb=target.rss_kb("VmHWM") / 1024 if hasattr(target, "rss_kb") else float("nan"),
                  redis_us=(setup.redis_cpu() - redis0) / n * 1e6 if label == "cache-on" else float("nan"))
+        s["timeline"] = timeline(samples, load, result)
         if label == "cache-on":
             s["hit_burst"], s["served_burst"] = hit_ratios(w, True)
             s["hit_calm"], s["served_calm"] = hit_ratios(w, False)
@@ -234,6 +257,7 @@ def median_summary(runs):
                 m[k] = sum(values) if summed else statistics.median(values)
         m["cache_counters"] = rs[-1].get("cache_counters")
         m["redis_commands"] = rs[-1].get("redis_commands")
+        m["timeline"] = rs[-1].get("timeline")
         m["errors_sample"] = {k: v for r in rs for k, v in r["errors_sample"].items()}
         m["repeats"] = len(rs)
         out[label] = m
@@ -299,6 +323,9 @@ def main():
     print(text)
     with open(os.path.join(args.out, "report.md"), "w") as f:
         f.write(text)
+    if chat:
+        with open(os.path.join(args.out, "timeline.json"), "w") as f:
+            json.dump({label: m["timeline"] for label, m in chat.items() if m.get("timeline")}, f)
     return 1 if any(case == "setup" for case, _, _ in failures) else 0
 
 

@@ -110,6 +110,7 @@ class Result:
     worst_stale_ms: float = 0.0
     transactions: int = 0
     writes: int = 0  # measured statements that wrote (the write share is writes / transactions)
+    read_ms_by_second: dict = field(default_factory=dict)  # whole seconds since the start -> read latencies
 
     def summary(self):
         r, w = sorted(self.read_ms), sorted(self.write_ms)
@@ -227,6 +228,7 @@ class Load:
         if t0 < self.measure_from or t1 > self.end:
             return
         self.result.read_ms.append((t1 - t0) * 1000)
+        self.result.read_ms_by_second.setdefault(int(t1 - self.start), []).append((t1 - t0) * 1000)
         if version_col is None or not rows:
             return
         value = columns(rows[0])[version_col]

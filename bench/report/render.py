@@ -193,7 +193,7 @@ def cache_section(report, timeline, command, plots_dir, rel):
         a2 = a1.twinx()
         for key, style in (("read_p50_ms", ":"), ("read_p99_ms", "-")):
             if any(key in p for p in series):
-                a2.plot(t, [p.get(key, float("nan")) for p in series], style, color="tab:red",
+                a2.plot(t, [float("nan") if p.get(key) is None else p[key] for p in series], style, color="tab:red",
                         label=f"read {key.split('_')[1]}")
         a2.set_ylabel("read latency, ms")
         for p0, p1 in zip(series, series[1:]):
