@@ -24,7 +24,7 @@ class MetricsHttpTest : public ::testing::Test {
  protected:
   void SetUp() override {
     registry_.counter("scrape_test_total", "Test counter.", {{"k", "v"}}).inc(5);
-    server_ = std::make_unique<pgcohere::metrics::MetricsHttpServer>(
+    server_ = std::make_shared<pgcohere::metrics::MetricsHttpServer>(
         io_, [this] { return registry_.render(); });
     server_->start("127.0.0.1", 0);
     port_ = server_->port();
@@ -57,7 +57,7 @@ class MetricsHttpTest : public ::testing::Test {
   pgcohere::metrics::Registry registry_;
   asio::io_context io_;
   asio::io_context client_io_;
-  std::unique_ptr<pgcohere::metrics::MetricsHttpServer> server_;
+  std::shared_ptr<pgcohere::metrics::MetricsHttpServer> server_;
   std::uint16_t port_ = 0;
   std::thread thread_;
 };
@@ -109,13 +109,13 @@ TEST_F(MetricsHttpTest, GarbageClosesOnlyThatConnection) {
 
 TEST(MetricsHttp, BindFailureThrows) {
   asio::io_context io;
-  pgcohere::metrics::MetricsHttpServer a(io, [] { return std::string(); });
-  a.start("127.0.0.1", 0);
-  pgcohere::metrics::MetricsHttpServer b(io, [] { return std::string(); });
-  EXPECT_THROW(b.start("127.0.0.1", a.port()), boost::system::system_error);
-  a.stop();
-  EXPECT_FALSE(a.running());
-  EXPECT_EQ(a.port(), 0);
+  auto a = std::make_shared<pgcohere::metrics::MetricsHttpServer>(io, [] { return std::string(); });
+  a->start("127.0.0.1", 0);
+  auto b = std::make_shared<pgcohere::metrics::MetricsHttpServer>(io, [] { return std::string(); });
+  EXPECT_THROW(b->start("127.0.0.1", a->port()), boost::system::system_error);
+  a->stop();
+  EXPECT_FALSE(a->running());
+  EXPECT_EQ(a->port(), 0);
 }
 
 TEST(MetricsService, OffWhenPortIsZeroAndFollowsReload) {
@@ -128,18 +128,18 @@ TEST(MetricsService, OffWhenPortIsZeroAndFollowsReload) {
   EXPECT_EQ(svc.port(), 0);
 
   // Find a free port, then move the service onto it by reload.
-  pgcohere::metrics::MetricsHttpServer probe(io, [] { return std::string(); });
-  probe.start("127.0.0.1", 0);
-  std::uint16_t free_port = probe.port();
-  probe.stop();
+  auto probe = std::make_shared<pgcohere::metrics::MetricsHttpServer>(io, [] { return std::string(); });
+  probe->start("127.0.0.1", 0);
+  std::uint16_t free_port = probe->port();
+  probe->stop();
   cfg.daemon.metrics_port = free_port;
   svc.reload(cfg);
   EXPECT_EQ(svc.port(), free_port);
 
   // A port that is taken: the service keeps serving where it was.
-  pgcohere::metrics::MetricsHttpServer squatter(io, [] { return std::string(); });
-  squatter.start("127.0.0.1", 0);
-  cfg.daemon.metrics_port = squatter.port();
+  auto squatter = std::make_shared<pgcohere::metrics::MetricsHttpServer>(io, [] { return std::string(); });
+  squatter->start("127.0.0.1", 0);
+  cfg.daemon.metrics_port = squatter->port();
   svc.reload(cfg);
   EXPECT_EQ(svc.port(), free_port);
 
@@ -151,16 +151,16 @@ TEST(MetricsService, OffWhenPortIsZeroAndFollowsReload) {
 
 TEST(MetricsHttp, AcceptsHostNamesAndStar) {
   asio::io_context io;
-  pgcohere::metrics::MetricsHttpServer a(io, [] { return std::string(); });
-  a.start("localhost", 0);
-  EXPECT_NE(a.port(), 0);
-  a.stop();
-  pgcohere::metrics::MetricsHttpServer b(io, [] { return std::string(); });
-  b.start("*", 0);
-  EXPECT_NE(b.port(), 0);
-  b.stop();
-  pgcohere::metrics::MetricsHttpServer c(io, [] { return std::string(); });
-  EXPECT_ANY_THROW(c.start("no-such-host.invalid", 0));
+  auto a = std::make_shared<pgcohere::metrics::MetricsHttpServer>(io, [] { return std::string(); });
+  a->start("localhost", 0);
+  EXPECT_NE(a->port(), 0);
+  a->stop();
+  auto b = std::make_shared<pgcohere::metrics::MetricsHttpServer>(io, [] { return std::string(); });
+  b->start("*", 0);
+  EXPECT_NE(b->port(), 0);
+  b->stop();
+  auto c = std::make_shared<pgcohere::metrics::MetricsHttpServer>(io, [] { return std::string(); });
+  EXPECT_ANY_THROW(c->start("no-such-host.invalid", 0));
 }
 
 TEST_F(MetricsHttpTest, IdleConnectionFloodIsCapped) {
@@ -195,4 +195,35 @@ TEST_F(MetricsHttpTest, IdleConnectionFloodIsCapped) {
     if (!ok) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_TRUE(ok);
+}
+
+TEST(MetricsHttp, StartRefusesAServerNotOwnedByASharedPtr) {
+  asio::io_context io;
+  pgcohere::metrics::MetricsHttpServer loose(io, [] { return std::string(); });
+  EXPECT_THROW(loose.start("127.0.0.1", 0), std::logic_error);
+  EXPECT_FALSE(loose.running());
+}
+
+TEST(MetricsHttp, AServerStartedAgainAfterStopServesAndStopEndsAllItsCoroutines) {
+  asio::io_context io;
+  auto server = std::make_shared<pgcohere::metrics::MetricsHttpServer>(io, [] { return std::string("x"); });
+  server->start("127.0.0.1", 0);
+  server->stop();
+  server->start("127.0.0.1", 0);
+  std::uint16_t port = server->port();
+  ASSERT_NE(port, 0);
+  std::thread thread([&io] { io.run(); });
+  asio::io_context client_io;
+  beast::tcp_stream stream(client_io);
+  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  http::request<http::empty_body> req{http::verb::get, "/metrics", 11};
+  http::write(stream, req);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(stream, buffer, res);
+  EXPECT_EQ(res.body(), "x");
+  // The keep-alive connection stays open on our side: stop() must end it too.
+  asio::post(io, [&server] { server->stop(); });
+  thread.join();  // io.run() returns only once no coroutine of either start() is left
+  EXPECT_EQ(server.use_count(), 1);
 }

@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <list>
+#include <stdexcept>
 
 #include "metrics/process.h"
 #include "metrics/registry.h"
@@ -28,20 +29,6 @@ constexpr auto kIdleTimeout = std::chrono::seconds(30);
 constexpr std::uint32_t kHeaderLimit = 8192;
 // Scrapers are few; a flood of idle connections must not pile up coroutines and fds.
 constexpr std::size_t kMaxConnections = 64;
-}  // namespace
-
-// Shared by the server object and its coroutines, so that a coroutine finishing after
-// stop() (or after the server is destroyed) never touches freed memory.
-struct MetricsHttpServer::State {
-  explicit State(asio::io_context& io) : acceptor(io) {}
-  tcp::acceptor acceptor;
-  std::list<std::weak_ptr<beast::tcp_stream>> connections;
-  bool stopped = false;
-  bool at_cap = false;  // warned about kMaxConnections
-  std::uint16_t port = 0;
-};
-
-namespace {
 
 http::response<http::string_body> respond(const http::request<http::empty_body>& req,
                                           const MetricsHttpServer::Renderer& render) {
@@ -71,9 +58,99 @@ http::response<http::string_body> respond(const http::request<http::empty_body>&
   return res;
 }
 
-asio::awaitable<void> serve(std::shared_ptr<MetricsHttpServer::State> state,
-                            std::shared_ptr<beast::tcp_stream> stream,
-                            MetricsHttpServer::Renderer render) {
+}  // namespace
+
+MetricsHttpServer::MetricsHttpServer(asio::io_context& io, Renderer render)
+    : io_(io), acceptor_(io), render_(std::move(render)) {
+  if (!render_) render_ = [] { return metrics::registry().render(); };
+}
+
+MetricsHttpServer::~MetricsHttpServer() { stop(); }
+
+void MetricsHttpServer::start(const std::string& addr, std::uint16_t port) {
+  if (weak_from_this().expired())
+    throw std::logic_error("MetricsHttpServer must be owned by a std::shared_ptr (std::make_shared)");
+  stop();
+  tcp::endpoint endpoint;
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(addr == "*" ? "0.0.0.0" : addr, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(ip, port);
+  } else {
+    // A host name such as "localhost": its first address (start-up and reload only).
+    tcp::resolver resolver(io_);
+    auto results = resolver.resolve(addr, std::to_string(port));
+    endpoint = results.begin()->endpoint();
+  }
+  try {
+    acceptor_.open(endpoint.protocol());
+    acceptor_.set_option(tcp::acceptor::reuse_address(true));
+    acceptor_.bind(endpoint);
+    acceptor_.listen();
+  } catch (...) {
+    acceptor_.close(ec);
+    throw;
+  }
+  port_ = acceptor_.local_endpoint().port();
+  running_ = true;
+  at_cap_ = false;
+  asio::co_spawn(io_, accept_loop(shared_from_this(), ++epoch_), asio::detached);
+  PGC_LOG_INFO << "metrics: serving http://" << addr << ":" << port_ << "/metrics";
+}
+
+void MetricsHttpServer::stop() {
+  if (!running_) return;
+  running_ = false;
+  ++epoch_;  // the accept loop and keep-alive connections of this listening end
+  port_ = 0;
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  for (auto& weak : connections_)
+    if (auto stream = weak.lock()) stream->socket().close(ignored);
+  connections_.clear();
+}
+
+bool MetricsHttpServer::running() const { return running_; }
+
+std::uint16_t MetricsHttpServer::port() const { return port_; }
+
+// Static, with the server passed as `self` (taken by co_spawn's caller, so it holds the
+// server even before the coroutine first runs): the loop keeps the server alive while it
+// runs. It ends when stop() closes the acceptor; `epoch` tells it apart from the loop of a
+// later start() on the same server, which reopens the acceptor.
+asio::awaitable<void> MetricsHttpServer::accept_loop(std::shared_ptr<MetricsHttpServer> self,
+                                                     std::uint64_t epoch) {
+  auto executor = co_await asio::this_coro::executor;
+  while (epoch == self->epoch_) {
+    boost::system::error_code ec;
+    tcp::socket socket = co_await self->acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (epoch != self->epoch_) break;
+    if (ec) {
+      // EMFILE and friends: back off a little instead of spinning.
+      PGC_LOG_WARN << "metrics http: accept failed: " << ec.message();
+      asio::steady_timer pause(executor, std::chrono::milliseconds(100));
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    self->connections_.remove_if([](const auto& w) { return w.expired(); });
+    if (self->connections_.size() >= kMaxConnections) {
+      if (!self->at_cap_) {
+        PGC_LOG_WARN << "metrics http: " << kMaxConnections << " connections open, refusing more";
+      }
+      self->at_cap_ = true;
+      socket.close(ec);
+      continue;
+    }
+    self->at_cap_ = false;
+    auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+    self->connections_.push_back(stream);
+    asio::co_spawn(executor, serve(self, epoch, std::move(stream)), asio::detached);
+  }
+}
+
+// `self` holds the server while the connection is open; stop() closes the socket, which ends it.
+asio::awaitable<void> MetricsHttpServer::serve(std::shared_ptr<MetricsHttpServer> self, std::uint64_t epoch,
+                                               std::shared_ptr<beast::tcp_stream> stream) {
   beast::flat_buffer buffer;
   try {
     for (;;) {
@@ -81,7 +158,7 @@ asio::awaitable<void> serve(std::shared_ptr<MetricsHttpServer::State> state,
       parser.header_limit(kHeaderLimit);
       stream->expires_after(kIdleTimeout);
       co_await http::async_read(*stream, buffer, parser, asio::use_awaitable);
-      auto res = respond(parser.get(), render);
+      auto res = respond(parser.get(), self->render_);
       bool keep_alive = res.keep_alive();
       stream->expires_after(kIdleTimeout);
       if (parser.get().method() == http::verb::head) {
@@ -90,7 +167,7 @@ asio::awaitable<void> serve(std::shared_ptr<MetricsHttpServer::State> state,
       } else {
         co_await http::async_write(*stream, res, asio::use_awaitable);
       }
-      if (!keep_alive || state->stopped) break;
+      if (!keep_alive || epoch != self->epoch_) break;
     }
   } catch (const boost::system::system_error& e) {
     if (e.code() != http::error::end_of_stream && e.code() != asio::error::operation_aborted &&
@@ -105,85 +182,6 @@ asio::awaitable<void> serve(std::shared_ptr<MetricsHttpServer::State> state,
   stream->socket().close(ignored);
 }
 
-asio::awaitable<void> accept_loop(std::shared_ptr<MetricsHttpServer::State> state,
-                                  MetricsHttpServer::Renderer render) {
-  auto executor = co_await asio::this_coro::executor;
-  while (!state->stopped) {
-    boost::system::error_code ec;
-    tcp::socket socket = co_await state->acceptor.async_accept(
-        asio::redirect_error(asio::use_awaitable, ec));
-    if (state->stopped) break;
-    if (ec) {
-      // EMFILE and friends: back off a little instead of spinning.
-      PGC_LOG_WARN << "metrics http: accept failed: " << ec.message();
-      asio::steady_timer pause(executor, std::chrono::milliseconds(100));
-      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      continue;
-    }
-    state->connections.remove_if([](const auto& w) { return w.expired(); });
-    if (state->connections.size() >= kMaxConnections) {
-      if (!state->at_cap) {
-        PGC_LOG_WARN << "metrics http: " << kMaxConnections << " connections open, refusing more";
-      }
-      state->at_cap = true;
-      socket.close(ec);
-      continue;
-    }
-    state->at_cap = false;
-    auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
-    state->connections.push_back(stream);
-    asio::co_spawn(executor, serve(state, std::move(stream), render), asio::detached);
-  }
-}
-
-}  // namespace
-
-MetricsHttpServer::MetricsHttpServer(asio::io_context& io, Renderer render)
-    : io_(io), render_(std::move(render)) {
-  if (!render_) render_ = [] { return metrics::registry().render(); };
-}
-
-MetricsHttpServer::~MetricsHttpServer() { stop(); }
-
-void MetricsHttpServer::start(const std::string& addr, std::uint16_t port) {
-  stop();
-  auto state = std::make_shared<State>(io_);
-  tcp::endpoint endpoint;
-  boost::system::error_code ec;
-  auto ip = asio::ip::make_address(addr == "*" ? "0.0.0.0" : addr, ec);
-  if (!ec) {
-    endpoint = tcp::endpoint(ip, port);
-  } else {
-    // A host name such as "localhost": its first address (start-up and reload only).
-    tcp::resolver resolver(io_);
-    auto results = resolver.resolve(addr, std::to_string(port));
-    endpoint = results.begin()->endpoint();
-  }
-  state->acceptor.open(endpoint.protocol());
-  state->acceptor.set_option(tcp::acceptor::reuse_address(true));
-  state->acceptor.bind(endpoint);
-  state->acceptor.listen();
-  state->port = state->acceptor.local_endpoint().port();
-  state_ = state;
-  asio::co_spawn(io_, accept_loop(state, render_), asio::detached);
-  PGC_LOG_INFO << "metrics: serving http://" << addr << ":" << state->port << "/metrics";
-}
-
-void MetricsHttpServer::stop() {
-  if (!state_) return;
-  state_->stopped = true;
-  boost::system::error_code ignored;
-  state_->acceptor.close(ignored);
-  for (auto& weak : state_->connections)
-    if (auto stream = weak.lock()) stream->socket().close(ignored);
-  state_->connections.clear();
-  state_.reset();
-}
-
-bool MetricsHttpServer::running() const { return state_ != nullptr; }
-
-std::uint16_t MetricsHttpServer::port() const { return state_ ? state_->port : 0; }
-
 MetricsService::MetricsService(asio::io_context& io, const config::Config& config)
     : io_(io), addr_(config.daemon.metrics_addr), port_(config.daemon.metrics_port) {
   metrics::registry()
@@ -197,7 +195,7 @@ void MetricsService::start() {
     PGC_LOG_INFO << "metrics: disabled (metrics_port = 0)";
     return;
   }
-  server_ = std::make_unique<MetricsHttpServer>(io_);
+  server_ = std::make_shared<MetricsHttpServer>(io_);
   // A port we cannot bind at start-up is a configuration error: fail loudly.
   try {
     server_->start(addr_, static_cast<std::uint16_t>(port_));
@@ -221,7 +219,7 @@ void MetricsService::reload(const config::Config& config) {
     stop();
     PGC_LOG_INFO << "metrics: disabled by reload";
   } else {
-    auto next = std::make_unique<MetricsHttpServer>(io_);
+    auto next = std::make_shared<MetricsHttpServer>(io_);
     try {
       if (server_ && server_->port() == port) server_->stop();  // same port, new address
       next->start(addr, static_cast<std::uint16_t>(port));

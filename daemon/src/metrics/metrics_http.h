@@ -4,9 +4,13 @@
 
 #include <utility>
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
 #include <string>
 
@@ -14,7 +18,10 @@
 
 namespace pgcohere::metrics {
 
-class MetricsHttpServer {
+// Owned by a std::shared_ptr: its accept loop and each scrape connection hold a shared_ptr
+// to it while they run (docs/architecture.md, "Threads and lifetimes"), so the owner ends
+// them with stop(); the server is freed when the last of them has returned.
+class MetricsHttpServer : public std::enable_shared_from_this<MetricsHttpServer> {
  public:
   using Renderer = std::function<std::string()>;
 
@@ -25,7 +32,8 @@ class MetricsHttpServer {
   MetricsHttpServer& operator=(const MetricsHttpServer&) = delete;
 
   // Binds addr:port (port 0 picks a free port; see port()) and starts accepting.
-  // Throws boost::system::system_error when the address cannot be bound.
+  // Throws boost::system::system_error when the address cannot be bound, and
+  // std::logic_error when the server is not owned by a std::shared_ptr.
   void start(const std::string& addr, std::uint16_t port);
   // Closes the listener and every open scrape connection. Idempotent.
   void stop();
@@ -33,12 +41,20 @@ class MetricsHttpServer {
   // The bound port, 0 when not running.
   std::uint16_t port() const;
 
-  struct State;  // shared with the connection coroutines; defined in the .cpp
-
  private:
+  static boost::asio::awaitable<void> accept_loop(std::shared_ptr<MetricsHttpServer> self, std::uint64_t epoch);
+  static boost::asio::awaitable<void> serve(std::shared_ptr<MetricsHttpServer> self, std::uint64_t epoch,
+                                            std::shared_ptr<boost::beast::tcp_stream> stream);
+
   boost::asio::io_context& io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
   Renderer render_;
-  std::shared_ptr<State> state_;
+  // Bumped by start() and stop(): coroutines of an earlier start() end at their next wake-up.
+  std::uint64_t epoch_ = 0;
+  bool running_ = false;
+  bool at_cap_ = false;  // warned about the connection cap
+  std::uint16_t port_ = 0;
+  std::list<std::weak_ptr<boost::beast::tcp_stream>> connections_;
 };
 
 // The app Service: serves [pgcohered] metrics_addr:metrics_port (metrics_port = 0: off) and
@@ -56,7 +72,7 @@ class MetricsService : public app::Service {
   boost::asio::io_context& io_;
   std::string addr_;
   int port_;
-  std::unique_ptr<MetricsHttpServer> server_;
+  std::shared_ptr<MetricsHttpServer> server_;
 };
 
 }  // namespace pgcohere::metrics
