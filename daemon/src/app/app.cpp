@@ -26,7 +26,7 @@ App::App(config::Config config)
   }
   cache::CacheService* cache = nullptr;
   if (config_.cache.enabled) {
-    auto service = std::make_unique<cache::CacheService>(io_, config_);
+    auto service = std::make_shared<cache::CacheService>(io_, config_);
     cache = service.get();
     services_.push_back(std::move(service));
     if (invalidation)

@@ -39,7 +39,7 @@ class App : public Control {
   boost::asio::signal_set stop_signals_;
   boost::asio::signal_set reload_signal_;
   config::Config config_;
-  std::vector<std::unique_ptr<Service>> services_;
+  std::vector<std::shared_ptr<Service>> services_;  // shared: some are owned that way (CacheService)
   bool stopping_ = false;
 };
 

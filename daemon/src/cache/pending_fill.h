@@ -18,8 +18,7 @@ class PendingFill {
  public:
   PendingFill(CacheService& service, std::string database, Plan plan, std::vector<std::string> versions,
               std::size_t max_bytes)
-      : service_(service),
-        alive_(service.alive()),
+      : service_(service.weak_from_this()),
         database_(std::move(database)),
         plan_(std::move(plan)),
         versions_(std::move(versions)),
@@ -39,24 +38,26 @@ class PendingFill {
   }
   // The request is being written to the server (the first time only counts).
   void dispatched() {
-    if (dispatched_ || alive_.expired()) return;
+    if (dispatched_) return;
+    auto service = service_.lock();
+    if (!service) return;
     dispatched_ = true;
-    service_.dispatched(database_, plan_);
+    service->dispatched(database_, plan_);
   }
   // Hands a complete capture to the service (stored unless a tag moved); anything else
   // releases the followers empty-handed.
   void end(bool use_capture = true) {
     if (ended_) return;
     ended_ = true;
-    if (alive_.expired()) return;
+    auto service = service_.lock();
+    if (!service) return;
     std::optional<std::string> reply;
     if (use_capture && capture_.state() == ReplyCapture::State::complete) reply = capture_.take();
-    service_.finish(database_, plan_, std::move(versions_), std::move(reply), looked_up_);
+    service->finish(database_, plan_, std::move(versions_), std::move(reply), looked_up_);
   }
 
  private:
-  CacheService& service_;
-  std::weak_ptr<bool> alive_;
+  std::weak_ptr<CacheService> service_;  // expired: the service is gone, the fill ends quietly
   std::string database_;
   Plan plan_;
   std::vector<std::string> versions_;

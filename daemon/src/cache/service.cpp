@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include <cstdlib>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 
 #include "cache/key.h"
@@ -167,11 +168,13 @@ CacheService::CacheService(asio::io_context& io, const config::Config& config)
 }
 
 CacheService::~CacheService() {
-  *alive_ = false;
   if (collector_) metrics::registry().remove_collector(collector_);
 }
 
 void CacheService::start() {
+  // Its Redis replies, coroutines and pending fills hold weak_from_this().
+  if (weak_from_this().expired())
+    throw std::logic_error("CacheService must be owned by a std::shared_ptr (std::make_shared)");
   stopping_ = false;
   backend_->start();
   for (auto& [name, db] : databases_) request_catalog(*db);
@@ -292,13 +295,13 @@ awaitable<CacheService::Lookup> CacheService::lookup(const std::string& database
   keys.push_back(db->layout.applied());
   keys.push_back(db->layout.version(kPolicyTag));
   for (const auto& t : plan.tags) keys.push_back(db->layout.version(t));
-  auto alive = std::weak_ptr<bool>(alive_);
+  auto weak = weak_from_this();
   auto start = [this, &keys, &published](auto done) {
     run_script(*backend_, lookup_script(), keys, {std::to_string(kVersionTtlMs), published}, std::move(done));
   };
   auto limit = ms(settings_.redis_timeout);
   auto reply = co_await with_deadline(io_, limit, start);
-  if (alive.expired()) co_return out;
+  if (weak.expired()) co_return out;
   if (!reply || reply->is_error() || reply->elements.empty()) {
     ++db->counters.redis_errors;
     count_failure();
@@ -393,8 +396,9 @@ void CacheService::finish(const std::string& database, const Plan& plan, std::ve
   for (auto& v : versions) args.push_back(std::move(v));
   std::size_t size = shared_reply->size();
   run_script(*backend_, fill_script(), keys, args,
-             [this, db, size, release, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
-               if (alive.expired()) return release(false);
+             [this, db, size, release, weak = weak_from_this()](redis::Reply r) {
+               auto self = weak.lock();
+               if (!self) return release(false);
                if (r.is_error()) {
                  ++db->counters.redis_errors;
                  count_failure();
@@ -425,7 +429,7 @@ void CacheService::request_catalog(Database& db) {
 }
 
 awaitable<void> CacheService::load_catalog(Database& db) {
-  auto alive = std::weak_ptr<bool>(alive_);
+  auto weak = weak_from_this();
   do {
     db.reload_wanted = false;
     // The version first: a change after this read moves it again, and the next lookup
@@ -436,7 +440,7 @@ awaitable<void> CacheService::load_catalog(Database& db) {
     };
     std::chrono::milliseconds limit(5000);
     auto version = co_await with_deadline(io_, limit, read_version);
-    if (alive.expired() || stopping_) co_return;
+    if (weak.expired() || stopping_) co_return;
     if (!version || version->is_error()) {
       // Redis is not there yet: try again on the next tick.
       db.loading = false;
@@ -444,13 +448,13 @@ awaitable<void> CacheService::load_catalog(Database& db) {
     }
     invalidation::PgConnection conn(io_);
     std::string err = co_await conn.connect(db.conn_params);
-    if (alive.expired()) co_return;
+    if (weak.expired()) co_return;
     std::optional<std::vector<std::vector<std::string>>> rows;
     std::string sqlstate;
     if (err.empty())
       rows = co_await conn.query("SELECT coalesce(json_agg(c), '[]') FROM pgcohere.cache_catalog() c", &err,
                                  &sqlstate);
-    if (alive.expired()) co_return;
+    if (weak.expired()) co_return;
     conn.close();
     std::vector<CatalogRow> entries;
     if (!rows || rows->empty() || (*rows)[0].empty()) {
@@ -511,8 +515,9 @@ void CacheService::tick() {
   if (stopping_) return;
   auto now = Clock::now();
   if (breaker_.probe_due(now)) {
-    backend_->keyed({"PING", "cache"}, 1, [this, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
-      if (alive.expired()) return;
+    backend_->keyed({"PING", "cache"}, 1, [this, weak = weak_from_this()](redis::Reply r) {
+      auto self = weak.lock();
+      if (!self) return;
       if (!r.is_error()) {
         PGC_LOG_INFO << "cache: Redis answers again; the cache is back";
         breaker_.probe_answered();
@@ -523,8 +528,9 @@ void CacheService::tick() {
     if (!db->loading && now - db->loaded_at > kCatalogRefresh) request_catalog(*db);
   static int ticks = 0;
   if (++ticks % 20 == 0 && backend_->ready()) {
-    backend_->keyed({"INFO", "stats"}, 1, [this, alive = std::weak_ptr<bool>(alive_)](redis::Reply r) {
-      if (alive.expired() || r.is_error()) return;
+    backend_->keyed({"INFO", "stats"}, 1, [this, weak = weak_from_this()](redis::Reply r) {
+      auto self = weak.lock();
+      if (!self || r.is_error()) return;
       auto pos = r.str.find("evicted_keys:");
       if (pos != std::string::npos) evicted_keys_ = std::strtoull(r.str.c_str() + pos + 13, nullptr, 10);
     });

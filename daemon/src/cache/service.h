@@ -64,7 +64,9 @@ struct CacheCounters {
   std::uint64_t bytes_stored = 0;
 };
 
-class CacheService : public app::Service {
+// Owned by a std::shared_ptr (start() refuses one that is not): what it starts holds
+// weak_from_this() and does nothing once the service is gone.
+class CacheService : public app::Service, public std::enable_shared_from_this<CacheService> {
  public:
   CacheService(boost::asio::io_context& io, const config::Config& config);
   ~CacheService() override;
@@ -122,7 +124,6 @@ class CacheService : public app::Service {
   void delete_entry(const std::string& database, const std::string& key_hash, DeleteDone done);
   void delete_table(const std::string& database, const std::string& table, DeleteDone done);
   void delete_pattern(const std::string& pattern, DeleteDone done);
-  std::weak_ptr<bool> alive() const { return alive_; }
   std::size_t max_entry_bytes() const { return static_cast<std::size_t>(settings_.max_entry_bytes); }
   // Redis INFO's evicted_keys and used_memory, refreshed in the background.
   std::uint64_t evictions() const { return evicted_keys_; }
@@ -153,7 +154,6 @@ class CacheService : public app::Service {
   std::uint64_t evicted_keys_ = 0;
   metrics::Histogram& hit_latency_ms_;
   metrics::CollectorId collector_ = 0;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 // Parse's raw parameter types (count + OIDs) as a list.
