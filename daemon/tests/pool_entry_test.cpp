@@ -1,10 +1,13 @@
 // Admission rules of a pool: which limits apply (the [databases] entry's or the global
-// ones), when one more server connection may be opened, when one more client may log in.
+// ones), when one more server connection may be opened, when one more client may log in;
+// and PoolEntry's actions, the only way its state changes.
 #include "pooler/pool_entry.h"
 
 #include <gtest/gtest.h>
 
+#include "metrics/registry.h"
 #include "pooler/listener.h"
+#include "pooler/server_conn.h"
 
 namespace admission = pgcohere::pooler::admission;
 using pgcohere::pooler::PoolMode;
@@ -74,4 +77,136 @@ TEST(ClientAdmission, MaxClientConnCountsTheNewConnectionItself) {
 TEST(CancelKeys, PidAndKeyFormOneNumberWithoutSignExtension) {
   EXPECT_EQ(pgcohere::pooler::cancel_key(1, -1), 0x00000001ffffffffULL);
   EXPECT_EQ(pgcohere::pooler::cancel_key(0x7fffffff, 2), 0x7fffffff00000002ULL);
+}
+
+// ---- PoolEntry: its state changes only through its actions ----
+namespace {
+using pgcohere::pooler::PoolEntry;
+
+struct EntryFixture {
+  pgcohere::metrics::Registry registry;
+  pgcohere::metrics::Histogram& waits =
+      registry.histogram("queue_wait_ms", "test", pgcohere::metrics::latency_buckets_ms());
+  pgcohere::metrics::Histogram& held =
+      registry.histogram("xact_ms", "test", pgcohere::metrics::latency_buckets_ms());
+  PoolEntry entry{"app", "alice", target(), waits, held};
+  int launched = 0;
+  bool may_open = true;
+
+  EntryFixture() {
+    entry.set_hooks([this] { ++launched; }, [this] { return may_open; },
+                    [](const pgcohere::pooler::ServerConn&) { return false; },
+                    [](std::shared_ptr<pgcohere::pooler::ServerConn>) {});
+  }
+  static pgcohere::pool::Target target() {
+    pgcohere::pool::Target t;
+    t.pool_size = 4;
+    t.pool_mode = "session";
+    return t;
+  }
+};
+}  // namespace
+
+TEST(PoolEntryActions, ConfigureTakesTheTargetsModeAndLimitsAndTheSettingsForTheRest) {
+  EntryFixture f;
+  f.entry.configure(settings());
+  EXPECT_EQ(f.entry.mode(), PoolMode::session);
+  EXPECT_EQ(f.entry.queue().limits().pool_size, 4);
+  EXPECT_EQ(f.entry.queue().limits().min_pool_size, 2);
+  EXPECT_EQ(f.entry.queue().limits().reserve_pool_size, 3);
+}
+
+TEST(PoolEntryActions, AReloadedTargetTakesEffectAtTheNextConfigure) {
+  EntryFixture f;
+  f.entry.configure(settings());
+  auto t = EntryFixture::target();
+  t.pool_size = 9;
+  t.pool_mode = "";
+  f.entry.retarget(t);
+  EXPECT_EQ(f.entry.queue().limits().pool_size, 4);
+  f.entry.configure(settings());
+  EXPECT_EQ(f.entry.queue().limits().pool_size, 9);
+  EXPECT_EQ(f.entry.mode(), PoolMode::transaction);
+}
+
+TEST(PoolEntryActions, MinPoolSizeOpensConnectionsOnlyWhileAdmissionAllows) {
+  EntryFixture f;
+  f.entry.configure(settings());  // min_pool_size 2
+  f.may_open = false;             // e.g. max_db_connections reached over all pools
+  f.entry.ensure_min();
+  EXPECT_EQ(f.launched, 0);
+  EXPECT_EQ(f.entry.queue().total(), 0);
+  f.may_open = true;
+  f.entry.ensure_min();
+  EXPECT_EQ(f.launched, 2);
+  EXPECT_EQ(f.entry.queue().connecting(), 2);
+  f.entry.ensure_min();  // already there
+  EXPECT_EQ(f.launched, 2);
+}
+
+TEST(PoolEntryActions, LinkWithoutAnIdleConnectionGivesNothingAndCountsNoWait) {
+  EntryFixture f;
+  f.entry.configure(settings());
+  EXPECT_EQ(f.entry.link(), nullptr);
+  EXPECT_EQ(f.entry.stats().wait_count, 0u);
+  EXPECT_EQ(f.waits.snapshot().count, 0u);
+}
+
+TEST(PoolEntryActions, AWaitIsCountedInTheStatsAndTheHistogram) {
+  EntryFixture f;
+  f.entry.waited(std::chrono::microseconds(2500));
+  EXPECT_EQ(f.entry.stats().wait_count, 1u);
+  EXPECT_EQ(f.entry.stats().wait_time_us, 2500u);
+  EXPECT_EQ(f.waits.snapshot().count, 1u);
+}
+
+TEST(PoolEntryActions, ServerLoginsUseAClientsCredentialsOnlyForTheServerUserAndWithoutAPassword) {
+  EntryFixture f;
+  pgcohere::auth::ServerCredentials other;
+  other.user = "bob";
+  other.password = "secret";
+  f.entry.remember_credentials(other);
+  EXPECT_TRUE(f.entry.credentials().empty());
+  pgcohere::auth::ServerCredentials own = other;
+  own.user = "alice";
+  f.entry.remember_credentials(own);
+  EXPECT_EQ(f.entry.credentials().password, std::optional<std::string>("secret"));
+
+  auto with_password = EntryFixture::target();
+  with_password.password = "from-databases";
+  pgcohere::metrics::Registry registry;
+  PoolEntry entry("app", "alice", with_password,
+                  registry.histogram("w", "test", pgcohere::metrics::latency_buckets_ms()),
+                  registry.histogram("x", "test", pgcohere::metrics::latency_buckets_ms()));
+  entry.remember_credentials(own);
+  EXPECT_TRUE(entry.credentials().empty());
+}
+
+TEST(PoolEntryActions, TheFirstServerLoginsParametersAreTheOnesClientsAreTold) {
+  EntryFixture f;
+  EXPECT_FALSE(f.entry.defaults_known());
+  pgcohere::session::ParamMap first, second;
+  first.set("server_version", "15.1");
+  second.set("server_version", "16.0");
+  f.entry.learn_defaults(first);
+  f.entry.learn_defaults(second);
+  EXPECT_TRUE(f.entry.defaults_known());
+  ASSERT_NE(f.entry.server_defaults().get("server_version"), nullptr);
+  EXPECT_EQ(*f.entry.server_defaults().get("server_version"), "15.1");
+}
+
+TEST(PoolEntryActions, AFailedServerLoginIsCountedAndKeptForShowPools) {
+  EntryFixture f;
+  f.entry.connect_failed("password authentication failed");
+  EXPECT_EQ(f.entry.stats().server_connect_errors, 1u);
+  EXPECT_EQ(f.entry.last_connect_error(), "password authentication failed");
+}
+
+TEST(PoolEntryActions, ATransactionIsCountedInTheStatsAndTheDurationHistogram) {
+  EntryFixture f;
+  f.entry.count_xact(std::chrono::microseconds(1500));
+  EXPECT_EQ(f.entry.stats().xact_count, 1u);
+  EXPECT_EQ(f.entry.stats().xact_time_us, 1500u);
+  EXPECT_EQ(f.held.snapshot().count, 1u);
+  EXPECT_DOUBLE_EQ(f.held.snapshot().sum, 1.5);
 }

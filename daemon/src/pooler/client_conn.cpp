@@ -160,7 +160,7 @@ awaitable<void> ClientConn::run() {
     PGC_LOG_WARN << "client " << peer_ << ": " << e.what();
   }
   closed_ = true;
-  if (waiting_) entry_->pool.cancel(this);
+  if (waiting_) entry_->stop_waiting(this);
   if (auto s = server_) {
     s->unlink();
     s->client_gone();
@@ -219,10 +219,7 @@ awaitable<bool> ClientConn::authenticate() {
     }
   }
   // Server logins of this pool use these credentials unless [databases] gives a password.
-  if (entry_ && entry_->target.password.empty()) {
-    auto creds = exchange.credentials();
-    if (!creds.empty() && creds.user == entry_->server_user) entry_->credentials = std::move(creds);
-  }
+  if (entry_) entry_->remember_credentials(exchange.credentials());
   co_return true;
 }
 
@@ -323,7 +320,7 @@ awaitable<bool> ClientConn::login() {
   }
 
   std::string out;
-  if (!entry_->defaults_known) {
+  if (!entry_->defaults_known()) {
     // The first client of a pool learns the server's parameters from a real login.
     if (!try_link() && !co_await acquire()) co_return false;
     // Clients that logged in together all waited for a connection just to learn these;
@@ -333,19 +330,19 @@ awaitable<bool> ClientConn::login() {
     s->give_back_unused();
   }
   auto& tracked = pooler_.tracked();
-  for (auto& [k, v] : entry_->server_defaults.entries())
+  for (auto& [k, v] : entry_->server_defaults().entries())
     if (!tracked.canonical(k).empty()) session_.params().set(k, v);
   for (auto& [k, v] : startup.params) {
     auto name = tracked.canonical(k);
     if (name.empty()) continue;
     session_.params().set(name, name == "client_encoding" ? normalize_encoding(v) : v);
   }
-  for (auto& [k, v] : entry_->server_defaults.entries()) {
+  for (auto& [k, v] : entry_->server_defaults().entries()) {
     const std::string* mine = session_.params().get(k);
     protocol::encode::parameter_status(out, k, mine ? *mine : v);
   }
   for (auto& [k, v] : session_.params().entries())
-    if (!entry_->server_defaults.get(k)) protocol::encode::parameter_status(out, k, v);
+    if (!entry_->server_defaults().get(k)) protocol::encode::parameter_status(out, k, v);
   protocol::encode::backend_key_data(out, cancel_pid_, cancel_key_);
   protocol::encode::ready_for_query(out, 'I');
   co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
@@ -367,15 +364,12 @@ awaitable<bool> ClientConn::acquire() {
   timed_out_ = false;
   fail_reason_.clear();
   wait_started_ = Clock::now();
-  entry_->pool.wait(this);
+  entry_->wait(this);
   co_await wakeup_.async_wait(use_awaitable);
   waiting_ = false;
-  auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - wait_started_).count();
-  entry_->stats.wait_time_us += static_cast<uint64_t>(waited);
-  entry_->queue_wait_ms->observe(static_cast<double>(waited) / 1000.0);
-  entry_->stats.wait_count++;
+  entry_->waited(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - wait_started_));
   if (server_) co_return true;
-  entry_->pool.cancel(this);
+  entry_->stop_waiting(this);
   if (closed_) co_return false;
   if (!fail_reason_.empty()) {
     co_await send_fatal("08P01", fail_reason_);
@@ -478,7 +472,7 @@ awaitable<void> ClientConn::replay(const std::string& reply) {
   out.reserve(reply.size() + 6);
   out.append(reply);
   protocol::encode::ready_for_query(out, 'I');
-  entry_->stats.bytes_sent += out.size();
+  entry_->count_bytes_sent(out.size());
   co_await write_gated(out);
 }
 
@@ -497,14 +491,14 @@ void ClientConn::note_session_change(const protocol::Frame& f) {
 
 awaitable<std::size_t> ClientConn::try_cache(std::string_view data) {
   auto* cache = pooler_.cache();
-  bool named = entry_->mode != PoolMode::session && pooler_.settings().max_prepared_statements > 0;
+  bool named = entry_->mode() != PoolMode::session && pooler_.settings().max_prepared_statements > 0;
   auto request = cache::recognize(data, [this, named](std::string_view name) -> std::optional<cache::NamedStatement> {
     const session::Statement* s = named ? session_.statements().find(name) : nullptr;
     if (!s) return std::nullopt;
     return cache::NamedStatement{s->query, s->param_types};
   });
   if (!request) co_return 0;
-  const std::string* server_encoding = entry_->server_defaults.get("server_encoding");
+  const std::string* server_encoding = entry_->server_defaults().get("server_encoding");
   auto plan = cache->plan({database_, user_, session_.params(), cache_bypass_ || cache_blind_,
                            server_encoding ? std::string_view(*server_encoding) : std::string_view("UTF8")},
                           *request);
@@ -535,14 +529,14 @@ awaitable<std::size_t> ClientConn::try_cache(std::string_view data) {
 
 awaitable<void> ClientConn::serve() {
   auto& d = pooler_.settings();
-  bool rewrite = entry_->mode != PoolMode::session && d.max_prepared_statements > 0;
+  bool rewrite = entry_->mode() != PoolMode::session && d.max_prepared_statements > 0;
   std::string out;
   for (;;) {
     size_t n = co_await read_more();
     if (dying_) co_return;
     last_activity_ = Clock::now();
     in_.produced(n);
-    entry_->stats.bytes_received += n;
+    entry_->count_bytes_received(n);
     out.clear();
     bool terminate = false;
     for (;;) {
@@ -563,7 +557,7 @@ awaitable<void> ClientConn::serve() {
       // Between transactions the query cache may answer (or a pooler-level SET): with no
       // server linked, or, in session pooling, with the session's server idle.
       bool between_transactions =
-          !server_ || (entry_->mode == PoolMode::session && server_->session().idle() && !pending_fill_);
+          !server_ || (entry_->mode() == PoolMode::session && server_->session().idle() && !pending_fill_);
       if (between_transactions && out.empty() && f.kind == protocol::Frame::Kind::message && pooler_.cache()) {
         std::size_t answered = co_await try_session_switch(data);
         if (!answered) answered = co_await try_cache(data);

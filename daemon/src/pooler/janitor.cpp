@@ -93,7 +93,7 @@ void Janitor::tick(Clock::time_point now) {
   close_late_logins(now);
   for (auto& [key, e] : pooler_.pools()) {
     expire_idle_servers(*e, now);
-    e->pool.ensure_min();
+    e->ensure_min();
     expire_clients(*e, now);
     expire_waiters(*e, now);
     open_reserve(*e, now);
@@ -113,7 +113,7 @@ void Janitor::close_late_logins(Clock::time_point now) {
 
 void Janitor::expire_idle_servers(PoolEntry& e, Clock::time_point now) {
   std::vector<std::shared_ptr<ServerConn>> expired;
-  for (auto& s : e.pool.idle()) {
+  for (auto& s : e.queue().idle()) {
     switch (janitor::idle_server(now, s->last_used(), s->connected_at(), pooler_.settings())) {
       case janitor::IdleServer::close: expired.push_back(s); break;
       case janitor::IdleServer::check_due: s->set_check_due(); break;  // checked before the next client gets it
@@ -125,7 +125,7 @@ void Janitor::expire_idle_servers(PoolEntry& e, Clock::time_point now) {
 
 void Janitor::expire_clients(PoolEntry& e, Clock::time_point now) {
   std::vector<std::pair<ClientConn*, std::string_view>> expired;
-  for (ClientConn* c : e.clients) {
+  for (ClientConn* c : e.clients()) {
     janitor::ClientState st;
     st.last_activity = c->last_activity();
     st.waiting = c->waiting();
@@ -151,20 +151,20 @@ void Janitor::expire_clients(PoolEntry& e, Clock::time_point now) {
 // Clients that waited past query_wait_timeout get PgBouncer's error.
 void Janitor::expire_waiters(PoolEntry& e, Clock::time_point now) {
   std::vector<ClientConn*> late;
-  for (ClientConn* c : e.pool.waiters())
+  for (ClientConn* c : e.queue().waiters())
     if (janitor::wait_expired(now, c->wait_started(), pooler_.settings())) late.push_back(c);
   for (ClientConn* c : late) {
-    e.pool.cancel(c);
+    e.stop_waiting(c);
     c->wait_timed_out();
   }
 }
 
 // Waiters past reserve_pool_timeout may use the reserve pool.
 void Janitor::open_reserve(PoolEntry& e, Clock::time_point now) {
-  if (e.pool.waiters().empty()) return;
-  if (janitor::reserve_due(now, e.pool.waiters().front()->wait_started(), e.pool.limits().reserve_pool_size,
+  if (e.queue().waiters().empty()) return;
+  if (janitor::reserve_due(now, e.queue().waiters().front()->wait_started(), e.queue().limits().reserve_pool_size,
                            pooler_.settings()))
-    e.pool.use_reserve();
+    e.use_reserve();
 }
 
 }  // namespace pgcohere::pooler

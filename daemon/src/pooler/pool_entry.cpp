@@ -45,31 +45,92 @@ bool may_open_server(int db_connections, int user_connections, int max_db, int m
 
 }  // namespace admission
 
+PoolEntry::PoolEntry(std::string db, std::string server_user, pool::Target target, metrics::Histogram& queue_wait_ms,
+                     metrics::Histogram& xact_duration_ms)
+    : queue_(std::move(db), server_user, pool::PoolLimits{}),
+      target_(std::move(target)),
+      server_user_(std::move(server_user)),
+      queue_wait_ms_(queue_wait_ms),
+      xact_duration_ms_(xact_duration_ms) {}
+
+void PoolEntry::configure(const config::DaemonSettings& d) {
+  mode_ = admission::mode_for(target_, d);
+  queue_.set_limits(admission::limits_for(target_, d));
+}
+
+void PoolEntry::set_hooks(std::function<void()> launch, std::function<bool()> may_open,
+                          std::function<bool(const ServerConn&)> check_due,
+                          std::function<void(std::shared_ptr<ServerConn>)> check) {
+  queue_.set_launcher(std::move(launch));
+  queue_.set_admission(std::move(may_open));
+  queue_.set_checker(std::move(check_due), std::move(check));
+}
+
 std::shared_ptr<ServerConn> PoolEntry::link() {
-  auto s = pool.try_acquire();
-  if (s) queue_wait_ms->observe(0);
+  auto s = queue_.try_acquire();
+  if (s) queue_wait_ms_.observe(0);
   return s;
 }
 
-void PoolEntry::release(std::shared_ptr<ServerConn> s) { pool.release(std::move(s)); }
+void PoolEntry::waited(std::chrono::microseconds how_long) {
+  stats_.wait_time_us += static_cast<std::uint64_t>(how_long.count());
+  queue_wait_ms_.observe(static_cast<double>(how_long.count()) / 1000.0);
+  stats_.wait_count++;
+}
+
+void PoolEntry::remember_credentials(auth::ServerCredentials creds) {
+  if (!target_.password.empty()) return;
+  if (!creds.empty() && creds.user == server_user_) credentials_ = std::move(creds);
+}
+
+void PoolEntry::connect_failed(const std::string& error) {
+  stats_.server_connect_errors++;
+  last_connect_error_ = error;
+}
+
+void PoolEntry::learn_defaults(const session::ParamMap& params) {
+  if (defaults_known_) return;
+  server_defaults_ = params;
+  defaults_known_ = true;
+}
+
+void PoolEntry::release(std::shared_ptr<ServerConn> s) { queue_.release(std::move(s)); }
+
+std::vector<std::shared_ptr<ServerConn>> PoolEntry::take_surplus_idle() { return queue_.take_surplus_idle(); }
+
+void PoolEntry::wait(ClientConn* c) { queue_.wait(c); }
+
+void PoolEntry::stop_waiting(ClientConn* c) { queue_.cancel(c); }
+
+void PoolEntry::connected(std::shared_ptr<ServerConn> s) { queue_.connected(std::move(s)); }
+
+void PoolEntry::checked(std::shared_ptr<ServerConn> s) { queue_.checked(std::move(s)); }
+
+void PoolEntry::ensure_min() { queue_.ensure_min(); }
+
+void PoolEntry::use_reserve() { queue_.use_reserve(); }
+
+void PoolEntry::pause() { queue_.pause(); }
+
+void PoolEntry::resume() { queue_.resume(); }
 
 void PoolEntry::retire(ServerConn& s, ServerConn::State was, const std::string& why) {
   switch (was) {
     case ServerConn::State::connecting:
-      pool.connect_failed("server login failed: " + why);
+      queue_.connect_failed("server login failed: " + why);
       break;
     case ServerConn::State::idle:
-      pool.remove_idle(&s);
+      queue_.remove_idle(&s);
       break;
     case ServerConn::State::active:
     case ServerConn::State::resetting:
     case ServerConn::State::being_canceled:
-      pool.discard_active();
+      queue_.discard_active();
       break;
     case ServerConn::State::testing:
-      stats.server_check_failures++;
+      stats_.server_check_failures++;
       PGC_LOG_WARN << "server " << s.backend_pid() << " failed server_check_query (" << why << "): closing it";
-      pool.check_failed();
+      queue_.check_failed();
       break;
     case ServerConn::State::closed:
       break;

@@ -61,7 +61,7 @@ void Pooler::stop() {
   std::vector<ClientConn*> clients(listener_.all_clients().begin(), listener_.all_clients().end());
   for (auto* c : clients) c->close();
   for (auto& [key, e] : pools_) {
-    std::vector<ServerConn*> servers(e->servers.begin(), e->servers.end());
+    std::vector<ServerConn*> servers(e->servers().begin(), e->servers().end());
     for (auto* s : servers) s->close();
   }
 }
@@ -83,41 +83,33 @@ PoolEntry* Pooler::find_pool(const std::string& database, const std::string& use
   auto key = std::make_pair(database, server_user);
   auto it = pools_.find(key);
   if (it != pools_.end()) return it->second.get();
-  auto entry = std::make_unique<PoolEntry>(database, server_user, pool::PoolLimits{});
-  entry->target = std::move(target);
-  entry->server_user = server_user;
-  entry->queue_wait_ms = &metrics::registry().histogram(
+  auto& queue_wait_ms = metrics::registry().histogram(
       "pgcohere_pool_queue_wait_ms", "Time a transaction waited for a server connection, in milliseconds",
       metrics::latency_buckets_ms(), {{"database", database}, {"user", server_user}});
-  entry->xact_duration_ms = &metrics::registry().histogram(
+  auto& xact_duration_ms = metrics::registry().histogram(
       "pgcohere_pool_transaction_duration_ms",
       "Time a transaction held its server connection, from link to release, in milliseconds",
       metrics::round_buckets(0.1, 10000), {{"database", database}, {"user", server_user}});
-  apply_limits(*entry);
+  auto entry = std::make_unique<PoolEntry>(database, server_user, std::move(target), queue_wait_ms, xact_duration_ms);
+  entry->configure(config_.daemon);
   PoolEntry* raw = entry.get();
-  raw->pool.set_launcher([this, raw] { launch_server(*raw); });
-  raw->pool.set_admission([this, raw] {
-    int max_db = admission::max_db_connections(raw->target, config_.daemon);
-    int max_user = config_.daemon.max_user_connections;
-    if (max_db <= 0 && max_user <= 0) return true;  // no need to count
-    int db_total = 0, user_total = 0;
-    for (auto& [k, e] : pools_) {
-      if (k.first == raw->pool.database()) db_total += e->pool.total();
-      if (k.second == raw->pool.user()) user_total += e->pool.total();
-    }
-    return admission::may_open_server(db_total, user_total, max_db, max_user);
-  });
-  // server_check_query: the janitor marks connections idle past server_check_delay.
-  raw->pool.set_checker(
-      [this](const ServerConn& s) { return s.check_due() && !config_.daemon.server_check_query.empty(); },
-      [](std::shared_ptr<ServerConn> s) { s->start_check(); });
+  raw->set_hooks([this, raw] { launch_server(*raw); },
+                 [this, raw] {
+                   int max_db = admission::max_db_connections(raw->target(), config_.daemon);
+                   int max_user = config_.daemon.max_user_connections;
+                   if (max_db <= 0 && max_user <= 0) return true;  // no need to count
+                   int db_total = 0, user_total = 0;
+                   for (auto& [k, e] : pools_) {
+                     if (k.first == raw->queue().database()) db_total += e->queue().total();
+                     if (k.second == raw->queue().user()) user_total += e->queue().total();
+                   }
+                   return admission::may_open_server(db_total, user_total, max_db, max_user);
+                 },
+                 // server_check_query: the janitor marks connections idle past server_check_delay.
+                 [this](const ServerConn& s) { return s.check_due() && !config_.daemon.server_check_query.empty(); },
+                 [](std::shared_ptr<ServerConn> s) { s->start_check(); });
   pools_.emplace(key, std::move(entry));
   return raw;
-}
-
-void Pooler::apply_limits(PoolEntry& e) {
-  e.mode = admission::mode_for(e.target, config_.daemon);
-  e.pool.set_limits(admission::limits_for(e.target, config_.daemon));
 }
 
 void Pooler::launch_server(PoolEntry& entry) {
@@ -147,14 +139,14 @@ void Pooler::reload(const config::Config& config) {
     if (db) {
       try {
         auto t = pool::resolve_target(*db, key.first);
-        e->target = std::move(t);
+        e->retarget(std::move(t));
       } catch (const std::exception& ex) {
         PGC_LOG_WARN << "reload: [databases] " << key.first << ": " << ex.what();
       }
     }
-    apply_limits(*e);
-    for (auto& s : e->pool.take_surplus_idle()) s->close();
-    for (auto* s : e->servers) s->session().statements().set_capacity(config_.daemon.max_prepared_statements);
+    e->configure(config_.daemon);
+    for (auto& s : e->take_surplus_idle()) s->close();
+    for (auto* s : e->servers()) s->session().statements().set_capacity(config_.daemon.max_prepared_statements);
   }
 }
 

@@ -95,7 +95,6 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   bool paused() const { return paused_all_; }
 
  private:
-  void apply_limits(PoolEntry& e);
 
   boost::asio::io_context& io_;
   app::Control& control_;

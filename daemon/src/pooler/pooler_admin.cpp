@@ -38,7 +38,7 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
   snap.paused = paused_all_;
   for (auto& sample : sample_pools(pools_, now)) snap.pools.push_back(std::move(sample.row));
   for (auto& [key, e] : pools_) {
-    for (ClientConn* c : e->clients) {
+    for (ClientConn* c : e->clients()) {
       admin::ClientRow r;
       r.user = c->user();
       r.database = c->database();
@@ -59,9 +59,9 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
       r.id = c->id();
       snap.clients.push_back(r);
     }
-    for (ServerConn* s : e->servers) {
+    for (ServerConn* s : e->servers()) {
       admin::ServerRow r;
-      r.user = e->server_user;
+      r.user = e->server_user();
       r.database = key.first;
       switch (s->state()) {
         case ServerConn::State::connecting: r.state = "new"; break;
@@ -72,8 +72,8 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
         case ServerConn::State::being_canceled: r.state = "being_canceled"; break;
         case ServerConn::State::closed: continue;
       }
-      r.addr = e->target.host;
-      r.port = e->target.port;
+      r.addr = e->target().host;
+      r.port = e->target().port;
       r.connect_time_us = unix_us(s->connect_wall());
       r.request_time_us = r.connect_time_us;
       r.ptr = ptr_text(s);
@@ -103,9 +103,9 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
     r.server_lifetime = static_cast<int>(config_.daemon.server_lifetime);
     for (auto& [k, e] : pools_)
       if (k.first == db.name) {
-        r.current_connections += e->pool.total();
-        r.current_client_connections += static_cast<int>(e->clients.size());
-        r.paused = r.paused || e->pool.paused();
+        r.current_connections += e->queue().total();
+        r.current_client_connections += static_cast<int>(e->clients().size());
+        r.paused = r.paused || e->queue().paused();
       }
     snap.databases.push_back(r);
     admin::StatsRow st;
@@ -119,8 +119,8 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
     auto& u = users[k.second];
     u.name = k.second;
     u.max_user_connections = config_.daemon.max_user_connections;
-    u.current_connections += e->pool.total();
-    u.current_client_connections += static_cast<int>(e->clients.size());
+    u.current_connections += e->queue().total();
+    u.current_client_connections += static_cast<int>(e->clients().size());
   }
   for (auto& [name, u] : users) snap.users.push_back(u);
   for (auto& s : config::list_settings(config_)) {
@@ -133,8 +133,8 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
   snap.lists.used_clients = static_cast<int64_t>(listener_.all_clients().size());
   snap.lists.login_clients = static_cast<int64_t>(listener_.all_clients().size() - listener_.logged_in_count());
   for (auto& [k, e] : pools_) {
-    snap.lists.free_servers += e->pool.idle_count();
-    snap.lists.used_servers += e->pool.total() - e->pool.idle_count();
+    snap.lists.free_servers += e->queue().idle_count();
+    snap.lists.used_servers += e->queue().total() - e->queue().idle_count();
   }
   return snap;
 }
@@ -142,7 +142,7 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
 void Pooler::pause(const std::string& database, Done done) {
   if (database.empty()) paused_all_ = true;
   for (auto& [k, e] : pools_)
-    if (database.empty() || k.first == database) e->pool.pause();
+    if (database.empty() || k.first == database) e->pause();
   if (!database.empty() && !config_.find_database(database)) {
     done("no such database: " + database);
     return;
@@ -156,7 +156,7 @@ void Pooler::check_pauses() {
   for (auto it = pending_pauses_.begin(); it != pending_pauses_.end();) {
     bool busy = false;
     for (auto& [k, e] : pools_)
-      if ((it->database.empty() || k.first == it->database) && e->pool.active() > 0) busy = true;
+      if ((it->database.empty() || k.first == it->database) && e->queue().active() > 0) busy = true;
     if (busy) {
       ++it;
       continue;
@@ -170,7 +170,7 @@ void Pooler::check_pauses() {
 void Pooler::resume(const std::string& database, Done done) {
   if (database.empty()) paused_all_ = false;
   for (auto& [k, e] : pools_)
-    if (database.empty() || k.first == database) e->pool.resume();
+    if (database.empty() || k.first == database) e->resume();
   done("");
 }
 
@@ -198,8 +198,8 @@ void Pooler::kill(const std::string& database, Done done) {
   std::vector<ClientConn*> clients;
   for (auto& [k, e] : pools_) {
     if (!database.empty() && k.first != database) continue;
-    clients.insert(clients.end(), e->clients.begin(), e->clients.end());
-    std::vector<ServerConn*> servers(e->servers.begin(), e->servers.end());
+    clients.insert(clients.end(), e->clients().begin(), e->clients().end());
+    std::vector<ServerConn*> servers(e->servers().begin(), e->servers().end());
     for (auto* s : servers) s->close();
   }
   for (auto* c : clients) c->close();

@@ -75,10 +75,10 @@ ServerConn::ServerConn(Pooler& pooler, PoolEntry& entry)
       deadline_(pooler.io()),
       session_(static_cast<size_t>(std::max(1, pooler.settings().max_prepared_statements))),
       decoder_(protocol::FrameDecoder::Side::backend) {
-  entry_.servers.insert(this);
+  entry_.attach(this);
 }
 
-ServerConn::~ServerConn() { entry_.servers.erase(this); }
+ServerConn::~ServerConn() { entry_.detach(this); }
 
 void ServerConn::start() {
   asio::co_spawn(pooler_.io(), [self = shared_from_this()]() { return self->run(); }, asio::detached);
@@ -104,7 +104,7 @@ void ServerConn::unlink() {
 awaitable<void> ServerConn::run() {
   auto self = shared_from_this();
   std::string error;
-  entry_.stats.server_connects++;
+  entry_.count_server_connect();
   try {
     error = co_await connect_and_login();
   } catch (const std::exception& e) {
@@ -112,20 +112,16 @@ awaitable<void> ServerConn::run() {
   }
   deadline_.cancel();
   if (!error.empty()) {
-    entry_.stats.server_connect_errors++;
-    entry_.last_connect_error = error;
-    PGC_LOG_WARN << "server connection to " << pool::describe(entry_.target) << " db=" << entry_.target.dbname
-                 << " user=" << entry_.server_user << " failed: " << error;
+    entry_.connect_failed(error);
+    PGC_LOG_WARN << "server connection to " << pool::describe(entry_.target()) << " db=" << entry_.target().dbname
+                 << " user=" << entry_.server_user() << " failed: " << error;
     finish(error);
     co_return;
   }
   connected_at_ = last_used_ = Clock::now();
-  if (!entry_.defaults_known) {
-    entry_.server_defaults = session_.params();
-    entry_.defaults_known = true;
-  }
+  entry_.learn_defaults(session_.params());
   state_ = State::idle;
-  entry_.pool.connected(self);  // may hand it straight to a waiting client
+  entry_.connected(self);  // may hand it straight to a waiting client
   try {
     co_await read_loop();
   } catch (const boost::system::system_error& e) {
@@ -153,17 +149,17 @@ void ServerConn::finish(const std::string& why) {
 
 auth::ServerCredentials ServerConn::server_credentials() const {
   auth::ServerCredentials c;
-  if (!entry_.target.password.empty()) {
-    c.user = entry_.server_user;
-    c.password = entry_.target.password;
+  if (!entry_.target().password.empty()) {
+    c.user = entry_.server_user();
+    c.password = entry_.target().password;
     return c;
   }
-  if (!entry_.credentials.empty()) return entry_.credentials;
+  if (!entry_.credentials().empty()) return entry_.credentials();
   // A forced user ([databases] user=) without a password: its auth_file entry.
-  c.user = entry_.server_user;
-  if (auto* users = pooler_.users(); users && users->find(entry_.server_user)) {
+  c.user = entry_.server_user();
+  if (auto* users = pooler_.users(); users && users->find(entry_.server_user())) {
     // ClientAuth knows how each kind of auth_file secret maps to server credentials.
-    auth::ClientAuth probe("trust", users, entry_.server_user);
+    auth::ClientAuth probe("trust", users, entry_.server_user());
     probe.begin();
     c = probe.credentials();
   }
@@ -171,7 +167,7 @@ auth::ServerCredentials ServerConn::server_credentials() const {
 }
 
 awaitable<std::string> ServerConn::connect_and_login() {
-  auto& t = entry_.target;
+  auto& t = entry_.target();
   auto& d = pooler_.settings();
   boost::system::error_code ec;
   if (d.server_connect_timeout > 0) {
@@ -199,7 +195,7 @@ awaitable<std::string> ServerConn::connect_and_login() {
   if (!unix_socket) set_tcp_options(socket_.native_handle());
 
   std::string out;
-  protocol::Params params{{"user", entry_.server_user}, {"database", t.dbname}};
+  protocol::Params params{{"user", entry_.server_user()}, {"database", t.dbname}};
   for (auto& [k, v] : t.startup) params.emplace_back(k, v);
   protocol::encode::startup_message(out, params);
   co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
@@ -299,13 +295,12 @@ awaitable<void> ServerConn::read_loop() {
       }
       if (v.batch_done) {
         batch_done = true;
-        if (state_ != State::testing) entry_.stats.query_count++;
+        if (state_ != State::testing) entry_.count_query();
         if (query_started_ != Clock::time_point{}) {
-          entry_.stats.query_time_us += static_cast<uint64_t>(
-              std::chrono::duration_cast<std::chrono::microseconds>(last_activity_ - query_started_).count());
+          entry_.count_query_time(std::chrono::duration_cast<std::chrono::microseconds>(last_activity_ - query_started_));
           query_started_ = session_.requests_in_flight() ? last_activity_ : Clock::time_point{};
         }
-        if (client_ && entry_.mode == PoolMode::statement && session_.tx_status() != 'I' &&
+        if (client_ && entry_.mode() == PoolMode::statement && session_.tx_status() != 'I' &&
             !session_.requests_in_flight()) {
           // Statement pooling cannot keep a transaction open across statements: the client
           // gets PgBouncer's error instead of this ReadyForQuery, and both sides are closed.
@@ -320,7 +315,7 @@ awaitable<void> ServerConn::read_loop() {
     if (session_.failed()) throw std::runtime_error("server sent a malformed message");
     if (!out.empty() && client_) {
       auto c = client_;
-      entry_.stats.bytes_sent += out.size();
+      entry_.count_bytes_sent(out.size());
       // One writer at a time on the client socket: a timeout's error or another server
       // connection's answer (pipelined requests) waits for this forward to end.
       auto& gate = c->write_gate();
@@ -356,19 +351,16 @@ void ServerConn::maybe_release() {
       check_due_ = false;
       state_ = State::idle;
       last_used_ = Clock::now();
-      entry_.pool.checked(shared_from_this());
+      entry_.checked(shared_from_this());
     }
     return;
   }
-  if (client_->writing_to_server() || entry_.mode == PoolMode::session) return;
+  if (client_->writing_to_server() || entry_.mode() == PoolMode::session) return;
   if (session_.requests_in_flight()) return;
   if (session_.tx_status() == 'I') {
-    entry_.stats.xact_count++;
     unlink();
     auto now = Clock::now();
-    auto held_us = std::chrono::duration_cast<std::chrono::microseconds>(now - last_used_).count();
-    entry_.stats.xact_time_us += static_cast<uint64_t>(held_us);
-    if (entry_.xact_duration_ms) entry_.xact_duration_ms->observe(static_cast<double>(held_us) / 1000.0);
+    entry_.count_xact(std::chrono::duration_cast<std::chrono::microseconds>(now - last_used_));
     last_used_ = now;
     double lifetime = pooler_.settings().server_lifetime;
     if (lifetime > 0 && std::chrono::duration<double>(last_used_ - connected_at_).count() > lifetime) {
@@ -412,7 +404,7 @@ void ServerConn::start_check() {
   auto msg = std::make_shared<std::string>();
   protocol::encode::query(*msg, q == "<empty>" ? std::string() : q);  // PgBouncer 1.25's empty query
   session_.sent_internal_query();
-  entry_.stats.server_checks++;
+  entry_.count_server_check();
   PGC_LOG_DEBUG << "server " << backend_pid_ << ": running server_check_query";
   asio::async_write(socket_, asio::buffer(*msg), [self, msg](const boost::system::error_code& ec, size_t) {
     if (ec) self->close();  // read_loop ends and finish() reports the failed check
@@ -423,7 +415,7 @@ void ServerConn::client_gone() {
   auto self = shared_from_this();
   client_.reset();
   if (state_ == State::closed) return;
-  if (entry_.mode == PoolMode::session && session_.idle() && !pooler_.settings().server_reset_query.empty()) {
+  if (entry_.mode() == PoolMode::session && session_.idle() && !pooler_.settings().server_reset_query.empty()) {
     std::string q;
     protocol::encode::query(q, pooler_.settings().server_reset_query);
     session_.sent_internal_query();

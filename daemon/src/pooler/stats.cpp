@@ -14,11 +14,11 @@ admin::PoolRow pool_row(const std::string& database, const std::string& user, co
   admin::PoolRow row;
   row.database = database;
   row.user = user;
-  for (ClientConn* c : e.clients) {
+  for (ClientConn* c : e.clients()) {
     if (c->waiting()) row.cl_waiting++;
     else row.cl_active++;
   }
-  for (ServerConn* s : e.servers) {
+  for (ServerConn* s : e.servers()) {
     switch (s->state()) {
       case ServerConn::State::active: row.sv_active++; break;
       case ServerConn::State::being_canceled: row.sv_being_canceled++; break;
@@ -29,11 +29,11 @@ admin::PoolRow pool_row(const std::string& database, const std::string& user, co
       case ServerConn::State::closed: break;
     }
   }
-  if (!e.pool.waiters().empty())
+  if (!e.queue().waiters().empty())
     row.maxwait_us =
-        std::chrono::duration_cast<std::chrono::microseconds>(now - e.pool.waiters().front()->wait_started())
+        std::chrono::duration_cast<std::chrono::microseconds>(now - e.queue().waiters().front()->wait_started())
             .count();
-  row.pool_mode = to_string(e.mode);
+  row.pool_mode = to_string(e.mode());
   return row;
 }
 }  // namespace
@@ -41,7 +41,7 @@ admin::PoolRow pool_row(const std::string& database, const std::string& user, co
 std::vector<PoolSample> sample_pools(const Pools& pools, std::chrono::steady_clock::time_point now) {
   std::vector<PoolSample> out;
   out.reserve(pools.size());
-  for (auto& [key, e] : pools) out.push_back({pool_row(key.first, key.second, *e, now), e->stats, e->pool.limits()});
+  for (auto& [key, e] : pools) out.push_back({pool_row(key.first, key.second, *e, now), e->stats(), e->queue().limits()});
   return out;
 }
 
@@ -49,7 +49,7 @@ admin::StatsCounters database_totals(const Pools& pools, const std::string& data
   admin::StatsCounters t;
   for (auto& [k, e] : pools) {
     if (k.first != database) continue;
-    auto& s = e->stats;
+    auto& s = e->stats();
     t.server_assignment_count += s.xact_count;
     t.xact_count += s.xact_count;
     t.query_count += s.query_count;
