@@ -11,7 +11,7 @@
 
 namespace pgcohere::admin {
 
-// Implemented by the pooler (pooler/pooler_admin.cpp). Commands that take time (PAUSE
+// Implemented by the pooler (pooler/admin.cpp). Commands that take time (PAUSE
 // waits for server connections to be released) report through `done` with "" on success
 // or the error text for the client; `done` may be called before the method returns or
 // later, on the same io_context.

@@ -10,7 +10,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include "admin/console.h"
 #include "auth/exchange.h"
 #include "cache/request.h"
 #include "cache/session_change.h"
@@ -394,66 +393,6 @@ void ClientConn::sync_parameters(std::string& out) {
     return;  // the SETs change the server's version: compared again next time
   }
   server_->mark_synced(session_.params().fingerprint(), sp.version());
-}
-
-awaitable<void> ClientConn::serve_admin(bool admin_user) {
-  admin::Console console(pooler_);
-  for (;;) {
-    auto f = decoder_.next(in_.unconsumed());
-    if (f.kind == protocol::Frame::Kind::need_more) {
-      size_t n = co_await read_more();
-      in_.produced(n);
-      continue;
-    }
-    if (f.kind != protocol::Frame::Kind::message) {
-      co_await send_fatal("08P01", "invalid message");
-      co_return;
-    }
-    char type = f.type;
-    std::string query;
-    if (type == 'Q') {
-      auto q = protocol::parse_query(f.body);
-      if (q) query.assign(q.value());
-    }
-    in_.consume(f.consumed);
-    if (type == 'X') co_return;
-    std::string out;
-    if (type != 'Q') {
-      // PgBouncer's console speaks only the simple query protocol.
-      protocol::encode::error_response(out, "ERROR", "08P01", "the admin console supports only simple queries");
-      if (type == 'S' || type == 'H') protocol::encode::ready_for_query(out, 'I');
-      co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
-      continue;
-    }
-    // PAUSE may answer later: wait for the reply through shared state, so a connection
-    // closed meanwhile leaves nothing dangling.
-    auto reply = std::make_shared<std::optional<admin::Reply>>();
-    auto self = shared_from_this();
-    console.execute(query, admin_user, [reply, self](admin::Reply r) {
-      *reply = std::move(r);
-      self->wakeup_.notify();
-    });
-    while (!*reply) {
-      co_await wakeup_.async_wait(use_awaitable);
-      if (closed_) co_return;
-    }
-    admin::Reply& r = **reply;
-    if (r.ok()) {
-      for (auto& n : r.result->notices) protocol::encode::notice(out, n.message, n.detail);
-      if (!r.result->columns.empty()) {
-        std::vector<protocol::encode::Field> fields;
-        for (auto& c : r.result->columns)
-          fields.push_back({c.name, static_cast<int32_t>(c.type_oid), c.type_size});
-        protocol::encode::row_description(out, fields);
-        for (auto& row : r.result->rows) protocol::encode::data_row(out, row);
-      }
-      protocol::encode::command_complete(out, r.result->command_tag);
-    } else {
-      protocol::encode::error_response(out, "ERROR", r.sqlstate, r.error);
-    }
-    protocol::encode::ready_for_query(out, 'I');
-    co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
-  }
 }
 
 awaitable<std::size_t> ClientConn::try_session_switch(std::string_view data) {

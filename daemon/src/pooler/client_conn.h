@@ -140,6 +140,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool cache_blind_ = false;   // the session may have changed a setting the key holds (session_change.h)
   std::string published_;
   std::unique_ptr<cache::PendingFill> pending_fill_;
+  // The admin console session (pooler/admin.cpp, with the rest of the console's backend).
   boost::asio::awaitable<void> serve_admin(bool admin_user);
 };
 

@@ -82,7 +82,7 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
 
   Pools& pools() { return pools_; }
 
-  // admin::ConsoleTarget (the console; see pooler_admin.cpp)
+  // admin::ConsoleTarget (the console; see pooler/admin.cpp)
   admin::Snapshot snapshot(admin::Show what) override;
   void pause(const std::string& database, Done done) override;
   void resume(const std::string& database, Done done) override;
@@ -110,7 +110,7 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   std::shared_ptr<auth::UserList> users_;
   void load_users();
   void collect(metrics::Exposition& out);
-  void fill_cache_snapshot(admin::Snapshot& snap);  // pooler/cache_admin.cpp
+  void fill_cache_snapshot(admin::Snapshot& snap);  // pooler/admin.cpp
   metrics::CollectorId collector_id_ = 0;
   struct PendingPause {
     std::string database;

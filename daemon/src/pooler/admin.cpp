@@ -1,16 +1,93 @@
-// The pooler as the admin console's target: snapshots of pools, clients, servers and
-// counters for SHOW, and PAUSE / RESUME / RELOAD / SHUTDOWN / KILL.
+// The admin console's backend (PgBouncer's admin.c), in one file: the console session
+// on a client connection (ClientConn::serve_admin), the pooler as the console's target
+// (snapshots for SHOW; PAUSE, RESUME, RELOAD, SHUTDOWN, KILL) and the cache's part (SHOW
+// CACHE, SHOW CACHE RULES, CACHE DELETE, SET cache_bypass). Parsing the commands and
+// shaping the result sets is admin/ (pure, no pooler).
+#include <cctype>
 #include <cstdio>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
+#include "admin/console.h"
+#include "cache/redis_layout.h"
 #include "config/config.h"
 #include "pooler/client_conn.h"
 #include "pooler/pooler.h"
 #include "pooler/server_conn.h"
+#include "protocol/messages.h"
 #include "util/log.h"
 
 namespace pgcohere::pooler {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+
+// ---- the console session on a client connection ----
+
+awaitable<void> ClientConn::serve_admin(bool admin_user) {
+  admin::Console console(pooler_);
+  for (;;) {
+    auto f = decoder_.next(in_.unconsumed());
+    if (f.kind == protocol::Frame::Kind::need_more) {
+      size_t n = co_await read_more();
+      in_.produced(n);
+      continue;
+    }
+    if (f.kind != protocol::Frame::Kind::message) {
+      co_await send_fatal("08P01", "invalid message");
+      co_return;
+    }
+    char type = f.type;
+    std::string query;
+    if (type == 'Q') {
+      auto q = protocol::parse_query(f.body);
+      if (q) query.assign(q.value());
+    }
+    in_.consume(f.consumed);
+    if (type == 'X') co_return;
+    std::string out;
+    if (type != 'Q') {
+      // PgBouncer's console speaks only the simple query protocol.
+      protocol::encode::error_response(out, "ERROR", "08P01", "the admin console supports only simple queries");
+      if (type == 'S' || type == 'H') protocol::encode::ready_for_query(out, 'I');
+      co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+      continue;
+    }
+    // PAUSE may answer later: wait for the reply through shared state, so a connection
+    // closed meanwhile leaves nothing dangling.
+    auto reply = std::make_shared<std::optional<admin::Reply>>();
+    auto self = shared_from_this();
+    console.execute(query, admin_user, [reply, self](admin::Reply r) {
+      *reply = std::move(r);
+      self->wakeup_.notify();
+    });
+    while (!*reply) {
+      co_await wakeup_.async_wait(use_awaitable);
+      if (closed_) co_return;
+    }
+    admin::Reply& r = **reply;
+    if (r.ok()) {
+      for (auto& n : r.result->notices) protocol::encode::notice(out, n.message, n.detail);
+      if (!r.result->columns.empty()) {
+        std::vector<protocol::encode::Field> fields;
+        for (auto& c : r.result->columns)
+          fields.push_back({c.name, static_cast<int32_t>(c.type_oid), c.type_size});
+        protocol::encode::row_description(out, fields);
+        for (auto& row : r.result->rows) protocol::encode::data_row(out, row);
+      }
+      protocol::encode::command_complete(out, r.result->command_tag);
+    } else {
+      protocol::encode::error_response(out, "ERROR", r.sqlstate, r.error);
+    }
+    protocol::encode::ready_for_query(out, 'I');
+    co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+  }
+}
+
+// ---- the pooler as the console's target ----
 
 namespace {
 int64_t unix_us(std::chrono::system_clock::time_point t) {
@@ -214,6 +291,94 @@ void Pooler::kill_client(std::int64_t id, Done done) {
       return;
     }
   done("no such client: " + std::to_string(id));
+}
+
+
+// ---- the query cache's part of the console ----
+
+void Pooler::fill_cache_snapshot(admin::Snapshot& snap) {
+  if (!cache_) {
+    snap.cache_error = "the query cache is not enabled ([cache] enabled = 1)";
+    return;
+  }
+  for (const auto& db : cache_->report()) {
+    admin::CacheRow row;
+    row.database = db.database;
+    const auto& c = db.counters;
+    row.hits = c.hits;
+    row.misses = c.misses;
+    row.stores = c.stores;
+    row.stale_refused = c.stale_refused;
+    row.not_stored = c.not_stored;
+    row.bypassed = c.bypassed;
+    row.uncacheable = c.uncacheable;
+    row.redis_errors = c.redis_errors;
+    row.single_flight_hits = c.single_flight_hits;
+    row.bytes_stored = c.bytes_stored;
+    row.invalidations = cache::invalidations_of(db.database);
+    row.evictions = cache_->evictions();
+    row.health = cache_->bypassed()        ? "bypassed"
+                 : !cache_->healthy()      ? "redis down"
+                 : !db.catalog_loaded      ? "loading policies"
+                                           : "ok";
+    snap.cache.push_back(std::move(row));
+  }
+  for (const auto& [database, r] : cache_->rules()) {
+    admin::CacheRuleRow row;
+    row.database = database;
+    row.table = r.nspname + "." + r.relname;
+    row.relid = r.relid;
+    row.ttl_ms = r.ttl_ms;
+    for (const auto& col : r.by_columns) row.by += (row.by.empty() ? "" : ",") + col;
+    snap.cache_rules.push_back(std::move(row));
+  }
+}
+
+void Pooler::cache_delete(const std::string& what, const std::string& value, CountDone done) {
+  if (!cache_) return done(0, "the query cache is not enabled ([cache] enabled = 1)");
+  if (what == "pattern") return cache_->delete_pattern(value, std::move(done));
+  if (what == "table") {
+    // Every database that has a cache-enabled table of that name.
+    auto left = std::make_shared<std::size_t>(0);
+    auto total = std::make_shared<std::int64_t>(0);
+    auto found = std::make_shared<bool>(false);
+    auto dbs = cache_->report();
+    *left = dbs.size();
+    if (dbs.empty()) return done(0, "no databases");
+    auto shared_done = std::make_shared<CountDone>(std::move(done));
+    for (const auto& db : dbs) {
+      cache_->delete_table(db.database, value, [left, total, found, shared_done, value](std::int64_t n, std::string err) {
+        if (err.empty()) *found = true;
+        *total += n;
+        if (--*left == 0) {
+          if (*found) (*shared_done)(*total, {});
+          else (*shared_done)(0, "no cache-enabled table named " + value);
+        }
+      });
+    }
+    return;
+  }
+  // A key as SHOW or redis-cli shows it: <namespace>{<database>}:e:<hash>.
+  const std::string& ns = config_.cache.key_namespace;
+  auto open = value.find('{');
+  auto close = value.find("}:e:");
+  if (value.rfind(ns, 0) != 0 || open != ns.size() || close == std::string::npos)
+    return done(0, "not a cache entry key (" + ns + "{<database>}:e:<hash>): " + value);
+  cache_->delete_entry(value.substr(open + 1, close - open - 1), value.substr(close + 4), std::move(done));
+}
+
+void Pooler::set(const std::string& key, const std::string& value, Done done) {
+  if (key != "cache_bypass")
+    return done("SET " + key + " is not supported by pgcohered; edit the configuration file and RELOAD");
+  if (!cache_) return done("the query cache is not enabled ([cache] enabled = 1)");
+  std::string v = value;
+  for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  bool on = v == "1" || v == "on" || v == "true" || v == "yes";
+  if (!on && v != "0" && v != "off" && v != "false" && v != "no")
+    return done("cache_bypass takes 1/on/true or 0/off/false, not '" + value + "'");
+  cache_->set_console_bypass(on);
+  PGC_LOG_INFO << "admin console: cache_bypass = " << (on ? 1 : 0);
+  done("");
 }
 
 }  // namespace pgcohere::pooler
