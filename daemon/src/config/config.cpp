@@ -228,6 +228,7 @@ const std::vector<KeySpec>& schema() {
       {"invalidation", "journal_max_entries", inval(&InvalidationSettings::journal_max_entries)},
       {"invalidation", "max_inflight", inval(&InvalidationSettings::max_inflight)},
       {"invalidation", "pattern_index", inval(&InvalidationSettings::pattern_index)},
+      {"invalidation", "pattern_index_trim", inval(&InvalidationSettings::pattern_index_trim)},
       {"invalidation", "resync_patterns", inval(&InvalidationSettings::resync_patterns)},
       {"cache", "enabled", cache(&CacheSettings::enabled)},
       {"cache", "bypass", cache(&CacheSettings::bypass)},

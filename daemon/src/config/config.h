@@ -95,7 +95,10 @@ struct InvalidationSettings {
   // Extra glob patterns every resync purges: key families published only through
   // pgcohere.invalidate() that no rule's coarse pattern covers.
   std::vector<std::string> resync_patterns;
-  bool pattern_index = false;  // keep an index of key names (keyspace events) for pattern purges
+  // Pattern purges through index sets kept in Redis (keyspace events of new keys), so that
+  // they cost O(matching keys); 0: every pattern purge scans the keyspace.
+  bool pattern_index = true;
+  double pattern_index_trim = 60;  // seconds between trims of entries whose key is gone; 0: never
 };
 
 struct CacheSettings {

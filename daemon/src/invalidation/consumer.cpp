@@ -233,6 +233,21 @@ awaitable<bool> DatabaseConsumer::resync(std::string reason) {
     for (auto& row : *rows)
       if (row.size() == 2 && !row[0].empty() && row[1] != "t") job.patterns.push_back(std::move(row[0]));
   }
+  if (settings_.on_key_families) {
+    // The prefix index needs the templates themselves: a coarse pattern no longer tells a
+    // placeholder from a glob.
+    auto templates = co_await conn_.query(
+        "SELECT template FROM pgcohere.rules UNION SELECT pattern FROM pgcohere.declared_keys", &err, &sqlstate);
+    std::vector<std::string> list;
+    if (templates) {
+      for (auto& row : *templates)
+        if (!row.empty() && !row[0].empty()) list.push_back(std::move(row[0]));
+    } else if (sqlstate != "3F000" && sqlstate != "42P01") {
+      PGC_LOG_WARN << "invalidation [" << name_ << "]: cannot read key templates: " << err;
+      co_return false;
+    }
+    settings_.on_key_families(name_, list);
+  }
   job.patterns.push_back(redis::glob_escape(settings_.cache_namespace) + "*");
   job.patterns.insert(job.patterns.end(), settings_.resync_patterns.begin(), settings_.resync_patterns.end());
   tracker_.resynced();

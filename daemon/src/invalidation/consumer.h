@@ -43,6 +43,9 @@ struct ConsumerSettings {
   // pgcohere.cache_catalog(). The tags tbl:<oid> and all:<oid> of the same change are
   // purged like any tag. Unset: ignored.
   std::function<void(const std::string& database, std::uint32_t relid)> on_cache_policy_change;
+  // The database's key templates (rules and declared key families), read at every
+  // resync, for the prefix index. Unset: not read.
+  std::function<void(const std::string& database, const std::vector<std::string>& templates)> on_key_families;
 };
 
 // Owned by a std::shared_ptr: the LISTEN coroutine holds shared_from_this() while it runs

@@ -1,4 +1,5 @@
-// Purger: UNLINK batches for exact keys, one shared SCAN pass for all pending patterns.
+// Purger: UNLINK batches for exact keys; patterns through the prefix index, or one shared
+// SCAN pass for all pending patterns it cannot answer.
 #include "invalidation/purger.h"
 
 #include <algorithm>
@@ -35,12 +36,12 @@ std::string common_prefix(const std::vector<std::string>& prefixes) {
 }
 }  // namespace
 
-Purger::Purger(boost::asio::io_context& io, redis::Backend& backend, PurgeOptions options, redis::KeyIndex* index)
+Purger::Purger(boost::asio::io_context& io, redis::Backend& backend, PurgeOptions options, PrefixIndex* index)
     : retry_timer_(io), backend_(backend), index_(index), options_(std::move(options)) {}
 
 bool Purger::idle() const {
   return key_queue_.empty() && batches_in_flight_ == 0 && pending_patterns_.empty() && !pass_running_ &&
-         pending_tags_.empty() && tags_in_flight_ == 0;
+         index_pending_.empty() && !index_running_ && pending_tags_.empty() && tags_in_flight_ == 0;
 }
 
 void Purger::release(const Waiters& waiters) {
@@ -74,6 +75,12 @@ void Purger::submit(PurgeJob work, Done done) {
       queue_key(unescape_glob(pattern), job);
       continue;
     }
+    if (auto prefix = index_ ? index_->prefix_for(pattern) : std::nullopt) {
+      auto& slot = index_pending_[pattern];
+      slot.first = std::move(*prefix);
+      slot.second.push_back(job);
+      continue;
+    }
     pending_patterns_[pattern].push_back(job);
   }
   for (const auto& tag : work.tags) {
@@ -88,6 +95,7 @@ void Purger::submit(PurgeJob work, Done done) {
 void Purger::resume() {
   pump_keys();
   pump_tags();
+  pump_index();
   pump_patterns();
 }
 
@@ -95,6 +103,7 @@ void Purger::drop_all() {
   key_queue_.clear();
   queued_.clear();
   pending_patterns_.clear();
+  index_pending_.clear();
   pending_tags_.clear();
 }
 
@@ -166,10 +175,6 @@ void Purger::pump_patterns() {
   if (pass_running_ || pending_patterns_.empty() || !backend_.ready()) return;
   pass_patterns_ = std::move(pending_patterns_);
   pending_patterns_.clear();
-  if (index_ && index_->ready()) {
-    index_pass();
-    return;
-  }
   std::vector<std::string> prefixes;
   for (const auto& [pattern, ws] : pass_patterns_) prefixes.push_back(redis::literal_prefix(pattern));
   pass_match_ = pass_patterns_.size() == 1 ? pass_patterns_.begin()->first
@@ -195,51 +200,46 @@ void Purger::pump_patterns() {
   maybe_finish_pass();
 }
 
-void Purger::index_pass() {
-  pass_running_ = true;
-  pass_failed_ = false;
-  cursors_.clear();
+void Purger::pump_index() {
+  if (index_running_ || index_pending_.empty()) return;
+  if (!index_->ready()) {
+    // The index has a gap (reconnect, rebuild): these patterns are scanned.
+    for (auto& [pattern, entry] : index_pending_) {
+      auto& dst = pending_patterns_[pattern];
+      dst.insert(dst.end(), entry.second.begin(), entry.second.end());
+    }
+    index_pending_.clear();
+    return;
+  }
+  index_pass_ = std::move(index_pending_);
+  index_pending_.clear();
+  index_running_ = true;
   ++counters_.index_passes;
-  ++scans_outstanding_;  // the barrier
-  index_->barrier([this, weak = weak_from_this()](bool ok) {
+  std::vector<PrefixIndex::Work> work;
+  work.reserve(index_pass_.size());
+  for (const auto& [pattern, entry] : index_pass_) work.push_back({pattern, entry.first});
+  index_->purge(std::move(work), [this, weak = weak_from_this()](PrefixIndex::Result r) {
     auto self = weak.lock();
     if (!self) return;
-    --scans_outstanding_;
-    if (!ok) {  // index broke meanwhile: these patterns go back and will be scanned
-      pass_failed_ = true;
-      maybe_finish_pass();
+    auto pass = std::move(index_pass_);
+    index_pass_.clear();
+    index_running_ = false;
+    if (!r.ok) {
+      // The index broke meanwhile: scan these patterns instead.
+      for (auto& [pattern, entry] : pass) {
+        auto& dst = pending_patterns_[pattern];
+        dst.insert(dst.end(), entry.second.begin(), entry.second.end());
+      }
+      pump_patterns();
+      pump_index();
       return;
     }
-    std::set<std::string> keys;
-    for (const auto& [pattern, ws] : pass_patterns_) {
-      std::size_t visited = 0;
-      for (auto& k : index_->match(pattern, &visited)) keys.insert(std::move(k));
-      counters_.index_keys_visited += visited;
-    }
-    std::vector<std::string> batch;
-    auto flush = [&] {
-      ++pass_unlinks_in_flight_;
-      std::vector<std::string> sent = batch;
-      backend_.unlink(std::move(batch), true, [this, sent = std::move(sent), weak = weak_from_this()](redis::Reply u) {
-        auto self = weak.lock();
-        if (!self) return;
-        --pass_unlinks_in_flight_;
-        if (u.is_error()) {
-          pass_failed_ = true;
-        } else {
-          counters_.pattern_keys_removed += static_cast<std::uint64_t>(u.integer);
-          for (const auto& k : sent) index_->erase(k);
-        }
-        maybe_finish_pass();
-      });
-      batch.clear();
-    };
-    for (const auto& k : keys) {
-      batch.push_back(k);
-      if (batch.size() >= 1000) flush();
-    }
-    if (!batch.empty()) flush();
-    maybe_finish_pass();
+    counters_.index_keys_visited += r.visited;
+    counters_.pattern_keys_removed += r.removed;
+    counters_.patterns_purged += pass.size();
+    counters_.index_patterns += pass.size();
+    for (auto& [pattern, entry] : pass) release(entry.second);
+    pump_index();
   });
 }
 
@@ -275,6 +275,7 @@ void Purger::scan_step(const std::string& shard) {
     std::vector<std::string> keys;
     bool single = pass_patterns_.size() == 1;  // the server already matched it
     for (auto& key : r.elements[1].elements) {
+      if (PrefixIndex::is_index_key(key.str)) continue;  // the index's own sets stay
       bool hit = single;
       for (std::size_t len : pass_prefix_lengths_) {
         if (hit || len > key.str.size()) continue;

@@ -1,6 +1,7 @@
 // The purger: turns invalidations into Redis work. Exact keys go out as pipelined UNLINK
-// batches (a key already queued and not yet sent is coalesced); patterns share one SCAN
-// pass among everything pending, on their own connection, so a pattern purge never stalls
+// batches (a key already queued and not yet sent is coalesced); a pattern the prefix index
+// can answer goes to its set (O(matching keys)); the other patterns share one SCAN pass
+// among everything pending, on their own connection, so a pattern purge never stalls
 // exact keys behind it. Work that fails (Redis down) is kept and retried on reconnect.
 #pragma once
 
@@ -17,7 +18,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "redis/backend.h"
-#include "redis/key_index.h"
+#include "invalidation/prefix_index.h"
 
 namespace pgcohere::invalidation {
 
@@ -43,7 +44,8 @@ struct PurgerCounters {
   std::uint64_t patterns_purged = 0;
   std::uint64_t pattern_keys_removed = 0;
   std::uint64_t scan_passes = 0;
-  std::uint64_t index_passes = 0;       // pattern passes answered by the key index
+  std::uint64_t index_passes = 0;        // pattern passes answered by the prefix index
+  std::uint64_t index_patterns = 0;      // patterns purged through the index
   std::uint64_t index_keys_visited = 0;  // index entries looked at (O(matching keys))
   std::uint64_t tags_invalidated = 0;        // query-cache tags given a new version
   std::uint64_t tagged_entries_removed = 0;  // cache entries those tags removed
@@ -55,9 +57,10 @@ class Purger : public std::enable_shared_from_this<Purger> {
  public:
   using Done = std::function<void()>;
 
-  // With `index`, pattern purges look keys up in it while it is ready, and scan otherwise.
+  // With `index`, a pattern purge uses its set while the index is ready and has a set for
+  // the pattern's prefix, and scans otherwise.
   Purger(boost::asio::io_context& io, redis::Backend& backend, PurgeOptions options = {},
-         redis::KeyIndex* index = nullptr);
+         PrefixIndex* index = nullptr);
   Purger(const Purger&) = delete;
   Purger& operator=(const Purger&) = delete;
 
@@ -71,7 +74,9 @@ class Purger : public std::enable_shared_from_this<Purger> {
 
   const PurgerCounters& counters() const { return counters_; }
   std::size_t queued_keys() const { return key_queue_.size(); }
-  std::size_t pending_patterns() const { return pending_patterns_.size() + pass_patterns_.size(); }
+  std::size_t pending_patterns() const {
+    return pending_patterns_.size() + pass_patterns_.size() + index_pending_.size() + index_pass_.size();
+  }
   bool idle() const;
 
  private:
@@ -88,14 +93,14 @@ class Purger : public std::enable_shared_from_this<Purger> {
   void pump_patterns();
   void scan_step(const std::string& shard);
   void maybe_finish_pass();
-  void index_pass();
+  void pump_index();
   void finish_pass();
   void pump_tags();
   void retry_later();
 
   boost::asio::steady_timer retry_timer_;
   redis::Backend& backend_;
-  redis::KeyIndex* index_;
+  PrefixIndex* index_;
   PurgeOptions options_;
   PurgerCounters counters_;
 
@@ -118,6 +123,12 @@ class Purger : public std::enable_shared_from_this<Purger> {
   std::map<std::string, std::string> cursors_;
   std::size_t scans_outstanding_ = 0;
   std::size_t pass_unlinks_in_flight_ = 0;
+
+  // The index lane, apart from the scan lane so that an index purge never waits for a
+  // pass over the whole keyspace: pattern -> (prefix, waiters).
+  std::unordered_map<std::string, std::pair<std::string, Waiters>> index_pending_;
+  std::unordered_map<std::string, std::pair<std::string, Waiters>> index_pass_;
+  bool index_running_ = false;
 
   std::vector<std::pair<std::string, JobRef>> pending_tags_;
   std::size_t tags_in_flight_ = 0;

@@ -60,10 +60,17 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
   options.cache_namespace = c.cache.key_namespace;
   if (c.invalidation.pattern_index) {
     if (!c.redis.cluster_nodes.empty()) {
-      PGC_LOG_WARN << "[invalidation] pattern_index is not supported with a Redis Cluster yet; patterns are scanned";
+      PGC_LOG_WARN << "[invalidation] pattern_index: not available with a Redis Cluster yet; pattern purges scan "
+                      "every primary";
     } else {
       auto ep = redis::parse_url(c.redis.url);
-      index_ = std::make_unique<redis::KeyIndex>(io, ep->host, ep->port, ep->db, ms(c.redis.command_timeout));
+      PrefixIndexOptions o;
+      o.command_timeout = ms(c.redis.command_timeout);
+      o.trim_interval = ms(c.invalidation.pattern_index_trim);
+      index_ = std::make_shared<PrefixIndex>(io, ep->host, ep->port, ep->db, o);
+      settings_.on_key_families = [this](const std::string& db, const std::vector<std::string>& templates) {
+        index_->set_families(db, templates);
+      };
     }
   }
   purger_ = std::make_shared<Purger>(io, *backend_, options, index_.get());
@@ -90,16 +97,33 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
               static_cast<double>(k.pattern_keys_removed));
     e.counter("purge_scan_passes_total", "SCAN passes (each shared by every pending pattern)", {},
               static_cast<double>(k.scan_passes));
-    e.counter("purge_index_passes_total", "Pattern passes answered by the key index", {},
+    e.counter("purge_index_passes_total", "Pattern passes answered by the prefix index", {},
               static_cast<double>(k.index_passes));
+    e.counter("purge_index_patterns_total", "Patterns purged through the prefix index", {},
+              static_cast<double>(k.index_patterns));
     e.counter("purge_index_keys_visited_total", "Index entries visited by pattern purges", {},
               static_cast<double>(k.index_keys_visited));
     e.counter("purge_cache_tags_total", "Query-cache tags given a new version (their entries removed)", {},
               static_cast<double>(k.tags_invalidated));
     e.counter("purge_cache_entries_removed_total", "Cache entries those tags removed", {},
               static_cast<double>(k.tagged_entries_removed));
-    e.gauge("pattern_index_keys", "Key names held by the pattern index", {}, index_ ? static_cast<double>(index_->size()) : 0);
-    e.gauge("pattern_index_ready", "1 while pattern purges use the index", {}, index_ && index_->ready() ? 1 : 0);
+    e.gauge("pattern_index_ready", "1 while pattern purges use the prefix index", {},
+            index_ && index_->ready() ? 1 : 0);
+    e.gauge("pattern_index_families", "Key families (template shapes) the prefix index keeps sets for", {},
+            index_ ? static_cast<double>(index_->families()) : 0);
+    {
+      PrefixIndexCounters x = index_ ? index_->counters() : PrefixIndexCounters{};
+      e.counter("pattern_index_builds_total", "SCAN passes that (re)built the prefix index", {},
+                static_cast<double>(x.builds));
+      e.counter("pattern_index_entries_added_total", "Keys added to index sets", {},
+                static_cast<double>(x.entries_added));
+      e.counter("pattern_index_entries_trimmed_total", "Index entries of vanished keys removed by the trim", {},
+                static_cast<double>(x.entries_trimmed));
+      e.counter("pattern_index_trims_total", "Trim passes over the index sets", {}, static_cast<double>(x.trims));
+      e.counter("pattern_index_unavailable_total",
+                "Checks that found Redis sending no keyspace notifications (pattern purges scan)", {},
+                static_cast<double>(x.unavailable));
+    }
     e.counter("redis_errors_total", "Failed Redis commands of the purger", {}, static_cast<double>(k.redis_errors));
     e.gauge("purge_backlog", "Keys and patterns waiting for Redis", {},
             static_cast<double>(purger_->queued_keys() + purger_->pending_patterns()));

@@ -48,7 +48,7 @@ class InvalidationService : public app::Service {
   ConsumerSettings settings_;
   std::size_t max_backlog_;
   std::shared_ptr<redis::Backend> backend_;
-  std::unique_ptr<redis::KeyIndex> index_;
+  std::shared_ptr<PrefixIndex> index_;
   std::shared_ptr<Purger> purger_;
   std::unique_ptr<Journal> journal_;
   std::vector<std::shared_ptr<DatabaseConsumer>> consumers_;

@@ -1,0 +1,143 @@
+// The pattern index, kept in Redis beside the data: one set per rendered key prefix
+// ("pgcohere-idx:s:msg:history:42:" lists the keys under "msg:history:42:"), filled from
+// keyspace notifications of new keys for the key families that rules and declarations
+// name (KeyFamilies), so that a pattern purge costs O(matching keys) and the daemon holds
+// no key names. A purge first sends a barrier (PUBLISH to its own channel: Redis delivers
+// it after every notification generated before it, whose set additions are then sent
+// ahead of the purge on the same connection), then unlinks the set's members and the set
+// in one script. Notifications are switched on by the daemon (CONFIG SET, flags merged)
+// and verified with a probe key; every gap (start, reconnect, a new family, an evicted
+// set) is covered by one SCAN pass, and until it ends the purger scans. A periodic trim
+// drops entries of keys that expired or were evicted.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "invalidation/key_families.h"
+#include "redis/async_client.h"
+
+namespace pgcohere::invalidation {
+
+struct PrefixIndexOptions {
+  std::chrono::milliseconds command_timeout{1000};
+  std::chrono::milliseconds trim_interval{60000};  // 0: no periodic trim
+  std::chrono::milliseconds probe_retry{30000};    // notifications unavailable: try again after
+  std::size_t scan_count = 1000;
+};
+
+struct PrefixIndexCounters {
+  std::uint64_t builds = 0;          // SCAN passes that (re)built the index
+  std::uint64_t entries_added = 0;   // members SADD created
+  std::uint64_t entries_trimmed = 0; // members of vanished keys dropped by the trim
+  std::uint64_t trims = 0;           // trim passes completed
+  std::uint64_t unavailable = 0;     // probes that found keyspace notifications off
+};
+
+// Owned by a std::shared_ptr (docs/architecture.md, "Threads and lifetimes"): replies and
+// timers hold a weak_ptr and do nothing once the index is gone.
+class PrefixIndex : public std::enable_shared_from_this<PrefixIndex> {
+ public:
+  static constexpr std::string_view kNamespace = "pgcohere-idx:";
+  // Keys of the index itself (sets, their registry, the probe): never indexed, never
+  // matched by a scanned pattern purge.
+  static bool is_index_key(std::string_view key) { return key.substr(0, kNamespace.size()) == kNamespace; }
+  static std::string set_name(std::string_view prefix) { return std::string(kNamespace) + "s:" + std::string(prefix); }
+  static std::string registry_name() { return std::string(kNamespace) + "registry"; }
+
+  PrefixIndex(boost::asio::io_context& io, const std::string& host, int port, int db, PrefixIndexOptions options = {});
+  PrefixIndex(const PrefixIndex&) = delete;
+  PrefixIndex& operator=(const PrefixIndex&) = delete;
+
+  // Throws std::logic_error if the index is not owned by a std::shared_ptr.
+  void start();
+  void stop();
+  // The key templates of one source (a database's rules and declared families, read at
+  // every resync). A shape not indexed before starts a SCAN pass.
+  void set_families(const std::string& source, const std::vector<std::string>& templates);
+
+  // Notifications verified, families known, and built since the last gap.
+  bool ready() const { return state_ == State::ready && !families_.empty(); }
+  // The prefix whose set answers `pattern`, if the index can (see KeyFamilies::prefix_for).
+  std::optional<std::string> prefix_for(std::string_view pattern) const;
+
+  struct Work {
+    std::string pattern;
+    std::string prefix;
+  };
+  struct Result {
+    bool ok = false;             // false: the index broke meanwhile; scan these patterns
+    std::uint64_t removed = 0;   // keys that existed
+    std::uint64_t visited = 0;   // set members looked at
+  };
+  // Barrier, then each pattern's set: all members and the set for "<prefix>*", the
+  // matching members otherwise.
+  void purge(std::vector<Work> work, std::function<void(Result)> done);
+
+  // Runs a trim pass now (tests; the timer runs it every trim_interval).
+  void trim_now();
+
+  const PrefixIndexCounters& counters() const { return counters_; }
+  std::size_t families() const { return families_.size(); }
+  bool notifications_ok() const { return state_ == State::building || state_ == State::ready; }
+
+ private:
+  enum class State { down, subscribing, probing, unavailable, building, ready };
+  void on_link(bool up);
+  void begin();
+  void probe();
+  void on_message(const redis::Reply& r);
+  void on_new_key(const std::string& key);
+  void rebuild(const std::string& why);
+  void build_step(const std::string& cursor, std::uint64_t gen);
+  void broken(const std::string& why);
+  void barrier(std::function<void(bool)> done);
+  void queue_add(const std::string& prefix, const std::string& key);
+  void schedule_flush();
+  void flush();
+  void purge_one(const Work& w, const std::shared_ptr<struct PurgeGather>& g);
+  void schedule_trim();
+  void trim_step(const std::string& cursor, std::uint64_t gen);
+
+  boost::asio::io_context& io_;
+  PrefixIndexOptions options_;
+  std::string new_channel_;      // __keyevent@<db>__:new
+  std::string evicted_channel_;  // __keyevent@<db>__:evicted
+  std::string barrier_channel_;
+  std::string probe_key_;
+  // Only the index owns its clients: their command callbacks (which capture `this`) never
+  // run once the index, and with it the clients, are gone.
+  std::shared_ptr<redis::AsyncClient> sub_;
+  std::shared_ptr<redis::AsyncClient> cmd_;
+  State state_ = State::down;
+  std::uint64_t generation_ = 0;  // bumps on every gap: replies of an older one are ignored
+  int confirmations_ = 0;
+  bool probe_seen_ = false;
+
+  std::map<std::string, std::vector<std::string>> templates_by_source_;
+  KeyFamilies families_;
+
+  std::unordered_map<std::string, std::vector<std::string>> pending_adds_;  // set -> members
+  bool flush_posted_ = false;
+
+  std::uint64_t next_barrier_ = 1;
+  std::map<std::uint64_t, std::function<void(bool)>> barriers_;
+
+  bool trimming_ = false;
+  boost::asio::steady_timer trim_timer_;
+  boost::asio::steady_timer retry_timer_;
+  PrefixIndexCounters counters_;
+};
+
+}  // namespace pgcohere::invalidation
