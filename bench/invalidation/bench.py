@@ -3,10 +3,12 @@
 Starts its own PostgreSQL 15 (pgcohere preloaded), Redis and pgcohered on loopback, then:
   A. commit-to-purge latency, p50/p99, at a paced 1,000 committing transactions per second;
   B. one conversation's pattern purge in a Redis of 1,000,000 keys shaped
-     msg:history:{conv}:{limit}:{offset}, by the daemon (scan and index strategies) and by
+     msg:history:{conv}:{limit}:{offset}, by the daemon (the default, the prefix index kept
+     in Redis; and scanning, pattern_index = 0) and by
      `redis-cli --scan --pattern ... | xargs redis-cli unlink`, in the same run;
   C. sustained 1,000 distinct conversation invalidations per second over that keyspace,
-     p99 commit-to-purge and Redis CPU, for each pattern strategy.
+     p99 commit-to-purge, Redis and daemon CPU, for each pattern strategy; daemon RSS with
+     10,000 and with 1,000,000 keys, Redis memory.
 Latencies come from the daemon's histogram (the extension stamps the commit time)."""
 import argparse
 import asyncio
@@ -63,7 +65,7 @@ class Setup:
             c.execute("SELECT pgcohere.watch('messages', ARRAY['msg:history:{conversation_id}:*'])")
         self.daemon = None
 
-    def start_daemon(self, pattern_index):
+    def start_daemon(self, pattern_index=True):
         if self.daemon:
             self.daemon.stop()
         port, mport = free_port(), free_port()
@@ -76,7 +78,7 @@ class Setup:
         wait_until(lambda: "resync (connect) done" in d.log(), timeout=600, what="daemon ready")
         if pattern_index:
             wait_until(lambda: metric(scrape(mport), "pgcohere_pattern_index_ready") == 1, timeout=600,
-                       what="pattern index built")
+                       what="pattern index ready")
         self.daemon = d
         return d
 
@@ -122,7 +124,7 @@ def wait_quiet(d, expected_applied, timeout=300):
 
 
 def bench_latency(s, seconds, rate=1000):
-    d = s.start_daemon(pattern_index=False)
+    d = s.start_daemon(pattern_index=True)
     r = s.redis.client()
     r.mset({f"conv:metadata:{i}": "x" for i in range(1, 10001)})
     before_text = scrape(d.metrics_port)
@@ -145,14 +147,20 @@ def bench_latency(s, seconds, rate=1000):
             "p50_ms": round(p50, 2) if p50 else None, "p99_ms": round(p99, 2) if p99 else None}
 
 
-def load_keyspace(r, convs=1000, per_conv=1000):
+def load_keyspace(r, first=1, last=1000, per_conv=1000):
     pipe = r.pipeline(transaction=False)
-    for conv in range(1, convs + 1):
+    for conv in range(first, last + 1):
         pipe.mset({f"msg:history:{conv}:{limit}:{offset}": "v"
                    for limit, offset in ((i // 50, i % 50) for i in range(per_conv))})
         if conv % 20 == 0:
             pipe.execute()
     pipe.execute()
+
+
+def wait_indexed(d, keys):
+    """The index has listed `keys` keys (each key of this keyspace is in one set)."""
+    wait_until(lambda: metric(scrape(d.metrics_port), "pgcohere_pattern_index_entries_added_total") >= keys,
+               timeout=600, interval=0.2, what=f"{keys} keys indexed")
 
 
 def purge_one(s, d, conv, r):
@@ -179,27 +187,38 @@ def redis_cli_purge(s, conv, r):
     return ms
 
 
-def bench_patterns(s, sustained_seconds, rate=1000):
+def bench_patterns(s, sustained_seconds, rate=1000, convs=1000):
     r = s.redis.client()
     out = {}
-    for strategy, index in (("scan", False), ("index", True)):
+    for strategy, index in (("default", True), ("scan", False)):
         # The daemon's start-up resync purges every rule's coarse pattern (msg:history:*:*),
-        # so the keyspace is loaded after it, once per strategy.
+        # so the keyspace is loaded after it, once per strategy: 10,000 keys first, then the
+        # rest, to compare the daemon's memory at both sizes.
         d = s.start_daemon(pattern_index=index)
         r.flushall()
         t0 = time.perf_counter()
-        load_keyspace(r)
-        out["keys"] = r.dbsize()
-        out["load_seconds"] = round(time.perf_counter() - t0, 1)
+        load_keyspace(r, 1, 10)
         if index:
-            wait_until(lambda: metric(scrape(d.metrics_port), "pgcohere_pattern_index_keys") >= out["keys"],
-                       timeout=300, what="index caught up with the load")
+            wait_indexed(d, 10 * 1000)
+        time.sleep(1)
+        res = {"daemon_rss_mb_10k_keys": round(rss_mb(d.pid), 1)}
+        load_keyspace(r, 11, convs)
+        if index:
+            wait_indexed(d, 1000 * convs)
+        out["load_seconds_" + strategy] = round(time.perf_counter() - t0, 1)
+        time.sleep(1)
+        res["daemon_rss_mb_1m_keys"] = round(rss_mb(d.pid), 1)
+        mem = r.info("memory")
+        res["redis_used_memory_mb"] = round(mem["used_memory"] / 2**20, 1)
+        res["redis_keys"] = r.dbsize()
+        out["keys"] = 1000 * convs
         if "redis_cli_scan_xargs_unlink_ms" not in out:
+            # The same run's baseline: conversation 43 is unlinked the CLI way.
             out["redis_cli_scan_xargs_unlink_ms"] = round(redis_cli_purge(s, 43, r), 1)
-        res = {"one_conversation_ms": round(purge_one(s, d, 42, r), 2)}
+        res["one_conversation_ms"] = round(purge_one(s, d, 42, r), 2)
         res["speedup_vs_redis_cli"] = round(out["redis_cli_scan_xargs_unlink_ms"] / res["one_conversation_ms"], 1)
-        # Sustained: distinct conversations out of 1,000,000 ids (most have no keys; about 3%
-        # fall in the 1,000 loaded ones), so the keyspace stays near 1,000,000 keys.
+        # Sustained: distinct conversations out of 1,000,000 ids (most have no keys; about
+        # 0.1 % fall in the loaded ones), so the keyspace stays near 1,000,000 keys.
         text0 = scrape(d.metrics_port)
         applied0 = metric(text0, "pgcohere_invalidations_applied_total")
         cpu0, dcpu0, w0 = redis_cpu(r), proc_cpu(d.pid), time.perf_counter()
@@ -207,13 +226,13 @@ def bench_patterns(s, sustained_seconds, rate=1000):
         achieved = asyncio.run(paced(s.pg, rate, sustained_seconds,
                                      lambda i: ("INSERT INTO messages (conversation_id, body) VALUES ($1, 'm')",
                                                 (ids[i],))))
-        payloads_sent = None
+        note = None
         try:
-            wait_until(lambda: metric(scrape(d.metrics_port), "pgcohere_purge_backlog") == 0 and
-                       d.log().count("resync") >= 0, timeout=600, interval=0.1, what="backlog drained")
+            wait_until(lambda: metric(scrape(d.metrics_port), "pgcohere_purge_backlog") == 0,
+                       timeout=600, interval=0.1, what="backlog drained")
             time.sleep(0.5)
         except TimeoutError:
-            payloads_sent = "backlog not drained in 600 s"
+            note = "backlog not drained in 600 s"
         wall = time.perf_counter() - w0
         text1 = scrape(d.metrics_port)
         p50, n = quantile(histogram(text0), histogram(text1), 0.5)
@@ -223,13 +242,17 @@ def bench_patterns(s, sustained_seconds, rate=1000):
                     "p50_ms": round(p50, 2) if p50 else None, "p99_ms": round(p99, 2) if p99 else None,
                     "redis_cpu_percent": round(100 * (redis_cpu(r) - cpu0) / wall, 1),
                     "daemon_cpu_percent": round(100 * (proc_cpu(d.pid) - dcpu0) / wall, 1),
-                    "daemon_rss_mb": round(rss_mb(d.pid), 1),
+                    "daemon_rss_mb_after": round(rss_mb(d.pid), 1),
                     "scan_passes": int(metric(text1, "pgcohere_purge_scan_passes_total") -
                                        metric(text0, "pgcohere_purge_scan_passes_total")),
+                    "index_patterns": int(metric(text1, "pgcohere_purge_index_patterns_total") -
+                                          metric(text0, "pgcohere_purge_index_patterns_total")),
+                    "load_avg": os.getloadavg(),
                     "keys_after": r.dbsize()})
-        if payloads_sent:
-            res["note"] = payloads_sent
+        if note:
+            res["note"] = note
         out[strategy] = res
+        print(strategy, json.dumps(res), flush=True)
     return out
 
 
@@ -239,6 +262,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="short runs (5 s) for development")
     ap.add_argument("--only", choices=["latency", "patterns"])
     ap.add_argument("--latency-runs", type=int, default=1, help="latency runs (the report gives each and the median)")
+    ap.add_argument("--sustained-seconds", type=int, default=60, help="length of the sustained pattern run (C)")
+    ap.add_argument("--conversations", type=int, default=1000,
+                    help="conversations of 1,000 keys each in the pattern runs (B, C); at least 11")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     base = temp_dir("pgcohere-bench-inv-")
@@ -257,7 +283,8 @@ def main():
             if p99s:
                 results["latency_1000_tx_per_s_median_p99_ms"] = p99s[len(p99s) // 2]
         if args.only in (None, "patterns"):
-            results["patterns_1m_keys"] = bench_patterns(s, 5 if args.quick else 30)
+            results["patterns_1m_keys"] = bench_patterns(s, 5 if args.quick else args.sustained_seconds,
+                                                         convs=max(11, args.conversations))
             print(json.dumps(results["patterns_1m_keys"], indent=1), flush=True)
     finally:
         s.stop()
