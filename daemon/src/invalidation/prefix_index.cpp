@@ -23,13 +23,36 @@ end
 redis.call('UNLINK', KEYS[1])
 return {n, #m})";
 
-// Drops the members whose key is gone (expired, evicted, deleted by the application), and
+// The same on one primary of a cluster: the members may live in any slot of the node
+// (scripts without flags may reach them), or have moved to another node with their slot
+// (pcall: the error is skipped; the other node lists them).
+constexpr const char* kPurgeAllCluster = R"(local m = redis.call('SMEMBERS', KEYS[1])
+local n = 0
+for _, k in ipairs(m) do
+  local r = redis.pcall('UNLINK', k)
+  if type(r) == 'number' then n = n + r end
+end
+redis.call('UNLINK', KEYS[1])
+return {n, #m})";
+
+// Unlinks the members ARGV (matched by the daemon) one by one and removes them from the
+// set KEYS[1]. Returns the keys removed.
+constexpr const char* kUnlinkListed = R"(local n = 0
+for _, k in ipairs(ARGV) do
+  local r = redis.pcall('UNLINK', k)
+  if type(r) == 'number' then n = n + r end
+  redis.call('SREM', KEYS[1], k)
+end
+return n)";
+
+// Drops the members whose key is gone (expired, evicted, deleted by the application,
+// moved to another cluster node: EXISTS fails there), and
 // the set from the registry once it is empty. Atomic per set: a key re-created afterwards
 // is added again by its notification.
 constexpr const char* kTrim = R"(local m = redis.call('SMEMBERS', KEYS[1])
 local n = 0
 for _, k in ipairs(m) do
-  if redis.call('EXISTS', k) == 0 then
+  if redis.pcall('EXISTS', k) ~= 1 then
     redis.call('SREM', KEYS[1], k)
     n = n + 1
   end
@@ -57,14 +80,15 @@ struct PurgeGather {
 };
 
 PrefixIndex::PrefixIndex(boost::asio::io_context& io, const std::string& host, int port, int db,
-                         PrefixIndexOptions options)
+                         PrefixIndexOptions options, std::string cluster_tag)
     : io_(io),
       options_(options),
+      tag_(std::move(cluster_tag)),
       new_channel_("__keyevent@" + std::to_string(db) + "__:new"),
       evicted_channel_("__keyevent@" + std::to_string(db) + "__:evicted"),
       barrier_channel_(std::string(kNamespace) + "barrier:" + std::to_string(getpid()) + ":" +
                        std::to_string(reinterpret_cast<std::uintptr_t>(this))),
-      probe_key_(std::string(kNamespace) + "probe:" + std::to_string(getpid())),
+      probe_key_(std::string(kNamespace) + tag_ + "probe:" + std::to_string(getpid())),
       sub_(std::make_shared<redis::AsyncClient>(io, host, port, 0, "redis-index-sub")),
       cmd_(std::make_shared<redis::AsyncClient>(io, host, port, db, "redis-index")),
       trim_timer_(io),
@@ -351,7 +375,7 @@ void PrefixIndex::purge(std::vector<Work> work, std::function<void(Result)> done
 void PrefixIndex::purge_one(const Work& w, const std::shared_ptr<PurgeGather>& g) {
   std::string set = set_name(w.prefix);
   if (w.pattern == redis::glob_escape(w.prefix) + "*") {
-    cmd_->command({"EVAL", kPurgeAll, "1", set}, [g](redis::Reply r) {
+    cmd_->command({"EVAL", tag_.empty() ? kPurgeAll : kPurgeAllCluster, "1", set}, [g](redis::Reply r) {
       if (r.is_error() || r.elements.size() != 2) {
         g->result.ok = false;
       } else {
@@ -370,24 +394,20 @@ void PrefixIndex::purge_one(const Work& w, const std::shared_ptr<PurgeGather>& g
       return;
     }
     g->result.visited += r.elements.size();
-    std::vector<std::string> unlink{"UNLINK"}, srem{"SREM", set};
+    std::vector<std::string> argv{"EVAL", kUnlinkListed, "1", set};
     for (auto& m : r.elements)
-      if (redis::glob_match(pattern, m.str)) {
-        unlink.push_back(m.str);
-        srem.push_back(std::move(m.str));
-      }
-    if (unlink.size() == 1) {
+      if (redis::glob_match(pattern, m.str)) argv.push_back(std::move(m.str));
+    if (argv.size() == 4) {
       g->finish_one();
       return;
     }
-    cmd_->command(std::move(unlink), [g](redis::Reply u) {
+    cmd_->command(std::move(argv), [g](redis::Reply u) {
       if (u.is_error())
         g->result.ok = false;
       else
         g->result.removed += static_cast<std::uint64_t>(u.integer);
       g->finish_one();
     });
-    cmd_->command(std::move(srem), [](redis::Reply) {});
   });
 }
 

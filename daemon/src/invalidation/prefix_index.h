@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "invalidation/key_families.h"
+#include "invalidation/pattern_index.h"
 #include "redis/async_client.h"
 
 namespace pgcohere::invalidation {
@@ -37,59 +38,39 @@ struct PrefixIndexOptions {
   std::size_t scan_count = 1000;
 };
 
-struct PrefixIndexCounters {
-  std::uint64_t builds = 0;          // SCAN passes that (re)built the index
-  std::uint64_t entries_added = 0;   // members SADD created
-  std::uint64_t entries_trimmed = 0; // members of vanished keys dropped by the trim
-  std::uint64_t trims = 0;           // trim passes completed
-  std::uint64_t unavailable = 0;     // probes that found keyspace notifications off
-};
-
 // Owned by a std::shared_ptr (docs/architecture.md, "Threads and lifetimes"): replies and
 // timers hold a weak_ptr and do nothing once the index is gone.
-class PrefixIndex : public std::enable_shared_from_this<PrefixIndex> {
+class PrefixIndex : public PatternIndex, public std::enable_shared_from_this<PrefixIndex> {
  public:
   static constexpr std::string_view kNamespace = "pgcohere-idx:";
   // Keys of the index itself (sets, their registry, the probe): never indexed, never
   // matched by a scanned pattern purge.
   static bool is_index_key(std::string_view key) { return key.substr(0, kNamespace.size()) == kNamespace; }
-  static std::string set_name(std::string_view prefix) { return std::string(kNamespace) + "s:" + std::string(prefix); }
-  static std::string registry_name() { return std::string(kNamespace) + "registry"; }
+  // "pgcohere-idx:<tag>s:<prefix>"; the tag is "" on a single server, a "{hash tag}" of a
+  // slot of the node in a cluster, so that every key of the index lives on its node.
+  std::string set_name(std::string_view prefix) const { return std::string(kNamespace) + tag_ + "s:" + std::string(prefix); }
+  std::string registry_name() const { return std::string(kNamespace) + tag_ + "registry"; }
 
-  PrefixIndex(boost::asio::io_context& io, const std::string& host, int port, int db, PrefixIndexOptions options = {});
+  // `cluster_tag` non-empty: one primary of a Redis Cluster. The index's own keys carry the
+  // tag, and the scripts unlink the listed keys one by one, skipping those that moved to
+  // another node (their new node lists them: a restored key is a new key there).
+  PrefixIndex(boost::asio::io_context& io, const std::string& host, int port, int db, PrefixIndexOptions options = {},
+              std::string cluster_tag = "");
   PrefixIndex(const PrefixIndex&) = delete;
   PrefixIndex& operator=(const PrefixIndex&) = delete;
 
   // Throws std::logic_error if the index is not owned by a std::shared_ptr.
-  void start();
-  void stop();
-  // The key templates of one source (a database's rules and declared families, read at
-  // every resync). A shape not indexed before starts a SCAN pass.
-  void set_families(const std::string& source, const std::vector<std::string>& templates);
-
-  // Notifications verified, families known, and built since the last gap.
-  bool ready() const { return state_ == State::ready && !families_.empty(); }
-  // The prefix whose set answers `pattern`, if the index can (see KeyFamilies::prefix_for).
-  std::optional<std::string> prefix_for(std::string_view pattern) const;
-
-  struct Work {
-    std::string pattern;
-    std::string prefix;
-  };
-  struct Result {
-    bool ok = false;             // false: the index broke meanwhile; scan these patterns
-    std::uint64_t removed = 0;   // keys that existed
-    std::uint64_t visited = 0;   // set members looked at
-  };
-  // Barrier, then each pattern's set: all members and the set for "<prefix>*", the
-  // matching members otherwise.
-  void purge(std::vector<Work> work, std::function<void(Result)> done);
+  void start() override;
+  void stop() override;
+  void set_families(const std::string& source, const std::vector<std::string>& templates) override;
+  bool ready() const override { return state_ == State::ready && !families_.empty(); }
+  std::optional<std::string> prefix_for(std::string_view pattern) const override;
+  void purge(std::vector<Work> work, std::function<void(Result)> done) override;
+  PrefixIndexCounters counters() const override { return counters_; }
+  std::size_t families() const override { return families_.size(); }
 
   // Runs a trim pass now (tests; the timer runs it every trim_interval).
   void trim_now();
-
-  const PrefixIndexCounters& counters() const { return counters_; }
-  std::size_t families() const { return families_.size(); }
   bool notifications_ok() const { return state_ == State::building || state_ == State::ready; }
 
  private:
@@ -112,6 +93,7 @@ class PrefixIndex : public std::enable_shared_from_this<PrefixIndex> {
 
   boost::asio::io_context& io_;
   PrefixIndexOptions options_;
+  std::string tag_;
   std::string new_channel_;      // __keyevent@<db>__:new
   std::string evicted_channel_;  // __keyevent@<db>__:evicted
   std::string barrier_channel_;

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "cache/redis_layout.h"
+#include "invalidation/prefix_index.h"
 #include "redis/glob.h"
 #include "util/log.h"
 
@@ -36,7 +37,7 @@ std::string common_prefix(const std::vector<std::string>& prefixes) {
 }
 }  // namespace
 
-Purger::Purger(boost::asio::io_context& io, redis::Backend& backend, PurgeOptions options, PrefixIndex* index)
+Purger::Purger(boost::asio::io_context& io, redis::Backend& backend, PurgeOptions options, PatternIndex* index)
     : retry_timer_(io), backend_(backend), index_(index), options_(std::move(options)) {}
 
 bool Purger::idle() const {
@@ -215,10 +216,10 @@ void Purger::pump_index() {
   index_pending_.clear();
   index_running_ = true;
   ++counters_.index_passes;
-  std::vector<PrefixIndex::Work> work;
+  std::vector<PatternIndex::Work> work;
   work.reserve(index_pass_.size());
   for (const auto& [pattern, entry] : index_pass_) work.push_back({pattern, entry.first});
-  index_->purge(std::move(work), [this, weak = weak_from_this()](PrefixIndex::Result r) {
+  index_->purge(std::move(work), [this, weak = weak_from_this()](PatternIndex::Result r) {
     auto self = weak.lock();
     if (!self) return;
     auto pass = std::move(index_pass_);

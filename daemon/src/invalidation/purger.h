@@ -18,7 +18,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "redis/backend.h"
-#include "invalidation/prefix_index.h"
+#include "invalidation/pattern_index.h"
 
 namespace pgcohere::invalidation {
 
@@ -60,7 +60,7 @@ class Purger : public std::enable_shared_from_this<Purger> {
   // With `index`, a pattern purge uses its set while the index is ready and has a set for
   // the pattern's prefix, and scans otherwise.
   Purger(boost::asio::io_context& io, redis::Backend& backend, PurgeOptions options = {},
-         PrefixIndex* index = nullptr);
+         PatternIndex* index = nullptr);
   Purger(const Purger&) = delete;
   Purger& operator=(const Purger&) = delete;
 
@@ -100,7 +100,7 @@ class Purger : public std::enable_shared_from_this<Purger> {
 
   boost::asio::steady_timer retry_timer_;
   redis::Backend& backend_;
-  PrefixIndex* index_;
+  PatternIndex* index_;
   PurgeOptions options_;
   PurgerCounters counters_;
 

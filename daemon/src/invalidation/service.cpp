@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "invalidation/cluster_prefix_index.h"
 #include "invalidation/notify_payload.h"
 #include "redis/make_backend.h"
 #include "redis/url.h"
@@ -59,19 +60,18 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
   options.max_in_flight = static_cast<std::size_t>(std::max(1, c.invalidation.max_inflight));
   options.cache_namespace = c.cache.key_namespace;
   if (c.invalidation.pattern_index) {
+    PrefixIndexOptions o;
+    o.command_timeout = ms(c.redis.command_timeout);
+    o.trim_interval = ms(c.invalidation.pattern_index_trim);
     if (!c.redis.cluster_nodes.empty()) {
-      PGC_LOG_WARN << "[invalidation] pattern_index: not available with a Redis Cluster yet; pattern purges scan "
-                      "every primary";
+      index_ = std::make_shared<ClusterPrefixIndex>(io, backend_, o);
     } else {
       auto ep = redis::parse_url(c.redis.url);
-      PrefixIndexOptions o;
-      o.command_timeout = ms(c.redis.command_timeout);
-      o.trim_interval = ms(c.invalidation.pattern_index_trim);
       index_ = std::make_shared<PrefixIndex>(io, ep->host, ep->port, ep->db, o);
-      settings_.on_key_families = [this](const std::string& db, const std::vector<std::string>& templates) {
-        index_->set_families(db, templates);
-      };
     }
+    settings_.on_key_families = [this](const std::string& db, const std::vector<std::string>& templates) {
+      index_->set_families(db, templates);
+    };
   }
   purger_ = std::make_shared<Purger>(io, *backend_, options, index_.get());
   if (!c.invalidation.journal_file.empty()) {

@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "invalidation/consumer.h"
 #include "invalidation/journal.h"
+#include "invalidation/pattern_index.h"
 #include "invalidation/purger.h"
 #include "invalidation/redis_memory.h"
 #include "metrics/registry.h"
@@ -48,7 +49,7 @@ class InvalidationService : public app::Service {
   ConsumerSettings settings_;
   std::size_t max_backlog_;
   std::shared_ptr<redis::Backend> backend_;
-  std::shared_ptr<PrefixIndex> index_;
+  std::shared_ptr<PatternIndex> index_;
   std::shared_ptr<Purger> purger_;
   std::unique_ptr<Journal> journal_;
   std::vector<std::shared_ptr<DatabaseConsumer>> consumers_;

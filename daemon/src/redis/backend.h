@@ -49,6 +49,9 @@ class Backend {
   virtual void scan(const std::string& shard, std::vector<std::string> argv, Callback done) = 0;
   // "host:port" of every node, for logs.
   virtual std::string describe() const = 0;
+  // The highest hash slot the named primary owns, -1 if none or not a cluster (the pattern
+  // index names its keys with a hash tag of that slot, so that they live on the node).
+  virtual int last_slot_of(const std::string& /*shard*/) const { return -1; }
   // Cluster redirects followed so far (0 for a single server).
   virtual std::uint64_t moved_redirects() const { return 0; }
   virtual std::uint64_t ask_redirects() const { return 0; }

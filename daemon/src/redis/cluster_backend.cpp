@@ -272,4 +272,12 @@ void ClusterBackend::scan(const std::string& shard, std::vector<std::string> arg
   node(shard).bulk->command(std::move(argv), std::move(done));
 }
 
+int ClusterBackend::last_slot_of(const std::string& shard) const {
+  for (int slot = kClusterSlots - 1; slot >= 0; --slot) {
+    const std::string* owner = slots_.owner(slot);
+    if (owner && *owner == shard) return slot;
+  }
+  return -1;
+}
+
 }  // namespace pgcohere::redis

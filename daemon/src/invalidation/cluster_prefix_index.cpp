@@ -1,0 +1,168 @@
+// The pattern index on a Redis Cluster (see cluster_prefix_index.h).
+#include "invalidation/cluster_prefix_index.h"
+
+#include <boost/asio/post.hpp>
+
+#include <charconv>
+#include <stdexcept>
+
+#include "redis/keyslot.h"
+#include "util/log.h"
+
+namespace pgcohere::invalidation {
+
+namespace {
+void add(PrefixIndexCounters& to, const PrefixIndexCounters& c) {
+  to.builds += c.builds;
+  to.entries_added += c.entries_added;
+  to.entries_trimmed += c.entries_trimmed;
+  to.trims += c.trims;
+  to.unavailable += c.unavailable;
+}
+}  // namespace
+
+ClusterPrefixIndex::ClusterPrefixIndex(boost::asio::io_context& io, std::shared_ptr<redis::Backend> backend,
+                                       PrefixIndexOptions options)
+    : io_(io), backend_(std::move(backend)), options_(options), timer_(io) {}
+
+std::string ClusterPrefixIndex::tag_for_slot(int slot) {
+  for (unsigned n = 0;; ++n) {
+    std::string t = std::to_string(n);
+    if (redis::keyslot("{" + t + "}") == slot) return "{" + t + "}";
+  }
+}
+
+void ClusterPrefixIndex::start() {
+  if (weak_from_this().expired())
+    throw std::logic_error("ClusterPrefixIndex must be owned by a std::shared_ptr (std::make_shared)");
+  stopping_ = false;
+  schedule_reconcile();
+}
+
+void ClusterPrefixIndex::stop() {
+  stopping_ = true;
+  timer_.cancel();
+  for (auto& [addr, node] : nodes_) retire(node);
+  nodes_.clear();
+}
+
+void ClusterPrefixIndex::retire(Node& node) {
+  add(retired_, node.index->counters());
+  node.index->stop();
+}
+
+void ClusterPrefixIndex::schedule_reconcile() {
+  if (stopping_) return;
+  timer_.expires_after(std::chrono::milliseconds(200));
+  timer_.async_wait([this, weak = weak_from_this()](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (!self || ec) return;
+    reconcile();
+    schedule_reconcile();
+  });
+}
+
+void ClusterPrefixIndex::reconcile() {
+  std::uint64_t topology = backend_->topology_version();
+  if (topology == topology_seen_) return;
+  auto primaries = backend_->shards();
+  if (primaries.empty()) return;  // no slot map yet
+  topology_seen_ = topology;
+  for (auto it = nodes_.begin(); it != nodes_.end();) {
+    bool still = false;
+    for (const auto& p : primaries) still = still || p == it->first;
+    if (still) {
+      ++it;
+      continue;
+    }
+    PGC_LOG_INFO << "pattern index: " << it->first << " is no longer a primary";
+    retire(it->second);
+    it = nodes_.erase(it);
+  }
+  for (const auto& addr : primaries) {
+    int slot = backend_->last_slot_of(addr);
+    if (slot < 0) continue;
+    std::string tag = tag_for_slot(slot);
+    auto it = nodes_.find(addr);
+    if (it != nodes_.end() && it->second.tag == tag) continue;
+    if (it != nodes_.end()) {
+      // Its tag slot moved away: the sets under the old tag now live elsewhere.
+      retire(it->second);
+      nodes_.erase(it);
+    }
+    auto colon = addr.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos ||
+        std::from_chars(addr.data() + colon + 1, addr.data() + addr.size(), port).ec != std::errc())
+      continue;
+    auto index = std::make_shared<PrefixIndex>(io_, addr.substr(0, colon), port, 0, options_, tag);
+    index->start();
+    for (const auto& [source, templates] : templates_by_source_) index->set_families(source, templates);
+    PGC_LOG_INFO << "pattern index: primary " << addr << " keeps its sets under " << tag;
+    nodes_[addr] = Node{tag, std::move(index)};
+  }
+}
+
+void ClusterPrefixIndex::set_families(const std::string& source, const std::vector<std::string>& templates) {
+  templates_by_source_[source] = templates;
+  std::vector<std::string> all;
+  for (const auto& [src, list] : templates_by_source_) all.insert(all.end(), list.begin(), list.end());
+  families_.assign(all);
+  for (auto& [addr, node] : nodes_) node.index->set_families(source, templates);
+}
+
+bool ClusterPrefixIndex::ready() const {
+  if (families_.empty() || topology_seen_ != backend_->topology_version()) return false;
+  auto primaries = backend_->shards();
+  if (primaries.empty()) return false;
+  for (const auto& p : primaries) {
+    auto it = nodes_.find(p);
+    if (it == nodes_.end() || !it->second.index->ready()) return false;
+  }
+  return true;
+}
+
+std::optional<std::string> ClusterPrefixIndex::prefix_for(std::string_view pattern) const {
+  if (!ready()) return std::nullopt;
+  return families_.prefix_for(pattern);
+}
+
+namespace {
+struct ClusterGather {
+  std::size_t outstanding = 0;
+  PatternIndex::Result result{true, 0, 0};
+  std::function<void(PatternIndex::Result)> done;
+};
+}  // namespace
+
+void ClusterPrefixIndex::purge(std::vector<Work> work, std::function<void(Result)> done) {
+  if (!ready()) {
+    boost::asio::post(io_, [done = std::move(done)] { done(Result{false, 0, 0}); });
+    return;
+  }
+  auto g = std::make_shared<ClusterGather>();
+  g->outstanding = nodes_.size();
+  g->done = std::move(done);
+  std::uint64_t topology = backend_->topology_version();
+  for (auto& [addr, node] : nodes_) {
+    node.index->purge(work, [this, g, topology, weak = weak_from_this()](Result r) {
+      auto self = weak.lock();
+      g->result.ok = g->result.ok && r.ok;
+      g->result.removed += r.removed;
+      g->result.visited += r.visited;
+      if (--g->outstanding > 0) return;
+      // Keys moved between nodes meanwhile: a node may have been purged before a key
+      // arrived from one purged after it left. Scan instead.
+      if (!self || backend_->topology_version() != topology) g->result.ok = false;
+      g->done(g->result);
+    });
+  }
+}
+
+PrefixIndexCounters ClusterPrefixIndex::counters() const {
+  PrefixIndexCounters out = retired_;
+  for (const auto& [addr, node] : nodes_) add(out, node.index->counters());
+  return out;
+}
+
+}  // namespace pgcohere::invalidation
