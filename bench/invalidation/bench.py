@@ -47,13 +47,92 @@ def rss_mb(pid):
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
 
 
+class Keyspace:
+    """The benchmark's Redis: one server, or every primary of a cluster (commands on the
+    keys are sent to the node that owns them; totals are summed over the nodes)."""
+
+    def __init__(self, servers, cluster):
+        self.servers, self.cluster = servers, cluster
+        self.nodes = [srv.client() for srv in servers]
+        self.ports = [srv.port for srv in servers]
+
+    def _owner(self):
+        from redis.crc import key_slot
+        slots = {}
+        for start, end, master, *_ in self.nodes[0].execute_command("CLUSTER", "SLOTS"):
+            idx = self.ports.index(master[1])
+            for slot in range(start, end + 1):
+                slots[slot] = idx
+        return lambda key: slots[key_slot(key.encode())]
+
+    def by_node(self, keys):
+        if not self.cluster:
+            return {0: list(keys)}
+        owner = self._owner()
+        out = {}
+        for k in keys:
+            out.setdefault(owner(k), []).append(k)
+        return out
+
+    def flushall(self):
+        for c in self.nodes:
+            c.flushall()
+
+    def dbsize(self):
+        return sum(c.dbsize() for c in self.nodes)
+
+    def cpu(self):
+        return sum(redis_cpu(c) for c in self.nodes)
+
+    def used_memory(self):
+        return sum(c.info("memory")["used_memory"] for c in self.nodes)
+
+    def exists(self, keys, by_node=None):
+        groups = by_node or self.by_node(keys)
+        total = 0
+        for idx, ks in groups.items():
+            if self.cluster:  # one round trip per node: a script may read any slot of its node
+                total += self.nodes[idx].eval(
+                    "local n = 0 for _, k in ipairs(ARGV) do n = n + redis.call('EXISTS', k) end return n", 0, *ks)
+            else:
+                total += self.nodes[idx].exists(*ks)
+        return total
+
+    def mset(self, mapping):
+        for idx, ks in self.by_node(mapping).items():
+            p = self.nodes[idx].pipeline(transaction=False)
+            for k in ks:
+                p.set(k, mapping[k])
+            p.execute()
+
+    def cli_purge(self, pattern):
+        """The CLI way: SCAN with redis-cli, UNLINK what it lists (per node: in a cluster a
+        multi-key UNLINK must stay within one slot, so one UNLINK per key)."""
+        for port in self.ports:
+            if self.cluster:
+                cmd = (f"redis-cli -p {port} --scan --pattern '{pattern}' | sed 's/^/UNLINK /' | "
+                       f"redis-cli -p {port} > /dev/null")
+            else:
+                cmd = f"redis-cli -p {port} --scan --pattern '{pattern}' | xargs redis-cli -p {port} unlink > /dev/null"
+            subprocess.run(cmd, shell=True, check=True)
+
+
 class Setup:
-    def __init__(self, base):
+    def __init__(self, base, cluster=False):
         self.base = base
         self.secret_file = make_secret_file(base)
         self.pg = PgCluster(os.path.join(base, "pg"), preload=True, secret_file=self.secret_file,
                             settings={"max_connections": 100}).init().start()
-        self.redis = RedisServer(os.path.join(base, "redis")).start()
+        if cluster:
+            from harness.redis_cluster import RedisCluster
+            self.cluster = RedisCluster(os.path.join(base, "cluster")).start()
+            self.redis_ini = "cluster_nodes = " + ", ".join(self.cluster.seeds)
+            self.keyspace = Keyspace(self.cluster.nodes, True)
+        else:
+            self.cluster = None
+            self.redis = RedisServer(os.path.join(base, "redis")).start()
+            self.redis_ini = f"url = {self.redis.url}"
+            self.keyspace = Keyspace([self.redis], False)
         with self.pg.connect() as c:
             c.execute(f"CREATE DATABASE {DB}")
         with self.pg.connect(DB) as c:
@@ -71,7 +150,7 @@ class Setup:
         port, mport = free_port(), free_port()
         ini = (f"[databases]\n{DB} = host=127.0.0.1 port={self.pg.port} dbname={DB} user=postgres\n"
                f"[pgcohered]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = trust\n"
-               f"metrics_port = {mport}\n[redis]\nurl = {self.redis.url}\n"
+               f"metrics_port = {mport}\n[redis]\n{self.redis_ini}\n"
                f"[invalidation]\nsecret_file = {self.secret_file}\npattern_index = {1 if pattern_index else 0}\n")
         d = Daemon(os.path.join(self.base, "daemon"), ini, port)
         # The log is appended to across daemons: wait for this one's resync.
@@ -88,7 +167,10 @@ class Setup:
     def stop(self):
         if self.daemon:
             self.daemon.stop()
-        self.redis.stop()
+        if self.cluster:
+            self.cluster.stop()
+        else:
+            self.redis.stop()
         self.pg.remove()
 
 
@@ -128,8 +210,7 @@ def wait_quiet(d, expected_applied, timeout=300):
 
 def bench_latency(s, seconds, rate=1000):
     d = s.start_daemon(pattern_index=True)
-    r = s.redis.client()
-    r.mset({f"conv:metadata:{i}": "x" for i in range(1, 10001)})
+    s.keyspace.mset({f"conv:metadata:{i}": "x" for i in range(1, 10001)})
     before_text = scrape(d.metrics_port)
     applied0 = metric(before_text, "pgcohere_invalidations_applied_total")
     achieved = asyncio.run(paced(s.pg, rate, seconds,
@@ -150,14 +231,16 @@ def bench_latency(s, seconds, rate=1000):
             "p50_ms": round(p50, 2) if p50 else None, "p99_ms": round(p99, 2) if p99 else None}
 
 
-def load_keyspace(r, first=1, last=1000, per_conv=1000):
-    pipe = r.pipeline(transaction=False)
+def load_keyspace(ks, first=1, last=1000, per_conv=1000):
+    batch = {}
     for conv in range(first, last + 1):
-        pipe.mset({f"msg:history:{conv}:{limit}:{offset}": "v"
-                   for limit, offset in ((i // 50, i % 50) for i in range(per_conv))})
+        batch.update({f"msg:history:{conv}:{limit}:{offset}": "v"
+                      for limit, offset in ((i // 50, i % 50) for i in range(per_conv))})
         if conv % 20 == 0:
-            pipe.execute()
-    pipe.execute()
+            ks.mset(batch)
+            batch = {}
+    if batch:
+        ks.mset(batch)
 
 
 def wait_indexed(d, keys):
@@ -166,38 +249,38 @@ def wait_indexed(d, keys):
                timeout=600, interval=0.2, what=f"{keys} keys indexed")
 
 
-def purge_one(s, d, conv, r, timeout=120):
+def purge_one(s, d, conv, ks, timeout=120):
     # Done when none of the conversation's 1,000 keys exists (other keys may come and go:
     # the daemon's read-your-writes watermark, the index's sets).
     keys = [f"msg:history:{conv}:{i // 50}:{i % 50}" for i in range(1000)]
-    assert r.exists(*keys) == 1000
+    groups = ks.by_node(keys)
+    assert ks.exists(keys, groups) == 1000
     with s.pg.connect(DB) as c:
         t0 = time.perf_counter()
         c.execute("INSERT INTO messages (conversation_id, body) VALUES (%s, 'hi')", (conv,))
     deadline = t0 + timeout
-    while r.exists(*keys):
+    while ks.exists(keys, groups):
         if time.perf_counter() > deadline:
             text = scrape(d.metrics_port)
             state = {m: metric(text, m) for m in ("pgcohere_invalidations_received_total",
                                                   "pgcohere_purged_patterns_total", "pgcohere_purge_scan_passes_total",
                                                   "pgcohere_purged_pattern_keys_total", "pgcohere_purge_backlog")}
-            raise TimeoutError(f"conversation {conv} not purged in {timeout} s: {r.exists(*keys)} keys left, {state}")
+            raise TimeoutError(f"conversation {conv} not purged in {timeout} s: {ks.exists(keys, groups)} keys left, {state}")
         time.sleep(0.0005)
     return (time.perf_counter() - t0) * 1000
 
 
-def redis_cli_purge(s, conv, r):
-    size0 = r.dbsize()
+def redis_cli_purge(s, conv, ks):
+    size0 = ks.dbsize()
     t0 = time.perf_counter()
-    subprocess.run(f"redis-cli -p {s.redis.port} --scan --pattern 'msg:history:{conv}:*' | "
-                   f"xargs redis-cli -p {s.redis.port} unlink > /dev/null", shell=True, check=True)
+    ks.cli_purge(f"msg:history:{conv}:*")
     ms = (time.perf_counter() - t0) * 1000
-    assert r.dbsize() == size0 - 1000
+    assert ks.dbsize() == size0 - 1000
     return ms
 
 
 def bench_patterns(s, sustained_seconds, rate=1000, convs=1000, strategies=("default", "scan")):
-    r = s.redis.client()
+    r = s.keyspace
     out = {}
     for strategy, index in (("default", True), ("scan", False)):
         if strategy not in strategies:
@@ -219,8 +302,7 @@ def bench_patterns(s, sustained_seconds, rate=1000, convs=1000, strategies=("def
         out["load_seconds_" + strategy] = round(time.perf_counter() - t0, 1)
         time.sleep(1)
         res["daemon_rss_mb_1m_keys"] = round(rss_mb(d.pid), 1)
-        mem = r.info("memory")
-        res["redis_used_memory_mb"] = round(mem["used_memory"] / 2**20, 1)
+        res["redis_used_memory_mb"] = round(r.used_memory() / 2**20, 1)
         res["redis_keys"] = r.dbsize()
         out["keys"] = 1000 * convs
         if "redis_cli_scan_xargs_unlink_ms" not in out:
@@ -241,7 +323,7 @@ def bench_patterns(s, sustained_seconds, rate=1000, convs=1000, strategies=("def
         # 0.1 % fall in the loaded ones), so the keyspace stays near 1,000,000 keys.
         text0 = scrape(d.metrics_port)
         applied0 = metric(text0, "pgcohere_invalidations_applied_total")
-        cpu0, dcpu0, w0 = redis_cpu(r), proc_cpu(d.pid), time.perf_counter()
+        cpu0, dcpu0, w0 = r.cpu(), proc_cpu(d.pid), time.perf_counter()
         ids = random.Random(7).sample(range(1, 1_000_001), int(rate * sustained_seconds))
         achieved = asyncio.run(paced(s.pg, rate, sustained_seconds,
                                      lambda i: ("INSERT INTO messages (conversation_id, body) VALUES ($1, 'm')",
@@ -260,7 +342,7 @@ def bench_patterns(s, sustained_seconds, rate=1000, convs=1000, strategies=("def
         res.update({"sustained_seconds": sustained_seconds, "achieved_tx_per_s": round(achieved, 1),
                     "payloads": int(n), "applied": int(metric(text1, "pgcohere_invalidations_applied_total") - applied0),
                     "p50_ms": round(p50, 2) if p50 else None, "p99_ms": round(p99, 2) if p99 else None,
-                    "redis_cpu_percent": round(100 * (redis_cpu(r) - cpu0) / wall, 1),
+                    "redis_cpu_percent": round(100 * (r.cpu() - cpu0) / wall, 1),
                     "daemon_cpu_percent": round(100 * (proc_cpu(d.pid) - dcpu0) / wall, 1),
                     "daemon_rss_mb_after": round(rss_mb(d.pid), 1),
                     "scan_passes": int(metric(text1, "pgcohere_purge_scan_passes_total") -
@@ -283,6 +365,7 @@ def main():
     ap.add_argument("--only", choices=["latency", "patterns"])
     ap.add_argument("--latency-runs", type=int, default=1, help="latency runs (the report gives each and the median)")
     ap.add_argument("--sustained-seconds", type=int, default=60, help="length of the sustained pattern run (C)")
+    ap.add_argument("--cluster", action="store_true", help="a 3-primary Redis Cluster instead of one server")
     ap.add_argument("--strategies", default="default,scan", help="pattern strategies to run (B, C)")
     ap.add_argument("--keep", action="store_true", help="keep the servers' directory (logs)")
     ap.add_argument("--conversations", type=int, default=1000,
@@ -290,8 +373,9 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     base = temp_dir("pgcohere-bench-inv-")
-    s = Setup(base)
-    results = {"machine": {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}}
+    s = Setup(base, cluster=args.cluster)
+    results = {"machine": {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()},
+               "redis": "cluster of 3 primaries" if args.cluster else "one server"}
     try:
         if args.only in (None, "latency"):
             runs = []
