@@ -231,7 +231,11 @@ def bench_latency(s, seconds, rate=1000):
             "p50_ms": round(p50, 2) if p50 else None, "p99_ms": round(p99, 2) if p99 else None}
 
 
-def load_keyspace(ks, first=1, last=1000, per_conv=1000):
+def load_keyspace(ks, first=1, last=1000, per_conv=1000, convs=None):
+    """Conversations first..last (or 1..convs) of per_conv keys each; `ks` is a Keyspace or
+    a client of one server (anything with mset(mapping))."""
+    if convs is not None:
+        last = convs
     batch = {}
     for conv in range(first, last + 1):
         batch.update({f"msg:history:{conv}:{limit}:{offset}": "v"

@@ -127,10 +127,10 @@ def pattern_sweep(s, sizes):
             # patterns; its index starts empty), then the keyspace, which the index follows.
             r.flushall()
             d = s.start_daemon(pattern_index=index)
-            inv.load_keyspace(r, convs=max(3, keys // 1000), per_conv=1000)
+            convs = max(3, keys // 1000)
+            inv.load_keyspace(r, convs=convs, per_conv=1000)
             if index:
-                inv.wait_until(lambda: inv.metric(inv.scrape(d.metrics_port), "pgcohere_pattern_index_keys")
-                               >= r.dbsize(), timeout=300, what="index caught up with the load")
+                inv.wait_indexed(d, convs * 1000)
             row = {"keys": r.dbsize(), "strategy": strategy, "daemon_ms": round(purge_conversation(s, 2, r), 2)}
             if not index:
                 row["redis_cli_ms"] = round(redis_cli_purge(s, 3, r), 1)
