@@ -84,6 +84,20 @@ class Keyspace:
     def cpu(self):
         return sum(redis_cpu(c) for c in self.nodes)
 
+    def reset_stats(self):
+        for c in self.nodes:
+            c.config_resetstat()
+
+    def command_usec(self, top=8):
+        """Redis CPU by command since reset_stats(): [(command, calls, usec)], largest first."""
+        total = {}
+        for c in self.nodes:
+            for name, st in c.info("commandstats").items():
+                calls, usec = total.get(name, (0, 0))
+                total[name] = (calls + st["calls"], usec + st["usec"])
+        rows = sorted(((n.replace("cmdstat_", ""), c, u) for n, (c, u) in total.items()), key=lambda x: -x[2])
+        return rows[:top]
+
     def used_memory(self):
         return sum(c.info("memory")["used_memory"] for c in self.nodes)
 
@@ -327,6 +341,7 @@ def bench_patterns(s, sustained_seconds, rate=1000, convs=1000, strategies=("def
         # 0.1 % fall in the loaded ones), so the keyspace stays near 1,000,000 keys.
         text0 = scrape(d.metrics_port)
         applied0 = metric(text0, "pgcohere_invalidations_applied_total")
+        r.reset_stats()
         cpu0, dcpu0, w0 = r.cpu(), proc_cpu(d.pid), time.perf_counter()
         ids = random.Random(7).sample(range(1, 1_000_001), int(rate * sustained_seconds))
         achieved = asyncio.run(paced(s.pg, rate, sustained_seconds,
@@ -353,6 +368,7 @@ def bench_patterns(s, sustained_seconds, rate=1000, convs=1000, strategies=("def
                                        metric(text0, "pgcohere_purge_scan_passes_total")),
                     "index_patterns": int(metric(text1, "pgcohere_purge_index_patterns_total") -
                                           metric(text0, "pgcohere_purge_index_patterns_total")),
+                    "redis_commands_usec": r.command_usec(),
                     "load_avg": os.getloadavg(),
                     "keys_after": r.dbsize()})
         if note:

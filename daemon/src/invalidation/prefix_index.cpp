@@ -91,9 +91,11 @@ PrefixIndex::PrefixIndex(boost::asio::io_context& io, const std::string& host, i
       probe_key_(std::string(kNamespace) + tag_ + "probe:" + std::to_string(getpid())),
       sub_(std::make_shared<redis::AsyncClient>(io, host, port, 0, "redis-index-sub")),
       cmd_(std::make_shared<redis::AsyncClient>(io, host, port, db, "redis-index")),
+      trim_(std::make_shared<redis::AsyncClient>(io, host, port, db, "redis-index-trim")),
       trim_timer_(io),
       retry_timer_(io) {
   cmd_->set_timeouts(options.command_timeout, options.command_timeout);
+  trim_->set_timeouts(options.command_timeout, options.command_timeout);
   sub_->set_timeouts(options.command_timeout, std::chrono::milliseconds(0));
 }
 
@@ -110,6 +112,7 @@ void PrefixIndex::start() {
   });
   sub_->start();
   cmd_->start();
+  trim_->start();
   schedule_trim();
 }
 
@@ -119,6 +122,7 @@ void PrefixIndex::stop() {
   retry_timer_.cancel();
   sub_->stop();
   cmd_->stop();
+  trim_->stop();
 }
 
 void PrefixIndex::set_families(const std::string& source, const std::vector<std::string>& templates) {
@@ -338,10 +342,10 @@ void PrefixIndex::flush() {
   if (pending_adds_.empty()) return;
   auto adds = std::move(pending_adds_);
   pending_adds_.clear();
-  // The registry first: the trim finds every set through it.
+  // The registry after the sets: the trim (on its own connection) drops a registry entry
+  // whose set does not exist, so the entry must not arrive before its set.
   std::vector<std::string> registry{"SADD", registry_name()};
   for (const auto& [set, members] : adds) registry.push_back(set);
-  cmd_->command(std::move(registry), [](redis::Reply) {});
   std::uint64_t gen = generation_;
   for (auto& [set, members] : adds) {
     std::vector<std::string> argv{"SADD", set};
@@ -356,6 +360,7 @@ void PrefixIndex::flush() {
       if (gen == generation_ && cmd_->connected()) rebuild("SADD failed: " + r.str);
     });
   }
+  cmd_->command(std::move(registry), [](redis::Reply) {});
 }
 
 void PrefixIndex::purge(std::vector<Work> work, std::function<void(Result)> done) {
@@ -428,27 +433,41 @@ void PrefixIndex::trim_now() {
 }
 
 void PrefixIndex::trim_step(const std::string& cursor, std::uint64_t gen) {
-  cmd_->command({"SSCAN", registry_name(), cursor, "COUNT", "100"}, [this, gen](redis::Reply r) {
+  // On a connection of its own, one set at a time: purges never queue behind a batch of
+  // trim scripts, and Redis runs them between the scripts.
+  trim_->command({"SSCAN", registry_name(), cursor, "COUNT", "100"}, [this, gen](redis::Reply r) {
     if (gen != generation_) return;
     if (r.is_error() || r.type != redis::Reply::Type::array || r.elements.size() != 2) {
       trimming_ = false;
       return;
     }
-    for (const auto& name : r.elements[1].elements)
-      cmd_->command({"EVAL", kTrim, "2", name.str, registry_name()}, [this](redis::Reply t) {
-        if (!t.is_error()) counters_.entries_trimmed += static_cast<std::uint64_t>(t.integer);
-      });
-    if (r.elements[0].str != "0") {
-      trim_step(r.elements[0].str, gen);
-      return;
-    }
-    // After every script above (same connection, in order).
-    cmd_->command({"PING"}, [this, gen](redis::Reply) {
-      if (gen != generation_) return;
+    auto names = std::make_shared<std::vector<std::string>>();
+    for (auto& name : r.elements[1].elements) names->push_back(std::move(name.str));
+    trim_sets(names, 0, r.elements[0].str, gen);
+  });
+}
+
+void PrefixIndex::trim_sets(std::shared_ptr<std::vector<std::string>> names, std::size_t i, std::string cursor,
+                            std::uint64_t gen) {
+  if (i == names->size()) {
+    if (cursor != "0") {
+      trim_step(cursor, gen);
+    } else {
       trimming_ = false;
       ++counters_.trims;
-    });
-  });
+    }
+    return;
+  }
+  trim_->command({"EVAL", kTrim, "2", (*names)[i], registry_name()},
+                 [this, names, i, cursor = std::move(cursor), gen](redis::Reply t) mutable {
+                   if (gen != generation_) return;
+                   if (t.is_error()) {
+                     trimming_ = false;
+                     return;
+                   }
+                   counters_.entries_trimmed += static_cast<std::uint64_t>(t.integer);
+                   trim_sets(std::move(names), i + 1, std::move(cursor), gen);
+                 });
 }
 
 }  // namespace pgcohere::invalidation

@@ -90,6 +90,8 @@ class PrefixIndex : public PatternIndex, public std::enable_shared_from_this<Pre
   void purge_one(const Work& w, const std::shared_ptr<struct PurgeGather>& g);
   void schedule_trim();
   void trim_step(const std::string& cursor, std::uint64_t gen);
+  void trim_sets(std::shared_ptr<std::vector<std::string>> names, std::size_t i, std::string cursor,
+                 std::uint64_t gen);
 
   boost::asio::io_context& io_;
   PrefixIndexOptions options_;
@@ -102,6 +104,7 @@ class PrefixIndex : public PatternIndex, public std::enable_shared_from_this<Pre
   // run once the index, and with it the clients, are gone.
   std::shared_ptr<redis::AsyncClient> sub_;
   std::shared_ptr<redis::AsyncClient> cmd_;
+  std::shared_ptr<redis::AsyncClient> trim_;
   State state_ = State::down;
   std::uint64_t generation_ = 0;  // bumps on every gap: replies of an older one are ignored
   int confirmations_ = 0;
