@@ -259,3 +259,28 @@ TEST_F(PrefixIndexTest, KeysWrittenWhileNoIndexWasSubscribedArePurged) {
   second->stop();
   backend.stop();
 }
+
+TEST_F(PrefixIndexTest, AddingAsManyEntriesAsTheLastTrimLeftTrimsAgain) {
+  start_redis();
+  boost::asio::io_context io;
+  invalidation::PrefixIndexOptions options;
+  options.trim_interval = std::chrono::hours(1);  // only growth triggers a pass here
+  options.trim_min_entries = 10;
+  auto index = std::make_shared<PrefixIndex>(io, "127.0.0.1", port_, 0, options);
+  index->start();
+  index->set_families("db", {"msg:history:{c}:*"});
+  ASSERT_TRUE(run_until(io, [&] { return index->ready(); }));
+  for (int i = 0; i < 20; ++i) set("msg:history:1:" + std::to_string(i), "PX 200");
+  // 20 entries added (more than 10): a pass runs, while the keys still live.
+  ASSERT_TRUE(run_until(io, [&] { return index->counters().trims == 1; }));
+  EXPECT_EQ(index->counters().entries_trimmed, 0u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // they expire
+  for (int i = 0; i < 21; ++i) set("msg:history:2:" + std::to_string(i));
+  // 21 more than the 20 the last pass left: the next pass drops the 20 expired entries,
+  // so the sets never hold more entries of vanished keys than of live ones for long.
+  ASSERT_TRUE(run_until(io, [&] { return index->counters().trims == 2; }));
+  EXPECT_EQ(index->counters().entries_trimmed, 20u);
+  EXPECT_EQ(cmd_int("EXISTS pgcohere-idx:s:msg:history:1:"), 0);
+  EXPECT_EQ(cmd_int("SCARD pgcohere-idx:s:msg:history:2:"), 21);
+  index->stop();
+}

@@ -98,7 +98,7 @@ struct InvalidationSettings {
   // Pattern purges through index sets kept in Redis (keyspace events of new keys), so that
   // they cost O(matching keys); 0: every pattern purge scans the keyspace.
   bool pattern_index = true;
-  double pattern_index_trim = 60;  // seconds between trims of entries whose key is gone; 0: never
+  double pattern_index_trim = 300;  // seconds between trims of entries whose key is gone; 0: never
 };
 
 struct CacheSettings {

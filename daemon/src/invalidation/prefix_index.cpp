@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <boost/asio/post.hpp>
@@ -48,7 +49,7 @@ return n)";
 // Drops the members whose key is gone (expired, evicted, deleted by the application,
 // moved to another cluster node: EXISTS fails there), and
 // the set from the registry once it is empty. Atomic per set: a key re-created afterwards
-// is added again by its notification.
+// is added again by its notification. Returns {entries removed, entries left}.
 constexpr const char* kTrim = R"(local m = redis.call('SMEMBERS', KEYS[1])
 local n = 0
 for _, k in ipairs(m) do
@@ -57,8 +58,9 @@ for _, k in ipairs(m) do
     n = n + 1
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], KEYS[1]) end
-return n)";
+local left = redis.call('SCARD', KEYS[1])
+if left == 0 then redis.call('SREM', KEYS[2], KEYS[1]) end
+return {n, left})";
 
 // notify-keyspace-events with the flags the index needs added to those already set:
 // E (keyevent channels), n (new keys; not part of A), e (evictions; part of A).
@@ -354,6 +356,12 @@ void PrefixIndex::flush() {
       if (weak.expired()) return;
       if (!r.is_error()) {
         counters_.entries_added += static_cast<std::uint64_t>(r.integer);
+        // Bounded growth: once as many entries were added as the last trim left, the sets
+        // may hold as many entries of vanished keys as of live ones: trim now.
+        added_since_trim_ += static_cast<std::uint64_t>(r.integer);
+        if (options_.trim_interval.count() > 0 && state_ == State::ready &&
+            added_since_trim_ > std::max<std::uint64_t>(entries_after_trim_, options_.trim_min_entries))
+          trim_now();
         return;
       }
       // A lost connection is a gap handled by on_link(); anything else loses an entry.
@@ -429,6 +437,8 @@ void PrefixIndex::schedule_trim() {
 void PrefixIndex::trim_now() {
   if (trimming_ || !ready()) return;
   trimming_ = true;
+  added_since_trim_ = 0;
+  trim_entries_ = 0;
   trim_step("0", generation_);
 }
 
@@ -455,6 +465,7 @@ void PrefixIndex::trim_sets(std::shared_ptr<std::vector<std::string>> names, std
     } else {
       trimming_ = false;
       ++counters_.trims;
+      entries_after_trim_ = trim_entries_;
     }
     return;
   }
@@ -465,7 +476,10 @@ void PrefixIndex::trim_sets(std::shared_ptr<std::vector<std::string>> names, std
                      trimming_ = false;
                      return;
                    }
-                   counters_.entries_trimmed += static_cast<std::uint64_t>(t.integer);
+                   if (t.elements.size() == 2) {
+                     counters_.entries_trimmed += static_cast<std::uint64_t>(t.elements[0].integer);
+                     trim_entries_ += static_cast<std::uint64_t>(t.elements[1].integer);
+                   }
                    trim_sets(std::move(names), i + 1, std::move(cursor), gen);
                  });
 }

@@ -33,7 +33,10 @@ namespace pgcohere::invalidation {
 
 struct PrefixIndexOptions {
   std::chrono::milliseconds command_timeout{1000};
-  std::chrono::milliseconds trim_interval{60000};  // 0: no periodic trim
+  // A trim pass reads every entry (about 2 us of Redis time each): every 5 minutes, and
+  // sooner once more entries were added than the last pass left (at least trim_min_entries).
+  std::chrono::milliseconds trim_interval{300000};  // 0: no trim
+  std::uint64_t trim_min_entries = 100000;
   std::chrono::milliseconds probe_retry{30000};    // notifications unavailable: try again after
   std::size_t scan_count = 1000;
 };
@@ -120,6 +123,9 @@ class PrefixIndex : public PatternIndex, public std::enable_shared_from_this<Pre
   std::map<std::uint64_t, std::function<void(bool)>> barriers_;
 
   bool trimming_ = false;
+  std::uint64_t added_since_trim_ = 0;   // entries added since the last pass began
+  std::uint64_t entries_after_trim_ = 0; // entries the last complete pass left
+  std::uint64_t trim_entries_ = 0;       // entries the running pass has left so far
   boost::asio::steady_timer trim_timer_;
   boost::asio::steady_timer retry_timer_;
   PrefixIndexCounters counters_;
