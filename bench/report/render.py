@@ -145,8 +145,8 @@ def invalidation_section(inv, plots_dir, rel):
         by = {(r["keys"], r["strategy"]): r for r in rows}
         out += ["Pattern purge: one conversation's 1,000 keys (`msg:history:{conv}:*`, shaped "
                 "msg:history:{conv}:{limit}:{offset}) removed after the commit that invalidates them, in a Redis "
-                "holding the given number of such keys. Daemon with the SCAN strategy (the default) and with "
-                "`pattern_index = 1`; anchor: `redis-cli --scan --pattern ... | xargs redis-cli unlink` on the "
+                "holding the given number of such keys. Daemon with the SCAN strategy (`pattern_index = 0`) and "
+                "with the index sets kept in Redis (`pattern_index = 1`, the default); anchor: `redis-cli --scan --pattern ... | xargs redis-cli unlink` on the "
                 "same keyspace.", "",
                 "| keys in Redis | daemon, SCAN ms | daemon, index ms | anchor: redis-cli scan + unlink ms "
                 "| index speedup vs anchor |", "|---|---|---|---|---|"]
