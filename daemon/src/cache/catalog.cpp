@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "cache/search_path.h"
+#include "cache/text_scan.h"
 #include "cache/values.h"
 
 namespace pgcohere::cache {
@@ -17,8 +18,7 @@ bool ascii(std::string_view s) {
 
 std::string ascii_lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+  for (char& c : out) c = ascii_fold(c);
   return out;
 }
 
@@ -194,12 +194,10 @@ CatalogResult build_catalog(std::vector<CatalogRow> rows) {
 bool Catalog::may_name_cached_table(std::string_view sql) const {
   if (cached_names_.empty()) return false;
   if (filter_unsound_) return true;
-  std::string text = ascii_lower(sql);
   // U&"..." identifiers spell names with escapes; such text is always analysed.
-  if (text.find("u&") != std::string::npos) return true;
-  for (const std::string& name : cached_names_)
-    if (text.find(name) != std::string::npos) return true;
-  return false;
+  if (contains_folded(sql, "u&")) return true;
+  return std::any_of(cached_names_.begin(), cached_names_.end(),
+                     [&](const std::string& name) { return contains_folded(sql, name); });
 }
 
 Resolution resolve(const Analysis& a, const Catalog& catalog, const Session& session, const Params& params,

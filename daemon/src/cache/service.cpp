@@ -206,6 +206,14 @@ CacheService::Database* CacheService::find(const std::string& database) {
   return it == databases_.end() ? nullptr : it->second.get();
 }
 
+bool CacheService::may_answer(const std::string& database, std::string_view sql) {
+  Database* db = find(database);
+  if (!db || stopping_) return false;
+  if (!db->catalog || db->catalog->may_name_cached_table(sql)) return true;  // plan() loads a missing catalog
+  ++db->counters.uncacheable;
+  return false;
+}
+
 std::optional<Plan> CacheService::plan(const SessionContext& s, const Request& r) {
   Database* db = find(s.database);
   if (!db || stopping_) return std::nullopt;

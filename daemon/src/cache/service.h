@@ -76,6 +76,10 @@ class CacheService : public app::Service, public std::enable_shared_from_this<Ca
   void reload(const config::Config& config) override;
 
   // ---- the client's query path ----
+  // The cheap test every statement passes first, from its text alone: false when the
+  // cache cannot answer it (counted as uncacheable), so plan() and its allocations are
+  // spent only on statements that may name a cache-enabled table.
+  bool may_answer(const std::string& database, std::string_view sql);
   // A plan when the request may be served from the cache now; nullopt otherwise (counted).
   std::optional<Plan> plan(const SessionContext& session, const Request& request);
 

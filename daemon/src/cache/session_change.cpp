@@ -5,10 +5,11 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+#include "cache/text_scan.h"
 
 namespace pgcohere::cache {
 
@@ -21,11 +22,7 @@ constexpr std::array<std::string_view, 8> kNeedles = {"search_path", "role",    
                                                        "extra_float_digits",        "bytea_output"};
 
 bool mentions_needle(std::string_view sql) {
-  std::string folded(sql);
-  std::transform(folded.begin(), folded.end(), folded.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return std::any_of(kNeedles.begin(), kNeedles.end(),
-                     [&](std::string_view n) { return folded.find(n) != std::string::npos; });
+  return std::any_of(kNeedles.begin(), kNeedles.end(), [&](std::string_view n) { return contains_folded(sql, n); });
 }
 
 bool is_session_variable(const std::string& name) {

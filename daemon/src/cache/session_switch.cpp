@@ -14,16 +14,6 @@ namespace pgcohere::cache {
 namespace {
 constexpr std::string_view kName = "pgcohere.cache_bypass";
 
-// Only statements that start with SET or RESET are parsed; everything else costs a
-// comparison.
-bool starts_like_set(std::string_view sql) {
-  std::size_t i = 0;
-  while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
-  sql.remove_prefix(i);
-  return (sql.size() >= 3 && strncasecmp(sql.data(), "set", 3) == 0) ||
-         (sql.size() >= 5 && strncasecmp(sql.data(), "reset", 5) == 0);
-}
-
 std::optional<bool> parse_bool(std::string v) {
   for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (v == "on" || v == "true" || v == "1" || v == "yes" || v == "t") return true;
@@ -42,6 +32,16 @@ std::optional<bool> bypass_value(const nlohmann::json& set) {
   return std::nullopt;
 }
 }  // namespace
+
+// Only statements that start with SET or RESET are parsed; everything else costs a
+// comparison.
+bool starts_like_set(std::string_view sql) {
+  std::size_t i = 0;
+  while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
+  sql.remove_prefix(i);
+  return (sql.size() >= 3 && strncasecmp(sql.data(), "set", 3) == 0) ||
+         (sql.size() >= 5 && strncasecmp(sql.data(), "reset", 5) == 0);
+}
 
 std::optional<SessionSwitch> session_switch(std::string_view data) {
   if (data.size() < 5 || data[0] != 'Q') return std::nullopt;

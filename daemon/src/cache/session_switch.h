@@ -20,4 +20,7 @@ struct SessionSwitch {
 // complete Query that sets or resets pgcohere.cache_bypass (decided from the parse tree).
 std::optional<SessionSwitch> session_switch(std::string_view data);
 
+// The cheap test before it: whether a statement's text starts with SET or RESET.
+bool starts_like_set(std::string_view sql);
+
 }  // namespace pgcohere::cache

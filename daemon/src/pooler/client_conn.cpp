@@ -41,6 +41,16 @@ std::string normalize_encoding(std::string v) {
 // PgBouncer likewise caps what a client may send before it has logged in.
 constexpr uint32_t kLoginMaxPacket = 8192;
 
+// The statement text a Query or a Parse carries; empty for every other message.
+std::string_view statement_text(const protocol::Frame& f) {
+  if (f.type == 'Q') {
+    if (auto q = protocol::parse_query(f.body)) return q.value();
+  } else if (f.type == 'P') {
+    if (auto p = protocol::parse_parse(f.body)) return p.value().query;
+  }
+  return {};
+}
+
 }  // namespace
 
 ClientConn::ClientConn(Pooler& pooler, asio::ip::tcp::socket socket)
@@ -415,22 +425,34 @@ awaitable<void> ClientConn::replay(const std::string& reply) {
   co_await write_gated(out);
 }
 
-void ClientConn::note_session_change(const protocol::Frame& f) {
-  std::string_view sql;
-  if (f.type == 'Q') {
-    if (auto q = protocol::parse_query(f.body)) sql = q.value();
-  } else if (f.type == 'P') {
-    if (auto p = protocol::parse_parse(f.body)) sql = p.value().query;
-  }
+void ClientConn::note_session_change(std::string_view sql) {
   if (sql.empty() || !cache::changes_unseen_session_state(sql)) return;
   cache_blind_ = true;
   PGC_LOG_DEBUG << "client " << peer_ << ": its session's search_path, role, extra_float_digits or "
                 << "bytea_output may have changed; the query cache no longer answers it";
 }
 
+bool ClientConn::named_statements_cached() const {
+  return entry_->mode() != PoolMode::session && pooler_.settings().max_prepared_statements > 0;
+}
+
+bool ClientConn::may_be_answered(const protocol::Frame& f, std::string_view sql) {
+  if (f.type == 'Q' && cache::starts_like_set(sql)) return true;  // SET pgcohere.cache_bypass
+  if (f.type == 'B') {  // a batch that binds a named statement: its text is the statement's
+    auto bind = protocol::parse_bind_head(f.body);
+    if (!bind || bind->statement.empty() || !named_statements_cached()) return false;
+    const session::Statement* s = session_.statements().find(bind->statement);
+    if (!s) return false;
+    sql = s->query;
+  } else if (f.type != 'Q' && f.type != 'P') {
+    return false;
+  }
+  return pooler_.cache()->may_answer(database_, sql);
+}
+
 awaitable<std::size_t> ClientConn::try_cache(std::string_view data) {
   auto* cache = pooler_.cache();
-  bool named = entry_->mode() != PoolMode::session && pooler_.settings().max_prepared_statements > 0;
+  bool named = named_statements_cached();
   auto request = cache::recognize(data, [this, named](std::string_view name) -> std::optional<cache::NamedStatement> {
     const session::Statement* s = named ? session_.statements().find(name) : nullptr;
     if (!s) return std::nullopt;
@@ -492,12 +514,14 @@ awaitable<void> ClientConn::serve() {
         in_.consume(f.consumed);
         break;
       }
-      if (f.kind == protocol::Frame::Kind::message && pooler_.cache() && !cache_blind_) note_session_change(f);
+      std::string_view sql = f.kind == protocol::Frame::Kind::message ? statement_text(f) : std::string_view();
+      if (pooler_.cache() && !cache_blind_) note_session_change(sql);
       // Between transactions the query cache may answer (or a pooler-level SET): with no
       // server linked, or, in session pooling, with the session's server idle.
       bool between_transactions =
           !server_ || (entry_->mode() == PoolMode::session && server_->session().idle() && !pending_fill_);
-      if (between_transactions && out.empty() && f.kind == protocol::Frame::Kind::message && pooler_.cache()) {
+      if (between_transactions && out.empty() && f.kind == protocol::Frame::Kind::message && pooler_.cache() &&
+          may_be_answered(f, sql)) {
         std::size_t answered = co_await try_session_switch(data);
         if (!answered) answered = co_await try_cache(data);
         if (dying_ || closed_) co_return;

@@ -105,9 +105,14 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // SET/RESET pgcohere.cache_bypass, answered by the pooler itself: bytes consumed or 0.
   boost::asio::awaitable<std::size_t> try_session_switch(std::string_view data);
   boost::asio::awaitable<void> replay(const std::string& reply);
-  // A Query or Parse that may change a setting the cache key holds and PostgreSQL does not
-  // report: the cache stops answering this client.
-  void note_session_change(const protocol::Frame& f);
+  // A Query or Parse (its text `sql`) that may change a setting the cache key holds and
+  // PostgreSQL does not report: the cache stops answering this client.
+  void note_session_change(std::string_view sql);
+  // The test before try_session_switch/try_cache, with no allocation and no coroutine: whether
+  // the batch that starts with `f` (statement text `sql`, if any) may be answered by either.
+  bool may_be_answered(const protocol::Frame& f, std::string_view sql);
+  // Named statements are the pooler's own (and so known to the cache) in transaction pooling.
+  bool named_statements_cached() const;
   void end_capture() {
     auto fill = std::move(pending_fill_);
     fill->end();
