@@ -85,6 +85,9 @@ Rendered render(const Template& t, const std::vector<const char*>& values);
 std::string cache_tbl_tag(std::uint32_t relid);
 std::string cache_all_tag(std::uint32_t relid);
 std::string cache_row_tag_prefix(std::uint32_t relid, std::string_view column);  // row:<oid>:<column>=
+// Whether an entry is one the query cache's entries depend on: its tags (tbl:, row:, all:),
+// a policy change, a resync. Keys, patterns and a watched table's own `table:` tag are not.
+bool affects_query_cache(char kind, std::string_view text);
 // The text of a kCachePolicy entry: "the cache policy of relid changed, reload the catalog".
 std::string cache_policy_text(std::uint32_t relid);
 

@@ -47,6 +47,12 @@ std::string cache_row_tag_prefix(std::uint32_t relid, std::string_view column) {
 
 std::string cache_policy_text(std::uint32_t relid) { return std::to_string(relid); }
 
+bool affects_query_cache(char kind, std::string_view text) {
+    if (kind == kCachePolicy || kind == kResync) return true;
+    if (kind != kTag) return false;
+    return text.starts_with("tbl:") || text.starts_with("row:") || text.starts_with("all:");
+}
+
 std::vector<std::string> encode_payloads(const std::vector<std::string_view>& lines, const PayloadParams& p,
                                          const std::function<std::uint64_t()>& next_seq) {
     // Worst case header: "pgc1 " + 4 x 20 digits + 3 spaces + LF; signature line "sig " + 64.

@@ -212,8 +212,21 @@ void set_published(uint64 epoch, uint64 pos) noexcept {
     if (failed) elog(LOG, "pgcohere: could not set pgcohere.published to %s", value);
 }
 
+// Whether the transaction publishes anything the query cache's entries depend on (its tags,
+// a policy change, a resync): only such a commit moves pgcohere.published, so a client's
+// read-your-writes wait is never for a purge of application keys the cache does not hold,
+// and the daemon stores its applied watermark only when a cache-relevant commit is purged.
+bool publishes_for_cache() noexcept {
+    bool found = false;
+    g_xact.entries.for_each([&](char kind, std::string_view text) {
+        if (core::affects_query_cache(kind, text)) found = true;
+    });
+    return found;
+}
+
 void commit() noexcept {
     uint64 epoch = 0, pos = 0;
+    bool for_cache = publishes_for_cache();
     if (g_xact.slot >= 0) {
         // Already committed: copying into the ring must never raise an error.
         ring_push(g_xact.slot, unix_us(GetCurrentTimestamp()), g_xact.record.data(), g_xact.record.size(),
@@ -232,7 +245,7 @@ void commit() noexcept {
     reset();
     // pos 0: nothing published, or no ring slot could take the record (then nothing can
     // promise when it is applied; the setting keeps its value).
-    if (pos > 0) set_published(epoch, pos);
+    if (pos > 0 && for_cache) set_published(epoch, pos);
 }
 
 extern "C" void xact_callback(XactEvent event, void*) {

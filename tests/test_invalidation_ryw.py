@@ -1,6 +1,7 @@
 """Read-your-writes, extension and invalidation side (docs/cache.md, "Read-your-writes"):
-a commit that published invalidations reports `pgcohere.published` = "<epoch> <pos>" to its
-session in a ParameterStatus (growing positions; a rollback or a read changes nothing), and
+a commit that published query-cache invalidations (a cache-enabled table's tags) reports `pgcohere.published` = "<epoch> <pos>" to its
+session in a ParameterStatus (growing positions; a rollback, a read or a commit of
+application keys only changes nothing), and
 the leading daemon's watermark in Redis, `<namespace>{<database>}:applied`, reaches that
 position once the purge is done. In preload mode (ring positions), a direct publish in a
 preloaded cluster (a marker in the ring), and direct mode (seqs; a cluster without preload)."""
@@ -33,6 +34,9 @@ def stream(request, pg, new_db, redis_srv, secret_file, workdir):
     with cluster.connect(dbname) as c:
         c.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
         c.execute("SELECT pgcohere.watch('items', ARRAY['item:{id}'])")
+        c.execute("SELECT pgcohere.cache_table('items')")  # its writes publish query-cache tags
+        c.execute("CREATE TABLE keyed (id int PRIMARY KEY)")
+        c.execute("SELECT pgcohere.watch('keyed', ARRAY['keyed:{id}'])")  # application keys only
     port, metrics_port = free_port(), free_port()
     d = InvDaemon(os.path.join(workdir, "ryw-daemon"),
                   daemon_config(port, cluster, [dbname], redis_srv.url, secret_file, metrics_port), port)
@@ -94,6 +98,12 @@ def test_each_commit_reports_a_growing_position_that_the_applied_watermark_reach
             c.execute("INSERT INTO items VALUES (100, 'rolled back')")
         c.execute("UPDATE items SET v = 'same' WHERE id = -1")  # no row changed
         assert published(c) == before
+
+        # Only application keys (no cache entry depends on them): purged, the value stays.
+        r.set("keyed:1", "cached")
+        c.execute("INSERT INTO keyed VALUES (1)")
+        assert published(c) == before
+        wait_until(lambda: r.exists("keyed:1") == 0, what="the application key purged")
 
         # A transaction block with several statements reports once, at its commit.
         with c.transaction():

@@ -149,3 +149,40 @@ TEST(AppliedWatermark, NeverMovesBackwards) {
   w.completed(w.observe(E - 1, 3, 500, false));  // an older epoch (a replay the tracker rejects)
   EXPECT_EQ(w.applied(), at(E, 100));
 }
+
+TEST(AppliedWatermark, IsWorthStoringOnlyWhenACacheRelevantCommitIsPastTheStoredValue) {
+  auto w = connected();
+  w.completed(w.observe(E, 1, 10, false, /*for_cache=*/false));
+  EXPECT_EQ(w.applied(), at(E, 10));
+  EXPECT_FALSE(w.worth_storing(std::nullopt));  // application keys only: no session waits for them
+  w.completed(w.observe(E, 2, 20, false, /*for_cache=*/true));
+  EXPECT_TRUE(w.worth_storing(std::nullopt));
+  EXPECT_TRUE(w.worth_storing(at(E, 10)));
+  EXPECT_FALSE(w.worth_storing(at(E, 20)));
+  w.completed(w.observe(E, 3, 30, false, /*for_cache=*/false));
+  EXPECT_FALSE(w.worth_storing(at(E, 20)));  // the key-only commit at 30 changes nothing cached
+}
+
+TEST(AppliedWatermark, ACacheRelevantChunkWithoutPosCountsAtTheNextPosOfItsBatch) {
+  auto w = connected();
+  auto first = w.observe(E, 1, std::nullopt, false, /*for_cache=*/true);  // a batch's first chunk: tags, no pos
+  auto last = w.observe(E, 2, 50, false, /*for_cache=*/false);            // its last chunk: keys and the pos
+  w.completed(first);
+  w.completed(last);
+  EXPECT_EQ(w.applied(), at(E, 50));
+  EXPECT_TRUE(w.worth_storing(at(E, 40)));
+  EXPECT_FALSE(w.worth_storing(at(E, 50)));
+}
+
+TEST(AppliedWatermark, IsWorthStoringEarlyWhileTheCacheRelevantCommitIsStillAhead) {
+  auto w = connected();
+  auto keys = w.observe(E, 1, 10, false, /*for_cache=*/false);
+  auto tags = w.observe(E, 2, 20, false, /*for_cache=*/true);
+  w.completed(keys);
+  // 10 covers no cache-relevant commit, but 20 lies past what Redis holds: storing 10 is
+  // harmless, and 20 is stored once its purge completes.
+  EXPECT_TRUE(w.worth_storing(std::nullopt));
+  w.completed(tags);
+  EXPECT_TRUE(w.worth_storing(at(E, 10)));
+  EXPECT_FALSE(w.worth_storing(at(E, 20)));
+}

@@ -216,6 +216,17 @@ TEST(CacheTags, RowTagValuesTravelEscapedOnOneLine) {
     EXPECT_EQ(entry_line(kTag, cache_row_tag_prefix(7, "name") + "a\nb\\c"), "t row:7:name=a\\nb\\\\c");
 }
 
+TEST(CacheTags, OnlyTheQueryCachesEntriesMovePublished) {
+    EXPECT_TRUE(affects_query_cache(kTag, cache_tbl_tag(1)));
+    EXPECT_TRUE(affects_query_cache(kTag, cache_all_tag(1)));
+    EXPECT_TRUE(affects_query_cache(kTag, cache_row_tag_prefix(1, "id") + "7"));
+    EXPECT_TRUE(affects_query_cache(kCachePolicy, cache_policy_text(1)));
+    EXPECT_TRUE(affects_query_cache(kResync, "ring-overflow"));
+    EXPECT_FALSE(affects_query_cache(kTag, "table:public.messages"));  // a watched table's own tag
+    EXPECT_FALSE(affects_query_cache(kKey, "tbl:1"));
+    EXPECT_FALSE(affects_query_cache(kPattern, "row:*"));
+}
+
 TEST(KeySet, SavepointRollbackDropsExactlyItsEntries) {
     KeySet s;
     EXPECT_TRUE(s.add(1, kKey, "a"));

@@ -14,8 +14,15 @@ void AppliedWatermark::new_session() {
   late_.clear();
 }
 
+namespace {
+bool before(const AppliedWatermark::Applied& a, const AppliedWatermark::Applied& b) {
+  return a.epoch < b.epoch || (a.epoch == b.epoch && a.pos < b.pos);
+}
+}  // namespace
+
 AppliedWatermark::Ticket AppliedWatermark::observe(std::uint64_t epoch, std::uint64_t seq,
-                                                   std::optional<std::uint64_t> pos, bool needs_resync) {
+                                                   std::optional<std::uint64_t> pos, bool needs_resync,
+                                                   bool for_cache) {
   if (epoch_ && epoch < *epoch_) return Ticket{epoch, seq, 0};  // the tracker calls it a replay anyway
   if (!epoch_ || epoch > *epoch_) {
     // Entries of the old epoch need no tracking any more: the new epoch's first
@@ -28,6 +35,13 @@ AppliedWatermark::Ticket AppliedWatermark::observe(std::uint64_t epoch, std::uin
     highest_pos_.reset();
     pending_.clear();
     late_.clear();
+    cache_pos_.reset();
+    cache_pending_ = false;
+  }
+  if (for_cache) cache_pending_ = true;
+  if (pos && cache_pending_) {
+    cache_pos_ = std::max(cache_pos_.value_or(0), *pos);
+    cache_pending_ = false;
   }
   if (!have_base_) {
     // Seqs below the first one of a session or epoch were either received in an earlier
@@ -90,6 +104,11 @@ void AppliedWatermark::resync_completed(ResyncToken token) {
     if (c.pos) prefix_pos_ = std::max(prefix_pos_.value_or(0), *c.pos);
   }
   advance();
+}
+
+bool AppliedWatermark::worth_storing(const std::optional<Applied>& stored) const {
+  if (!applied_ || (stored && !before(*stored, *applied_))) return false;
+  return epoch_ && cache_pos_ && (!stored || before(*stored, Applied{*epoch_, *cache_pos_}));
 }
 
 bool AppliedWatermark::frozen() const { return !resyncs_.empty() || !late_.empty(); }

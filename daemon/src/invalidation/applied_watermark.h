@@ -34,7 +34,10 @@ class AppliedWatermark {
   // header's pos field (absent from older extensions: it then moves nothing by itself).
   // `needs_resync`: its commits are covered only by a resync started after it (it carries
   // an 'r' entry, or opened a new epoch): its own purge does not count.
-  Ticket observe(std::uint64_t epoch, std::uint64_t seq, std::optional<std::uint64_t> pos, bool needs_resync);
+  // `for_cache`: it carries something the query cache depends on (a tag, a policy change, a
+  // resync); the extension moves a session's pgcohere.published only for such commits.
+  Ticket observe(std::uint64_t epoch, std::uint64_t seq, std::optional<std::uint64_t> pos, bool needs_resync,
+                 bool for_cache = true);
   // The purge of that notification is complete.
   void completed(const Ticket& ticket);
   // A resync's purge is about to be submitted: it covers every notification accepted so
@@ -48,6 +51,10 @@ class AppliedWatermark {
   // Every commit of this epoch with a position <= pos is purged, and so is every commit
   // of an earlier epoch. Empty until something is known. Never moves backwards.
   std::optional<Applied> applied() const { return applied_; }
+  // Whether storing applied() over `stored` (what Redis holds) would tell a session anything
+  // new: only if some cache-relevant commit is still past `stored`. Purges of application
+  // keys alone then cost no write.
+  bool worth_storing(const std::optional<Applied>& stored) const;
 
   // For tests and metrics.
   std::size_t pending() const { return pending_.size() + late_.size(); }
@@ -82,6 +89,10 @@ class AppliedWatermark {
   std::map<std::uint64_t, Cover> resyncs_;  // started, not completed, by token id
   std::uint64_t next_token_ = 1;
   std::optional<Applied> applied_;
+  // The highest position (of epoch_) that covers a cache-relevant commit; a chunk of a batch
+  // carries no pos but the batch's last chunk does (cache_pending_ until then).
+  std::optional<std::uint64_t> cache_pos_;
+  bool cache_pending_ = false;
 };
 
 }  // namespace pgcohere::invalidation

@@ -302,11 +302,15 @@ void DatabaseConsumer::handle(const Notification& n) {
   PurgeJob job;
   bool policy_changed = false;
   bool asks_resync = false;
+  bool for_cache = false;  // see AppliedWatermark::observe
   for (const auto& e : p.entries) {
     switch (e.kind) {
       case EntryKind::key: job.keys.push_back(e.text); break;
       case EntryKind::pattern: job.patterns.push_back(e.text); break;
-      case EntryKind::tag: job.tags.push_back(cache::scope_tag(name_, e.text)); break;
+      case EntryKind::tag:
+        job.tags.push_back(cache::scope_tag(name_, e.text));
+        for_cache = for_cache || cache::is_query_cache_tag(e.text);
+        break;
       case EntryKind::resync:
         PGC_LOG_WARN << "invalidation [" << name_ << "]: the extension asks for a resync: " << e.text;
         request_resync("message");
@@ -325,7 +329,8 @@ void DatabaseConsumer::handle(const Notification& n) {
   // Its commits are purged when its job is done, unless it says some were lost (or opens
   // an epoch whose predecessor may have lost some): then only the resync requested above.
   auto ticket = watermark_.observe(p.epoch, p.seq, p.pos,
-                                   asks_resync || verdict == SequenceTracker::Verdict::apply_and_resync);
+                                   asks_resync || verdict == SequenceTracker::Verdict::apply_and_resync,
+                                   for_cache || policy_changed || asks_resync);
   submit(std::move(job), p.commit_us, [this, ticket, weak = weak_from_this()] {
     auto self = weak.lock();
     if (!self) return;
@@ -339,9 +344,9 @@ void DatabaseConsumer::publish_applied(bool force) {
   // (the script never moves the value back).
   auto value = watermark_.applied();
   if (!settings_.applied_backend || !leader_ || !value) return;
-  if (!force && applied_written_ == value) return;
+  if (!force && !watermark_.worth_storing(applied_written_)) return;
   if (applied_writing_) {
-    applied_again_ = applied_again_ || force || applied_written_ != value;
+    applied_again_ = applied_again_ || force || watermark_.worth_storing(applied_written_);
     return;
   }
   applied_writing_ = true;
