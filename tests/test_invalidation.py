@@ -130,16 +130,20 @@ def test_signed_payload_purges_keys_patterns_and_tags(pg, new_db, redis_srv, sec
     r.set(p + "msg:history:4*:0", "keep")  # a pattern is not widened by its own data
     # A query-cache tag: the entries its set lists (docs/cache.md, "Redis layout") go.
     e1, e2, tagset = (f"pgcohere:{{{new_db}}}:e:1", f"pgcohere:{{{new_db}}}:e:2",
-                      f"pgcohere:{{{new_db}}}:s:table:public.t")
+                      f"pgcohere:{{{new_db}}}:s:tbl:16384")
     r.sadd(tagset, e1, e2)
     r.set(e1, "x")
     r.set(e2, "x")
+    # A watched table's own tag names no cache entry: the daemon does nothing for it.
+    unused = f"pgcohere:{{{new_db}}}:s:table:public.t"
+    r.sadd(unused, "kept")
     Stream(pg, new_db, secret).send([("k", p + "user:1"), ("k", p + "weird\nkey\\"),
-                                         ("p", p + "msg:history:42:*"), ("t", "table:public.t")])
+                                         ("p", p + "msg:history:42:*"), ("t", "tbl:16384"), ("t", "table:public.t")])
     wait_until(lambda: gone(r, p + "user:1", p + "weird\nkey\\", p + "msg:history:42:0", p + "msg:history:42:1",
                             p + "msg:history:42:2", e1, e2, tagset), what="keys purged")
     assert r.get(p + "msg:history:43:0") == b"keep"
     assert r.get(p + "msg:history:4*:0") == b"keep"
+    assert r.smembers(unused) == {b"kept"}
     wait_until(lambda: d.metric("pgcohere_invalidations_applied_total", database=new_db) == 1, what="applied=1")
     assert d.metric("pgcohere_invalidation_latency_ms_count") >= 1
 

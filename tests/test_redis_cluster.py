@@ -38,11 +38,11 @@ def test_keys_patterns_and_tags_across_primaries(pg, new_db, secret, cluster, cl
     assert len(owners) == 3  # the work really spans every primary
     # A query-cache tag: its set and entries share the database's slot ({<database>}).
     e1, e2 = f"pgcohere:{{{new_db}}}:e:1", f"pgcohere:{{{new_db}}}:e:2"
-    rc.sadd(f"pgcohere:{{{new_db}}}:s:table:public.c", e1, e2)
+    rc.sadd(f"pgcohere:{{{new_db}}}:s:tbl:16384", e1, e2)
     rc.set(e1, "x")
     rc.set(e2, "x")
     Stream(pg, new_db, secret).send([("k", k) for k in keys] + [("p", f"{new_db}:msg:history:42:*"),
-                                                                     ("t", "table:public.c")])
+                                                                     ("t", "tbl:16384")])
     wait_until(lambda: all(rc.exists(k) == 0 for k in keys + msgs + [e1, e2]),
                what="keys, pattern and tag purged on every primary")
     assert rc.get(f"{new_db}:msg:history:43:0") == b"keep"

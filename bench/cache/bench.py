@@ -28,8 +28,8 @@ from harness.servers import RedisServer, make_secret_file, temp_dir  # noqa: E40
 
 import hit_cost  # noqa: E402
 import report  # noqa: E402
-from schema import POLICIES, SCHEMA, SEED  # noqa: E402
-from workload import Load, Options  # noqa: E402
+from schema import POLICIES, SCHEMA, SEED, conversation_sizes  # noqa: E402
+from workload import CONVERSATION_SEED, Load, Options, Zipf  # noqa: E402
 
 TARGETS = ("cache-on", "cache-off", "pgbouncer", "direct")
 DB_CALLS = ("SELECT (SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s JOIN pg_database d "
@@ -59,7 +59,11 @@ class Setup:
         with self.pg.connect("chat") as c:
             c.execute("CREATE EXTENSION pgcohere")
             c.execute(SCHEMA)
-            c.execute(SEED % {"users": opts.users, "conversations": opts.conversations})
+            ranked = Zipf(opts.conversations, opts.zipf, CONVERSATION_SEED).ids
+            seed = {"users": opts.users, "sizes": conversation_sizes(ranked, opts.top_messages)}
+            for statement in SEED:
+                c.execute(statement, seed)
+            c.execute("VACUUM ANALYZE")  # visibility map set: counts are index-only scans for every target
             c.execute(POLICIES)
         subprocess.run(["pgbench", "-i", "-s", "10", "-q", "-h", "127.0.0.1", "-p", str(self.pg.port), "-U",
                         "postgres", "chat"], check=True, capture_output=True)
@@ -282,6 +286,8 @@ def main():
                     help="share of a burst's extra traffic that posts to the hot conversation (< 0: --writes)")
     ap.add_argument("--conversations", type=int, default=defaults.conversations)
     ap.add_argument("--users", type=int, default=defaults.users)
+    ap.add_argument("--top-messages", type=int, default=defaults.top_messages,
+                    help="messages of the most-read conversation (rank k: this / k more than 5-64); 0: flat sizes")
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--pgbench-clients", type=int, default=50)
     ap.add_argument("--pgbench-duration", type=int, default=15)

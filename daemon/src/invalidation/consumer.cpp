@@ -308,8 +308,11 @@ void DatabaseConsumer::handle(const Notification& n) {
       case EntryKind::key: job.keys.push_back(e.text); break;
       case EntryKind::pattern: job.patterns.push_back(e.text); break;
       case EntryKind::tag:
+        // A watched table's own `table:<schema>.<table>` tag names no entry: the cache tags
+        // its entries by OID (tbl:/row:/all:, docs/cache.md), so there is nothing to purge.
+        if (!cache::is_query_cache_tag(e.text)) break;
         job.tags.push_back(cache::scope_tag(name_, e.text));
-        for_cache = for_cache || cache::is_query_cache_tag(e.text);
+        for_cache = true;
         break;
       case EntryKind::resync:
         PGC_LOG_WARN << "invalidation [" << name_ << "]: the extension asks for a resync: " << e.text;
