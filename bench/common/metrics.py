@@ -10,7 +10,7 @@ def scrape(port):
 
 def histogram(text, name="pgcohere_invalidation_latency_ms"):
     buckets = []
-    for m in re.finditer(rf'^{name}_bucket\{{le="([^"]+)"\}} (\S+)$', text, re.M):
+    for m in re.finditer(rf'^{name}_bucket\{{(?:[^}}]*,)?le="([^"]+)"\}} (\S+)$', text, re.M):
         le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
         buckets.append((le, float(m.group(2))))
     return sorted(buckets)

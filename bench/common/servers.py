@@ -161,13 +161,13 @@ def start_ours(base, name, port, pg_port, processes=1, extra=None, dbname="postg
     return procs[0] if processes == 1 else ProcGroup(procs)
 
 
-def start_pgbouncer(base, port, pg_port, dbname="postgres"):
-    """Debian's PgBouncer with SHARED (what 1.18 knows of it), trust auth, as postgres."""
+def start_pgbouncer(base, port, pg_port, dbname="postgres", extra=None):
+    """Debian's PgBouncer with SHARED (+ extra; what 1.18 knows of it), trust auth, as postgres."""
     userlist = os.path.join(base, "userlist.txt")
     with open(userlist, "w") as f:
         f.write('"postgres" ""\n')
     ini = os.path.join(base, "pgbouncer.ini")
-    write_ini(ini, "pgbouncer", port, pg_port, {"unix_socket_dir": ""}, auth_file=userlist, dbname=dbname)
+    write_ini(ini, "pgbouncer", port, pg_port, dict(extra or {}, unix_socket_dir=""), auth_file=userlist, dbname=dbname)
     with open(ini) as f:  # 1.18 does not know max_prepared_statements
         text = f.read().replace("max_prepared_statements = 0\n", "")
     with open(ini, "w") as f:
