@@ -14,6 +14,7 @@ from common.wire import Connection, columns
 from schema import COUNT, EDIT_PROFILE, HISTORY, METADATA, PAGE, POST, PROFILE
 
 CONVERSATION_SEED = 1  # the rank-to-id shuffle of conversations, shared with the seed data
+PARTICIPANTS = 20  # members of a conversation whose profiles its readers open
 STALE_INFO_MS = 100  # cross-client: a read this much older than the newest commit is counted
 
 
@@ -213,9 +214,16 @@ class Load:
         elif x < w + (1 - w) * 0.8:
             await self.read(conn, ("c", conv), METADATA, (conv,), 3)
         else:
-            user = self.users.draw(rng)
+            # The burst's readers open the profiles of the hot conversation's participants;
+            # other profile views follow the users' own popularity.
+            user = self.participant(conv, rng) if conv == hot else self.users.draw(rng)
             await self.read(conn, ("u", user), PROFILE, (user,), 3)
         return factor
+
+    def participant(self, conv, rng):
+        """One of the conversation's PARTICIPANTS most active members (the seed's authors of
+        its messages are the users after conv * 7)."""
+        return 1 + (conv * 7 + rng.randint(1, PARTICIPANTS)) % self.opts.users
 
     async def timed(self, conn, sql, params):
         t0 = self.loop.time()
