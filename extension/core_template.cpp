@@ -1,9 +1,7 @@
-// Key templates: parsing, glob escaping, rendering from column values.
+// Key templates: parsing, rendering from column values (glob escaping: contract/glob.h).
 #include "core.hpp"
 
 namespace pgcohere::core {
-
-bool is_glob_meta(char c) { return c == '*' || c == '?' || c == '[' || c == ']' || c == '\\'; }
 
 Template parse_template(std::string_view source) {
     Template t;
@@ -37,16 +35,6 @@ Template parse_template(std::string_view source) {
     return t;
 }
 
-std::string glob_escape(std::string_view value) {
-    std::string out;
-    out.reserve(value.size() + 4);
-    for (char c : value) {
-        if (is_glob_meta(c)) out.push_back('\\');
-        out.push_back(c);
-    }
-    return out;
-}
-
 Rendered render(const Template& t, const std::vector<const char*>& values) {
     bool pattern = t.pattern;
     for (const char* v : values)
@@ -69,43 +57,6 @@ Rendered render(const Template& t, const std::vector<const char*>& values) {
             r.text += v;
     }
     return r;
-}
-
-std::string line_escape(std::string_view text) {
-    std::string out;
-    out.reserve(text.size() + 2);
-    for (char c : text) {
-        switch (c) {
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            default:
-                out.push_back(c);
-        }
-    }
-    return out;
-}
-
-std::string entry_line(char kind, std::string_view text) {
-    std::string line;
-    line.reserve(text.size() + 2);
-    line.push_back(kind);
-    line.push_back(' ');
-    line += line_escape(text);
-    return line;
-}
-
-std::string rstrip(std::string s) {
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r' ||
-                          s.back() == '\v' || s.back() == '\f'))
-        s.pop_back();
-    return s;
 }
 
 }  // namespace pgcohere::core

@@ -313,7 +313,7 @@ std::string read_secret() {
                             "The file must be readable by the PostgreSQL server user.");
     std::stringstream buf;
     buf << in.rdbuf();
-    return core::rstrip(buf.str());
+    return core::trim_secret(buf.str());
 }
 
 void register_xact_callbacks() {

@@ -106,6 +106,9 @@ class Relay:
       entry or peer vanished;
     - hold_cancels(): a CancelRequest is delivered, but the pooler's cancel connection is
       kept open after PostgreSQL closed its side, until release_cancels();
+    - delay_cancel_requests(): a CancelRequest waits in the relay, before PostgreSQL sees
+      it, until release_cancel_requests() (a cancel that arrives late, after its query ended);
+      cancel_requests counts the ones that reached the relay;
     - hold_replies(text): what PostgreSQL sends on the connections that sent or next send
       `text` waits in the relay until release_replies() (a query that has run, whose answer
       the pooler has not seen yet; or the notifications of the LISTEN connection);
@@ -123,6 +126,9 @@ class Relay:
         self.released = threading.Event()
         self.replies = threading.Event()
         self.replies.set()
+        self.requests = threading.Event()
+        self.requests.set()
+        self.cancel_requests = 0
         self.hold_text = None
         self.sent_log = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -149,6 +155,9 @@ class Relay:
                     break
                 if first and data.startswith(self.CANCEL):
                     pair["cancel"] = True
+                    with self.lock:
+                        self.cancel_requests += 1
+                    self.requests.wait(60)
                 first = False
                 if from_pooler:
                     with self.lock:
@@ -181,6 +190,12 @@ class Relay:
 
     def release_cancels(self):
         self.released.set()
+
+    def delay_cancel_requests(self):
+        self.requests.clear()
+
+    def release_cancel_requests(self):
+        self.requests.set()
 
     def hold_replies(self, text):
         """Holds what PostgreSQL sends on every connection that has sent, or will send, `text`."""

@@ -1,17 +1,17 @@
 """Every repository path that docs/*.md or a code comment names exists (a renamed or
 deleted file leaves no stale pointer behind). Paths are taken relative to the repository,
-daemon/src/, daemon/, extension/ or tests/; `{a,b}` alternatives are expanded."""
+daemon/src/, daemon/, extension/, common/ or tests/; `{a,b}` alternatives are expanded."""
 import glob
 import itertools
 import os
 import re
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-BASES = ["", "daemon/src", "daemon", "extension", "tests", "docs"]
+BASES = ["", "daemon/src", "daemon", "extension", "common", "tests", "docs"]
 SEGMENT = r"(?:[\w.*-]|\{[\w.,*-]+\})+"
 PATH = re.compile(rf"(?<![\w./-])({SEGMENT}(?:/{SEGMENT})+/?)")
-TOP = ("daemon/", "extension/", "tests/", "docs/", "bench/", "packaging/", "scripts/", "sql/", "expected/",
-       "isolation/", "control/")
+TOP = ("daemon/", "extension/", "common/", "tests/", "docs/", "bench/", "packaging/", "scripts/", "sql/",
+       "expected/", "isolation/", "control/")
 FILE = re.compile(r"\.(h|hpp|cpp|md|py|sql|sh|spec|ini|service|control|out|js)$")
 
 
@@ -39,7 +39,8 @@ def exists(p):
 def sources():
     for f in glob.glob(os.path.join(REPO, "docs", "*.md")):
         yield f, open(f).read()
-    for pattern in ("daemon/src/**/*.[ch]*", "daemon/tests/*.cpp", "extension/*.[ch]*", "tests/*.py"):
+    for pattern in ("daemon/src/**/*.[ch]*", "daemon/tests/*.cpp", "extension/*.[ch]*", "common/**/*.[ch]*",
+                    "tests/*.py"):
         for f in glob.glob(os.path.join(REPO, pattern), recursive=True):
             # Comments only: // ... in C++, # ... in Python.
             marker = "#" if f.endswith(".py") else "//"

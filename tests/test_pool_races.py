@@ -1,15 +1,18 @@
 """Races between the pooler's own writers and between a client's cancel and the next
 user of its server connection: a timeout's error must not land inside a forwarded
 answer, and a late cancel must never hit another client's query."""
+import os
+import re
 import socket
 import struct
 import threading
+import time
 
 import psycopg
 import pytest
 from psycopg import errors
 
-from harness.servers import wait_until
+from harness.servers import REPO, wait_until
 from pool_helpers import (Relay, connect, dsn, error_fields, message, pooler_via, read_messages, start_pooler,
                           startup_packet)
 
@@ -262,3 +265,117 @@ def test_cancel_connection_that_never_closes_retires_the_server(daemon_factory, 
         # b waits while the cancel is unresolved, then gets a fresh connection
         assert b.execute("select pg_backend_pid()").fetchone()[0] != pid
         assert a.execute("select 1").fetchone()[0] == 1
+
+
+def _run_in_thread(c, sql):
+    """Runs sql on c in a thread; returns (thread, result) where result gets 'ok' or the error."""
+    result = {}
+
+    def run():
+        try:
+            c.execute(sql)
+            result["outcome"] = "ok"
+        except errors.QueryCanceled as e:
+            result["outcome"] = f"cancelled: {e}"
+
+    th = threading.Thread(target=run)
+    th.start()
+    return th, result
+
+
+def _running(pg, db, marker):
+    with pg.connect(db) as direct:
+        return direct.execute("select count(*) from pg_stat_activity where query like %s"
+                              " and pid <> pg_backend_pid()", (f"%{marker}%",)).fetchone()[0] == 1
+
+
+def test_cancel_that_reaches_postgresql_after_its_query_ended_spares_the_next_client(
+        daemon_factory, new_db, pg, relay):
+    """The race, forced: a's cancel is forwarded while its query runs, but the relay holds
+    the CancelRequest until that query has ended on its own and b is waiting for the only
+    server connection. The connection is not handed to b while the cancel is in flight
+    (being_canceled); when PostgreSQL finally gets the cancel, the backend is idle and
+    ignores it, and only then does b's query run: b is never cancelled."""
+    d = pooler_via(daemon_factory, new_db, relay.port, pg.port, default_pool_size=1)
+    relay.delay_cancel_requests()
+    with connect(d, new_db) as a, connect(d, new_db) as b:
+        a_thread, a_result = _run_in_thread(a, "select pg_sleep(1) /* a-query */")
+        wait_until(lambda: _running(pg, new_db, "a-query"), timeout=10, what="a's query to run")
+        a.cancel()  # forwarded (a holds the connection), held in the relay
+        wait_until(lambda: relay.cancel_requests == 1, timeout=10, what="the cancel to reach the relay")
+        a_thread.join(20)
+        assert a_result == {"outcome": "ok"}, a_result  # the cancel came too late for a
+        states = _server_states(d)
+
+        b_thread, b_result = _run_in_thread(b, "select pg_sleep(1.5) /* b-query */")
+        time.sleep(0.5)
+        b_ran_early = _running(pg, new_db, "b-query")
+        relay.release_cancel_requests()  # PostgreSQL signals the backend a's query ran on
+        b_thread.join(20)
+        assert b_result == {"outcome": "ok"}, b_result  # b's query was not cancelled
+        # because b waited for the connection until the cancel was done
+        assert states == ["being_canceled"] and not b_ran_early, (states, b_ran_early)
+        assert _server_states(d) == ["idle"]
+        assert b.execute("select 1").fetchone()[0] == 1
+
+
+def test_cancel_key_of_a_client_without_a_server_connection_cancels_nothing(daemon_factory, new_db, pg):
+    """a's transaction is over; b now runs on the only server connection a used. A cancel
+    with a's key (late, or forged from a's key) is dropped: it never reaches b's query."""
+    d = start_pooler(daemon_factory, new_db, default_pool_size=1)
+    with connect(d, new_db) as a, connect(d, new_db) as b:
+        a_pid = a.execute("select pg_backend_pid()").fetchone()[0]
+        b.execute("begin")
+        assert b.execute("select pg_backend_pid()").fetchone()[0] == a_pid  # the same connection
+        b_thread, b_result = _run_in_thread(b, "select pg_sleep(1.5) /* b-only */")
+        wait_until(lambda: _running(pg, new_db, "b-only"), timeout=10, what="b's query to run")
+        a.cancel()
+        b_thread.join(20)
+        assert b_result == {"outcome": "ok"}, b_result
+        b.execute("commit")
+
+
+def _function_at(text, pos):
+    """Name of the ClientConn member function whose definition encloses `pos` (None: a
+    function of another class)."""
+    defs = list(re.finditer(r"^\S[^\n;]*?\b(\w+)::(\w+)\([^;{]*\{?$", text[:pos], re.M))
+    if not defs or defs[-1].group(1) != "ClientConn":
+        return None
+    return defs[-1].group(2)
+
+
+def test_every_write_to_a_client_socket_holds_its_write_gate():
+    """Two writers on one client socket interleave their bytes (net/write_gate.h). The
+    socket is private to ClientConn, and within it only the three gated writers write it:
+    write_gated() and forward() take the gate around their write, write_last_error() runs
+    only once fail() holds the gate. Any other write (the login, the console, a new path)
+    fails this test."""
+    src = os.path.join(REPO, "daemon", "src", "pooler")
+    with open(os.path.join(src, "client_conn.h")) as f:
+        header = f.read()
+    assert not re.search(r"\bsocket\(\)\s*\{", header), "ClientConn exposes its socket"
+    allowed = {"write_gated", "forward", "write_last_error"}
+    writes = 0
+    for name in sorted(os.listdir(src)):
+        if not name.endswith(".cpp"):
+            continue
+        with open(os.path.join(src, name)) as f:
+            text = f.read()
+        for m in re.finditer(r"(async_write|async_write_some|write_some|async_send|\.send)\(\s*socket_\b", text):
+            fn = _function_at(text, m.start())
+            if fn is None:
+                continue  # another class's socket_ (ServerConn's)
+            writes += 1
+            assert fn in allowed, f"{name}: ClientConn::{fn} writes the client socket outside its write gate"
+    assert writes == 3, writes
+    with open(os.path.join(src, "client_conn.cpp")) as f:
+        text = f.read()
+    for fn in ("write_gated", "forward"):
+        body = text[text.index(f"ClientConn::{fn}("):]
+        body = body[:body.index("\n}\n")]
+        enter, write, leave = body.index("write_gate_.try_enter()"), body.index("async_write("), body.index(
+            "write_gate_.leave()")
+        assert enter < write < leave, fn
+    for m in re.finditer(r"write_last_error\(why\)", text):
+        before = text[max(0, m.start() - 200):m.start()]
+        assert "write_gate_.try_enter()" in before or "write_gate_.async_enter(" in before

@@ -5,9 +5,9 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "invalidation/notify_payload.h"
+#include "contract/payload.h"
 
-using namespace pgcohere::invalidation;
+using namespace pgcohere::contract;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);

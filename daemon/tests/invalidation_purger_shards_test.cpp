@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "redis/glob.h"
+#include "contract/glob.h"
 
 using namespace pgcohere;
 using redis::Reply;
@@ -75,7 +75,7 @@ class ScriptedCluster : public redis::Backend {
     Reply page;
     page.type = Reply::Type::array;
     std::vector<Reply> found;
-    if (pos < held.size() && !unlinked.count(held[pos]) && redis::glob_match(argv.at(3), held[pos])) {
+    if (pos < held.size() && !unlinked.count(held[pos]) && contract::glob_match(argv.at(3), held[pos])) {
       Reply k;
       k.type = Reply::Type::string;
       k.str = held[pos];

@@ -9,8 +9,8 @@
 #include <set>
 
 #include "cache/redis_layout.h"
-#include "invalidation/notify_payload.h"
-#include "redis/glob.h"
+#include "contract/glob.h"
+#include "contract/payload.h"
 #include "util/log.h"
 
 namespace pgcohere::invalidation {
@@ -248,7 +248,7 @@ awaitable<bool> DatabaseConsumer::resync(std::string reason) {
     }
     settings_.on_key_families(name_, list);
   }
-  job.patterns.push_back(redis::glob_escape(settings_.cache_namespace) + "*");
+  job.patterns.push_back(contract::glob_escape(settings_.cache_namespace) + "*");
   job.patterns.insert(job.patterns.end(), settings_.resync_patterns.begin(), settings_.resync_patterns.end());
   tracker_.resynced();
   // Covers every notification handled so far (none is handled before submit() below).
@@ -274,13 +274,13 @@ awaitable<bool> DatabaseConsumer::resync(std::string reason) {
 void DatabaseConsumer::handle(const Notification& n) {
   if (n.channel != settings_.channel) return;
   received_.inc();
-  auto decoded = decode_payload(n.payload, dbname_, settings_.secret);
+  auto decoded = contract::decode_payload(n.payload, dbname_, settings_.secret);
   if (!decoded.ok()) {
-    bool forged = decoded.error == PayloadError::signature_mismatch ||
-                  decoded.error == PayloadError::bad_signature_line;
+    bool forged = decoded.error == contract::PayloadError::signature_mismatch ||
+                  decoded.error == contract::PayloadError::bad_signature_line;
     (forged ? forged_ : malformed_).inc();
     PGC_LOG_WARN << "invalidation [" << name_ << "]: ignored a notification from backend " << n.sender_pid
-                 << ": " << to_string(decoded.error)
+                 << ": " << contract::to_string(decoded.error)
                  << (decoded.detail.empty() ? "" : " (" + decoded.detail + ")");
     return;
   }
@@ -305,23 +305,23 @@ void DatabaseConsumer::handle(const Notification& n) {
   bool for_cache = false;  // see AppliedWatermark::observe
   for (const auto& e : p.entries) {
     switch (e.kind) {
-      case EntryKind::key: job.keys.push_back(e.text); break;
-      case EntryKind::pattern: job.patterns.push_back(e.text); break;
-      case EntryKind::tag:
+      case contract::EntryKind::key: job.keys.push_back(e.text); break;
+      case contract::EntryKind::pattern: job.patterns.push_back(e.text); break;
+      case contract::EntryKind::tag:
         // A watched table's own `table:<schema>.<table>` tag names no entry: the cache tags
         // its entries by OID (tbl:/row:/all:, docs/cache.md), so there is nothing to purge.
         if (!cache::is_query_cache_tag(e.text)) break;
         job.tags.push_back(cache::scope_tag(name_, e.text));
         for_cache = true;
         break;
-      case EntryKind::resync:
+      case contract::EntryKind::resync:
         PGC_LOG_WARN << "invalidation [" << name_ << "]: the extension asks for a resync: " << e.text;
         request_resync("message");
         asks_resync = true;
         break;
-      case EntryKind::cache_policy:
+      case contract::EntryKind::cache_policy:
         policy_changed = true;
-        if (auto relid = parse_relid(e.text); relid && settings_.on_cache_policy_change)
+        if (auto relid = contract::parse_relid(e.text); relid && settings_.on_cache_policy_change)
           settings_.on_cache_policy_change(name_, *relid);
         break;
     }

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "invalidation/notify_payload.h"
+#include "contract/payload.h"
 #include "util/log.h"
 
 namespace pgcohere::invalidation {
@@ -195,10 +195,10 @@ void Journal::reclaim() {
 }
 
 std::string Journal::encode(const std::string& database, const PurgeJob& job) {
-  std::string out = escape_text(database) + "\n";
-  for (const auto& k : job.keys) out += "k " + escape_text(k) + "\n";
-  for (const auto& p : job.patterns) out += "p " + escape_text(p) + "\n";
-  for (const auto& t : job.tags) out += "t " + escape_text(t) + "\n";
+  std::string out = contract::escape_text(database) + "\n";
+  for (const auto& k : job.keys) out += "k " + contract::escape_text(k) + "\n";
+  for (const auto& p : job.patterns) out += "p " + contract::escape_text(p) + "\n";
+  for (const auto& t : job.tags) out += "t " + contract::escape_text(t) + "\n";
   return out;
 }
 
@@ -212,14 +212,14 @@ std::optional<JournalRecord> Journal::decode(std::string_view bytes) {
     std::string_view line = bytes.substr(pos, lf - pos);
     pos = lf + 1;
     if (first) {
-      auto db = unescape_text(line);
+      auto db = contract::unescape_text(line);
       if (!db) return std::nullopt;
       rec.database = std::move(*db);
       first = false;
       continue;
     }
     if (line.size() < 2 || line[1] != ' ') return std::nullopt;
-    auto text = unescape_text(line.substr(2));
+    auto text = contract::unescape_text(line.substr(2));
     if (!text) return std::nullopt;
     switch (line[0]) {
       case 'k': rec.job.keys.push_back(std::move(*text)); break;

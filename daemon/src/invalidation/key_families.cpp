@@ -1,7 +1,7 @@
 // Template shapes and the index prefixes of keys and patterns (see key_families.h).
 #include "invalidation/key_families.h"
 
-#include "redis/glob.h"
+#include "contract/glob.h"
 
 namespace pgcohere::invalidation {
 
@@ -45,7 +45,7 @@ std::optional<std::string> KeyFamilies::shape_of(std::string_view t) {
   // A shape that starts with a placeholder would put nearly every key in some set.
   if (segments.empty() || segments.front().placeholder) return std::nullopt;
   std::string out;
-  for (const auto& s : segments) out += s.placeholder ? std::string("*") : redis::glob_escape(s.text);
+  for (const auto& s : segments) out += s.placeholder ? std::string("*") : contract::glob_escape(s.text);
   return out;
 }
 
@@ -61,12 +61,12 @@ bool KeyFamilies::assign(const std::vector<std::string>& templates) {
   for (const auto& glob : shapes_) {
     Shape s;
     s.glob = glob;
-    s.head = redis::literal_prefix(glob);
-    s.literal = redis::is_literal(glob);
+    s.head = contract::literal_prefix(glob);
+    s.literal = contract::is_literal(glob);
     if (!s.literal) {
       // The literal text after the last '*' (shapes end with literal text, escaped).
       std::size_t star = glob.rfind('*');
-      s.tail = redis::literal_prefix(std::string_view(glob).substr(star + 1));
+      s.tail = contract::literal_prefix(std::string_view(glob).substr(star + 1));
     }
     parsed_.push_back(std::move(s));
   }
@@ -79,7 +79,7 @@ std::optional<std::string> KeyFamilies::shortest(const Shape& s, std::string_vie
   for (std::size_t pos = text.find(s.tail, s.head.size()); pos != std::string_view::npos;
        pos = text.find(s.tail, pos + 1)) {
     std::string_view candidate = text.substr(0, pos + s.tail.size());
-    if (redis::glob_match(s.glob, candidate)) return std::string(candidate);
+    if (contract::glob_match(s.glob, candidate)) return std::string(candidate);
   }
   return std::nullopt;
 }
@@ -97,8 +97,8 @@ std::vector<std::string> KeyFamilies::prefixes_of(std::string_view key) const {
 }
 
 std::optional<std::string> KeyFamilies::prefix_for(std::string_view pattern) const {
-  if (redis::is_literal(pattern)) return std::nullopt;  // an exact key, not a pattern
-  std::string literal = redis::literal_prefix(pattern);
+  if (contract::is_literal(pattern)) return std::nullopt;  // an exact key, not a pattern
+  std::string literal = contract::literal_prefix(pattern);
   std::optional<std::string> best;
   for (const auto& s : parsed_) {
     auto p = shortest(s, literal);

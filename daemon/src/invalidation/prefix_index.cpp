@@ -8,7 +8,7 @@
 
 #include <boost/asio/post.hpp>
 
-#include "redis/glob.h"
+#include "contract/glob.h"
 #include "util/log.h"
 
 namespace pgcohere::invalidation {
@@ -387,7 +387,7 @@ void PrefixIndex::purge(std::vector<Work> work, std::function<void(Result)> done
 
 void PrefixIndex::purge_one(const Work& w, const std::shared_ptr<PurgeGather>& g) {
   std::string set = set_name(w.prefix);
-  if (w.pattern == redis::glob_escape(w.prefix) + "*") {
+  if (w.pattern == contract::glob_escape(w.prefix) + "*") {
     cmd_->command({"EVAL", tag_.empty() ? kPurgeAll : kPurgeAllCluster, "1", set}, [g](redis::Reply r) {
       if (r.is_error() || r.elements.size() != 2) {
         g->result.ok = false;
@@ -409,7 +409,7 @@ void PrefixIndex::purge_one(const Work& w, const std::shared_ptr<PurgeGather>& g
     g->result.visited += r.elements.size();
     std::vector<std::string> argv{"EVAL", kUnlinkListed, "1", set};
     for (auto& m : r.elements)
-      if (redis::glob_match(pattern, m.str)) argv.push_back(std::move(m.str));
+      if (contract::glob_match(pattern, m.str)) argv.push_back(std::move(m.str));
     if (argv.size() == 4) {
       g->finish_one();
       return;

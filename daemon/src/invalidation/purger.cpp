@@ -8,8 +8,8 @@
 #include <stdexcept>
 
 #include "cache/redis_layout.h"
+#include "contract/glob.h"
 #include "invalidation/prefix_index.h"
-#include "redis/glob.h"
 #include "util/log.h"
 
 namespace pgcohere::invalidation {
@@ -72,7 +72,7 @@ void Purger::submit(PurgeJob work, Done done) {
   for (const auto& pattern : work.patterns) {
     if (pattern.empty()) continue;
     ++job->outstanding;
-    if (redis::is_literal(pattern)) {
+    if (contract::is_literal(pattern)) {
       queue_key(unescape_glob(pattern), job);
       continue;
     }
@@ -177,13 +177,13 @@ void Purger::pump_patterns() {
   pass_patterns_ = std::move(pending_patterns_);
   pending_patterns_.clear();
   std::vector<std::string> prefixes;
-  for (const auto& [pattern, ws] : pass_patterns_) prefixes.push_back(redis::literal_prefix(pattern));
+  for (const auto& [pattern, ws] : pass_patterns_) prefixes.push_back(contract::literal_prefix(pattern));
   pass_match_ = pass_patterns_.size() == 1 ? pass_patterns_.begin()->first
-                                           : redis::glob_escape(common_prefix(prefixes)) + "*";
+                                           : contract::glob_escape(common_prefix(prefixes)) + "*";
   pass_by_prefix_.clear();
   pass_prefix_lengths_.clear();
   for (const auto& [pattern, ws] : pass_patterns_) {
-    std::string prefix = redis::literal_prefix(pattern);
+    std::string prefix = contract::literal_prefix(pattern);
     if (std::find(pass_prefix_lengths_.begin(), pass_prefix_lengths_.end(), prefix.size()) ==
         pass_prefix_lengths_.end())
       pass_prefix_lengths_.push_back(prefix.size());
@@ -283,7 +283,7 @@ void Purger::scan_step(const std::string& shard) {
         auto it = pass_by_prefix_.find(key.str.substr(0, len));
         if (it == pass_by_prefix_.end()) continue;
         for (const auto& pattern : it->second)
-          if ((hit = redis::glob_match(pattern, key.str))) break;
+          if ((hit = contract::glob_match(pattern, key.str))) break;
       }
       if (hit) keys.push_back(std::move(key.str));
     }

@@ -5,8 +5,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "contract/payload.h"
 #include "invalidation/cluster_prefix_index.h"
-#include "invalidation/notify_payload.h"
 #include "redis/make_backend.h"
 #include "redis/url.h"
 #include "util/log.h"
@@ -37,7 +37,7 @@ std::string read_secret_file(const std::string& path) {
   if (!in) throw std::runtime_error("[invalidation] secret_file " + path + ": cannot read");
   std::ostringstream content;
   content << in.rdbuf();
-  std::string secret = trim_secret(content.str());
+  std::string secret = contract::trim_secret(content.str());
   if (secret.empty()) throw std::runtime_error("[invalidation] secret_file " + path + ": empty");
   return secret;
 }

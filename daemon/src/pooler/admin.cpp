@@ -8,7 +8,6 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 
 #include "admin/console.h"
 #include "cache/redis_layout.h"
@@ -53,7 +52,7 @@ awaitable<void> ClientConn::serve_admin(bool admin_user) {
       // PgBouncer's console speaks only the simple query protocol.
       protocol::encode::error_response(out, "ERROR", "08P01", "the admin console supports only simple queries");
       if (type == 'S' || type == 'H') protocol::encode::ready_for_query(out, 'I');
-      co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+      co_await write_gated(out);
       continue;
     }
     // PAUSE may answer later: wait for the reply through shared state, so a connection
@@ -83,7 +82,7 @@ awaitable<void> ClientConn::serve_admin(bool admin_user) {
       protocol::encode::error_response(out, "ERROR", r.sqlstate, r.error);
     }
     protocol::encode::ready_for_query(out, 'I');
-    co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+    co_await write_gated(out);
   }
 }
 

@@ -128,11 +128,21 @@ void ClientConn::write_last_error(const std::string& why) {
   });
 }
 
-awaitable<void> ClientConn::write_gated(const std::string& out) {
+awaitable<void> ClientConn::write_gated(std::string_view out) {
   if (!write_gate_.try_enter()) co_await write_gate_.async_enter(use_awaitable);
   boost::system::error_code ec;
   if (!mid_message_) co_await asio::async_write(socket_, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
   write_gate_.leave();
+  if (ec) throw boost::system::system_error(ec);
+}
+
+awaitable<boost::system::error_code> ClientConn::forward(std::string_view out, bool mid_message) {
+  if (!write_gate_.try_enter()) co_await write_gate_.async_enter(use_awaitable);
+  mid_message_ = mid_message;
+  boost::system::error_code ec;
+  co_await asio::async_write(socket_, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+  write_gate_.leave();
+  co_return ec;
 }
 
 awaitable<size_t> ClientConn::read_more() {
@@ -203,10 +213,10 @@ awaitable<bool> ClientConn::authenticate() {
     }
     if (step.state == auth::ClientAuth::State::success) {
       if (step.send && step.send->code != auth::AuthCode::ok) protocol::encode::authentication(out, 0);
-      co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+      co_await write_gated(out);
       break;
     }
-    co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+    co_await write_gated(out);
     // The client's answer: one 'p' message.
     for (;;) {
       auto f = decoder_.next(in_.unconsumed());
@@ -255,7 +265,7 @@ awaitable<bool> ClientConn::login() {
     using Kind = protocol::StartupPacket::Kind;
     if (p->kind == Kind::ssl_request || p->kind == Kind::gssenc_request) {
       char no = 'N';  // no TLS/GSS encryption here; the client may go on in plain text
-      co_await asio::async_write(socket_, asio::buffer(&no, 1), use_awaitable);
+      co_await write_gated(std::string_view(&no, 1));
       continue;
     }
     if (p->kind == Kind::cancel_request) {
@@ -305,7 +315,7 @@ awaitable<bool> ClientConn::login() {
     for (auto& [k, v] : params) protocol::encode::parameter_status(out, k, v);
     protocol::encode::backend_key_data(out, 0, 0);
     protocol::encode::ready_for_query(out, 'I');
-    co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+    co_await write_gated(out);
     co_await serve_admin(admin_user);
     co_return false;
   }
@@ -354,7 +364,7 @@ awaitable<bool> ClientConn::login() {
     if (!entry_->server_defaults().get(k)) protocol::encode::parameter_status(out, k, v);
   protocol::encode::backend_key_data(out, cancel_pid_, cancel_key_);
   protocol::encode::ready_for_query(out, 'I');
-  co_await asio::async_write(socket_, asio::buffer(out), use_awaitable);
+  co_await write_gated(out);
   co_return true;
 }
 

@@ -37,12 +37,11 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   void grant(std::shared_ptr<ServerConn> server);
   void fail(const std::string& why);
 
-  boost::asio::ip::tcp::socket& socket() { return socket_; }
-  // Every write to socket() after login holds this gate (see write_gate.h).
-  net::WriteGate& write_gate() { return write_gate_; }
-  // Whether the bytes forwarded so far end inside a message (a DataRow streamed in
-  // pieces): then nothing of ours may be written, the stream can only be cut.
-  void set_mid_message(bool v) { mid_message_ = v; }
+  // A server connection's answer, forwarded while holding the client's write gate (a
+  // timeout's error or another server connection's answer waits for it). `mid_message`:
+  // the bytes forwarded so far end inside a message (a DataRow streamed in pieces), so
+  // nothing of ours may be written after them, the stream can only be cut.
+  boost::asio::awaitable<boost::system::error_code> forward(std::string_view out, bool mid_message);
   session::ClientSession& session() { return session_; }
   bool writing_to_server() const { return writing_; }
   void set_server(std::shared_ptr<ServerConn> s) { server_ = std::move(s); }
@@ -95,7 +94,10 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // Reads what the client sent into in_ (at least one byte; throws on EOF/errors).
   boost::asio::awaitable<size_t> read_more();
   boost::asio::awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message);
-  boost::asio::awaitable<void> write_gated(const std::string& out);
+  // Every write to the client's socket holds its write gate (net/write_gate.h), from the
+  // first byte of the login on: write_gated() (throws on a write error), forward() and
+  // write_last_error() are the only writers (tests/test_pool_races.py checks it).
+  boost::asio::awaitable<void> write_gated(std::string_view out);
   // fail()'s second half, run while holding the write gate.
   void write_last_error(const std::string& why);
   void release_if_idle();

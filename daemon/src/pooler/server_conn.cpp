@@ -318,12 +318,7 @@ awaitable<void> ServerConn::read_loop() {
       entry_.count_bytes_sent(out.size());
       // One writer at a time on the client socket: a timeout's error or another server
       // connection's answer (pipelined requests) waits for this forward to end.
-      auto& gate = c->write_gate();
-      if (!gate.try_enter()) co_await gate.async_enter(use_awaitable);
-      c->set_mid_message(decoder_.streaming());
-      boost::system::error_code ec;
-      co_await asio::async_write(c->socket(), asio::buffer(out), asio::redirect_error(use_awaitable, ec));
-      gate.leave();
+      auto ec = co_await c->forward(out, decoder_.streaming());
       if (ec) c->close();  // the client's own loop notices and gives this connection back
     }
     if (statement_violation && client_) {
