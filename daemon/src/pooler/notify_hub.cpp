@@ -218,9 +218,10 @@ awaitable<void> NotifyHub::run() {
       send_listen(registry_.channels());
       error = co_await read_loop();
       connected_ = false;
-      if (!stopped_)
+      if (!stopped_) {
         PGC_LOG_WARN << "LISTEN connection for database " << database_ << " lost (" << error
                      << "): notifications sent until it is back are lost";
+      }
     } else if (!stopped_) {
       PGC_LOG_WARN << "LISTEN connection for database " << database_ << " failed: " << error;
       // Clients waiting for their LISTEN get the error rather than wait for ever.
