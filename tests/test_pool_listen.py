@@ -330,3 +330,26 @@ def test_session_pooling_passes_listen_to_the_clients_own_server_connection(daem
         poll(listener, got)
         assert drain(got) == [("sess", "x")]
     assert metric(d, "pgcohere_listen_channels", new_db) == 0
+
+
+def test_an_unnamed_extended_protocol_listen_is_answered_like_postgres_answers_it(daemon_factory, new_db):
+    # What JDBC sends: Parse/Bind/Describe/Execute/Sync of the unnamed statement, one write.
+    import struct
+
+    from pool_helpers import message, raw_login, read_messages
+    d = start_pooler(daemon_factory, new_db)
+    s, _ = raw_login(d.port, new_db)
+    batch = (message(b"P", b"\0LISTEN raw_ch\0" + struct.pack("!h", 0))
+             + message(b"B", b"\0\0" + struct.pack("!hhh", 0, 0, 0))
+             + message(b"D", b"P\0")
+             + message(b"E", b"\0" + struct.pack("!i", 0))
+             + message(b"S"))
+    s.sendall(batch)
+    reply = read_messages(s)
+    assert [t for t, _ in reply] == [b"1", b"2", b"n", b"C", b"Z"]
+    assert reply[3][1] == b"LISTEN\0" and reply[4][1] == b"I"
+    with connect(d, new_db) as sender:
+        sender.execute("NOTIFY raw_ch, 'jdbc'")
+    (t, body), = read_messages(s, until=b"A")
+    assert t == b"A" and body[4:] == b"raw_ch\0jdbc\0"
+    s.close()
