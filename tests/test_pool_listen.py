@@ -353,3 +353,21 @@ def test_an_unnamed_extended_protocol_listen_is_answered_like_postgres_answers_i
     (t, body), = read_messages(s, until=b"A")
     assert t == b"A" and body[4:] == b"raw_ch\0jdbc\0"
     s.close()
+
+
+def test_a_client_that_does_not_read_its_notifications_is_disconnected_at_the_bound(daemon_factory, new_db):
+    from pool_helpers import raw_login
+    d = start_pooler(daemon_factory, new_db)
+    s, _ = raw_login(d.port, new_db)
+    from pool_helpers import message, read_messages
+    s.sendall(message(b"Q", b"LISTEN big\0"))
+    assert [t for t, _ in read_messages(s)] == [b"C", b"Z"]
+    # The client reads nothing from here on: 21 MB of notifications fill its socket, then
+    # its 1 MiB of pending ones.
+    with connect(d, new_db) as sender:
+        sender.execute("SELECT pg_notify('big', repeat('x', 7000) || i) FROM generate_series(1, 3000) i")
+    wait_for(lambda: metric(d, "pgcohere_listen_overflows_total", new_db) == 1, timeout=20, what="overflow")
+    wait_for(lambda: metric(d, "pgcohere_listen_clients", new_db) == 0, what="the client's subscriptions dropped")
+    with connect(d, new_db) as other:  # everyone else is fine
+        assert other.execute("SELECT 1").fetchone()[0] == 1
+    s.close()

@@ -255,6 +255,12 @@ bool ClientConn::deliver_notification(std::string_view message) {
 void ClientConn::notifications_overflowed() {
   PGC_LOG_WARN << "client " << peer_ << " db=" << database_ << " user=" << user_ << ": more than "
                << notify::kMaxPendingNotificationBytes << " bytes of notifications wait for it; disconnecting it";
+  if (write_gate_.busy()) {
+    // A write to it is under way, most likely stuck on a full socket: an error message would
+    // wait behind it for ever. Closing ends that write too.
+    close();
+    return;
+  }
   fail("too many notifications pending for this client (it does not read them, or stays in one transaction)");
 }
 
