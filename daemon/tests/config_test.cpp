@@ -154,3 +154,24 @@ TEST(Config, CacheSwitchesActOrAreRefused) {
   EXPECT_NE(error_of("[cache]\nmax_entry_bytes = 0\n").find("test.ini:2: max_entry_bytes"), std::string::npos);
   EXPECT_NE(error_of("[cache]\nttl = 5\n").find("unknown key 'ttl' in [cache]"), std::string::npos);
 }
+
+TEST(Config, ConsoleSetChangesOneReloadableKeyAsTheFileWould) {
+  auto c = parse_config("[pgcohered]\nauth_type = trust\ndefault_pool_size = 5\n", "x.ini");
+  pgcohere::config::set_daemon_setting(c, "default_pool_size", "2");
+  EXPECT_EQ(c.daemon.default_pool_size, 2);
+  pgcohere::config::set_daemon_setting(c, "query_timeout", "'2.5'");
+  EXPECT_DOUBLE_EQ(c.daemon.query_timeout, 2.5);
+}
+
+TEST(Config, ConsoleSetRefusesUnknownRestartOnlyAndBadValuesWithoutChangingAnything) {
+  auto c = parse_config("[pgcohered]\nauth_type = trust\ndefault_pool_size = 5\n", "x.ini");
+  EXPECT_THROW(pgcohere::config::set_daemon_setting(c, "no_such_key", "1"), std::invalid_argument);
+  EXPECT_THROW(pgcohere::config::set_daemon_setting(c, "listen_port", "7000"), std::invalid_argument);
+  EXPECT_THROW(pgcohere::config::set_daemon_setting(c, "default_pool_size", "many"), std::invalid_argument);
+  // Valid alone, but the whole configuration must stay valid (md5 needs an auth_file).
+  EXPECT_THROW(pgcohere::config::set_daemon_setting(c, "auth_type", "md5"), std::invalid_argument);
+  EXPECT_EQ(c.daemon.default_pool_size, 5);
+  EXPECT_EQ(c.daemon.auth_type, "trust");
+  EXPECT_TRUE(pgcohere::config::requires_restart("listen_port"));
+  EXPECT_FALSE(pgcohere::config::requires_restart("default_pool_size"));
+}

@@ -373,19 +373,13 @@ ResultSet show_param(std::string_view name) {
 }
 
 std::vector<ConfigRow> config_rows(const config::Config& config) {
-  static const std::string_view kRestartOnly[] = {"listen_addr", "listen_port", "unix_socket_dir",
-                                                  "listen_backlog", "so_reuseport",
-                                                  "pidfile", "logfile", "pkt_buf"};
   std::vector<ConfigRow> rows;
   for (const config::Setting& st : config::list_settings(config)) {
     ConfigRow row;
     row.key = st.section == "pgcohered" ? st.key : st.section + "." + st.key;
     row.value = st.secret ? "********" : st.value;
     row.default_value = st.default_value;
-    row.changeable = true;
-    if (st.section == "pgcohered")
-      for (std::string_view k : kRestartOnly)
-        if (k == st.key) row.changeable = false;
+    row.changeable = !(st.section == "pgcohered" && config::requires_restart(st.key));
     rows.push_back(std::move(row));
   }
   return rows;

@@ -89,6 +89,20 @@ std::string App::reload() {
   return "";
 }
 
+std::string App::set(const std::string& key, const std::string& value) {
+  config::Config next = config_;
+  try {
+    config::set_daemon_setting(next, key, value);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  std::string changes = describe_changes(config_, next);
+  PGC_LOG_INFO << "admin console SET: " << (changes.empty() ? "no changes" : changes);
+  config_ = std::move(next);
+  for (auto& s : services_) s->reload(config_);
+  return "";
+}
+
 void App::shutdown() {
   if (stopping_) return;
   stopping_ = true;

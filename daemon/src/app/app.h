@@ -26,6 +26,7 @@ class App : public Control {
   // Re-reads the config file; on error the old configuration stays in force.
   // Returns the error text, or "" on success.
   std::string reload() override;
+  std::string set(const std::string& key, const std::string& value) override;
   void shutdown() override;
 
   boost::asio::io_context& io() { return io_; }

@@ -402,6 +402,28 @@ std::vector<Setting> list_settings(const Config& config) {
   return out;
 }
 
+bool requires_restart(const std::string& key) {
+  static const std::set<std::string> keys = {"listen_addr", "listen_port", "unix_socket_dir", "listen_backlog",
+                                             "so_reuseport", "pidfile", "logfile", "pkt_buf"};
+  return keys.count(key) > 0;
+}
+
+void set_daemon_setting(Config& config, const std::string& key, const std::string& value) {
+  const KeySpec* spec = nullptr;
+  for (auto& k : schema())
+    if (std::string(k.section) == "pgcohered" && k.key == key) spec = &k;
+  if (!spec) throw std::invalid_argument("unknown setting: " + key);
+  if (requires_restart(key)) throw std::invalid_argument(key + " takes effect only at a restart");
+  Config next = config;
+  spec->bind.set(next, value);
+  try {
+    validate(next);
+  } catch (const ConfigError& e) {
+    throw std::invalid_argument(e.what());
+  }
+  config = std::move(next);
+}
+
 Config parse_config(const std::string& text, const std::string& path) {
   return build_config(parse_ini(text, path), path);
 }

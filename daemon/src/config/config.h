@@ -136,6 +136,14 @@ struct Setting {
 };
 std::vector<Setting> list_settings(const Config& config);
 
+// [pgcohered] keys that only a restart applies (the listening socket, files opened at start).
+bool requires_restart(const std::string& key);
+
+// The console's SET: one [pgcohered] key of `config` set from `value` as the file would set
+// it, then the whole configuration validated. Throws std::invalid_argument (unknown key,
+// restart-only key, bad value); `config` is unchanged then.
+void set_daemon_setting(Config& config, const std::string& key, const std::string& value);
+
 // Throws ConfigError ("file:line: message") for a bad file; nothing is half-applied.
 Config load_config(const std::string& path);
 Config parse_config(const std::string& text, const std::string& path);

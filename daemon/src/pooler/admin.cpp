@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "admin/console.h"
@@ -112,6 +113,7 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
   }
   auto now = std::chrono::steady_clock::now();
   snap.paused = paused_all_;
+  snap.suspended = suspended_;
   for (auto& sample : sample_pools(pools_, now)) snap.pools.push_back(std::move(sample.row));
   for (auto& [key, e] : pools_) {
     for (ClientConn* c : e->clients()) {
@@ -150,6 +152,9 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
       }
       r.addr = e->target().host;
       r.port = e->target().port;
+      r.local_addr = s->local_addr();
+      r.local_port = s->local_port();
+      r.close_needed = s->close_needed();
       r.connect_time_us = unix_us(s->connect_wall());
       r.request_time_us = r.connect_time_us;
       r.ptr = ptr_text(s);
@@ -183,6 +188,7 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
         r.current_client_connections += static_cast<int>(e->clients().size());
         r.paused = r.paused || e->queue().paused();
       }
+    r.disabled = disabled(db.name);
     snap.databases.push_back(r);
     admin::StatsRow st;
     st.database = db.name;
@@ -201,7 +207,7 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
   for (auto& [name, u] : users) snap.users.push_back(u);
   for (auto& s : config::list_settings(config_)) {
     if (s.section != "pgcohered") continue;
-    snap.config.push_back({s.key, s.value, s.default_value, true});
+    snap.config.push_back({s.key, s.secret ? "********" : s.value, s.default_value, !config::requires_restart(s.key)});
   }
   snap.lists.databases = static_cast<int64_t>(config_.databases.size());
   snap.lists.users = static_cast<int64_t>(users.size());
@@ -229,6 +235,7 @@ void Pooler::pause(const std::string& database, Done done) {
 
 // PAUSE answers once every server connection of the paused pools is back in the pool.
 void Pooler::check_pauses() {
+  check_wait_closes();
   for (auto it = pending_pauses_.begin(); it != pending_pauses_.end();) {
     bool busy = false;
     for (auto& [k, e] : pools_)
@@ -245,6 +252,10 @@ void Pooler::check_pauses() {
 
 void Pooler::resume(const std::string& database, Done done) {
   if (database.empty()) paused_all_ = false;
+  if (suspended_ && database.empty()) {
+    suspended_ = false;
+    resumed_.cancel();  // every client SUSPEND held goes on
+  }
   for (auto& [k, e] : pools_)
     if (database.empty() || k.first == database) e->resume();
   done("");
@@ -264,6 +275,73 @@ void Pooler::reload(Done done) {
 void Pooler::shutdown(const std::string&, Done done) {
   done("");
   boost::asio::post(io_, [this] { control_.shutdown(); });
+}
+
+// SUSPEND: every client's next bytes (and every new login) wait until RESUME; what is
+// under way (a forward, a query already sent) finishes. The listening socket stays open, so
+// new connections queue rather than fail.
+void Pooler::suspend(Done done) {
+  suspended_ = true;
+  done("");
+}
+
+awaitable<void> Pooler::wait_until_resumed() {
+  while (suspended_) {
+    boost::system::error_code ec;
+    co_await resumed_.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+}
+
+void Pooler::disable(const std::string& database, Done done) {
+  if (!config_.find_database(database)) return done("no such database: " + database);
+  disabled_.insert(database);
+  done("");
+}
+
+void Pooler::enable(const std::string& database, Done done) {
+  if (!config_.find_database(database)) return done("no such database: " + database);
+  disabled_.erase(database);
+  done("");
+}
+
+// RECONNECT: each server connection of the database(s) is closed when it is next released
+// (idle ones now); new ones are made as clients need them.
+void Pooler::reconnect(const std::string& database, Done done) {
+  if (!database.empty() && !config_.find_database(database)) return done("no such database: " + database);
+  std::vector<ServerConn*> idle;
+  for (auto& [k, e] : pools_) {
+    if (!database.empty() && k.first != database) continue;
+    for (ServerConn* s : e->servers()) {
+      s->set_close_needed();
+      if (s->state() == ServerConn::State::idle) idle.push_back(s);
+    }
+  }
+  for (auto* s : idle) s->close();  // finish() takes it out of the pool
+  done("");
+}
+
+// WAIT_CLOSE: answers once no server connection of the database(s) is marked to close.
+void Pooler::wait_close(const std::string& database, Done done) {
+  if (!database.empty() && !config_.find_database(database)) return done("no such database: " + database);
+  pending_wait_closes_.push_back({database, std::move(done)});
+  check_wait_closes();
+}
+
+void Pooler::check_wait_closes() {
+  for (auto it = pending_wait_closes_.begin(); it != pending_wait_closes_.end();) {
+    bool left = false;
+    for (auto& [k, e] : pools_)
+      if (it->database.empty() || k.first == it->database)
+        for (ServerConn* s : e->servers())
+          if (s->close_needed() && s->state() != ServerConn::State::closed) left = true;
+    if (left) {
+      ++it;
+      continue;
+    }
+    auto done = std::move(it->done);
+    it = pending_wait_closes_.erase(it);
+    done("");
+  }
 }
 
 void Pooler::kill(const std::string& database, Done done) {
@@ -367,8 +445,11 @@ void Pooler::cache_delete(const std::string& what, const std::string& value, Cou
 }
 
 void Pooler::set(const std::string& key, const std::string& value, Done done) {
-  if (key != "cache_bypass")
-    return done("SET " + key + " is not supported by pgcohered; edit the configuration file and RELOAD");
+  if (key != "cache_bypass") {
+    // A [pgcohered] key, applied like a reload (after this command, as RELOAD is).
+    boost::asio::post(io_, [this, key, value, done = std::move(done)] { done(control_.set(key, value)); });
+    return;
+  }
   if (!cache_) return done("the query cache is not enabled ([cache] enabled = 1)");
   std::string v = value;
   for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -14,6 +14,7 @@
 #include "cache/request.h"
 #include "cache/session_change.h"
 #include "cache/session_switch.h"
+#include "pooler/notify_hub.h"
 #include "pooler/pooler.h"
 #include "pooler/server_conn.h"
 #include "util/log.h"
@@ -179,6 +180,7 @@ awaitable<void> ClientConn::run() {
     PGC_LOG_WARN << "client " << peer_ << ": " << e.what();
   }
   closed_ = true;
+  if (notify_hub_) notify_hub_->unlisten_all(*this);  // nothing of its LISTENs survives it
   if (waiting_) entry_->stop_waiting(this);
   if (auto s = server_) {
     s->unlink();
@@ -319,6 +321,12 @@ awaitable<bool> ClientConn::login() {
     co_await serve_admin(admin_user);
     co_return false;
   }
+  if (pooler_.disabled(database_)) {
+    co_await send_fatal("08P01", "database \"" + database_ + "\" is disabled (DISABLE in the admin console)");
+    co_return false;
+  }
+  if (pooler_.suspended()) co_await pooler_.wait_until_resumed();  // SUSPEND holds new logins
+  if (closed_) co_return false;
   std::string error;
   entry_ = pooler_.find_pool(database_, user_, error);
   if (!entry_) {
@@ -502,12 +510,20 @@ awaitable<void> ClientConn::serve() {
   auto& d = pooler_.settings();
   bool rewrite = entry_->mode() != PoolMode::session && d.max_prepared_statements > 0;
   std::string out;
+  bool listen_waits = false;  // a LISTEN must wait for the answers to what was sent before it
   for (;;) {
-    size_t n = co_await read_more();
-    if (dying_) co_return;
-    last_activity_ = Clock::now();
-    in_.produced(n);
-    entry_->count_bytes_received(n);
+    if (listen_waits) {
+      listen_waits = false;
+      co_await wait_for_server_answers();
+      if (dying_ || closed_) co_return;
+    } else {
+      size_t n = co_await read_more();
+      if (pooler_.suspended()) co_await pooler_.wait_until_resumed();  // SUSPEND holds new traffic
+      if (dying_ || closed_) co_return;
+      last_activity_ = Clock::now();
+      in_.produced(n);
+      entry_->count_bytes_received(n);
+    }
     out.clear();
     bool terminate = false;
     for (;;) {
@@ -526,6 +542,38 @@ awaitable<void> ClientConn::serve() {
       }
       std::string_view sql = f.kind == protocol::Frame::Kind::message ? statement_text(f) : std::string_view();
       if (pooler_.cache() && !cache_blind_) note_session_change(sql);
+      if (f.kind == protocol::Frame::Kind::message && f.type == 'Q' && entry_->mode() != PoolMode::session) {
+        // Transaction pooling: LISTEN and UNLISTEN are the pooler's (notify_hub.h).
+        auto request = notify::recognize(sql);
+        if (request && request->mixed && !request->has_listen()) {
+          apply_unlistens(*request);  // and the string goes to a server as usual
+        } else if (request) {
+          if (!out.empty() || (server_ && server_->session().requests_in_flight())) {
+            listen_waits = true;
+            break;
+          }
+          if (!co_await answer_listen(*request)) co_return;
+          in_.consume(f.consumed);
+          continue;
+        }
+      }
+      if (f.kind == protocol::Frame::Kind::message && (f.type == 'P' || f.type == 'B' || f.type == 'C') &&
+          entry_->mode() != PoolMode::session) {
+        if (f.type != 'C' && starts_listen_batch(f)) {
+          if (!out.empty() || (server_ && server_->session().requests_in_flight())) {
+            listen_waits = true;
+            break;
+          }
+          std::size_t answered = co_await answer_listen_batch(data);
+          if (answered == kListenGone) co_return;
+          if (answered == kListenNeedMore) break;  // the rest of the batch is still on its way
+          if (answered) {
+            in_.consume(answered);
+            continue;
+          }
+        }
+        forget_listen_statement(f);
+      }
       // Between transactions the query cache may answer (or a pooler-level SET): with no
       // server linked, or, in session pooling, with the session's server idle.
       bool between_transactions =

@@ -5,6 +5,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -12,6 +13,8 @@
 #include "net/wakeup.h"
 #include "net/write_gate.h"
 #include "cache/pending_fill.h"
+#include "notify/channel_registry.h"
+#include "notify/listen_statement.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "session/client_session.h"
@@ -21,6 +24,7 @@ namespace pgcohere::pooler {
 class Pooler;
 class ServerConn;
 class PoolEntry;
+class NotifyHub;
 
 class ClientConn : public std::enable_shared_from_this<ClientConn> {
  public:
@@ -44,7 +48,10 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   boost::asio::awaitable<boost::system::error_code> forward(std::string_view out, bool mid_message);
   session::ClientSession& session() { return session_; }
   bool writing_to_server() const { return writing_; }
-  void set_server(std::shared_ptr<ServerConn> s) { server_ = std::move(s); }
+  void set_server(std::shared_ptr<ServerConn> s) {
+    server_ = std::move(s);
+    if (!server_ && !notifications_.empty()) start_notification_flush();  // between transactions now
+  }
   const std::shared_ptr<ServerConn>& server() const { return server_; }
   uint64_t cancel_id() const { return (uint64_t(uint32_t(cancel_pid_)) << 32) | uint32_t(cancel_key_); }
   PoolEntry* entry() const { return entry_; }
@@ -74,6 +81,14 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // pgcohere.published as the server reported it after this client's last commit that
   // invalidated something ("<epoch> <pos>"): the cache answers it only once that is purged.
   void note_published(std::string_view value) { published_.assign(value); }
+  // LISTEN/NOTIFY in transaction pooling (notify_hub.h, client_listen.cpp). A notification
+  // for this client: written at once when it is between transactions, else kept for its
+  // next ReadyForQuery 'I'; false when that would pass the bound of its pending ones.
+  bool deliver_notification(std::string_view message);
+  void notifications_overflowed();
+  // ServerConn, before it forwards a ReadyForQuery 'I': what waited for the transaction's end.
+  bool has_notifications() const { return !notifications_.empty(); }
+  void take_notifications(std::string& out) { notifications_.move_to(out); }
   // query_wait_timeout passed (the pooler's janitor checks it).
   void wait_timed_out() {
     timed_out_ = true;
@@ -147,6 +162,27 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool cache_blind_ = false;   // the session may have changed a setting the key holds (session_change.h)
   std::string published_;
   std::unique_ptr<cache::PendingFill> pending_fill_;
+  // LISTEN / UNLISTEN answered by the pooler (client_listen.cpp): false when the client is gone.
+  boost::asio::awaitable<bool> answer_listen(const notify::ListenRequest& request);
+  void apply_unlistens(const notify::ListenRequest& request);
+  enum class ListenOutcome { done, failed, gone };
+  boost::asio::awaitable<ListenOutcome> run_listen_command(const notify::ListenCommand& cmd, std::string& out);
+  // The extended protocol's LISTEN: a Parse of one, or a Bind of such a statement, starts a
+  // batch answer_listen_batch() may answer: the bytes it answered, 0 (not such a batch:
+  // the normal path runs it), or one of these.
+  bool starts_listen_batch(const protocol::Frame& f) const;
+  void forget_listen_statement(const protocol::Frame& f);  // a Parse or Close of that name
+  static constexpr std::size_t kListenNeedMore = static_cast<std::size_t>(-1);
+  static constexpr std::size_t kListenGone = static_cast<std::size_t>(-2);
+  boost::asio::awaitable<std::size_t> answer_listen_batch(std::string_view data);
+  std::map<std::string, notify::ListenCommand> listen_statements_, listen_portals_;
+  // Until the linked server connection has answered everything sent to it.
+  boost::asio::awaitable<void> wait_for_server_answers();
+  void start_notification_flush();
+  boost::asio::awaitable<void> flush_notifications();
+  NotifyHub* notify_hub_ = nullptr;  // set by the first LISTEN
+  notify::PendingNotifications notifications_{notify::kMaxPendingNotificationBytes};
+  bool flushing_notifications_ = false;
   // The admin console session (pooler/admin.cpp, with the rest of the console's backend).
   boost::asio::awaitable<void> serve_admin(bool admin_user);
 };

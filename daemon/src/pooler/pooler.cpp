@@ -19,7 +19,8 @@ Pooler::Pooler(asio::io_context& io, const config::Config& config, app::Control&
       client_buffers_(static_cast<size_t>(std::max(1024, config.daemon.pkt_buf)), 256),
       listener_(io,
                 [this](tcp::socket socket) { std::make_shared<ClientConn>(*this, std::move(socket))->start(); }),
-      janitor_(io, *this) {
+      janitor_(io, *this),
+      resumed_(io, boost::asio::steady_timer::time_point::max()) {
   load_users();
 }
 
@@ -50,6 +51,25 @@ void Pooler::start() {
 // io_context, so the collector runs on the pooler's thread).
 void Pooler::collect(metrics::Exposition& out) {
   expose(out, sample_pools(pools_, std::chrono::steady_clock::now()), listener_.all_clients().size());
+  // LISTEN/NOTIFY (notify_hub.h), per database that has a pool: zeros until a client listens.
+  std::set<std::string> databases;
+  for (auto& [key, e] : pools_) databases.insert(key.first);
+  for (const auto& db : databases) {
+    auto it = notify_hubs_.find(db);
+    const NotifyHub* hub = it == notify_hubs_.end() ? nullptr : it->second.get();
+    metrics::Labels l{{"database", db}};
+    out.gauge("pgcohere_listen_channels", "Channels the LISTEN connection listens on for clients", l,
+              hub ? static_cast<double>(hub->channel_count()) : 0);
+    out.gauge("pgcohere_listen_clients", "Clients listening on at least one channel (transaction pooling)", l,
+              hub ? static_cast<double>(hub->client_count()) : 0);
+    out.gauge("pgcohere_listen_connected", "1 while the LISTEN connection for clients is logged in", l,
+              hub && hub->connected() ? 1 : 0);
+    out.counter("pgcohere_listen_notifications_total", "Notifications the LISTEN connection received", l,
+                hub ? static_cast<double>(hub->notifications()) : 0);
+    out.counter("pgcohere_listen_overflows_total",
+                "Clients disconnected because their pending notifications passed the bound", l,
+                hub ? static_cast<double>(hub->overflows()) : 0);
+  }
 }
 
 void Pooler::stop() {
@@ -58,6 +78,9 @@ void Pooler::stop() {
   collector_id_ = 0;
   listener_.stop();
   janitor_.stop();
+  for (auto& [db, hub] : notify_hubs_) hub->stop();
+  suspended_ = false;
+  resumed_.cancel();  // clients held by SUSPEND go on (to be closed below)
   std::vector<ClientConn*> clients(listener_.all_clients().begin(), listener_.all_clients().end());
   for (auto* c : clients) c->close();
   for (auto& [key, e] : pools_) {
@@ -110,6 +133,12 @@ PoolEntry* Pooler::find_pool(const std::string& database, const std::string& use
                  [](std::shared_ptr<ServerConn> s) { s->start_check(); });
   pools_.emplace(key, std::move(entry));
   return raw;
+}
+
+NotifyHub& Pooler::notify_hub(PoolEntry& entry) {
+  auto& hub = notify_hubs_[entry.queue().database()];
+  if (!hub) hub = std::make_unique<NotifyHub>(*this, entry);
+  return *hub;
 }
 
 void Pooler::launch_server(PoolEntry& entry) {

@@ -4,6 +4,7 @@
 // session/ and pool/.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -28,6 +29,7 @@
 #include "pool/target.h"
 #include "pooler/janitor.h"
 #include "pooler/listener.h"
+#include "pooler/notify_hub.h"
 #include "pooler/pool_entry.h"
 #include "pooler/stats.h"
 #include "session/params.h"
@@ -81,6 +83,8 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   StatsAverages& stats_averages() { return stats_averages_; }
 
   Pools& pools() { return pools_; }
+  // The LISTEN connection of `entry`'s database (made on first use with that pool's login).
+  NotifyHub& notify_hub(PoolEntry& entry);
 
   // admin::ConsoleTarget (the console; see pooler/admin.cpp)
   admin::Snapshot snapshot(admin::Show what) override;
@@ -92,7 +96,17 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   void kill_client(std::int64_t id, Done done) override;
   void cache_delete(const std::string& what, const std::string& value, CountDone done) override;
   void set(const std::string& key, const std::string& value, Done done) override;
+  void suspend(Done done) override;
+  void disable(const std::string& database, Done done) override;
+  void enable(const std::string& database, Done done) override;
+  void reconnect(const std::string& database, Done done) override;
+  void wait_close(const std::string& database, Done done) override;
   bool paused() const { return paused_all_; }
+  // SUSPEND: clients' new traffic (and new logins) waits until RESUME.
+  bool suspended() const { return suspended_; }
+  boost::asio::awaitable<void> wait_until_resumed();
+  // DISABLE db: new clients of that database are refused until ENABLE.
+  bool disabled(const std::string& database) const { return disabled_.count(database) > 0; }
 
  private:
 
@@ -105,6 +119,7 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   Listener listener_;
   Janitor janitor_;
   Pools pools_;
+  std::map<std::string, std::unique_ptr<NotifyHub>> notify_hubs_;  // by database
   bool stopping_ = false;
   cache::CacheService* cache_ = nullptr;
   std::shared_ptr<auth::UserList> users_;
@@ -117,6 +132,12 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
     Done done;
   };
   std::vector<PendingPause> pending_pauses_;
+  std::vector<PendingPause> pending_wait_closes_;  // WAIT_CLOSE: until no server needs closing
+  void check_wait_closes();
+  bool suspended_ = false;
+  // Never expires: cancelled by RESUME, which wakes every client held by SUSPEND at once.
+  boost::asio::steady_timer resumed_;
+  std::set<std::string> disabled_;
   bool paused_all_ = false;
   StatsAverages stats_averages_;
 };

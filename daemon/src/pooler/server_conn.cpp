@@ -2,6 +2,8 @@
 #include "pooler/server_conn.h"
 
 #include <netinet/in.h>
+
+#include <cstring>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
@@ -192,7 +194,17 @@ awaitable<std::string> ServerConn::connect_and_login() {
   if (ec) co_return ec.message();
   co_await socket_.async_connect(endpoint_, asio::redirect_error(use_awaitable, ec));
   if (ec) co_return (ec == asio::error::operation_aborted ? "server_connect_timeout" : ec.message());
-  if (!unix_socket) set_tcp_options(socket_.native_handle());
+  if (!unix_socket) {
+    set_tcp_options(socket_.native_handle());
+    auto local = socket_.local_endpoint(ec);
+    asio::ip::tcp::endpoint tcp_local;
+    if (!ec && local.size() <= tcp_local.capacity()) {
+      std::memcpy(tcp_local.data(), local.data(), local.size());
+      tcp_local.resize(local.size());
+      local_addr_ = tcp_local.address().to_string();
+      local_port_ = tcp_local.port();
+    }
+  }
 
   std::string out;
   protocol::Params params{{"user", entry_.server_user()}, {"database", t.dbname}};
@@ -283,6 +295,9 @@ awaitable<void> ServerConn::read_loop() {
         }
         if (v.statements_reset) client_->session().statements().clear();
         if (v.forward) {
+          // LISTEN in transaction pooling: notifications wait for the end of the transaction.
+          if (f.type == 'Z' && client_->has_notifications() && session_.tx_status() == 'I')
+            client_->take_notifications(out);
           out.append(data.substr(0, f.consumed));
           if (client_->capturing()) client_->capture(f.type, data.substr(0, f.consumed));
         }
@@ -338,6 +353,10 @@ void ServerConn::maybe_release() {
     if (state_ == State::resetting && session_.idle()) {
       give_back();
     } else if (state_ == State::testing && !session_.requests_in_flight()) {
+      if (close_needed_) {
+        close();  // RECONNECT came during the check
+        return;
+      }
       if (check_failed_ || session_.tx_status() != 'I') {
         close();  // finish() reports the failed check to the pool
         return;
@@ -369,7 +388,7 @@ void ServerConn::maybe_release() {
 
 void ServerConn::give_back(Clock::time_point now) {
   last_used_ = now;
-  if (retire_) {
+  if (retire_ || close_needed_) {
     close();  // finish() tells the pool
     return;
   }

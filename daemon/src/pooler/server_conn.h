@@ -74,6 +74,12 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   void query_sent() {
     if (query_started_ == Clock::time_point{}) query_started_ = Clock::now();
   }
+  // RECONNECT: close it when it is next released instead of reusing it (SHOW SERVERS close_needed).
+  void set_close_needed() { close_needed_ = true; }
+  bool close_needed() const { return close_needed_; }
+  // This end of the TCP connection (SHOW SERVERS local_addr, local_port); "" / 0 otherwise.
+  const std::string& local_addr() const { return local_addr_; }
+  int local_port() const { return local_port_; }
   // Called after the client finished writing a batch: maybe the connection is free now.
   void maybe_release();
 
@@ -103,6 +109,9 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   int cancels_in_flight_ = 0;
   bool retire_ = false;      // a cancel's fate is unknown: never reuse this connection
   bool check_due_ = false;
+  bool close_needed_ = false;
+  std::string local_addr_;
+  int local_port_ = 0;
   bool check_failed_ = false;
   Clock::time_point connected_at_{}, last_used_{}, last_activity_{};
   Clock::time_point query_started_{};  // first unanswered batch sent (SHOW STATS query time)

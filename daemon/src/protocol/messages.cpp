@@ -67,6 +67,15 @@ Result<ParameterStatus> parse_parameter_status(std::string_view body) {
   return ParameterStatus{*name, *value};
 }
 
+Result<NotificationResponse> parse_notification_response(std::string_view body) {
+  Reader r(body);
+  auto pid = r.i32();
+  auto channel = r.cstr();
+  auto payload = r.cstr();
+  if (!pid || !channel || !payload || !r.at_end()) return Result<NotificationResponse>::fail("invalid NotificationResponse");
+  return NotificationResponse{*pid, *channel, *payload};
+}
+
 Result<BackendKeyData> parse_backend_key_data(std::string_view body) {
   Reader r(body);
   auto pid = r.i32();
@@ -229,6 +238,11 @@ void command_complete(std::string& out, std::string_view tag) {
   w.begin('C').cstr(tag);
   w.end();
 }
+void notification_response(std::string& out, int32_t pid, std::string_view channel, std::string_view payload) {
+  Writer w(out);
+  w.begin('A').i32(pid).cstr(channel).cstr(payload);
+  w.end();
+}
 void empty_query_response(std::string& out) {
   Writer w(out);
   w.begin('I');
@@ -237,6 +251,22 @@ void empty_query_response(std::string& out) {
 void parse_complete(std::string& out) {
   Writer w(out);
   w.begin('1');
+  w.end();
+}
+void bind_complete(std::string& out) {
+  Writer w(out);
+  w.begin('2');
+  w.end();
+}
+void no_data(std::string& out) {
+  Writer w(out);
+  w.begin('n');
+  w.end();
+}
+void parameter_description(std::string& out, const std::vector<int32_t>& type_oids) {
+  Writer w(out);
+  w.begin('t').i16(static_cast<int16_t>(type_oids.size()));
+  for (int32_t oid : type_oids) w.i32(oid);
   w.end();
 }
 void close_complete(std::string& out) {

@@ -75,6 +75,12 @@ Result<BackendKeyData> parse_backend_key_data(std::string_view body);
 // 'Z': 'I' idle, 'T' in transaction, 'E' failed transaction.
 Result<char> parse_ready_for_query(std::string_view body);
 
+struct NotificationResponse {  // 'A'
+  int32_t pid = 0;  // the notifying backend
+  std::string_view channel, payload;
+};
+Result<NotificationResponse> parse_notification_response(std::string_view body);
+
 struct ErrorFields {  // 'E' and 'N'
   std::vector<std::pair<char, std::string_view>> fields;
   std::string_view get(char code) const;
@@ -133,8 +139,12 @@ void parameter_status(std::string& out, std::string_view name, std::string_view 
 void backend_key_data(std::string& out, int32_t pid, int32_t key);
 void ready_for_query(std::string& out, char status);
 void command_complete(std::string& out, std::string_view tag);
+void notification_response(std::string& out, int32_t pid, std::string_view channel, std::string_view payload);
 void empty_query_response(std::string& out);
 void parse_complete(std::string& out);
+void bind_complete(std::string& out);
+void no_data(std::string& out);
+void parameter_description(std::string& out, const std::vector<int32_t>& type_oids);
 void close_complete(std::string& out);
 struct Field {  // one RowDescription column, text format
   std::string name;
