@@ -346,15 +346,15 @@ def _function_at(text, pos):
 
 def test_every_write_to_a_client_socket_holds_its_write_gate():
     """Two writers on one client socket interleave their bytes (net/write_gate.h). The
-    socket is private to ClientConn, and within it only the three gated writers write it:
-    write_gated() and forward() take the gate around their write, write_last_error() runs
-    only once fail() holds the gate. Any other write (the login, the console, a new path)
+    socket is private to ClientConn, and within it only the gated writers write it:
+    write_gated(), forward() and flush_notifications() (a pooled client's LISTEN deliveries)
+    take the gate around their write, write_last_error() runs only once fail() holds the gate. Any other write (the login, the console, a new path)
     fails this test."""
     src = os.path.join(REPO, "daemon", "src", "pooler")
     with open(os.path.join(src, "client_conn.h")) as f:
         header = f.read()
     assert not re.search(r"\bsocket\(\)\s*\{", header), "ClientConn exposes its socket"
-    allowed = {"write_gated", "forward", "write_last_error"}
+    allowed = {"write_gated", "forward", "write_last_error", "flush_notifications"}
     writes = 0
     for name in sorted(os.listdir(src)):
         if not name.endswith(".cpp"):
@@ -367,10 +367,12 @@ def test_every_write_to_a_client_socket_holds_its_write_gate():
                 continue  # another class's socket_ (ServerConn's)
             writes += 1
             assert fn in allowed, f"{name}: ClientConn::{fn} writes the client socket outside its write gate"
-    assert writes == 3, writes
-    with open(os.path.join(src, "client_conn.cpp")) as f:
-        text = f.read()
-    for fn in ("write_gated", "forward"):
+    assert writes == 4, writes
+    text = ""
+    for name in ("client_conn.cpp", "client_listen.cpp"):
+        with open(os.path.join(src, name)) as f:
+            text += f.read()
+    for fn in ("write_gated", "forward", "flush_notifications"):
         body = text[text.index(f"ClientConn::{fn}("):]
         body = body[:body.index("\n}\n")]
         enter, write, leave = body.index("write_gate_.try_enter()"), body.index("async_write("), body.index(
