@@ -2,6 +2,7 @@
 client_tls_sslmode, and pgcohered to a PostgreSQL that has ssl = on and only hostssl lines
 in pg_hba.conf (plain text is refused there), under server_tls_sslmode. Certificates are
 made with openssl at test time."""
+import hashlib
 import os
 import shutil
 import signal
@@ -102,6 +103,24 @@ def test_psql_with_sslmode_require_talks_tls_to_the_pooler_which_talks_tls_to_po
         servers = [r for r in show(d, "SERVERS", sslmode="require") if r["database"] == "app"]
     assert clients and all(r["tls"].startswith("TLSv1.3/TLS_") and "/ECDH=" in r["tls"] for r in clients), clients
     assert servers and all(r["tls"].startswith("TLSv1.3/TLS_") for r in servers), servers
+
+
+def test_large_results_copy_and_pipelines_pass_through_tls_on_both_sides_intact(certs, poolers):
+    d = poolers(*client_tls(certs, "require"), "server_tls_sslmode = require")
+    with psycopg.connect(dsn(d, sslmode="require"), autocommit=True) as c:
+        rows = c.execute("select i, repeat(md5(i::text), 40) from generate_series(1, 20000) i").fetchall()
+        assert len(rows) == 20000 and rows[-1] == (20000, hashlib.md5(b"20000").hexdigest() * 40)
+        c.execute("drop table if exists tls_copy")
+        c.execute("create table tls_copy (x text)")
+        line = "y" * 999 + "\n"
+        with c.cursor().copy("copy tls_copy from stdin") as copy:
+            for _ in range(8):
+                copy.write(line * 1000)  # 8 MB in 8 writes
+        assert c.execute("select count(*), sum(length(x)) from tls_copy").fetchone() == (8000, 8000 * 999)
+        with c.pipeline():
+            cursors = [c.execute("select %s::int", (i,)) for i in range(300)]
+        assert [cur.fetchone()[0] for cur in cursors] == list(range(300))
+        c.execute("drop table tls_copy")
 
 
 def test_psql_with_sslmode_verify_full_checks_the_poolers_certificate_and_name(certs, poolers):

@@ -75,7 +75,9 @@ std::shared_ptr<ssl::context> new_context(ssl::context::method method) {
   auto ctx = std::make_shared<ssl::context>(method);
   // Idle TLS connections give OpenSSL's record buffers back (there may be thousands).
   SSL_CTX_set_mode(ctx->native_handle(), SSL_MODE_RELEASE_BUFFERS);
-  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  // A peer that closes without close_notify ends the stream as an EOF does in plain text.
+  SSL_CTX_set_options(ctx->native_handle(),
+                      SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
   return ctx;
 }
 

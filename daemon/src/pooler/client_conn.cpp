@@ -152,8 +152,12 @@ awaitable<boost::system::error_code> ClientConn::forward(std::string_view out, b
 
 awaitable<size_t> ClientConn::read_more() {
   if (socket_.tls()) {
-    // OpenSSL may hold decrypted bytes already: only a TLS read knows, a wait for the
-    // socket to be readable could sleep on them.
+    // As in plain text, an idle client holds no read buffer; but OpenSSL may hold bytes
+    // already, which no wait for a readable socket would see.
+    if (in_.empty() && !socket_.tls_pending()) {
+      in_.detach(pooler_.client_buffers());
+      co_await socket_.lowest().async_wait(asio::socket_base::wait_read, use_awaitable);
+    }
     in_.attach(pooler_.client_buffers());
     co_return co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
   }
