@@ -10,6 +10,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import threading
 
 import psycopg
 import pytest
@@ -252,6 +253,26 @@ def test_gssenc_request_is_declined_then_ssl_request_starts_tls(certs, poolers):
     tls.sendall(startup_packet("postgres", "app"))
     assert read_messages(tls)[-1][0] == b"Z"
     tls.close()
+
+
+def test_a_client_that_stalls_in_the_tls_handshake_is_closed_at_client_login_timeout(certs, poolers):
+    d = poolers(*client_tls(certs, "require"), "client_login_timeout = 1")
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.sendall(struct.pack("!ii", 8, 80877103))
+    assert s.recv(1) == b"S"
+    # No ClientHello: the janitor must still end it.
+    assert s.recv(10) == b""
+
+
+def test_a_query_through_tls_on_both_sides_can_be_canceled(certs, poolers):
+    d = poolers(*client_tls(certs, "require"))
+    with psycopg.connect(dsn(d, sslmode="require"), autocommit=True) as c:
+        canceler = threading.Timer(0.5, c.cancel)
+        canceler.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            c.execute("select pg_sleep(20)")
+        canceler.join()
+        assert c.execute("select 1").fetchone()[0] == 1
 
 
 def test_plain_bytes_sent_behind_an_ssl_request_are_refused(certs, poolers):

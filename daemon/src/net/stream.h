@@ -44,6 +44,8 @@ class Stream {
   // TLS: OpenSSL holds bytes (decrypted or not) that a read would return without the
   // socket being readable.
   bool tls_pending() const { return tls_ && SSL_has_pending(tls_->ssl) == 1; }
+  // TLS started and its handshake not done: nothing can be written yet.
+  bool tls_handshaking() const { return tls_ && SSL_is_init_finished(tls_->ssl) != 1; }
 
   template <typename Buffers, typename Token>
   auto async_read_some(const Buffers& buffers, Token&& token) {

@@ -117,9 +117,10 @@ void ClientConn::fail(const std::string& why) {
 }
 
 void ClientConn::write_last_error(const std::string& why) {
-  if (closed_ || mid_message_) {
+  if (closed_ || mid_message_ || socket_.tls_handshaking()) {
     // Cut inside a message: an ErrorResponse would be read as part of it. Closing is the
-    // only well-formed ending left.
+    // only well-formed ending left. (In a TLS handshake, e.g. one that never ends before
+    // client_login_timeout, there is no channel to write on either.)
     close();
     write_gate_.leave();
     return;
