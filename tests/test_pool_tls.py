@@ -241,6 +241,22 @@ def test_sighup_reloads_the_certificate_for_new_connections(certs, poolers):
         assert old.execute("select 2").fetchone()[0] == 2  # established connections keep theirs
 
 
+def test_a_reload_that_changes_server_tls_settings_replaces_the_server_connections(poolers):
+    d = poolers("default_pool_size = 1", "server_tls_protocols = secure")
+    with psycopg.connect(dsn(d, sslmode="disable"), autocommit=True) as c:
+        before = c.execute("select pg_backend_pid()").fetchone()[0]
+        assert c.execute("select pg_backend_pid()").fetchone()[0] == before  # the pool's one connection
+        with open(d.config_path) as f:
+            text = f.read()
+        with open(d.config_path, "w") as f:
+            f.write(text.replace("server_tls_protocols = secure", "server_tls_protocols = tlsv1.3"))
+        d.kill(signal.SIGHUP)
+        wait_until(lambda: "server_tls_* changed" in d.log(), timeout=10, what="the reload")
+        after = c.execute("select pg_backend_pid()").fetchone()[0]
+        assert after != before
+        assert c.execute("select version from pg_stat_ssl where pid = pg_backend_pid()").fetchone()[0] == "TLSv1.3"
+
+
 def test_gssenc_request_is_declined_then_ssl_request_starts_tls(certs, poolers):
     d = poolers(*client_tls(certs, "require"))
     raw = socket.create_connection(("127.0.0.1", d.port), timeout=10)
