@@ -1,5 +1,6 @@
 // libFuzzer target for the PostgreSQL wire codec, both sides: the first byte picks the
-// direction and the limits, the rest is a byte stream fed in random-sized reads.
+// direction and the limits, the rest is a byte stream fed in random-sized reads (its first
+// byte also as a server's answer to an SSLRequest).
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -11,6 +12,7 @@
 #include "cache/session_switch.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
+#include "protocol/ssl_negotiation.h"
 #include "session/client_session.h"
 #include "session/server_session.h"
 
@@ -62,6 +64,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view stream(reinterpret_cast<const char*>(data + 2), size - 2);
   bool backend = mode & 1;
   std::string_view in = stream;
+  if (backend && !in.empty()) {
+    // A server's one-byte answer to the pooler's SSLRequest, under every server_tls_sslmode:
+    // only 'S' leads to a handshake, and no mode from require up goes on in plain text.
+    for (int m = 0; m <= static_cast<int>(SslMode::verify_full); ++m) {
+      auto step = on_ssl_answer(static_cast<SslMode>(m), in[0]);
+      if (step.kind == ServerTlsStep::Kind::handshake && in[0] != 'S') __builtin_trap();
+      if (step.kind == ServerTlsStep::Kind::plain && static_cast<SslMode>(m) >= SslMode::require) __builtin_trap();
+    }
+  }
   if (mode & 2) {
     auto sf = next_startup_frame(in);
     if (sf.kind != StartupFrame::Kind::packet) return 0;

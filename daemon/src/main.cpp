@@ -5,6 +5,7 @@
 #include "app/app.h"
 #include "config/config.h"
 #include "config/effective.h"
+#include "net/tls_context.h"
 #include "util/log.h"
 
 namespace po = boost::program_options;
@@ -56,6 +57,14 @@ int main(int argc, char** argv) {
   }
   if (args.count("check")) {
     for (auto& ignored : config.ignored_keys) std::cerr << ignored << ": not supported by pgcohered, ignored\n";
+    try {
+      // The TLS key, certificate and CA files load as they would at start.
+      pgcohere::net::make_client_side_tls(config.daemon);
+      pgcohere::net::make_server_side_tls(config.daemon);
+    } catch (const std::exception& e) {
+      std::cerr << "pgcohered: " << path << ": " << e.what() << "\n";
+      return 1;
+    }
     // The effective configuration (defaults included, passwords masked) on stdout, the
     // verdict last, so ExecStartPre leaves both in the journal.
     std::cout << pgcohere::config::effective_config(config) << "; " << path << ": configuration is valid\n";

@@ -2,10 +2,13 @@
 #include <gtest/gtest.h>
 
 #include "config/config.h"
+#include "config/tls_protocols.h"
 
 using pgcohere::config::ConfigError;
 using pgcohere::config::parse_config;
 using pgcohere::config::parse_conn_params;
+using pgcohere::config::parse_tls_protocols;
+using pgcohere::config::TlsProtocols;
 
 namespace {
 
@@ -36,7 +39,7 @@ query_wait_timeout = 1.5
 server_idle_timeout = 10min
 admin_users = admin, ops
 auth_type = trust
-server_tls_sslmode = prefer
+tcp_keepcnt = 5
 
 [redis]
 url = redis://127.0.0.1:6379/0
@@ -59,7 +62,7 @@ secret_file = /etc/pgcohere/secret
   EXPECT_EQ(c.redis.url, "redis://127.0.0.1:6379/0");
   EXPECT_EQ(c.invalidation.secret_file, "/etc/pgcohere/secret");
   ASSERT_EQ(c.ignored_keys.size(), 1u);
-  EXPECT_EQ(c.ignored_keys[0], "test.ini:16: server_tls_sslmode");
+  EXPECT_EQ(c.ignored_keys[0], "test.ini:16: tcp_keepcnt");
 }
 
 TEST(Config, PgcoheredSectionIsTheSameAsPgbouncer) {
@@ -174,4 +177,59 @@ TEST(Config, ConsoleSetRefusesUnknownRestartOnlyAndBadValuesWithoutChangingAnyth
   EXPECT_EQ(c.daemon.auth_type, "trust");
   EXPECT_TRUE(pgcohere::config::requires_restart("listen_port"));
   EXPECT_FALSE(pgcohere::config::requires_restart("default_pool_size"));
+}
+
+TEST(Config, TlsAndUnixSocketKeysTakePgBouncerValuesAndDefaults) {
+  auto d = parse_config("[pgbouncer]\nauth_type = trust\n", "x.ini").daemon;
+  EXPECT_EQ(d.unix_socket_dir, "/tmp");
+  EXPECT_EQ(d.unix_socket_mode, "0777");
+  EXPECT_EQ(d.client_tls_sslmode, "disable");
+  EXPECT_EQ(d.server_tls_sslmode, "prefer");
+  EXPECT_EQ(d.client_tls_protocols, "secure");
+  auto c = parse_config(
+      "[pgbouncer]\nauth_type = trust\nunix_socket_dir = /run/pgcohered\nunix_socket_mode = 0770\n"
+      "unix_socket_group = postgres\nclient_tls_sslmode = verify-full\nclient_tls_key_file = /k\n"
+      "client_tls_cert_file = /c\nclient_tls_ca_file = /ca\nclient_tls_protocols = tlsv1.3\n"
+      "server_tls_sslmode = VERIFY-CA\nserver_tls_ca_file = /sca\n",
+      "x.ini");
+  EXPECT_EQ(c.daemon.unix_socket_mode, "0770");
+  EXPECT_EQ(c.daemon.unix_socket_group, "postgres");
+  EXPECT_EQ(c.daemon.client_tls_sslmode, "verify-full");
+  EXPECT_EQ(c.daemon.server_tls_sslmode, "verify-ca");
+  EXPECT_TRUE(c.ignored_keys.empty());
+}
+
+TEST(Config, TlsSettingsThatCannotWorkAreRefused) {
+  const std::string head = "[pgbouncer]\nauth_type = trust\n";
+  EXPECT_EQ(error_of(head + "client_tls_sslmode = require\n"),
+            "test.ini: client_tls_sslmode = require needs client_tls_key_file and client_tls_cert_file");
+  EXPECT_EQ(error_of(head + "client_tls_sslmode = verify-ca\nclient_tls_key_file = k\nclient_tls_cert_file = c\n"),
+            "test.ini: client_tls_sslmode = verify-ca needs client_tls_ca_file (the CA of client certificates)");
+  EXPECT_EQ(error_of(head + "server_tls_sslmode = verify-full\n"),
+            "test.ini: server_tls_sslmode = verify-full needs server_tls_ca_file (the CA of the server's certificate)");
+  EXPECT_EQ(error_of(head + "server_tls_key_file = k\n"),
+            "test.ini: server_tls_key_file and server_tls_cert_file go together (the pooler's client certificate)");
+  EXPECT_EQ(error_of(head + "client_tls_sslmode = sometimes\n"),
+            "test.ini:3: client_tls_sslmode: 'sometimes' is not one of: allow, disable, prefer, require, verify-ca, "
+            "verify-full");
+  EXPECT_EQ(error_of(head + "server_tls_protocols = sslv3\n"),
+            "test.ini:3: server_tls_protocols: unknown TLS protocol 'sslv3' (tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, "
+            "all, secure, legacy, default)");
+  EXPECT_EQ(error_of(head + "unix_socket_mode = 0999\n"),
+            "test.ini:3: unix_socket_mode: expected an octal file mode such as 0777, got '0999'");
+  EXPECT_EQ(error_of("[pgbouncer]\nauth_type = trust\nlisten_addr =\nunix_socket_dir =\n"),
+            "test.ini: listen_addr and unix_socket_dir are both empty: nothing to listen on");
+}
+
+TEST(TlsProtocols, ShortcutsNamesAndRemovalsAsPgBouncerSpellsThem) {
+  EXPECT_EQ(parse_tls_protocols("secure"), (TlsProtocols{false, false, true, true}));
+  EXPECT_EQ(parse_tls_protocols("default"), (TlsProtocols{false, false, true, true}));
+  EXPECT_EQ(parse_tls_protocols("all"), (TlsProtocols{true, true, true, true}));
+  EXPECT_EQ(parse_tls_protocols("legacy"), (TlsProtocols{true, true, true, true}));
+  EXPECT_EQ(parse_tls_protocols("TLSv1.3"), (TlsProtocols{false, false, false, true}));
+  EXPECT_EQ(parse_tls_protocols("tlsv1.1, tlsv1.2"), (TlsProtocols{false, true, true, false}));
+  EXPECT_EQ(parse_tls_protocols("all:!tlsv1.0:-tlsv1.1"), (TlsProtocols{false, false, true, true}));
+  EXPECT_THROW(parse_tls_protocols("tlsv1.3,!tlsv1.3"), std::invalid_argument);
+  EXPECT_THROW(parse_tls_protocols(""), std::invalid_argument);
+  EXPECT_THROW(parse_tls_protocols("ssl3"), std::invalid_argument);
 }

@@ -5,6 +5,7 @@
 
 #include "protocol/frame.h"
 #include "protocol/messages.h"
+#include "protocol/ssl_negotiation.h"
 
 using namespace pgcohere::protocol;
 using namespace std::string_literals;
@@ -223,4 +224,66 @@ TEST(Encode, QuotesLiterals) {
   EXPECT_EQ(quote_literal("UTC"), "'UTC'");
   EXPECT_EQ(quote_literal("it's"), "'it''s'");
   EXPECT_EQ(quote_literal("a\\b"), "E'a\\\\b'");
+}
+
+TEST(Startup, DecodesSslAndGssEncRequestsAndRefusesTrailingBytes) {
+  std::string ssl;
+  encode::ssl_request(ssl);
+  ASSERT_EQ(ssl, "\0\0\0\x08\x04\xd2\x16\x2f"s);  // length 8, code 1234.5679
+  auto f = next_startup_frame(ssl + "Q"s);  // a byte sent ahead of our answer stays unread
+  ASSERT_EQ(f.kind, StartupFrame::Kind::packet);
+  EXPECT_EQ(f.consumed, 8u);
+  std::string gss = "\0\0\0\x08\x04\xd2\x16\x30"s;  // code 1234.5680
+  auto g = parse_startup_packet(gss);
+  ASSERT_TRUE(g) << g.error();
+  EXPECT_EQ(g->kind, StartupPacket::Kind::gssenc_request);
+  EXPECT_FALSE(parse_startup_packet("\0\0\0\x0c\x04\xd2\x16\x2f\0\0\0\0"s));  // SSLRequest with a body
+  EXPECT_FALSE(parse_startup_packet("\0\0\0\x0c\x04\xd2\x16\x30\0\0\0\0"s));  // GSSENCRequest with a body
+}
+
+TEST(SslNegotiation, ClientSslModesMeanWhatPgBouncerSays) {
+  EXPECT_EQ(parse_ssl_mode("verify-full"), SslMode::verify_full);
+  EXPECT_EQ(parse_ssl_mode("Require"), std::nullopt);  // the config lowercases before
+  EXPECT_EQ(ssl_mode_name(SslMode::verify_ca), "verify-ca");
+  // disable: a client's SSLRequest is declined, and nobody needs TLS.
+  EXPECT_EQ(answer_ssl_request(SslMode::disable, false), 'N');
+  EXPECT_FALSE(client_tls_required(SslMode::disable, false));
+  // allow and prefer: TLS when the client asks, plain text otherwise.
+  for (auto m : {SslMode::allow, SslMode::prefer}) {
+    EXPECT_EQ(answer_ssl_request(m, false), 'S');
+    EXPECT_FALSE(client_tls_required(m, false));
+    EXPECT_FALSE(client_certificate_required(m));
+  }
+  // require: plain text is refused; a certificate is not asked for.
+  EXPECT_TRUE(client_tls_required(SslMode::require, false));
+  EXPECT_FALSE(client_certificate_required(SslMode::require));
+  // verify-ca and verify-full: TLS with a certificate signed by client_tls_ca_file.
+  for (auto m : {SslMode::verify_ca, SslMode::verify_full}) {
+    EXPECT_TRUE(client_tls_required(m, false));
+    EXPECT_TRUE(client_certificate_required(m));
+  }
+  // The Unix socket has no TLS, as in PostgreSQL, whatever the mode.
+  EXPECT_EQ(answer_ssl_request(SslMode::require, true), 'N');
+  EXPECT_FALSE(client_tls_required(SslMode::verify_full, true));
+}
+
+TEST(SslNegotiation, ServerAnswersAreFollowedPerServerSslMode) {
+  using K = ServerTlsStep::Kind;
+  EXPECT_FALSE(server_tls_requested(SslMode::disable, false));
+  EXPECT_TRUE(server_tls_requested(SslMode::prefer, false));
+  EXPECT_TRUE(server_tls_requested(SslMode::allow, false));
+  EXPECT_FALSE(server_tls_requested(SslMode::verify_full, true));  // a Unix socket: no SSLRequest
+  EXPECT_EQ(on_ssl_answer(SslMode::prefer, 'S').kind, K::handshake);
+  EXPECT_EQ(on_ssl_answer(SslMode::prefer, 'N').kind, K::plain);
+  EXPECT_EQ(on_ssl_answer(SslMode::allow, 'N').kind, K::plain);
+  auto refused = on_ssl_answer(SslMode::require, 'N');
+  EXPECT_EQ(refused.kind, K::fail);
+  EXPECT_EQ(refused.error, "server refused TLS (server_tls_sslmode = require)");
+  EXPECT_EQ(on_ssl_answer(SslMode::verify_full, 'N').kind, K::fail);
+  EXPECT_EQ(on_ssl_answer(SslMode::prefer, 'E').kind, K::fail);
+  EXPECT_EQ(on_ssl_answer(SslMode::prefer, 'X').error, "unexpected answer to SSLRequest from server");
+  EXPECT_FALSE(server_certificate_checked(SslMode::require));
+  EXPECT_TRUE(server_certificate_checked(SslMode::verify_ca));
+  EXPECT_FALSE(server_host_checked(SslMode::verify_ca));
+  EXPECT_TRUE(server_host_checked(SslMode::verify_full));
 }

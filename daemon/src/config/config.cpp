@@ -9,6 +9,8 @@
 #include <set>
 #include <sstream>
 
+#include "config/tls_protocols.h"
+
 namespace pgcohere::config {
 namespace {
 
@@ -159,11 +161,37 @@ Binding in_range(Binding b, int lo, int hi) {
   return b;
 }
 
+// A file mode in octal, as chmod takes it ("0777", "660").
+Binding octal_mode(Binding b) {
+  Setter set = b.set;
+  b.set = [set](Config& c, const std::string& v) {
+    std::string m = unquote(v);
+    bool octal = !m.empty() && m.size() <= 4 && m.find_first_not_of("01234567") == std::string::npos;
+    if (!octal) throw std::invalid_argument("expected an octal file mode such as 0777, got '" + m + "'");
+    set(c, m);
+  };
+  return b;
+}
+
+// A TLS protocol list ("secure", "tlsv1.2,tlsv1.3", ...), checked when it is read.
+Binding tls_protocols(Binding b) {
+  Setter set = b.set;
+  b.set = [set](Config& c, const std::string& v) {
+    parse_tls_protocols(unquote(v));
+    set(c, v);
+  };
+  return b;
+}
+
+const std::set<std::string> kSslModes = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"};
+
 const std::vector<KeySpec>& schema() {
   static const std::vector<KeySpec> keys = {
       {"pgcohered", "listen_addr", daemon(&DaemonSettings::listen_addr)},
       {"pgcohered", "listen_port", in_range(daemon(&DaemonSettings::listen_port), 1, 65535)},
       {"pgcohered", "unix_socket_dir", daemon(&DaemonSettings::unix_socket_dir)},
+      {"pgcohered", "unix_socket_mode", octal_mode(daemon(&DaemonSettings::unix_socket_mode))},
+      {"pgcohered", "unix_socket_group", daemon(&DaemonSettings::unix_socket_group)},
       {"pgcohered", "pool_mode", one_of(daemon(&DaemonSettings::pool_mode), {"session", "transaction", "statement"})},
       {"pgcohered", "max_client_conn", daemon(&DaemonSettings::max_client_conn)},
       {"pgcohered", "default_pool_size", in_range(daemon(&DaemonSettings::default_pool_size), 1, 100000)},
@@ -211,6 +239,23 @@ const std::vector<KeySpec>& schema() {
       {"pgcohered", "so_reuseport", daemon(&DaemonSettings::so_reuseport)},
       {"pgcohered", "tcp_keepalive", daemon(&DaemonSettings::tcp_keepalive)},
       {"pgcohered", "application_name_add_host", daemon(&DaemonSettings::application_name_add_host)},
+      {"pgcohered", "client_tls_sslmode", one_of(daemon(&DaemonSettings::client_tls_sslmode), kSslModes)},
+      {"pgcohered", "client_tls_key_file", daemon(&DaemonSettings::client_tls_key_file)},
+      {"pgcohered", "client_tls_cert_file", daemon(&DaemonSettings::client_tls_cert_file)},
+      {"pgcohered", "client_tls_ca_file", daemon(&DaemonSettings::client_tls_ca_file)},
+      {"pgcohered", "client_tls_protocols", tls_protocols(daemon(&DaemonSettings::client_tls_protocols))},
+      {"pgcohered", "client_tls_ciphers", daemon(&DaemonSettings::client_tls_ciphers)},
+      {"pgcohered", "client_tls13_ciphers", daemon(&DaemonSettings::client_tls13_ciphers)},
+      {"pgcohered", "client_tls_ecdhcurve", daemon(&DaemonSettings::client_tls_ecdhcurve)},
+      {"pgcohered", "client_tls_dheparams",
+       one_of(daemon(&DaemonSettings::client_tls_dheparams), {"none", "auto", "legacy"})},
+      {"pgcohered", "server_tls_sslmode", one_of(daemon(&DaemonSettings::server_tls_sslmode), kSslModes)},
+      {"pgcohered", "server_tls_ca_file", daemon(&DaemonSettings::server_tls_ca_file)},
+      {"pgcohered", "server_tls_key_file", daemon(&DaemonSettings::server_tls_key_file)},
+      {"pgcohered", "server_tls_cert_file", daemon(&DaemonSettings::server_tls_cert_file)},
+      {"pgcohered", "server_tls_protocols", tls_protocols(daemon(&DaemonSettings::server_tls_protocols))},
+      {"pgcohered", "server_tls_ciphers", daemon(&DaemonSettings::server_tls_ciphers)},
+      {"pgcohered", "server_tls13_ciphers", daemon(&DaemonSettings::server_tls13_ciphers)},
       {"pgcohered", "metrics_addr", daemon(&DaemonSettings::metrics_addr)},
       {"pgcohered", "metrics_port", in_range(daemon(&DaemonSettings::metrics_port), 0, 65535)},
       {"redis", "url", redis(&RedisSettings::url)},
@@ -246,16 +291,12 @@ const std::vector<KeySpec>& schema() {
 // not act on; each is reported at start-up.
 const std::set<std::string>& ignored_pgbouncer_keys() {
   static const std::set<std::string> keys = {
-      "user", "unix_socket_mode", "unix_socket_group", "peer_id", "disable_pqexec", "conffile",
+      "user", "peer_id", "disable_pqexec", "conffile",
       "service_name", "job_name", "auth_hba_file", "auth_ident_file", "auth_dbname", "syslog",
       "syslog_ident", "syslog_facility", "server_fast_close", "autodb_idle_timeout", "dns_max_ttl",
       "dns_nxdomain_ttl", "dns_zone_check_period", "resolv_conf", "sbuf_loopcnt", "tcp_defer_accept",
       "tcp_socket_buffer", "tcp_keepcnt", "tcp_keepidle", "tcp_keepintvl", "tcp_user_timeout",
-      "client_tls_sslmode", "client_tls_key_file", "client_tls_cert_file", "client_tls_ca_file",
-      "client_tls_protocols", "client_tls_ciphers", "client_tls_ecdhcurve", "client_tls_dheparams",
-      "server_tls_sslmode", "server_tls_ca_file", "server_tls_key_file", "server_tls_cert_file",
-      "server_tls_protocols", "server_tls_ciphers", "max_user_client_connections",
-      "max_db_client_connections", "query_wait_notify", "client_tls13_ciphers", "server_tls13_ciphers"};
+      "max_user_client_connections", "max_db_client_connections", "query_wait_notify"};
   return keys;
 }
 
@@ -292,6 +333,17 @@ void validate(const Config& c) {
     fail("[cache] enabled = 1 needs [invalidation] enabled = 1: entries are invalidated by the extension's stream");
   if (c.cache.enabled && c.cache.default_ttl <= 0) fail("[cache] default_ttl must be greater than 0");
   if (c.cache.enabled && c.cache.redis_timeout <= 0) fail("[cache] redis_timeout must be greater than 0");
+  const DaemonSettings& d = c.daemon;
+  if (d.client_tls_sslmode != "disable" && (d.client_tls_key_file.empty() || d.client_tls_cert_file.empty()))
+    fail("client_tls_sslmode = " + d.client_tls_sslmode + " needs client_tls_key_file and client_tls_cert_file");
+  if ((d.client_tls_sslmode == "verify-ca" || d.client_tls_sslmode == "verify-full") && d.client_tls_ca_file.empty())
+    fail("client_tls_sslmode = " + d.client_tls_sslmode + " needs client_tls_ca_file (the CA of client certificates)");
+  if ((d.server_tls_sslmode == "verify-ca" || d.server_tls_sslmode == "verify-full") && d.server_tls_ca_file.empty())
+    fail("server_tls_sslmode = " + d.server_tls_sslmode + " needs server_tls_ca_file (the CA of the server's certificate)");
+  if (d.server_tls_key_file.empty() != d.server_tls_cert_file.empty())
+    fail("server_tls_key_file and server_tls_cert_file go together (the pooler's client certificate)");
+  if (d.listen_addr.empty() && d.unix_socket_dir.empty())
+    fail("listen_addr and unix_socket_dir are both empty: nothing to listen on");
   if (c.invalidation.enabled && !c.databases.empty() && !c.redis.url.empty() && c.invalidation.secret_file.empty())
     fail("[invalidation] secret_file is required to verify the extension's signatures");
 }
@@ -403,8 +455,9 @@ std::vector<Setting> list_settings(const Config& config) {
 }
 
 bool requires_restart(const std::string& key) {
-  static const std::set<std::string> keys = {"listen_addr", "listen_port", "unix_socket_dir", "listen_backlog",
-                                             "so_reuseport", "pidfile", "logfile", "pkt_buf"};
+  static const std::set<std::string> keys = {"listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode",
+                                             "unix_socket_group", "listen_backlog", "so_reuseport", "pidfile",
+                                             "logfile", "pkt_buf"};
   return keys.count(key) > 0;
 }
 

@@ -22,7 +22,9 @@ struct ConnEntry {
 struct DaemonSettings {  // [pgcohered], alias [pgbouncer]
   std::string listen_addr = "127.0.0.1";
   int listen_port = 6432;
-  std::string unix_socket_dir;
+  std::string unix_socket_dir = "/tmp";  // "": no Unix socket; "@name": Linux abstract namespace
+  std::string unix_socket_mode = "0777";  // octal
+  std::string unix_socket_group;
   std::string pool_mode = "session";
   int max_client_conn = 100;
   int default_pool_size = 20;
@@ -70,6 +72,24 @@ struct DaemonSettings {  // [pgcohered], alias [pgbouncer]
   bool so_reuseport = false;
   bool tcp_keepalive = true;
   std::string application_name_add_host;
+  // TLS with clients (the pooler is their server) and with PostgreSQL; PgBouncer's keys,
+  // meanings and defaults (docs/pooler.md, "TLS").
+  std::string client_tls_sslmode = "disable";
+  std::string client_tls_key_file;
+  std::string client_tls_cert_file;
+  std::string client_tls_ca_file;
+  std::string client_tls_protocols = "secure";
+  std::string client_tls_ciphers = "default";
+  std::string client_tls13_ciphers;
+  std::string client_tls_ecdhcurve = "auto";
+  std::string client_tls_dheparams = "auto";
+  std::string server_tls_sslmode = "prefer";
+  std::string server_tls_ca_file;
+  std::string server_tls_key_file;
+  std::string server_tls_cert_file;
+  std::string server_tls_protocols = "secure";
+  std::string server_tls_ciphers = "default";
+  std::string server_tls13_ciphers;
   std::string metrics_addr = "127.0.0.1";
   int metrics_port = 0;  // 0: no /metrics endpoint
 };

@@ -124,8 +124,9 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
       auto [addr, port] = split_peer(c->peer());
       r.addr = addr;
       r.port = port;
-      r.local_addr = config_.daemon.listen_addr;
+      r.local_addr = c->unix_socket() ? config_.daemon.unix_socket_dir : config_.daemon.listen_addr;
       r.local_port = config_.daemon.listen_port;
+      r.tls = c->tls_description();
       r.connect_time_us = unix_us(c->connect_wall());
       r.request_time_us = r.connect_time_us;
       if (c->waiting())
@@ -160,6 +161,7 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
       r.ptr = ptr_text(s);
       if (s->client()) r.link = ptr_text(s->client().get());
       r.remote_pid = s->backend_pid();
+      r.tls = s->socket().tls_description();
       if (auto* app = s->session().params().get("application_name")) r.application_name = *app;
       r.prepared_statements = static_cast<int>(s->session().statements().size());
       snap.servers.push_back(r);

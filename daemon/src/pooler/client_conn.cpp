@@ -6,6 +6,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -17,6 +18,7 @@
 #include "pooler/notify_hub.h"
 #include "pooler/pooler.h"
 #include "pooler/server_conn.h"
+#include "protocol/ssl_negotiation.h"
 #include "util/log.h"
 
 // g++ 12 misreads Asio 1.18's coroutine frame allocator (a known false positive).
@@ -54,9 +56,10 @@ std::string_view statement_text(const protocol::Frame& f) {
 
 }  // namespace
 
-ClientConn::ClientConn(Pooler& pooler, asio::ip::tcp::socket socket)
+ClientConn::ClientConn(Pooler& pooler, asio::generic::stream_protocol::socket socket, bool unix_socket)
     : pooler_(pooler),
       socket_(std::move(socket)),
+      unix_socket_(unix_socket),
       // Until login only small messages (startup, password, SASL) are legitimate: a client
       // that has not authenticated cannot make us buffer max_packet_size bytes.
       decoder_(protocol::FrameDecoder::Side::frontend, kLoginMaxPacket),
@@ -65,10 +68,11 @@ ClientConn::ClientConn(Pooler& pooler, asio::ip::tcp::socket socket)
   id_ = next_id++;
   pooler_.track(this, true);
   boost::system::error_code ec;
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-  socket_.non_blocking(true, ec);  // read_more() reads synchronously once the socket is readable
-  auto ep = socket_.remote_endpoint(ec);
-  if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+  if (!unix_socket_) socket_.lowest().set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.lowest().non_blocking(true, ec);  // read_more() reads synchronously once the socket is readable
+  // PgBouncer shows a Unix-socket client as address "unix" with the listening port.
+  peer_ = unix_socket_ ? "unix:" + std::to_string(pooler_.settings().listen_port)
+                       : net::Stream::peer_name(socket_.lowest());
 }
 
 ClientConn::~ClientConn() {
@@ -113,9 +117,10 @@ void ClientConn::fail(const std::string& why) {
 }
 
 void ClientConn::write_last_error(const std::string& why) {
-  if (closed_ || mid_message_) {
+  if (closed_ || mid_message_ || socket_.tls_handshaking()) {
     // Cut inside a message: an ErrorResponse would be read as part of it. Closing is the
-    // only well-formed ending left.
+    // only well-formed ending left. (In a TLS handshake, e.g. one that never ends before
+    // client_login_timeout, there is no channel to write on either.)
     close();
     write_gate_.leave();
     return;
@@ -147,15 +152,25 @@ awaitable<boost::system::error_code> ClientConn::forward(std::string_view out, b
 }
 
 awaitable<size_t> ClientConn::read_more() {
+  if (socket_.tls()) {
+    // As in plain text, an idle client holds no read buffer; but OpenSSL may hold bytes
+    // already, which no wait for a readable socket would see.
+    if (in_.empty() && !socket_.tls_pending()) {
+      in_.detach(pooler_.client_buffers());
+      co_await socket_.lowest().async_wait(asio::socket_base::wait_read, use_awaitable);
+    }
+    in_.attach(pooler_.client_buffers());
+    co_return co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+  }
   if (!in_.empty()) co_return co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
   // Nothing pending: wait without a read buffer (idle clients, the common case, then hold
   // none) and take one from the pool when data is there.
   in_.detach(pooler_.client_buffers());
   for (;;) {
-    co_await socket_.async_wait(asio::socket_base::wait_read, use_awaitable);
+    co_await socket_.lowest().async_wait(asio::socket_base::wait_read, use_awaitable);
     in_.attach(pooler_.client_buffers());
     boost::system::error_code ec;
-    size_t n = socket_.read_some(asio::buffer(in_.tail(), in_.tail_size()), ec);
+    size_t n = socket_.lowest().read_some(asio::buffer(in_.tail(), in_.tail_size()), ec);
     if (!ec) co_return n;
     if (ec != asio::error::would_block && ec != asio::error::try_again) throw boost::system::system_error(ec);
   }
@@ -265,8 +280,12 @@ awaitable<bool> ClientConn::login() {
       co_return false;
     }
     using Kind = protocol::StartupPacket::Kind;
-    if (p->kind == Kind::ssl_request || p->kind == Kind::gssenc_request) {
-      char no = 'N';  // no TLS/GSS encryption here; the client may go on in plain text
+    if (p->kind == Kind::ssl_request) {
+      if (!co_await answer_ssl_request()) co_return false;
+      continue;
+    }
+    if (p->kind == Kind::gssenc_request) {
+      char no = 'N';  // no GSSAPI encryption; the client may ask for TLS or go on in plain text
       co_await write_gated(std::string_view(&no, 1));
       continue;
     }
@@ -276,6 +295,12 @@ awaitable<bool> ClientConn::login() {
     }
     startup = std::move(p.value());
     break;
+  }
+  if (protocol::client_tls_required(pooler_.client_tls().mode, unix_socket_) && !socket_.tls()) {
+    PGC_LOG_WARN << "client " << peer_ << ": refused, client_tls_sslmode = "
+                 << protocol::ssl_mode_name(pooler_.client_tls().mode) << " and it did not ask for TLS";
+    co_await send_fatal("08P01", "SSL required");
+    co_return false;
   }
   const std::string* user = startup.find("user");
   if (!user || user->empty()) {
@@ -373,6 +398,32 @@ awaitable<bool> ClientConn::login() {
   protocol::encode::backend_key_data(out, cancel_pid_, cancel_key_);
   protocol::encode::ready_for_query(out, 'I');
   co_await write_gated(out);
+  co_return true;
+}
+
+awaitable<bool> ClientConn::answer_ssl_request() {
+  if (socket_.tls()) {
+    co_await send_fatal("08P01", "SSLRequest received inside TLS");
+    co_return false;
+  }
+  // A client that sent more than the SSLRequest before our answer could have its plain
+  // bytes taken as if they came through TLS (CVE-2021-23214): refuse it.
+  if (!in_.empty()) {
+    co_await send_fatal("08P01", "received unencrypted data after SSL request");
+    co_return false;
+  }
+  net::TlsSide tls = pooler_.client_tls();  // this connection keeps the context it starts with
+  char answer = protocol::answer_ssl_request(tls.mode, unix_socket_);
+  co_await write_gated(std::string_view(&answer, 1));
+  if (answer != 'S') co_return true;
+  boost::system::error_code ec;
+  co_await socket_.accept_tls(tls.context, ec);
+  if (ec) {
+    if (!closed_) {
+      PGC_LOG_WARN << "client " << peer_ << ": TLS handshake failed: " << ec.message();
+    }
+    co_return false;
+  }
   co_return true;
 }
 

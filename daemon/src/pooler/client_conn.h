@@ -3,13 +3,14 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <chrono>
 #include <map>
 #include <memory>
 #include <string>
 
 #include "net/buffer.h"
+#include "net/stream.h"
 #include "net/wakeup.h"
 #include "net/write_gate.h"
 #include "cache/pending_fill.h"
@@ -29,7 +30,8 @@ class NotifyHub;
 class ClientConn : public std::enable_shared_from_this<ClientConn> {
  public:
   using Clock = std::chrono::steady_clock;
-  ClientConn(Pooler& pooler, boost::asio::ip::tcp::socket socket);
+  // unix_socket: accepted on the Unix socket (no TLS there, none required).
+  ClientConn(Pooler& pooler, boost::asio::generic::stream_protocol::socket socket, bool unix_socket);
   ~ClientConn();
   ClientConn(const ClientConn&) = delete;
   ClientConn& operator=(const ClientConn&) = delete;
@@ -46,6 +48,9 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // the bytes forwarded so far end inside a message (a DataRow streamed in pieces), so
   // nothing of ours may be written after them, the stream can only be cut.
   boost::asio::awaitable<boost::system::error_code> forward(std::string_view out, bool mid_message);
+  bool unix_socket() const { return unix_socket_; }
+  // SHOW CLIENTS' tls column ("" in plain text).
+  std::string tls_description() { return socket_.tls_description(); }
   session::ClientSession& session() { return session_; }
   bool writing_to_server() const { return writing_; }
   void set_server(std::shared_ptr<ServerConn> s) {
@@ -98,6 +103,8 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
  private:
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<bool> login();
+  // The answer to an SSLRequest, and the TLS handshake after 'S'. False: close.
+  boost::asio::awaitable<bool> answer_ssl_request();
   boost::asio::awaitable<bool> authenticate();
   // Logged in: stops the login timer and lifts the pre-login packet limit.
   void finish_login();
@@ -136,7 +143,8 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   }
 
   Pooler& pooler_;
-  boost::asio::ip::tcp::socket socket_;
+  net::Stream socket_;  // TCP or Unix socket, maybe inside TLS
+  bool unix_socket_;
   net::Wakeup wakeup_;
   net::WriteGate write_gate_;
   bool mid_message_ = false;

@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/socket_base.hpp>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
+#include "net/unix_socket.h"
 #include "util/log.h"
 
 namespace pgcohere::pooler {
@@ -37,42 +39,68 @@ Listener::Listener(asio::io_context& io, OnAccept on_accept) : io_(io), on_accep
 
 void Listener::start(const config::DaemonSettings& d) {
   ensure_fd_limit(d.max_client_conn);
+  // TCP first: without so_reuseport a second pooler on the port fails there, with the
+  // message that says so.
+  if (!d.listen_addr.empty()) listen_tcp(d);
+  if (!d.unix_socket_dir.empty()) listen_unix_socket(d);
+}
+
+void Listener::listen_tcp(const config::DaemonSettings& d) {
   tcp::endpoint ep(asio::ip::make_address(d.listen_addr == "*" ? "0.0.0.0" : d.listen_addr),
                    static_cast<unsigned short>(d.listen_port));
-  acceptor_ = std::make_unique<tcp::acceptor>(io_);
-  acceptor_->open(ep.protocol());
-  acceptor_->set_option(asio::socket_base::reuse_address(true));
+  tcp_ = std::make_unique<Acceptor>(io_);
+  tcp_->open(asio::generic::stream_protocol(ep.protocol().family(), ep.protocol().protocol()));
+  tcp_->set_option(asio::socket_base::reuse_address(true));
   if (d.so_reuseport) {
     // PgBouncer's so_reuseport: several pgcohered processes share one port, the kernel
     // spreads new connections among them (each has its own pools).
     int one = 1;
-    if (::setsockopt(acceptor_->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    if (::setsockopt(tcp_->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
       throw std::runtime_error(std::string("so_reuseport: ") + std::strerror(errno));
   }
-  acceptor_->bind(ep);
-  acceptor_->listen(d.listen_backlog);
+  tcp_->bind(asio::generic::stream_protocol::endpoint(ep));
+  tcp_->listen(d.listen_backlog);
   PGC_LOG_INFO << "pooler listening on " << d.listen_addr << ":" << d.listen_port << " (pool_mode " << d.pool_mode
                << ")";
-  accept_next();
+  accept_next(*tcp_, false);
+}
+
+void Listener::listen_unix_socket(const config::DaemonSettings& d) {
+  std::string path = net::unix_socket_path(d.unix_socket_dir, d.listen_port);
+  auto acceptor = std::make_unique<Acceptor>(io_);
+  try {
+    net::listen_unix(*acceptor, path, d.unix_socket_mode, d.unix_socket_group, d.listen_backlog);
+  } catch (const net::SocketInUse& e) {
+    // so_reuseport processes share the TCP port, but a socket file has one owner: the
+    // first process keeps it (PgBouncer wants a unix_socket_dir per process).
+    if (!d.so_reuseport) throw;
+    PGC_LOG_WARN << e.what() << "; this so_reuseport process listens on TCP only";
+    return;
+  }
+  unix_ = std::move(acceptor);
+  if (path[0] != '\0') unix_path_ = path;
+  PGC_LOG_INFO << "pooler listening on unix socket " << d.unix_socket_dir << "/.s.PGSQL." << d.listen_port;
+  accept_next(*unix_, true);
 }
 
 void Listener::stop() {
   stopped_ = true;
-  if (acceptor_) {
-    boost::system::error_code ec;
-    acceptor_->close(ec);
-  }
+  boost::system::error_code ec;
+  if (tcp_) tcp_->close(ec);
+  if (unix_) unix_->close(ec);
+  if (!unix_path_.empty()) net::remove_unix_socket(unix_path_);
+  unix_path_.clear();
 }
 
-void Listener::accept_next() {
-  acceptor_->async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
+void Listener::accept_next(Acceptor& acceptor, bool unix_socket) {
+  acceptor.async_accept([this, &acceptor, unix_socket](const boost::system::error_code& ec, Socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || stopped_) return;
       PGC_LOG_WARN << "accept failed: " << ec.message();
     } else {
-      on_accept_(std::move(socket));
+      on_accept_(std::move(socket), unix_socket);
     }
-    if (!stopped_) accept_next();
+    if (!stopped_) accept_next(acceptor, unix_socket);
   });
 }
 

@@ -1,14 +1,16 @@
-// The pooler's front door (PgBouncer's pooler.c): the listening socket and its accept
-// loop, the open-files limit that max_client_conn needs, max_client_conn itself, and the
+// The pooler's front door (PgBouncer's pooler.c): the listening sockets (TCP and the Unix
+// socket) and their accept loops, the open-files limit that max_client_conn needs, max_client_conn itself, and the
 // cancel keys that route a CancelRequest to the client it names.
 #pragma once
 
+#include <boost/asio/basic_socket_acceptor.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <set>
+#include <string>
 #include <unordered_map>
 
 #include "config/config.h"
@@ -34,11 +36,13 @@ inline std::uint64_t cancel_key(std::int32_t pid, std::int32_t key) {
 
 class Listener {
  public:
-  // Called with each accepted socket.
-  using OnAccept = std::function<void(boost::asio::ip::tcp::socket)>;
+  using Socket = boost::asio::generic::stream_protocol::socket;
+  // Called with each accepted socket; unix_socket: it came through the Unix socket.
+  using OnAccept = std::function<void(Socket, bool unix_socket)>;
   Listener(boost::asio::io_context& io, OnAccept on_accept);
 
-  // Binds listen_addr:listen_port (so_reuseport, listen_backlog) and starts accepting.
+  // Binds listen_addr:listen_port (so_reuseport, listen_backlog) and the Unix socket in
+  // unix_socket_dir (unix_socket_mode, unix_socket_group), and starts accepting.
   void start(const config::DaemonSettings& d);
   void stop();
 
@@ -56,11 +60,15 @@ class Listener {
   std::size_t logged_in_count() const { return by_cancel_key_.size(); }
 
  private:
-  void accept_next();
+  using Acceptor = boost::asio::basic_socket_acceptor<boost::asio::generic::stream_protocol>;
+  void listen_tcp(const config::DaemonSettings& d);
+  void listen_unix_socket(const config::DaemonSettings& d);
+  void accept_next(Acceptor& acceptor, bool unix_socket);
 
   boost::asio::io_context& io_;
   OnAccept on_accept_;
-  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::unique_ptr<Acceptor> tcp_, unix_;
+  std::string unix_path_;  // the socket file to remove at stop
   bool stopped_ = false;
   std::set<ClientConn*> all_clients_;
   std::unordered_map<std::uint64_t, ClientConn*> by_cancel_key_;

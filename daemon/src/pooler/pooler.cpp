@@ -18,7 +18,9 @@ Pooler::Pooler(asio::io_context& io, const config::Config& config, app::Control&
       // PgBouncer's pkt_buf; a burst of activity keeps a few spare blocks.
       client_buffers_(static_cast<size_t>(std::max(1024, config.daemon.pkt_buf)), 256),
       listener_(io,
-                [this](tcp::socket socket) { std::make_shared<ClientConn>(*this, std::move(socket))->start(); }),
+                [this](Listener::Socket socket, bool unix_socket) {
+                  std::make_shared<ClientConn>(*this, std::move(socket), unix_socket)->start();
+                }),
       janitor_(io, *this),
       resumed_(io, boost::asio::steady_timer::time_point::max()) {
   load_users();
@@ -41,7 +43,41 @@ Pooler::~Pooler() {
   if (collector_id_) metrics::registry().remove_collector(collector_id_);
 }
 
+namespace {
+// Every server_tls_* setting, to see whether a reload changed one.
+std::string server_tls_settings(const config::DaemonSettings& d) {
+  std::string all;
+  for (const std::string* v : {&d.server_tls_sslmode, &d.server_tls_ca_file, &d.server_tls_key_file,
+                               &d.server_tls_cert_file, &d.server_tls_protocols, &d.server_tls_ciphers,
+                               &d.server_tls13_ciphers})
+    all.append(*v).push_back('\n');
+  return all;
+}
+}  // namespace
+
+bool Pooler::load_tls(bool at_start) {
+  const auto& d = config_.daemon;
+  net::TlsSide client, server;
+  try {
+    client = net::make_client_side_tls(d);
+    server = net::make_server_side_tls(d);
+  } catch (const std::exception& e) {
+    if (at_start) throw;
+    PGC_LOG_ERROR << "reload: TLS settings not applied, the previous ones stay in force: " << e.what();
+    return false;
+  }
+  // Files are read again at every reload, changed or not: new connections use what they
+  // hold now, established ones keep the context they started with.
+  std::string settings = server_tls_settings(d);
+  bool server_changed = !at_start && settings != server_tls_settings_;
+  client_tls_ = std::move(client);
+  server_tls_ = std::move(server);
+  server_tls_settings_ = std::move(settings);
+  return server_changed;
+}
+
 void Pooler::start() {
+  load_tls(true);
   listener_.start(config_.daemon);
   janitor_.start();
   collector_id_ = metrics::registry().add_collector([this](metrics::Exposition& out) { collect(out); });
@@ -163,6 +199,12 @@ void Pooler::reload(const config::Config& config) {
   config_ = config;
   tracked_ = session::TrackedNames(config_.daemon.track_extra_parameters);
   load_users();
+  // PgBouncer reconnects after a change of TLS settings: no server connection made under
+  // the old ones is used again (idle ones close now, busy ones when released).
+  bool reconnect = load_tls(false);
+  if (reconnect) {
+    PGC_LOG_INFO << "reload: server_tls_* changed, server connections are replaced";
+  }
   for (auto& [key, e] : pools_) {
     const config::ConnEntry* db = config_.find_database(key.first);
     if (db) {
@@ -175,6 +217,10 @@ void Pooler::reload(const config::Config& config) {
     }
     e->configure(config_.daemon);
     for (auto& s : e->take_surplus_idle()) s->close();
+    if (reconnect) {
+      std::vector<ServerConn*> servers(e->servers().begin(), e->servers().end());
+      for (auto* s : servers) s->retire_when_released();
+    }
     for (auto* s : e->servers()) s->session().statements().set_capacity(config_.daemon.max_prepared_statements);
   }
 }

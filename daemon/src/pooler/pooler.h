@@ -25,6 +25,7 @@
 #include "config/config.h"
 #include "metrics/registry.h"
 #include "net/buffer.h"
+#include "net/tls_context.h"
 #include "pool/pool.h"
 #include "pool/target.h"
 #include "pooler/janitor.h"
@@ -62,6 +63,10 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   cache::CacheService* cache() const { return cache_; }
   void set_cache(cache::CacheService* cache) { cache_ = cache; }
   const auth::UserList* users() const { return users_.get(); }
+  // TLS with clients (client_tls_*) and with servers (server_tls_*), as of the last start
+  // or reload whose TLS files loaded.
+  const net::TlsSide& client_tls() const { return client_tls_; }
+  const net::TlsSide& server_tls() const { return server_tls_; }
 
   // The pool for a client's database and user, or nullptr with the client-facing reason.
   PoolEntry* find_pool(const std::string& database, const std::string& user, std::string& error);
@@ -124,6 +129,11 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   cache::CacheService* cache_ = nullptr;
   std::shared_ptr<auth::UserList> users_;
   void load_users();
+  // Builds both TLS sides; at start a failure stops the daemon, at reload it keeps the
+  // previous ones. Returns whether the server side's settings changed.
+  bool load_tls(bool at_start);
+  net::TlsSide client_tls_, server_tls_;
+  std::string server_tls_settings_;
   void collect(metrics::Exposition& out);
   void fill_cache_snapshot(admin::Snapshot& snap);  // pooler/admin.cpp
   metrics::CollectorId collector_id_ = 0;

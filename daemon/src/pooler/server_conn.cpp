@@ -20,6 +20,7 @@
 #include "pooler/client_conn.h"
 #include "pooler/pooler.h"
 #include "protocol/messages.h"
+#include "protocol/ssl_negotiation.h"
 #include "util/log.h"
 
 // g++ 12 misreads Asio 1.18's coroutine frame allocator (a known false positive).
@@ -190,13 +191,13 @@ awaitable<std::string> ServerConn::connect_and_login() {
     if (ec || results.empty()) co_return "could not resolve " + t.host + ": " + ec.message();
     endpoint_ = generic_stream::endpoint(results.begin()->endpoint());
   }
-  socket_.open(endpoint_.protocol(), ec);
+  socket_.lowest().open(endpoint_.protocol(), ec);
   if (ec) co_return ec.message();
-  co_await socket_.async_connect(endpoint_, asio::redirect_error(use_awaitable, ec));
+  co_await socket_.lowest().async_connect(endpoint_, asio::redirect_error(use_awaitable, ec));
   if (ec) co_return (ec == asio::error::operation_aborted ? "server_connect_timeout" : ec.message());
   if (!unix_socket) {
-    set_tcp_options(socket_.native_handle());
-    auto local = socket_.local_endpoint(ec);
+    set_tcp_options(socket_.lowest().native_handle());
+    auto local = socket_.lowest().local_endpoint(ec);
     asio::ip::tcp::endpoint tcp_local;
     if (!ec && local.size() <= tcp_local.capacity()) {
       std::memcpy(tcp_local.data(), local.data(), local.size());
@@ -204,6 +205,10 @@ awaitable<std::string> ServerConn::connect_and_login() {
       local_addr_ = tcp_local.address().to_string();
       local_port_ = tcp_local.port();
     }
+  }
+  if (protocol::server_tls_requested(pooler_.server_tls().mode, unix_socket)) {
+    std::string error = co_await negotiate_tls(t.host);
+    if (!error.empty()) co_return error;
   }
 
   std::string out;
@@ -258,6 +263,26 @@ awaitable<std::string> ServerConn::connect_and_login() {
     in_.consume(f.consumed);
     if (!reply.empty()) co_await asio::async_write(socket_, asio::buffer(reply), use_awaitable);
   }
+}
+
+awaitable<std::string> ServerConn::negotiate_tls(const std::string& host) {
+  net::TlsSide tls = pooler_.server_tls();  // this connection keeps the context it starts with
+  std::string request;
+  protocol::encode::ssl_request(request);
+  boost::system::error_code ec;
+  co_await asio::async_write(socket_, asio::buffer(request), asio::redirect_error(use_awaitable, ec));
+  // Exactly one byte: whatever follows 'S' must go through TLS, never be taken as plain
+  // text (CVE-2021-23222).
+  char answer = 0;
+  if (!ec) co_await asio::async_read(socket_.lowest(), asio::buffer(&answer, 1), asio::redirect_error(use_awaitable, ec));
+  if (ec) co_return (ec == asio::error::operation_aborted ? "server_connect_timeout" : ec.message());
+  auto step = protocol::on_ssl_answer(tls.mode, answer);
+  if (step.kind == protocol::ServerTlsStep::Kind::fail) co_return step.error;
+  if (step.kind == protocol::ServerTlsStep::Kind::plain) co_return "";
+  co_await socket_.connect_tls(tls.context, host, protocol::server_host_checked(tls.mode), ec);
+  if (ec == asio::error::operation_aborted) co_return "server_connect_timeout";
+  if (ec) co_return "TLS handshake with the server failed: " + ec.message();
+  co_return "";
 }
 
 awaitable<void> ServerConn::read_loop() {
@@ -384,6 +409,11 @@ void ServerConn::maybe_release() {
     give_back(now);
     return;
   }
+}
+
+void ServerConn::retire_when_released() {
+  retire_ = true;
+  if (state_ == State::idle) close();  // finish() tells the pool
 }
 
 void ServerConn::give_back(Clock::time_point now) {

@@ -12,6 +12,7 @@
 
 #include "auth/exchange.h"
 #include "net/buffer.h"
+#include "net/stream.h"
 #include "protocol/frame.h"
 #include "session/server_session.h"
 
@@ -48,7 +49,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   bool check_due() const { return check_due_; }
   void set_check_due() { check_due_ = true; }
 
-  boost::asio::generic::stream_protocol::socket& socket() { return socket_; }
+  net::Stream& socket() { return socket_; }
   session::ServerSession& session() { return session_; }
   PoolEntry& entry() { return entry_; }
   State state() const { return state_; }
@@ -82,10 +83,14 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   int local_port() const { return local_port_; }
   // Called after the client finished writing a batch: maybe the connection is free now.
   void maybe_release();
+  // Never lent again: closed now if idle, else when released (a reload changed server_tls_*).
+  void retire_when_released();
 
  private:
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<std::string> connect_and_login();
+  // SSLRequest, then TLS or plain text per server_tls_sslmode; "" or why it failed.
+  boost::asio::awaitable<std::string> negotiate_tls(const std::string& host);
   boost::asio::awaitable<void> read_loop();
   void finish(const std::string& why);
   // A clean connection goes back to the pool (or waits for its cancels, or retires).
@@ -95,7 +100,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
 
   Pooler& pooler_;
   PoolEntry& entry_;
-  boost::asio::generic::stream_protocol::socket socket_;
+  net::Stream socket_;  // TCP or Unix socket, maybe inside TLS
   boost::asio::generic::stream_protocol::endpoint endpoint_;
   boost::asio::steady_timer deadline_;
   session::ServerSession session_;
