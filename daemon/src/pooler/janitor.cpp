@@ -93,6 +93,7 @@ void Janitor::tick(Clock::time_point now) {
   close_late_logins(now);
   for (auto& [key, e] : pooler_.pools()) {
     expire_idle_servers(*e, now);
+    e->retry_login(now, pooler_.settings().server_login_retry);
     e->ensure_min();
     expire_clients(*e, now);
     expire_waiters(*e, now);
