@@ -458,7 +458,8 @@ awaitable<bool> ClientConn::acquire() {
   // wait() may already have served or failed this client; a notify() before the
   // async_wait would be lost.
   if (!server_ && fail_reason_.empty()) {
-    watch_while_waiting(++wait_generation_);
+    ++wait_generation_;
+    watched_ = false;  // the janitor starts watching the socket if the wait lasts
     co_await wakeup_.async_wait(use_awaitable);
   }
   waiting_ = false;
@@ -475,6 +476,12 @@ awaitable<bool> ClientConn::acquire() {
   protocol::encode::error_response(out, "ERROR", "08P01", "query_wait_timeout");
   co_await write_gated(out);
   co_return false;
+}
+
+void ClientConn::watch_while_waiting() {
+  if (!waiting_ || watched_ || closed_) return;
+  watched_ = true;
+  watch_while_waiting(wait_generation_);
 }
 
 void ClientConn::watch_while_waiting(std::uint64_t generation) {

@@ -152,8 +152,10 @@ void Janitor::expire_clients(PoolEntry& e, Clock::time_point now) {
 // Clients that waited past query_wait_timeout get PgBouncer's error.
 void Janitor::expire_waiters(PoolEntry& e, Clock::time_point now) {
   std::vector<ClientConn*> late;
-  for (ClientConn* c : e.queue().waiters())
+  for (ClientConn* c : e.queue().waiters()) {
     if (janitor::wait_expired(now, c->wait_started(), pooler_.settings())) late.push_back(c);
+    else c->watch_while_waiting();  // a client that leaves the queue is noticed from now on
+  }
   for (ClientConn* c : late) {
     e.stop_waiting(c);
     c->wait_timed_out();
