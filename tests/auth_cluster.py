@@ -75,7 +75,9 @@ def start_daemon(workdir, pg, databases=None, **settings):
     if databases is None:
         databases = {"app": "dbname=app", "other": "dbname=other"}
     lines = ["[databases]"]
-    lines += [f"{name} = host=127.0.0.1 port={pg.port} {params}" for name, params in databases.items()]
+    for name, params in databases.items():  # an entry's own port= wins
+        port_param = "" if "port=" in params else f"port={pg.port} "
+        lines.append(f"{name} = host=127.0.0.1 {port_param}{params}")
     base = {"listen_addr": "127.0.0.1", "listen_port": port, "pool_mode": "transaction", "admin_users": "admin",
             "log_connections": 0}
     base.update(settings)

@@ -185,3 +185,21 @@ def test_a_cancel_of_a_queued_extended_query_skips_the_batch_and_keeps_the_sessi
     holder.commit()
     assert waiter.execute("select %s::int", (7,)).fetchone()[0] == 7
     waiter.close()
+
+
+def test_a_server_that_never_answers_costs_one_server_connect_timeout_not_query_wait_timeout(workdir, fpg):
+    # A listener that accepts TCP connections (the kernel's backlog) but never speaks.
+    silent = socket.create_server(("127.0.0.1", 0), backlog=64)
+    try:
+        port = silent.getsockname()[1]
+        d = start_daemon(workdir, fpg, databases={"app": f"dbname=app user=postgres port={port}"},
+                         auth_type="trust", query_wait_timeout=QUERY_WAIT_TIMEOUT, server_connect_timeout=1,
+                         server_login_retry=30, default_pool_size=1)
+        for text, took in at_once(d, 3):
+            assert "server login failed: server_connect_timeout" in text
+            assert took < FAST
+        text, took = try_query(d)  # within server_login_retry: no new attempt, no wait
+        assert "server login failed: server_connect_timeout" in text
+        assert took < 1
+    finally:
+        silent.close()
