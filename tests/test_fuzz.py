@@ -1,5 +1,5 @@
 """Short, bounded libFuzzer runs of every parser of untrusted bytes (daemon/fuzz/*_fuzz.cpp):
-the PostgreSQL wire codec, the NOTIFY payload decoder, the auth_file parser, SCRAM, the
+the PostgreSQL wire codec, the NOTIFY payload decoder, the auth_file and auth_hba_file parsers, SCRAM, the
 admin console and the query cache's SQL analysis; and of the properties of the wire contract
 shared with the extension (contract: payload round trips, escaping never widens a glob). Built with clang-14 into build/fuzz; a crash, sanitizer report or leak
 fails the test. PGC_FUZZ_SECONDS sets the time per target (longer runs: docs/operations.md)."""
@@ -13,7 +13,7 @@ from harness.servers import REPO
 
 FUZZ_DIR = os.path.join(REPO, "build", "fuzz")
 # target -> libFuzzer -max_len (the largest input worth mutating for that parser)
-TARGETS = {"pg_protocol": 65536, "notify_payload": 9000, "userlist": 2048, "scram": 2048, "admin": 2048,
+TARGETS = {"pg_protocol": 65536, "notify_payload": 9000, "userlist": 2048, "hba": 2048, "scram": 2048, "admin": 2048,
            "cache_query": 4096, "contract": 4096}
 
 

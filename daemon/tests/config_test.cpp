@@ -1,5 +1,9 @@
 // The ini loader: PgBouncer syntax accepted unchanged, mistakes refused with file:line.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
 
 #include "config/config.h"
 #include "config/tls_protocols.h"
@@ -232,4 +236,33 @@ TEST(TlsProtocols, ShortcutsNamesAndRemovalsAsPgBouncerSpellsThem) {
   EXPECT_THROW(parse_tls_protocols("tlsv1.3,!tlsv1.3"), std::invalid_argument);
   EXPECT_THROW(parse_tls_protocols(""), std::invalid_argument);
   EXPECT_THROW(parse_tls_protocols("ssl3"), std::invalid_argument);
+}
+
+TEST(Config, AuthTypeHbaNeedsAReadableHbaFileWhoseErrorsNameItsOwnLines) {
+  EXPECT_EQ(error_of("[pgbouncer]\nauth_type = hba\n"), "test.ini: auth_type = hba needs auth_hba_file");
+  char path[] = "/tmp/config-hba-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  std::string good = "host all all 127.0.0.1/32 md5\n";
+  ASSERT_EQ(write(fd, good.data(), good.size()), static_cast<ssize_t>(good.size()));
+  close(fd);
+  std::string ini = std::string("[pgbouncer]\nauth_type = hba\nauth_file = /dev/null\nauth_hba_file = ") + path + "\n";
+  auto c = parse_config(ini, "test.ini");
+  EXPECT_EQ(c.daemon.auth_hba_file, path);
+  std::ofstream(path, std::ios::app) << "host all all db.example.com md5\n";
+  EXPECT_EQ(error_of(ini).substr(0, std::string(path).size() + 3), std::string(path) + ":2:");
+  std::remove(path);
+}
+
+TEST(Config, AuthQueryKeysAreReadAndAuthDbnameMustBeADatabasesEntry) {
+  auto c = parse_config(
+      "[databases]\nauthdb = host=127.0.0.1\napp = host=127.0.0.1 auth_user=lookup auth_dbname=authdb\n"
+      "[pgbouncer]\nauth_type = md5\nauth_user = pgc_auth\nauth_dbname = authdb\nauth_query_cache_ttl = 5\n",
+      "test.ini");
+  EXPECT_EQ(c.daemon.auth_user, "pgc_auth");
+  EXPECT_EQ(c.daemon.auth_dbname, "authdb");
+  EXPECT_EQ(c.daemon.auth_query_cache_ttl, 5);
+  EXPECT_EQ(c.daemon.auth_query, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
+  EXPECT_EQ(error_of("[databases]\napp = host=x\n[pgbouncer]\nauth_user = a\nauth_dbname = nowhere\n"),
+            "test.ini: auth_dbname = nowhere is not a [databases] entry");
 }

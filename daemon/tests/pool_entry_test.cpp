@@ -197,9 +197,39 @@ TEST(PoolEntryActions, TheFirstServerLoginsParametersAreTheOnesClientsAreTold) {
 
 TEST(PoolEntryActions, AFailedServerLoginIsCountedAndKeptForShowPools) {
   EntryFixture f;
-  f.entry.connect_failed("password authentication failed");
+  f.entry.connect_failed("password authentication failed", std::chrono::steady_clock::now());
   EXPECT_EQ(f.entry.stats().server_connect_errors, 1u);
   EXPECT_EQ(f.entry.last_connect_error(), "password authentication failed");
+}
+
+TEST(PoolEntryActions, AfterAFailedLoginAPoolWithoutConnectionsRefusesClientsUntilServerLoginRetry) {
+  EntryFixture f;
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(f.entry.refusal(t0, 15));
+  f.entry.connect_failed("Connection refused", t0);
+  auto why = f.entry.refusal(t0 + std::chrono::seconds(1), 15);
+  ASSERT_TRUE(why);
+  EXPECT_EQ(*why, "server login failed: Connection refused");
+  EXPECT_FALSE(f.entry.may_try_login(t0 + std::chrono::seconds(14), 15));
+  // Once server_login_retry has passed, the next client waits for a new attempt.
+  EXPECT_FALSE(f.entry.refusal(t0 + std::chrono::seconds(15), 15));
+  EXPECT_TRUE(f.entry.may_try_login(t0 + std::chrono::seconds(15), 15));
+}
+
+TEST(PoolEntryActions, AfterAFailedLoginTheJanitorRetriesForWaitersOnlyOnceServerLoginRetryPassed) {
+  EntryFixture f;
+  f.entry.configure(settings());
+  auto t0 = std::chrono::steady_clock::now();
+  f.entry.connect_failed("Connection refused", t0);
+  f.may_open = false;  // what the pooler's admission hook says inside the retry window
+  f.entry.wait(nullptr);
+  EXPECT_EQ(f.launched, 0);
+  f.entry.retry_login(t0 + std::chrono::seconds(1), 15);
+  EXPECT_EQ(f.launched, 0);
+  f.may_open = true;
+  f.entry.retry_login(t0 + std::chrono::seconds(16), 15);
+  EXPECT_EQ(f.launched, 1);
+  f.entry.stop_waiting(nullptr);
 }
 
 TEST(PoolEntryActions, ATransactionIsCountedInTheStatsAndTheDurationHistogram) {

@@ -98,7 +98,11 @@ ClientAuth::ClientAuth(std::string_view auth_type, const UserList* users, std::s
   else method_ = Method::md5;
   if (users)
     if (const UserEntry* e = users->find(user_)) entry_ = *e;
-  if (method_ == Method::md5 && entry_ && entry_->kind == SecretKind::scram) method_ = Method::scram;
+  // A SCRAM secret can log in to PostgreSQL only with the ClientKey a SCRAM exchange
+  // recovers, so md5 and plain clients of such users get SCRAM (PgBouncer does it for md5;
+  // for plain, pgbouncer#1186: the server login would fail for want of keys).
+  if ((method_ == Method::md5 || method_ == Method::plain) && entry_ && entry_->kind == SecretKind::scram)
+    method_ = Method::scram;
 }
 
 ClientAuth::Step ClientAuth::fail(std::string reason) {

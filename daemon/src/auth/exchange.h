@@ -56,8 +56,8 @@ class ClientAuth {
   };
 
   // auth_type as in the config: trust, any, plain, md5, scram-sha-256. `users` may be
-  // null for trust/any. With md5, users whose secret is a SCRAM secret get SCRAM (as in
-  // PgBouncer); with scram-sha-256, md5 hashes cannot log in.
+  // null for trust/any. With md5 or plain, users whose secret is a SCRAM secret get SCRAM
+  // (the server login needs the key it proves); with scram-sha-256, md5 hashes cannot log in.
   ClientAuth(std::string_view auth_type, const UserList* users, std::string user);
 
   // The first 'R' to send after the startup packet (AuthenticationOk for trust/any).

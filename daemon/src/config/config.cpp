@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "config/tls_protocols.h"
+#include "auth/hba.h"
 
 namespace pgcohere::config {
 namespace {
@@ -204,10 +205,13 @@ const std::vector<KeySpec>& schema() {
       {"pgcohered", "max_packet_size", daemon(&DaemonSettings::max_packet_size)},
       {"pgcohered", "pkt_buf", daemon(&DaemonSettings::pkt_buf)},
       {"pgcohered", "listen_backlog", daemon(&DaemonSettings::listen_backlog)},
-      {"pgcohered", "auth_type", one_of(daemon(&DaemonSettings::auth_type), {"trust", "any", "md5", "scram-sha-256", "plain"})},
+      {"pgcohered", "auth_type", one_of(daemon(&DaemonSettings::auth_type), {"trust", "any", "md5", "scram-sha-256", "plain", "hba"})},
       {"pgcohered", "auth_file", daemon(&DaemonSettings::auth_file)},
       {"pgcohered", "auth_user", daemon(&DaemonSettings::auth_user)},
       {"pgcohered", "auth_query", daemon(&DaemonSettings::auth_query)},
+      {"pgcohered", "auth_dbname", daemon(&DaemonSettings::auth_dbname)},
+      {"pgcohered", "auth_hba_file", daemon(&DaemonSettings::auth_hba_file)},
+      {"pgcohered", "auth_query_cache_ttl", daemon(&DaemonSettings::auth_query_cache_ttl)},
       {"pgcohered", "admin_users", daemon(&DaemonSettings::admin_users)},
       {"pgcohered", "stats_users", daemon(&DaemonSettings::stats_users)},
       {"pgcohered", "ignore_startup_parameters", daemon(&DaemonSettings::ignore_startup_parameters)},
@@ -292,7 +296,7 @@ const std::vector<KeySpec>& schema() {
 const std::set<std::string>& ignored_pgbouncer_keys() {
   static const std::set<std::string> keys = {
       "user", "peer_id", "disable_pqexec", "conffile",
-      "service_name", "job_name", "auth_hba_file", "auth_ident_file", "auth_dbname", "syslog",
+      "service_name", "job_name", "auth_ident_file", "syslog",
       "syslog_ident", "syslog_facility", "server_fast_close", "autodb_idle_timeout", "dns_max_ttl",
       "dns_nxdomain_ttl", "dns_zone_check_period", "resolv_conf", "sbuf_loopcnt", "tcp_defer_accept",
       "tcp_socket_buffer", "tcp_keepcnt", "tcp_keepidle", "tcp_keepintvl", "tcp_user_timeout",
@@ -325,6 +329,16 @@ void validate(const Config& c) {
   if ((c.daemon.auth_type == "md5" || c.daemon.auth_type == "scram-sha-256" || c.daemon.auth_type == "plain") &&
       c.daemon.auth_file.empty() && c.daemon.auth_user.empty())
     fail("auth_type = " + c.daemon.auth_type + " needs auth_file (or auth_user)");
+  if (c.daemon.auth_type == "hba") {
+    if (c.daemon.auth_hba_file.empty()) fail("auth_type = hba needs auth_hba_file");
+    try {
+      auth::load_hba(c.daemon.auth_hba_file);  // its errors are file:line of that file
+    } catch (const auth::HbaError& e) {
+      throw ConfigError(e.what());
+    }
+  }
+  if (!c.daemon.auth_dbname.empty() && !c.find_database(c.daemon.auth_dbname))
+    fail("auth_dbname = " + c.daemon.auth_dbname + " is not a [databases] entry");
   if (!c.redis.url.empty() && c.redis.url.rfind("redis://", 0) != 0)
     fail("[redis] url must start with redis://");
   if (c.cache.enabled && c.redis.url.empty() && c.redis.cluster_nodes.empty())

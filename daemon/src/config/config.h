@@ -41,6 +41,9 @@ struct DaemonSettings {  // [pgcohered], alias [pgbouncer]
   std::string auth_file;
   std::string auth_user;
   std::string auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1";
+  std::string auth_dbname;      // the [databases] entry auth_query runs in ("": the client's)
+  std::string auth_hba_file;    // auth_type = hba
+  double auth_query_cache_ttl = 30;  // seconds a looked-up secret is reused (0: every login asks)
   std::vector<std::string> admin_users;
   std::vector<std::string> stats_users;
   std::vector<std::string> ignore_startup_parameters;

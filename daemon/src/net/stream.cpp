@@ -1,6 +1,9 @@
 // Client and server byte streams (see stream.h).
 #include "net/stream.h"
 
+#include <optional>
+#include <utility>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -138,23 +141,38 @@ std::string Stream::tls_description() {
   return out;
 }
 
-std::string Stream::peer_name(Socket& socket) {
+namespace {
+// A TCP peer's address as text and its port; nullopt for a Unix socket or an unknown peer.
+std::optional<std::pair<std::string, unsigned>> tcp_peer(Stream::Socket& socket) {
   boost::system::error_code ec;
   auto ep = socket.remote_endpoint(ec);
-  if (ec) return {};
+  if (ec) return std::nullopt;
   const sockaddr* sa = ep.data();
   char text[INET6_ADDRSTRLEN] = {};
   if (sa->sa_family == AF_INET) {
     auto* in = reinterpret_cast<const sockaddr_in*>(sa);
     inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
-    return std::string(text) + ":" + std::to_string(ntohs(in->sin_port));
+    return std::make_pair(std::string(text), static_cast<unsigned>(ntohs(in->sin_port)));
   }
   if (sa->sa_family == AF_INET6) {
     auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
     inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
-    return std::string(text) + ":" + std::to_string(ntohs(in6->sin6_port));
+    return std::make_pair(std::string(text), static_cast<unsigned>(ntohs(in6->sin6_port)));
   }
-  return "unix";
+  return std::nullopt;
+}
+}  // namespace
+
+std::string Stream::peer_name(Socket& socket) {
+  if (auto p = tcp_peer(socket)) return p->first + ":" + std::to_string(p->second);
+  boost::system::error_code ec;
+  socket.remote_endpoint(ec);
+  return ec ? std::string() : std::string("unix");
+}
+
+std::string Stream::peer_address(Socket& socket) {
+  auto p = tcp_peer(socket);
+  return p ? p->first : std::string();
 }
 
 }  // namespace pgcohere::net

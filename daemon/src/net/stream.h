@@ -87,6 +87,8 @@ class Stream {
 
   // "address:port" of the peer of a TCP socket; "unix" for a Unix socket; "" if unknown.
   static std::string peer_name(Socket& socket);
+  // The address alone of a TCP peer; "" for a Unix socket or an unknown peer.
+  static std::string peer_address(Socket& socket);
 
  private:
   struct Tls {

@@ -149,6 +149,9 @@ class Pool {
   int testing() const { return testing_; }
   int total() const { return total_; }
   size_t waiting() const { return waiters_.size(); }
+  // Opens connections for waiters if the pool may now (the janitor, once server_login_retry
+  // has passed after a failed login: nothing else would ask again).
+  void retry_launch() { launch_for_waiters(); }
   const std::deque<Waiter*>& waiters() const { return waiters_; }
   // Opens connections up to min_pool_size (called periodically by the janitor).
   void ensure_min() {

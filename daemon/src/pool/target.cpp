@@ -41,6 +41,12 @@ Target resolve_target(const config::ConnEntry& entry, const std::string& client_
       t.max_db_connections = to_int(k, v);
     } else if (k == "pool_mode") {
       t.pool_mode = v;
+    } else if (k == "auth_user") {
+      t.auth_user = v;
+    } else if (k == "auth_query") {
+      t.auth_query = v;
+    } else if (k == "auth_dbname") {
+      t.auth_dbname = v;
     } else if (k == "client_encoding" || k == "datestyle" || k == "timezone" || k == "application_name") {
       t.startup[k] = v;
     }

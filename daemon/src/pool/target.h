@@ -21,6 +21,8 @@ struct Target {
   int reserve_pool = -1;
   int max_db_connections = -1;
   std::string pool_mode;   // "": the [pgcohered] pool_mode
+  // auth_query overrides of this entry ("": the [pgcohered] ones).
+  std::string auth_user, auth_query, auth_dbname;
   std::map<std::string, std::string> startup;  // extra startup parameters for the server
 };
 

@@ -2,6 +2,9 @@
 #include "pooler/client_conn.h"
 
 #include <openssl/rand.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -12,6 +15,7 @@
 #include <boost/asio/write.hpp>
 
 #include "auth/exchange.h"
+#include "auth/hba.h"
 #include "cache/request.h"
 #include "cache/session_change.h"
 #include "cache/session_switch.h"
@@ -217,7 +221,54 @@ void ClientConn::finish_login() {
 
 awaitable<bool> ClientConn::authenticate() {
   auto& d = pooler_.settings();
-  auth::ClientAuth exchange(d.auth_type, pooler_.users(), user_);
+  std::string auth_type = d.auth_type;
+  if (auth_type == "hba") {
+    // auth_hba_file decides the method for this connection, as pg_hba.conf would.
+    auth::HbaConnection conn;
+    conn.local = unix_socket_;
+    conn.tls = socket_.tls();
+    conn.address = net::Stream::peer_address(socket_.lowest());
+    conn.database = database_;
+    conn.user = user_;
+    const auth::HbaRule* rule = pooler_.hba() ? auth::match_hba(*pooler_.hba(), conn) : nullptr;
+    std::string who = "host \"" + (conn.local ? std::string("[local]") : conn.address) + "\", user \"" + user_ +
+                      "\", database \"" + database_ + (conn.tls ? "\", SSL encryption" : "\", no encryption");
+    if (!rule || rule->method == auth::HbaMethod::reject || rule->method == auth::HbaMethod::peer) {
+      PGC_LOG_WARN << "client " << peer_ << " db=" << database_ << " user=" << user_ << ": "
+                   << (rule ? "rejected by auth_hba_file line " + std::to_string(rule->line) : "no auth_hba_file rule");
+      co_await send_fatal("28000", (rule ? "pg_hba.conf rejects connection for " : "no pg_hba.conf entry for ") + who);
+      co_return false;
+    }
+    auth_type = std::string(auth::auth_type_for(rule->method));
+  }
+  const auth::UserList* users = pooler_.users();
+  auth::UserList looked_up;
+  if (auth_type != "any" && entry_ && !(users && users->find(user_))) {
+    // Not in auth_file: auth_user looks the user's secret up in PostgreSQL (auth_query).
+    std::optional<AuthQuery> query;
+    std::string bad_config;
+    try {
+      query = pooler_.auth_query_for(*entry_);
+    } catch (const std::exception& e) {
+      bad_config = e.what();
+    }
+    if (!bad_config.empty()) {
+      co_await send_fatal("08P01", bad_config);
+      co_return false;
+    }
+    if (query) {
+      auto found = co_await pooler_.auth_lookup().find(*query, user_);
+      if (!found.error.empty()) {
+        PGC_LOG_WARN << "client " << peer_ << " db=" << database_ << " user=" << user_
+                     << ": auth_query failed: " << found.error;
+        co_await send_fatal("08P01", "auth_query failed: " + found.error);
+        co_return false;
+      }
+      if (found.entry) looked_up.add(std::move(*found.entry));
+      users = &looked_up;
+    }
+  }
+  auth::ClientAuth exchange(auth_type, users, user_);
   auto step = exchange.begin();
   for (;;) {
     std::string out;
@@ -371,6 +422,11 @@ awaitable<bool> ClientConn::login() {
     PGC_LOG_DEBUG << "login: " << peer_ << " db=" << database_ << " user=" << user_;
   }
 
+  // The pool cannot log in to PostgreSQL right now (server_login_retry): say so at once.
+  if (auto why = entry_->refusal(Clock::now(), d.server_login_retry)) {
+    co_await send_fatal("08P01", *why);
+    co_return false;
+  }
   std::string out;
   if (!entry_->defaults_known()) {
     // The first client of a pool learns the server's parameters from a real login.
@@ -438,17 +494,30 @@ bool ClientConn::try_link() {
 // Called after try_link() found nothing: a second try could start another
 // server_check_query for the same client.
 awaitable<bool> ClientConn::acquire() {
+  // The pool cannot log in to PostgreSQL and has no connection to wait for: say why now
+  // rather than after query_wait_timeout.
+  if (auto why = entry_->refusal(Clock::now(), pooler_.settings().server_login_retry)) {
+    co_await send_fatal("08P01", *why);
+    co_return false;
+  }
   waiting_ = true;
   timed_out_ = false;
+  canceled_ = false;
   fail_reason_.clear();
   wait_started_ = Clock::now();
   entry_->wait(this);
-  co_await wakeup_.async_wait(use_awaitable);
+  // wait() may already have served or failed this client; a notify() before the
+  // async_wait would be lost.
+  if (!server_ && fail_reason_.empty()) {
+    ++wait_generation_;
+    watched_ = false;  // the janitor starts watching the socket if the wait lasts
+    co_await wakeup_.async_wait(use_awaitable);
+  }
   waiting_ = false;
   entry_->waited(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - wait_started_));
   if (server_) co_return true;
   entry_->stop_waiting(this);
-  if (closed_) co_return false;
+  if (closed_ || canceled_) co_return false;
   if (!fail_reason_.empty()) {
     co_await send_fatal("08P01", fail_reason_);
     co_return false;
@@ -458,6 +527,52 @@ awaitable<bool> ClientConn::acquire() {
   protocol::encode::error_response(out, "ERROR", "08P01", "query_wait_timeout");
   co_await write_gated(out);
   co_return false;
+}
+
+void ClientConn::watch_while_waiting() {
+  if (!waiting_ || watched_ || closed_) return;
+  watched_ = true;
+  watch_while_waiting(wait_generation_);
+}
+
+void ClientConn::watch_while_waiting(std::uint64_t generation) {
+  socket_.lowest().async_wait(asio::socket_base::wait_read, [self = shared_from_this(), generation](
+                                                        const boost::system::error_code& ec) {
+    if (ec || !self->waiting_ || generation != self->wait_generation_ || self->closed_) return;
+    // Peek, do not read: bytes that are not a goodbye stay for serve() once a server is
+    // linked (a pipelined request).
+    char head[5];
+    ssize_t n = ::recv(self->socket_.lowest().native_handle(), head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      self->watch_while_waiting(generation);
+      return;
+    }
+    // EOF, a reset, or a Terminate ('X', length 4): the client is gone; close() wakes
+    // acquire(), which takes it out of the queue.
+    bool gone = n <= 0 || head[0] == 'X';
+    if (gone) {
+      PGC_LOG_DEBUG << "client " << self->peer_ << " left while waiting for a server connection";
+      self->close();
+    }
+  });
+}
+
+void ClientConn::cancel_wait() {
+  if (!waiting_) return;
+  canceled_ = true;
+  entry_->stop_waiting(this);
+  wakeup_.notify();
+}
+
+awaitable<void> ClientConn::answer_canceled(const protocol::Frame& f) {
+  // As PostgreSQL answers a cancel: the request fails with 57014; in the extended protocol
+  // the rest of the batch is skipped up to its Sync, which gets the ReadyForQuery.
+  std::string out;
+  protocol::encode::error_response(out, "ERROR", "57014", "canceling statement due to user request");
+  bool batch_ended = f.kind != protocol::Frame::Kind::message || f.type == 'Q' || f.type == 'F' || f.type == 'S';
+  if (batch_ended) protocol::encode::ready_for_query(out, 'I');
+  else skipping_to_sync_ = true;
+  co_await write_gated(out);
 }
 
 void ClientConn::sync_parameters(std::string& out) {
@@ -591,6 +706,16 @@ awaitable<void> ClientConn::serve() {
         in_.consume(f.consumed);
         break;
       }
+      if (skipping_to_sync_) {  // the rest of a canceled batch (answer_canceled)
+        in_.consume(f.consumed);
+        if (f.kind == protocol::Frame::Kind::message && f.type == 'S') {
+          skipping_to_sync_ = false;
+          std::string z;
+          protocol::encode::ready_for_query(z, 'I');
+          co_await write_gated(z);
+        }
+        continue;
+      }
       std::string_view sql = f.kind == protocol::Frame::Kind::message ? statement_text(f) : std::string_view();
       if (pooler_.cache() && !cache_blind_) note_session_change(sql);
       if (f.kind == protocol::Frame::Kind::message && f.type == 'Q' && entry_->mode() != PoolMode::session) {
@@ -640,7 +765,14 @@ awaitable<void> ClientConn::serve() {
         }
       }
       if (!server_) {
-        if (!try_link() && !co_await acquire()) co_return;
+        if (!try_link() && !co_await acquire()) {
+          if (!canceled_ || closed_ || dying_) co_return;
+          // A CancelRequest for this client while it was queued (pgbouncer#1314).
+          canceled_ = false;
+          co_await answer_canceled(f);
+          in_.consume(f.consumed);
+          continue;
+        }
         sync_parameters(out);
       }
       if (f.kind == protocol::Frame::Kind::passthrough) {

@@ -6,6 +6,7 @@
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <chrono>
 #include <map>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -94,6 +95,14 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // ServerConn, before it forwards a ReadyForQuery 'I': what waited for the transaction's end.
   bool has_notifications() const { return !notifications_.empty(); }
   void take_notifications(std::string& out) { notifications_.move_to(out); }
+  // A CancelRequest named this client while it waits in the queue: its request fails with
+  // "canceling statement due to user request" and it stays connected (pgbouncer#1314).
+  void cancel_wait();
+  // Queued for a while (the janitor calls it each tick for every waiter): from now on a
+  // client that goes away (EOF, reset, Terminate) is closed at once, so it leaves the queue
+  // and SHOW CLIENTS without waiting to be served. Short waits, the common case under
+  // load, cost nothing (no epoll re-arm).
+  void watch_while_waiting();
   // query_wait_timeout passed (the pooler's janitor checks it).
   void wait_timed_out() {
     timed_out_ = true;
@@ -111,6 +120,9 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // After try_link() found no idle connection: waits in the pool's queue for one.
   boost::asio::awaitable<bool> acquire();
   bool try_link();
+  void watch_while_waiting(std::uint64_t generation);
+  // The error (and ReadyForQuery, or skipping to Sync) for a canceled queued request.
+  boost::asio::awaitable<void> answer_canceled(const protocol::Frame& f);
   void sync_parameters(std::string& out);
   boost::asio::awaitable<void> serve();
   // Reads what the client sent into in_ (at least one byte; throws on EOF/errors).
@@ -159,6 +171,10 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool writing_ = false;
   bool waiting_ = false;
   bool timed_out_ = false;
+  bool canceled_ = false;          // cancel_wait() ended the wait
+  bool skipping_to_sync_ = false;  // a canceled extended-protocol batch: drop up to its Sync
+  std::uint64_t wait_generation_ = 0;
+  bool watched_ = false;  // watch_while_waiting() armed for this wait
   bool closed_ = false;
   bool dying_ = false;  // fail() is writing a last error, then closes
   std::string fail_reason_;

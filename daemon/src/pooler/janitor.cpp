@@ -93,6 +93,7 @@ void Janitor::tick(Clock::time_point now) {
   close_late_logins(now);
   for (auto& [key, e] : pooler_.pools()) {
     expire_idle_servers(*e, now);
+    e->retry_login(now, pooler_.settings().server_login_retry);
     e->ensure_min();
     expire_clients(*e, now);
     expire_waiters(*e, now);
@@ -151,8 +152,10 @@ void Janitor::expire_clients(PoolEntry& e, Clock::time_point now) {
 // Clients that waited past query_wait_timeout get PgBouncer's error.
 void Janitor::expire_waiters(PoolEntry& e, Clock::time_point now) {
   std::vector<ClientConn*> late;
-  for (ClientConn* c : e.queue().waiters())
+  for (ClientConn* c : e.queue().waiters()) {
     if (janitor::wait_expired(now, c->wait_started(), pooler_.settings())) late.push_back(c);
+    else c->watch_while_waiting();  // a client that leaves the queue is noticed from now on
+  }
   for (ClientConn* c : late) {
     e.stop_waiting(c);
     c->wait_timed_out();

@@ -80,7 +80,7 @@ class Janitor {
                                                                   // server_check_delay
   void expire_clients(PoolEntry& e, Clock::time_point now);  // client_idle_timeout, query_timeout,
                                                               // idle_transaction_timeout
-  void expire_waiters(PoolEntry& e, Clock::time_point now);  // query_wait_timeout
+  void expire_waiters(PoolEntry& e, Clock::time_point now);  // query_wait_timeout; watches waiters' sockets
   void open_reserve(PoolEntry& e, Clock::time_point now);    // reserve_pool_timeout
 
   Pooler& pooler_;

@@ -83,9 +83,22 @@ void PoolEntry::remember_credentials(auth::ServerCredentials creds) {
   if (!creds.empty() && creds.user == server_user_) credentials_ = std::move(creds);
 }
 
-void PoolEntry::connect_failed(const std::string& error) {
+void PoolEntry::connect_failed(const std::string& error, std::chrono::steady_clock::time_point now) {
   stats_.server_connect_errors++;
   last_connect_error_ = error;
+  login_retry_.failed(now, error);
+}
+
+std::optional<std::string> PoolEntry::refusal(std::chrono::steady_clock::time_point now, double login_retry) const {
+  // A connection that exists or is being opened may still serve the client: it waits.
+  if (queue_.total() > 0) return std::nullopt;
+  auto why = login_retry_.refusal(now, login_retry);
+  if (!why) return std::nullopt;
+  return "server login failed: " + *why;
+}
+
+void PoolEntry::retry_login(std::chrono::steady_clock::time_point now, double login_retry) {
+  if (login_retry_.failing() && queue_.waiting() > 0 && login_retry_.may_try(now, login_retry)) queue_.retry_launch();
 }
 
 void PoolEntry::learn_defaults(const session::ParamMap& params) {
@@ -102,7 +115,10 @@ void PoolEntry::wait(ClientConn* c) { queue_.wait(c); }
 
 void PoolEntry::stop_waiting(ClientConn* c) { queue_.cancel(c); }
 
-void PoolEntry::connected(std::shared_ptr<ServerConn> s) { queue_.connected(std::move(s)); }
+void PoolEntry::connected(std::shared_ptr<ServerConn> s) {
+  login_retry_.succeeded();
+  queue_.connected(std::move(s));
+}
 
 void PoolEntry::checked(std::shared_ptr<ServerConn> s) { queue_.checked(std::move(s)); }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "auth/exchange.h"
 #include "config/config.h"
 #include "metrics/registry.h"
+#include "pool/login_retry.h"
 #include "pool/pool.h"
 #include "pool/target.h"
 #include "pooler/server_conn.h"
@@ -87,8 +89,9 @@ class PoolEntry {
   // attach / detach: a server connection of this pool exists (any state).
   void attach(ServerConn* s) { servers_.insert(s); }
   void detach(ServerConn* s) { servers_.erase(s); }
-  // The login failed before the connection counted as connected (SHOW POOLS' last error).
-  void connect_failed(const std::string& error);
+  // The login failed before the connection counted as connected (SHOW POOLS' last error);
+  // until a login succeeds, clients that need a new connection are refused (fail fast).
+  void connect_failed(const std::string& error, std::chrono::steady_clock::time_point now);
   // The first server login's ParameterStatus set: what clients of this pool are told.
   void learn_defaults(const session::ParamMap& params);
   // connected / checked: a new or just checked connection is ready (may go straight to a waiter).
@@ -110,6 +113,8 @@ class PoolEntry {
   void count_server_check() { stats_.server_checks++; }
 
   // ---- the janitor's and the console's actions ----
+  // After a failed login, once server_login_retry has passed: waiters get a new attempt.
+  void retry_login(std::chrono::steady_clock::time_point now, double login_retry);
   void ensure_min();
   void use_reserve();
   void pause();
@@ -127,6 +132,13 @@ class PoolEntry {
   const PoolStats& stats() const { return stats_; }
   const std::string& last_connect_error() const { return last_connect_error_; }
   const auth::ServerCredentials& credentials() const { return credentials_; }
+  // Whether a new server login may be tried now (server_login_retry after a failure).
+  bool may_try_login(std::chrono::steady_clock::time_point now, double login_retry) const {
+    return login_retry_.may_try(now, login_retry);
+  }
+  // The error for a client that needs a server connection now, if the pool has none and
+  // may not try a login yet: "server login failed: <the server's reason>".
+  std::optional<std::string> refusal(std::chrono::steady_clock::time_point now, double login_retry) const;
 
  private:
   Queue queue_;
@@ -139,6 +151,7 @@ class PoolEntry {
   std::set<ClientConn*> clients_;
   PoolStats stats_;
   std::string last_connect_error_;
+  pool::LoginRetry login_retry_;
   // What server logins use: from the [databases] entry's password, else from the auth_file
   // entry of the last client that logged in (for SCRAM secrets: its proven key).
   auth::ServerCredentials credentials_;

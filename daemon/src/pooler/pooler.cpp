@@ -1,6 +1,8 @@
 // The pooler service (see pooler.h): pools, cancel routing, reload, janitor.
 #include "pooler/pooler.h"
 
+#include <stdexcept>
+
 #include "pooler/client_conn.h"
 #include "pooler/server_conn.h"
 #include "util/log.h"
@@ -24,6 +26,41 @@ Pooler::Pooler(asio::io_context& io, const config::Config& config, app::Control&
       janitor_(io, *this),
       resumed_(io, boost::asio::steady_timer::time_point::max()) {
   load_users();
+  load_hba();
+}
+
+void Pooler::load_hba() {
+  if (config_.daemon.auth_type != "hba") {
+    hba_.reset();
+    return;
+  }
+  try {
+    hba_ = std::make_shared<auth::HbaRules>(auth::load_hba(config_.daemon.auth_hba_file));
+    PGC_LOG_INFO << "auth_hba_file " << config_.daemon.auth_hba_file << ": " << hba_->rules.size() << " rule(s)";
+  } catch (const auth::HbaError& e) {
+    // The configuration check read it a moment ago; a file broken since keeps the rules
+    // in force (at start: no rule, so every login is rejected).
+    PGC_LOG_ERROR << "auth_hba_file not loaded: " << e.what();
+    if (!hba_) hba_ = std::make_shared<auth::HbaRules>();
+  }
+}
+
+std::optional<AuthQuery> Pooler::auth_query_for(const PoolEntry& entry) const {
+  const pool::Target& t = entry.target();
+  const auto& d = config_.daemon;
+  AuthQuery q;
+  q.auth_user = !t.auth_user.empty() ? t.auth_user : d.auth_user;
+  if (q.auth_user.empty()) return std::nullopt;
+  q.query = !t.auth_query.empty() ? t.auth_query : d.auth_query;
+  std::string dbname = !t.auth_dbname.empty() ? t.auth_dbname : d.auth_dbname;
+  if (dbname.empty()) {
+    q.target = t;
+  } else {
+    const config::ConnEntry* db = config_.find_database(dbname);
+    if (!db) throw std::invalid_argument("auth_dbname " + dbname + " is not a [databases] entry");
+    q.target = pool::resolve_target(*db, dbname);
+  }
+  return q;
 }
 
 void Pooler::load_users() {
@@ -154,6 +191,9 @@ PoolEntry* Pooler::find_pool(const std::string& database, const std::string& use
   PoolEntry* raw = entry.get();
   raw->set_hooks([this, raw] { launch_server(*raw); },
                  [this, raw] {
+                   // server_login_retry: after a failed login, no new one before it has passed.
+                   if (!raw->may_try_login(std::chrono::steady_clock::now(), config_.daemon.server_login_retry))
+                     return false;
                    int max_db = admission::max_db_connections(raw->target(), config_.daemon);
                    int max_user = config_.daemon.max_user_connections;
                    if (max_db <= 0 && max_user <= 0) return true;  // no need to count
@@ -193,6 +233,7 @@ void Pooler::cancel(int32_t pid, int32_t key) {
     return;
   }
   if (auto& s = c->server()) s->send_cancel();
+  else if (c->waiting()) c->cancel_wait();  // its request never reached PostgreSQL: answered here
 }
 
 void Pooler::reload(const config::Config& config) {
@@ -205,6 +246,8 @@ void Pooler::reload(const config::Config& config) {
   if (reconnect) {
     PGC_LOG_INFO << "reload: server_tls_* changed, server connections are replaced";
   }
+  load_hba();
+  auth_lookup_.clear_cache();
   for (auto& [key, e] : pools_) {
     const config::ConnEntry* db = config_.find_database(key.first);
     if (db) {

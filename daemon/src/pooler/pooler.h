@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -20,6 +21,7 @@
 #include "app/control.h"
 #include "app/service.h"
 #include "auth/exchange.h"
+#include "auth/hba.h"
 #include "auth/userlist.h"
 #include "cache/service.h"
 #include "config/config.h"
@@ -28,6 +30,7 @@
 #include "net/tls_context.h"
 #include "pool/pool.h"
 #include "pool/target.h"
+#include "pooler/auth_lookup.h"
 #include "pooler/janitor.h"
 #include "pooler/listener.h"
 #include "pooler/notify_hub.h"
@@ -67,6 +70,13 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   // or reload whose TLS files loaded.
   const net::TlsSide& client_tls() const { return client_tls_; }
   const net::TlsSide& server_tls() const { return server_tls_; }
+  // auth_type = hba: the rules of auth_hba_file (nullptr for other auth types).
+  const auth::HbaRules* hba() const { return hba_.get(); }
+  AuthLookup& auth_lookup() { return auth_lookup_; }
+  // How a client of `entry` who is not in auth_file is looked up (auth_user, auth_query,
+  // auth_dbname of its [databases] entry, else the [pgcohered] ones); nullopt without
+  // auth_user. Throws std::invalid_argument for an auth_dbname that is no [databases] entry.
+  std::optional<AuthQuery> auth_query_for(const PoolEntry& entry) const;
 
   // The pool for a client's database and user, or nullptr with the client-facing reason.
   PoolEntry* find_pool(const std::string& database, const std::string& user, std::string& error);
@@ -128,12 +138,15 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   bool stopping_ = false;
   cache::CacheService* cache_ = nullptr;
   std::shared_ptr<auth::UserList> users_;
+  std::shared_ptr<const auth::HbaRules> hba_;
+  AuthLookup auth_lookup_{*this};
   void load_users();
   // Builds both TLS sides; at start a failure stops the daemon, at reload it keeps the
   // previous ones. Returns whether the server side's settings changed.
   bool load_tls(bool at_start);
   net::TlsSide client_tls_, server_tls_;
   std::string server_tls_settings_;
+  void load_hba();
   void collect(metrics::Exposition& out);
   void fill_cache_snapshot(admin::Snapshot& snap);  // pooler/admin.cpp
   metrics::CollectorId collector_id_ = 0;

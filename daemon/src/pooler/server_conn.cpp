@@ -115,7 +115,7 @@ awaitable<void> ServerConn::run() {
   }
   deadline_.cancel();
   if (!error.empty()) {
-    entry_.connect_failed(error);
+    entry_.connect_failed(error, Clock::now());
     PGC_LOG_WARN << "server connection to " << pool::describe(entry_.target()) << " db=" << entry_.target().dbname
                  << " user=" << entry_.server_user() << " failed: " << error;
     finish(error);
