@@ -85,7 +85,12 @@ def start_daemon(workdir, pg, databases=None, **settings):
     lines += [f"{k} = {v}" for k, v in base.items()]
     lines += ["[invalidation]", "enabled = 0"]
     d = Daemon(os.path.join(workdir, "daemon"), "\n".join(lines) + "\n", port)
+    STARTED.append(d)
     return d.start()
+
+
+# Daemons start_daemon() started: conftest.py's stop_auth_daemons stops them after each test.
+STARTED = []
 
 
 def dsn(d, dbname, user, password=None):

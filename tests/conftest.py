@@ -77,3 +77,13 @@ def daemon_factory(workdir, pg, redis_srv, secret_file):
     yield make
     for d in started:
         d.stop()
+
+
+@pytest.fixture(autouse=True)
+def stop_auth_daemons():
+    """Stops the daemons tests started with auth_cluster.start_daemon() (no leftover
+    pgcohered once a test is done)."""
+    yield
+    import auth_cluster
+    while auth_cluster.STARTED:
+        auth_cluster.STARTED.pop().stop()
