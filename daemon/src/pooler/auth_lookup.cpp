@@ -31,31 +31,17 @@ using generic_stream = asio::generic::stream_protocol;
 
 namespace {
 
-void put_i16(std::string& out, int16_t v) {
-  out += static_cast<char>((v >> 8) & 0xff);
-  out += static_cast<char>(v & 0xff);
-}
-void put_i32(std::string& out, int32_t v) {
-  auto u = static_cast<uint32_t>(v);
-  for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((u >> shift) & 0xff);
-}
-
 // Parse (unnamed, types inferred), Bind with the user name as the one text parameter,
 // Execute, Sync.
 std::string query_messages(const std::string& query, const std::string& user) {
   std::string out;
   protocol::encode::parse(out, "", query, {});
-  std::string rest;
-  put_i16(rest, 0);  // parameter formats: all text
-  put_i16(rest, 1);
-  put_i32(rest, static_cast<int32_t>(user.size()));
-  rest += user;
-  put_i16(rest, 0);  // result formats: all text
+  std::string rest;  // parameter formats: all text; the user name; result formats: all text
+  protocol::Writer(rest).i16(0).i16(1).i32(static_cast<int32_t>(user.size())).bytes(user).i16(0);
   protocol::encode::bind(out, "", "", rest);
-  out += 'E';
-  put_i32(out, 4 + 1 + 4);
-  out += '\0';  // the unnamed portal
-  put_i32(out, 0);  // all rows
+  protocol::Writer execute(out);
+  execute.begin('E').cstr("").i32(0);  // the unnamed portal, all rows
+  execute.end();
   protocol::encode::sync(out);
   return out;
 }

@@ -38,26 +38,6 @@ using asio::use_awaitable;
 using generic_stream = asio::generic::stream_protocol;
 
 namespace {
-// What the pool's server connections log in with (ServerConn::server_credentials; kept
-// in step with it): the [databases] password, else the credentials a client of the pool
-// proved, else the forced user's auth_file entry.
-auth::ServerCredentials credentials_of(const PoolEntry& entry, const auth::UserList* users) {
-  auth::ServerCredentials c;
-  if (!entry.target().password.empty()) {
-    c.user = entry.server_user();
-    c.password = entry.target().password;
-    return c;
-  }
-  if (!entry.credentials().empty()) return entry.credentials();
-  c.user = entry.server_user();
-  if (users && users->find(entry.server_user())) {
-    auth::ClientAuth probe("trust", users, entry.server_user());
-    probe.begin();
-    c = probe.credentials();
-  }
-  return c;
-}
-
 constexpr double kRetryMin = 0.1, kRetryMax = 5;  // seconds between reconnects (doubling)
 }  // namespace
 
@@ -313,7 +293,7 @@ awaitable<std::string> NotifyHub::connect_and_login() {
       case 'R': {
         auto a = protocol::parse_authentication(f.body);
         if (!a) co_return a.error();
-        if (!auth) auth.emplace(credentials_of(entry_, pooler_.users()));
+        if (!auth) auth.emplace(entry_.server_credentials(pooler_.users()));
         auto step = auth->on_request(a->code, a->data);
         if (!step.error.empty()) co_return step.error;
         if (step.send) protocol::encode::password_message(reply, *step.send, false);

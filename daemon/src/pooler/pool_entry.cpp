@@ -153,4 +153,23 @@ void PoolEntry::retire(ServerConn& s, ServerConn::State was, const std::string& 
   }
 }
 
+auth::ServerCredentials PoolEntry::server_credentials(const auth::UserList* users) const {
+  auth::ServerCredentials c;
+  if (!target().password.empty()) {
+    c.user = server_user();
+    c.password = target().password;
+    return c;
+  }
+  if (!credentials_.empty()) return credentials_;
+  // A forced user ([databases] user=) without a password: its auth_file entry.
+  c.user = server_user();
+  if (users && users->find(server_user())) {
+    // ClientAuth knows how each kind of auth_file secret maps to server credentials.
+    auth::ClientAuth probe("trust", users, server_user());
+    probe.begin();
+    c = probe.credentials();
+  }
+  return c;
+}
+
 }  // namespace pgcohere::pooler

@@ -82,6 +82,10 @@ class PoolEntry {
   // A client's proven login: server logins use its credentials unless the [databases]
   // entry has a password, and only for the pool's own server user.
   void remember_credentials(auth::ServerCredentials creds);
+  // What this pool's server connections (and its LISTEN connection) log in with: the
+  // [databases] password, else the credentials a client of the pool proved, else the
+  // forced user's auth_file entry in `users`.
+  auth::ServerCredentials server_credentials(const auth::UserList* users) const;
   void count_bytes_received(std::uint64_t n) { stats_.bytes_received += n; }
   void count_bytes_sent(std::uint64_t n) { stats_.bytes_sent += n; }
 

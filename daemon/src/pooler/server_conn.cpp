@@ -150,25 +150,6 @@ void ServerConn::finish(const std::string& why) {
   }
 }
 
-auth::ServerCredentials ServerConn::server_credentials() const {
-  auth::ServerCredentials c;
-  if (!entry_.target().password.empty()) {
-    c.user = entry_.server_user();
-    c.password = entry_.target().password;
-    return c;
-  }
-  if (!entry_.credentials().empty()) return entry_.credentials();
-  // A forced user ([databases] user=) without a password: its auth_file entry.
-  c.user = entry_.server_user();
-  if (auto* users = pooler_.users(); users && users->find(entry_.server_user())) {
-    // ClientAuth knows how each kind of auth_file secret maps to server credentials.
-    auth::ClientAuth probe("trust", users, entry_.server_user());
-    probe.begin();
-    c = probe.credentials();
-  }
-  return c;
-}
-
 awaitable<std::string> ServerConn::connect_and_login() {
   auto& t = entry_.target();
   auto& d = pooler_.settings();
@@ -234,7 +215,7 @@ awaitable<std::string> ServerConn::connect_and_login() {
       case 'R': {
         auto a = protocol::parse_authentication(body);
         if (!a) co_return a.error();
-        if (!auth_) auth_.emplace(server_credentials());
+        if (!auth_) auth_.emplace(entry_.server_credentials(pooler_.users()));
         auto step = auth_->on_request(a->code, a->data);
         if (!step.error.empty()) co_return step.error;
         if (step.send) protocol::encode::password_message(reply, *step.send, false);

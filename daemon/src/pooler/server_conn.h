@@ -96,7 +96,6 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   // A clean connection goes back to the pool (or waits for its cancels, or retires).
   void give_back(Clock::time_point now = Clock::now());
   void cancel_finished(bool certain);
-  auth::ServerCredentials server_credentials() const;
 
   Pooler& pooler_;
   PoolEntry& entry_;
