@@ -19,7 +19,7 @@ std::string cache_policy_text(std::uint32_t relid) { return std::to_string(relid
 bool affects_query_cache(char kind, std::string_view text) {
     if (kind == kCachePolicy || kind == kResync) return true;
     if (kind != kTag) return false;
-    return text.starts_with("tbl:") || text.starts_with("row:") || text.starts_with("all:");
+    return contract::is_query_cache_tag(text);
 }
 
 }  // namespace pgcohere::core

@@ -27,6 +27,14 @@ enum class EntryKind : char {
   cache_policy = 'c'
 };
 
+// Whether a tag entry's text is one the query cache tags its entries with (tbl:, row:, all:;
+// docs/cache.md). A watched table's own `table:<schema>.<table>` tag is not: no entry
+// carries it. Only commits that publish the cache's tags (or a policy change, or a resync)
+// move a session's pgcohere.published, and only their purges move the daemon's watermark.
+inline bool is_query_cache_tag(std::string_view tag) {
+  return tag.starts_with("tbl:") || tag.starts_with("row:") || tag.starts_with("all:");
+}
+
 // NOTIFY refuses payloads of 8000 bytes or more (NOTIFY_PAYLOAD_MAX_LENGTH).
 inline constexpr std::size_t kMaxPayload = 7999;
 

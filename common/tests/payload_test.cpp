@@ -368,3 +368,12 @@ TEST(Payload, WhatTheExtensionChunksTheDaemonDecodesEntryForEntry) {
   }
   EXPECT_EQ(decoded, owned);
 }
+
+TEST(QueryCacheTags, OnlyTheCachesOwnTagsCount) {
+  EXPECT_TRUE(is_query_cache_tag("tbl:16384"));
+  EXPECT_TRUE(is_query_cache_tag("row:16384:conversation_id=42"));
+  EXPECT_TRUE(is_query_cache_tag("all:16384"));
+  EXPECT_FALSE(is_query_cache_tag("table:public.messages"));  // a watched table's own tag
+  EXPECT_FALSE(is_query_cache_tag("tbl"));
+  EXPECT_FALSE(is_query_cache_tag(""));
+}

@@ -38,13 +38,6 @@ class Layout {
 std::string scope_tag(std::string_view database, std::string_view tag);
 std::pair<std::string_view, std::string_view> split_scoped_tag(std::string_view scoped);
 
-// Whether the extension's tag is one the cache tags entries with (tbl:, row:, all:); a
-// watched table's own `table:<schema>.<table>` is not. Only commits that publish such tags
-// (or a policy change, or a resync) move a session's pgcohere.published.
-inline bool is_query_cache_tag(std::string_view tag) {
-  return tag.starts_with("tbl:") || tag.starts_with("row:") || tag.starts_with("all:");
-}
-
 // The pseudo-tag whose version moves when the database's cache policies change: a daemon
 // whose catalog is older reloads it before caching again.
 inline constexpr std::string_view kPolicyTag = "policy";

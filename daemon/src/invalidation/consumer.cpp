@@ -310,7 +310,7 @@ void DatabaseConsumer::handle(const Notification& n) {
       case contract::EntryKind::tag:
         // A watched table's own `table:<schema>.<table>` tag names no entry: the cache tags
         // its entries by OID (tbl:/row:/all:, docs/cache.md), so there is nothing to purge.
-        if (!cache::is_query_cache_tag(e.text)) break;
+        if (!contract::is_query_cache_tag(e.text)) break;
         job.tags.push_back(cache::scope_tag(name_, e.text));
         for_cache = true;
         break;
