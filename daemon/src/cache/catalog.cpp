@@ -164,6 +164,7 @@ CatalogResult build_catalog(std::vector<CatalogRow> rows) {
   CatalogResult out;
   Catalog& c = out.catalog;
   c.rows_ = std::move(rows);
+  std::vector<std::string> cached_names;  // ASCII-lowercased, unique
   for (std::size_t i = 0; i < c.rows_.size(); ++i) {
     const CatalogRow& r = c.rows_[i];
     std::string where = "cache_catalog row " + std::to_string(i + 1) + " (" + r.nspname + "." + r.relname + "): ";
@@ -184,20 +185,20 @@ CatalogResult build_catalog(std::vector<CatalogRow> rows) {
       std::string folded = ascii_lower(r.relname);
       // A double quote in a name is written doubled in the text.
       if (r.relname.find('"') != std::string::npos) c.filter_unsound_ = true;
-      if (std::find(c.cached_names_.begin(), c.cached_names_.end(), folded) == c.cached_names_.end())
-        c.cached_names_.push_back(std::move(folded));
+      if (std::find(cached_names.begin(), cached_names.end(), folded) == cached_names.end())
+        cached_names.push_back(std::move(folded));
     }
   }
+  // U&"..." identifiers spell names with escapes; text with one is always analysed.
+  if (!cached_names.empty()) cached_names.push_back("u&");
+  c.cached_names_ = FoldedNeedles(std::move(cached_names));
   return out;
 }
 
 bool Catalog::may_name_cached_table(std::string_view sql) const {
   if (cached_names_.empty()) return false;
   if (filter_unsound_) return true;
-  // U&"..." identifiers spell names with escapes; such text is always analysed.
-  if (contains_folded(sql, "u&")) return true;
-  return std::any_of(cached_names_.begin(), cached_names_.end(),
-                     [&](const std::string& name) { return contains_folded(sql, name); });
+  return cached_names_.found_in(sql);
 }
 
 Resolution resolve(const Analysis& a, const Catalog& catalog, const Session& session, const Params& params,

@@ -3,8 +3,6 @@
 
 #include <pg_query.h>
 
-#include <algorithm>
-#include <array>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -17,13 +15,8 @@ namespace {
 using nlohmann::json;
 
 // Every statement that changes one of the settings names one of these (case-folded).
-constexpr std::array<std::string_view, 8> kNeedles = {"search_path", "role",       "authorization",
-                                                       "reset",       "discard",    "set_config",
-                                                       "extra_float_digits",        "bytea_output"};
-
-bool mentions_needle(std::string_view sql) {
-  return std::any_of(kNeedles.begin(), kNeedles.end(), [&](std::string_view n) { return contains_folded(sql, n); });
-}
+const FoldedNeedles kNeedles({"search_path", "role", "authorization", "reset", "discard", "set_config",
+                              "extra_float_digits", "bytea_output"});
 
 bool is_session_variable(const std::string& name) {
   return name == "search_path" || name == "role" || name == "session_authorization" ||
@@ -61,7 +54,7 @@ bool walk(const json& node) {
 }  // namespace
 
 bool changes_unseen_session_state(std::string_view sql) {
-  if (!mentions_needle(sql)) return false;
+  if (!kNeedles.found_in(sql)) return false;
   std::string text(sql);
   PgQueryParseResult parsed = pg_query_parse(text.c_str());
   bool changes = true;
