@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from harness.servers import wait_until
-from pool_helpers import (Relay, dsn, message, pooler_ini, pooler_via, raw_login, read_messages,
+from pool_helpers import (Relay, dsn, error_fields, message, pooler_ini, pooler_via, raw_login, read_messages,
                           startup_packet)
 
 CACHE_INI = "[cache]\nenabled = 1\n"
@@ -593,6 +593,90 @@ def test_asyncpg_prepared_statements_get_hits(daemon_factory, pg, chat):
         assert all(g == want for g in got)
         return cache_row(d, chat)["hits"] >= before + 2  # runs 3 and 4 at least
     wait_until(attempt, what="asyncpg hits")
+
+
+def test_session_pooling_answers_named_statements_from_the_cache(daemon_factory, pg, chat):
+    """psycopg (prepare_threshold=0: every query a named statement) and asyncpg (named
+    statements, Parse/Describe/Flush then Bind/Execute/Sync) in session pooling."""
+    asyncpg = pytest.importorskip("asyncpg")
+    import asyncio
+    d = start(daemon_factory, chat, pool_mode="session")
+    with psycopg.connect(dsn(pg, chat), autocommit=True) as direct:
+        want = history(direct, 2)
+    with connect(d, chat, prepare_threshold=0) as c:
+        assert cached(d, chat, lambda: history(c, 2)) == want
+
+    async def fetch(times):
+        c = await asyncpg.connect(host="127.0.0.1", port=d.port, user="postgres", database=chat)
+        try:
+            return [[tuple(r) for r in await c.fetch(HISTORY_SQL, 3)] for _ in range(times)]
+        finally:
+            await c.close()
+
+    want = [[tuple(r) for r in rows] for rows in asyncio.run(_direct_fetch(pg, chat, HISTORY_SQL, 3))]
+    assert cached(d, chat, lambda: asyncio.run(fetch(3))) == want * 3
+
+
+async def _direct_fetch(pg, db, sql, *args):
+    import asyncpg
+    c = await asyncpg.connect(host="127.0.0.1", port=pg.port, user="postgres", database=db)
+    try:
+        return [await c.fetch(sql, *args)]
+    finally:
+        await c.close()
+
+
+def _parse(name, sql):
+    return message(b"P", name.encode() + b"\0" + sql.encode() + b"\0" + struct.pack("!h", 0))
+
+
+def _run_named(sock, name):
+    """Bind/Execute/Sync of a named statement; the messages answered."""
+    bind = b"\0" + name.encode() + b"\0" + struct.pack("!hhh", 0, 0, 0)
+    sock.sendall(message(b"B", bind) + message(b"E", b"\0" + struct.pack("!i", 0)) + message(b"S"))
+    return read_messages(sock)
+
+
+def _send_sync(sock, *messages):
+    sock.sendall(b"".join(messages) + message(b"S"))
+    return read_messages(sock)
+
+
+def _data_rows(messages):
+    return [body for kind, body in messages if kind == b"D"]
+
+
+def _error_code(messages):
+    return next((error_fields(body).get("C") for kind, body in messages if kind == b"E"), None)
+
+
+def test_session_pooling_never_answers_a_name_the_server_does_not_hold(daemon_factory, pg, chat):
+    """A named statement is the server's in session pooling. A Parse the server refused
+    (the name is taken) leaves the old text under the name, and a Close removes it: the
+    cache must answer neither with the entry of the text the client last sent."""
+    d = start(daemon_factory, chat, pool_mode="session")
+    conv1 = "SELECT count(*) FROM messages WHERE conversation_id = 1"
+    conv2 = "SELECT count(*) FROM messages WHERE conversation_id IN (2, 3)"
+    # Another session stores conv1's entry for a named statement's Bind/Execute/Sync.
+    warm, _ = raw_login(d.port, chat)
+    _send_sync(warm, _parse("w", conv1))
+    conv1_rows = cached(d, chat, lambda: _data_rows(_run_named(warm, "w")))
+
+    s, _ = raw_login(d.port, chat)
+    assert _error_code(_send_sync(s, _parse("s1", conv2))) is None
+    assert _error_code(_send_sync(s, _parse("s1", conv1))) == "42P05"  # prepared statement "s1" already exists
+    rows = not_cached(d, chat, lambda: _data_rows(_run_named(s, "s1")))
+    assert rows != conv1_rows and rows == [struct.pack("!hi", 1, 2) + b"10"]  # conv2's count: 5 + 5
+
+    # Closed, the name is gone: PostgreSQL says so, not the cache.
+    _send_sync(s, _parse("s2", conv1))
+    assert cached(d, chat, lambda: _data_rows(_run_named(s, "s2"))) == conv1_rows
+    _send_sync(s, message(b"C", b"Ss2\0"))
+    before = cache_row(d, chat)["hits"]
+    assert _error_code(_run_named(s, "s2")) == "26000"  # prepared statement "s2" does not exist
+    assert cache_row(d, chat)["hits"] == before
+    s.close()
+    warm.close()
 
 
 def test_node_postgres_gets_hits(daemon_factory, pg, chat):

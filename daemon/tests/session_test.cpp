@@ -214,6 +214,61 @@ TEST(ClientSession, UnnamedAndUnknownStatementsPassUnchanged) {
   EXPECT_EQ(send(c, s, reg, bind), bind);
 }
 
+namespace {
+// Session pooling: what the client sends, as follow_sent sees it (the body after the length).
+void follow(session::ClientSession& c, const std::string& frame, std::string_view sql = {}) {
+  auto m = split(frame);
+  ASSERT_EQ(m.size(), 1u);
+  c.follow_sent(m[0].type, m[0].body, sql);
+}
+
+std::string parse_msg(std::string_view name, std::string_view sql) {
+  std::string out;
+  protocol::encode::parse(out, name, sql, "\0\0"s);
+  return out;
+}
+}  // namespace
+
+TEST(ClientSessionFollowingServerNames, ANameCountsOnlyOnceTheServerAnsweredItsParse) {
+  session::ClientSession c;
+  follow(c, parse_msg("", "SELECT 0"));  // unnamed: answered first, in turn
+  follow(c, parse_msg("a", "SELECT 1"));
+  EXPECT_EQ(c.statements().find("a"), nullptr);
+  c.follow_reply('1');
+  EXPECT_EQ(c.statements().find("a"), nullptr);
+  c.follow_reply('1');
+  ASSERT_NE(c.statements().find("a"), nullptr);
+  EXPECT_EQ(c.statements().find("a")->query, "SELECT 1");
+}
+
+TEST(ClientSessionFollowingServerNames, AParseTheServerRefusedLeavesTheNameUnknown) {
+  session::ClientSession c;
+  follow(c, parse_msg("a", "SELECT 1"));
+  c.follow_reply('1');
+  c.follow_reply('Z');
+  follow(c, parse_msg("a", "SELECT 2"));  // the server says the name is taken
+  c.follow_reply('Z');                     // no ParseComplete before the batch ended
+  EXPECT_EQ(c.statements().find("a"), nullptr);
+  c.follow_reply('1');  // a stray reply confirms nothing
+  EXPECT_EQ(c.statements().find("a"), nullptr);
+}
+
+TEST(ClientSessionFollowingServerNames, CloseAndDeallocateForgetTheNameAtOnce) {
+  session::ClientSession c;
+  for (auto name : {"a", "b"}) {
+    follow(c, parse_msg(name, "SELECT 1"));
+    c.follow_reply('1');
+  }
+  std::string close;
+  protocol::encode::close(close, 'S', "a");
+  follow(c, close);
+  EXPECT_EQ(c.statements().find("a"), nullptr);
+  std::string q;
+  protocol::encode::query(q, "DEALLOCATE b");
+  follow(c, q, "DEALLOCATE b");
+  EXPECT_EQ(c.statements().find("b"), nullptr);
+}
+
 TEST(Params, SyncSqlSetsOnlyDifferences) {
   session::TrackedNames tracked;
   EXPECT_EQ(tracked.canonical("datestyle"), "DateStyle");

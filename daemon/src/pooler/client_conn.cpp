@@ -617,7 +617,9 @@ void ClientConn::note_session_change(std::string_view sql) {
 }
 
 bool ClientConn::named_statements_cached() const {
-  return entry_->mode() != PoolMode::session && pooler_.settings().max_prepared_statements > 0;
+  // Session pooling: session_ follows the server's names (follow_sent); transaction
+  // pooling: they are the pooler's own, unless max_prepared_statements = 0 passes them on.
+  return entry_->mode() == PoolMode::session || pooler_.settings().max_prepared_statements > 0;
 }
 
 bool ClientConn::may_be_answered(const protocol::Frame& f, std::string_view sql) {
@@ -775,6 +777,8 @@ awaitable<void> ClientConn::serve() {
         }
         sync_parameters(out);
       }
+      if (f.kind == protocol::Frame::Kind::message && entry_->mode() == PoolMode::session && pooler_.cache())
+        session_.follow_sent(f.type, f.body, sql);
       if (f.kind == protocol::Frame::Kind::passthrough) {
         out.append(data.substr(0, f.consumed));
       } else if (!session_.translate(f.type, data.substr(0, f.consumed), f.body, server_->session(),

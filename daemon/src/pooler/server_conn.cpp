@@ -300,6 +300,8 @@ awaitable<void> ServerConn::read_loop() {
           }
         }
         if (v.statements_reset) client_->session().statements().clear();
+        if (v.forward && (f.type == '1' || f.type == 'Z') && entry_.mode() == PoolMode::session)
+          client_->session().follow_reply(f.type);
         if (v.forward) {
           // LISTEN in transaction pooling: notifications wait for the end of the transaction.
           if (f.type == 'Z' && client_->has_notifications() && session_.tx_status() == 'I')

@@ -133,4 +133,45 @@ bool ClientSession::translate(char type, std::string_view frame, std::string_vie
   return true;
 }
 
+void ClientSession::follow_sent(char type, std::string_view body, std::string_view sql) {
+  switch (type) {
+    case 'P': {
+      auto p = protocol::parse_parse(body);
+      if (!p) return;
+      std::shared_ptr<const Statement> s;
+      if (!p->name.empty()) {
+        statements_.erase(p->name);  // the server keeps the old text if it refuses the new
+        s = std::make_shared<const Statement>(Statement{0, "", std::string(p->query), std::string(p->param_types)});
+      }
+      unanswered_parses_.emplace_back(std::string(p->name), std::move(s));
+      return;
+    }
+    case 'C': {
+      auto t = protocol::parse_target(body);
+      if (t && t->kind == 'S' && !t->name.empty()) statements_.erase(t->name);
+      return;
+    }
+    case 'Q': {
+      std::string name = deallocate_target(sql);
+      if (!name.empty()) statements_.erase(name);
+      return;  // DEALLOCATE ALL and DISCARD ALL: the server session reports them done
+    }
+    default:
+      return;
+  }
+}
+
+void ClientSession::follow_reply(char type) {
+  if (type == '1') {
+    if (unanswered_parses_.empty()) return;
+    auto [name, s] = std::move(unanswered_parses_.front());
+    unanswered_parses_.pop_front();
+    if (s) statements_.put(name, std::move(s));
+  } else if (type == 'Z') {
+    // Parses still unanswered were skipped after an error: the server never made them (a
+    // batch pipelined behind this one loses its names too, which only costs cache hits).
+    unanswered_parses_.clear();
+  }
+}
+
 }  // namespace pgcohere::session

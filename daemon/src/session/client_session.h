@@ -3,6 +3,8 @@
 // (statement names rewritten, statements prepared on demand). Pure.
 #pragma once
 
+#include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -25,6 +27,16 @@ class ClientSession {
   bool translate(char type, std::string_view frame, std::string_view body, ServerSession& server,
                  StatementRegistry& registry, bool rewrite, std::string& out);
 
+  // Session pooling, where the client's statement names are its server's own: statements()
+  // follows them so the query cache can answer a Bind of a named statement. A name counts
+  // once the server answered its Parse with ParseComplete; a name the server refused (taken
+  // already, or skipped after an error earlier in the batch) is unknown, and so is any
+  // name closed, deallocated or parsed again, from the moment the client asks.
+  // `type`/`body`: a message the client sends; `sql` its text for a Query.
+  void follow_sent(char type, std::string_view body, std::string_view sql);
+  // A message the server sent that reaches the client.
+  void follow_reply(char type);
+
  private:
   void ensure_prepared(const Statement& s, ServerSession& server, std::string& out);
   bool rewrite_deallocate(std::string_view sql, std::string_view param_types, bool as_parse, ServerSession& server,
@@ -32,6 +44,9 @@ class ClientSession {
 
   ParamMap params_;
   ClientStatements statements_;
+  // Parses sent in session pooling and not answered yet, in order (unnamed ones as
+  // nullptr: every Parse gets its ParseComplete in turn).
+  std::deque<std::pair<std::string, std::shared_ptr<const Statement>>> unanswered_parses_;
 };
 
 }  // namespace pgcohere::session
