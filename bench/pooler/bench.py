@@ -4,7 +4,8 @@ Runs, on a private PostgreSQL 15 cluster initialised at scale 10:
   * pgbench -S (select only) at -c 50 and -c 500: TPS, p50 and p99 latency;
   * pgbench -S -M prepared at -c 50 (pgcohered and direct; PgBouncer 1.18 cannot);
   * pgbench -S -C (new connection per transaction) at -c 50;
-  * pgcohered's CPU time per transaction, and its resident memory with 1,000 idle clients.
+  * pgcohered's CPU time per transaction, and its resident memory with 1,000 idle clients
+    (and per idle client).
 Each case is repeated; the tables report medians. Every server it starts is stopped by PID.
 """
 import argparse
@@ -22,7 +23,13 @@ from common.measure import interleaved, measured, medians, pgbench  # noqa: E402
 from common.servers import REPO, Direct, free_port, start_cluster, start_ours, start_pgbouncer  # noqa: E402
 
 
+IDLE_CLIENTS = 1000
+
+
 def idle_clients_rss(target, dbname, count):
+    """(RSS kB before, RSS kB with `count` logged-in idle clients): the difference over
+    `count` is the memory one idle client costs."""
+    before = target.rss_kb()
     socks = []
     body = struct.pack("!i", 196608) + b"user\0postgres\0database\0" + dbname.encode() + b"\0\0"
     packet = struct.pack("!i", len(body) + 4) + body
@@ -38,7 +45,7 @@ def idle_clients_rss(target, dbname, count):
                 if not chunk:
                     raise RuntimeError("login failed")
                 buf += chunk
-        return target.rss_kb()
+        return before, target.rss_kb()
     finally:
         for s in socks:
             s.close()
@@ -114,8 +121,8 @@ def main():
             case("select-connect", 50, ["-C"], all3)
         mem = None
         if not only or "memory" in only:
-            mem = {"pgcohered": idle_clients_rss(ours, "bench", 1000),
-                   "pgbouncer": idle_clients_rss(bouncer, "bench", 1000)}
+            mem = {"pgcohered": idle_clients_rss(ours, "bench", IDLE_CLIENTS),
+                   "pgbouncer": idle_clients_rss(bouncer, "bench", IDLE_CLIENTS)}
         report = render(results, mem, args)
         print(report)
         with open(os.path.join(args.out, "report.md"), "w") as f:
@@ -155,8 +162,10 @@ def render(results, mem, args):
                   "(machine CPU / (machine CPU - PgBouncer CPU) per transaction; meaningful when the "
                   "machine is saturated): " + ", ".join(ceilings)]
     if mem:
-        lines += ["", "Resident memory with 1,000 idle clients: " +
-                  ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in mem.items())]
+        lines += ["", f"Resident memory with {IDLE_CLIENTS:,} idle clients (and per idle client: the growth "
+                  "from none, over their number): " +
+                  ", ".join(f"{k} {after / 1024:.1f} MiB ({(after - before) * 1024 / IDLE_CLIENTS / 1000:.1f} kB)"
+                            for k, (before, after) in mem.items())]
     return "\n".join(lines) + "\n"
 
 

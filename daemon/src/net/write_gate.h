@@ -7,9 +7,9 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
-#include <deque>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "net/stored_handler.h"
 
@@ -46,14 +46,16 @@ class WriteGate {
       return;
     }
     auto next = std::move(waiters_.front());
-    waiters_.pop_front();
+    waiters_.erase(waiters_.begin());
     next->post();  // busy_ stays set: the gate passes straight to the waiter
   }
   bool busy() const { return busy_; }
 
  private:
   bool busy_ = false;
-  std::deque<std::unique_ptr<StoredHandler>> waiters_;
+  // A vector, not a deque: a second writer is rare and briefly queued, and an empty
+  // std::deque allocates 576 bytes, which every idle client would hold.
+  std::vector<std::unique_ptr<StoredHandler>> waiters_;
 };
 
 }  // namespace pgcohere::net

@@ -165,7 +165,7 @@ void ClientSession::follow_reply(char type) {
   if (type == '1') {
     if (unanswered_parses_.empty()) return;
     auto [name, s] = std::move(unanswered_parses_.front());
-    unanswered_parses_.pop_front();
+    unanswered_parses_.erase(unanswered_parses_.begin());
     if (s) statements_.put(name, std::move(s));
   } else if (type == 'Z') {
     // Parses still unanswered were skipped after an error: the server never made them (a

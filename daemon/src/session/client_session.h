@@ -3,10 +3,11 @@
 // (statement names rewritten, statements prepared on demand). Pure.
 #pragma once
 
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "session/params.h"
 #include "session/prepared.h"
@@ -45,8 +46,9 @@ class ClientSession {
   ParamMap params_;
   ClientStatements statements_;
   // Parses sent in session pooling and not answered yet, in order (unnamed ones as
-  // nullptr: every Parse gets its ParseComplete in turn).
-  std::deque<std::pair<std::string, std::shared_ptr<const Statement>>> unanswered_parses_;
+  // nullptr: every Parse gets its ParseComplete in turn). A vector: an empty deque
+  // allocates 576 bytes per client.
+  std::vector<std::pair<std::string, std::shared_ptr<const Statement>>> unanswered_parses_;
 };
 
 }  // namespace pgcohere::session
