@@ -44,12 +44,12 @@ def setup_schema(pg, db, by=True):
         c.execute("SELECT pgcohere.cache_table('profiles')")
 
 
-def cache_via(daemon_factory, db, relay, pg, **pool):
+def cache_via(daemon_factory, db, relay, pg, cache=None, **pool):
     """A pooler with the cache on whose [databases] entry goes through `relay`."""
     d = pooler_via(daemon_factory, db, relay.port, pg.port, **pool)
     d.stop()
     with open(d.config_path, "a") as f:
-        f.write(CACHE_INI)
+        f.write(cache_ini(**(cache or {})))
     d.start()
     return d
 
@@ -372,6 +372,66 @@ def test_identical_misses_run_one_query(daemon_factory, pg, chat):
         relay.close()
         for c in conns:
             c.close()
+
+
+def test_identical_misses_in_two_daemons_run_one_query(daemon_factory, pg, chat):
+    """so_reuseport deployments run several daemons on one Redis: a miss whose fill another
+    daemon leads (it holds the entry's lease in Redis) waits for that entry instead of
+    querying PostgreSQL too; and when that fill is not stored, it asks PostgreSQL itself."""
+    relay_a, relay_b = Relay(pg.port), Relay(pg.port)
+    # Waits far longer than the test: a wait that ends early would hide a lease kept too long.
+    patient = {"single_flight_wait": 60}
+    a = cache_via(daemon_factory, chat, relay_a, pg, cache=patient, log_connections=0)
+    b = cache_via(daemon_factory, chat, relay_b, pg, cache=patient, log_connections=0)
+    q = "SELECT body FROM messages WHERE conversation_id = 2 ORDER BY id"
+    try:
+        with connect(a, chat) as ca, connect(b, chat) as cb:
+            for d, c in ((a, ca), (b, cb)):  # both daemons have read the policies
+                cached(d, chat, lambda c=c: c.execute("SELECT name FROM profiles WHERE id = 1").fetchone())
+            results = {}
+            relay_a.hold_replies(q)
+            leader = threading.Thread(target=lambda: results.__setitem__("a", ca.execute(q).fetchall()))
+            leader.start()
+            wait_until(lambda: relay_a.sent(q) >= 1, what="daemon a's query sent")
+            follower = threading.Thread(target=lambda: results.__setitem__("b", cb.execute(q).fetchall()))
+            follower.start()
+            wait_until(lambda: _waits(b, chat) >= 1, what="daemon b waiting for daemon a's fill")
+            relay_a.release_replies()
+            leader.join(10)
+            follower.join(10)
+            assert results["a"] == results["b"] and len(results["a"]) == 5
+            assert relay_b.sent(q) == 0  # daemon b never asked PostgreSQL
+            assert cache_row(b, chat)["single_flight_hits"] == 1
+
+            # A fill that is not stored (a write moved the tag while the reply was held)
+            # gives the lease up: the waiting daemon then leads and asks PostgreSQL itself.
+            q2 = "SELECT body FROM messages WHERE conversation_id = 3 ORDER BY id"
+            relay_a.hold_replies(q2)
+            leader = threading.Thread(target=lambda: results.__setitem__("a2", ca.execute(q2).fetchall()))
+            leader.start()
+            wait_until(lambda: relay_a.sent(q2) >= 1, what="daemon a's second query sent")
+            follower = threading.Thread(target=lambda: results.__setitem__("b2", cb.execute(q2).fetchall()))
+            follower.start()
+            wait_until(lambda: _waits(b, chat) >= 2, what="daemon b waiting again")
+            before = cache_row(a, chat)["stale_refused"]
+            stores_b = cache_row(b, chat)["stores"]
+
+            def invalidations():  # whichever daemon leads the purges applies it
+                return cache_row(a, chat)["invalidations"] + cache_row(b, chat)["invalidations"]
+            invalidated = invalidations()
+            with pg.connect(chat) as direct:
+                direct.execute("INSERT INTO messages (conversation_id, body) VALUES (3, 'late')")
+            wait_until(lambda: invalidations() > invalidated, what="the insert's invalidation")
+            relay_a.release_replies()
+            leader.join(10)
+            follower.join(10)
+            wait_until(lambda: cache_row(a, chat)["stale_refused"] > before, what="daemon a's fill refused")
+            assert len(results["a2"]) == 5  # its snapshot predates the insert
+            assert len(results["b2"]) == 6 and relay_b.sent(q2) == 1
+            assert cache_row(b, chat)["stores"] == stores_b + 1  # daemon b led the fill once a gave up
+    finally:
+        relay_a.close()
+        relay_b.close()
 
 
 def test_followers_that_waited_before_the_query_was_sent_share_a_reply_that_was_not_stored(

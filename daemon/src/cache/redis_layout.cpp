@@ -59,13 +59,16 @@ std::pair<std::string_view, std::string_view> split_scoped_tag(std::string_view 
   return {scoped.substr(0, nl), scoped.substr(nl + 1)};
 }
 
-// KEYS: entry, generation, applied, then the versions (policy first, then the entry's tags).
-// ARGV: version ttl (ms), the client's last published commit ("<epoch> <pos>", or "").
+// KEYS: entry, generation, applied, the entry's fill lease, then the versions (policy
+// first, then the entry's tags).
+// ARGV: version ttl (ms), the client's last published commit ("<epoch> <pos>", or ""),
+// a lease token (or "": no lease) and the lease's life (ms).
 // {2}: that commit's invalidations are not all purged yet (read-your-writes: PostgreSQL
-// answers). A hit returns {1, value}; a miss {0, version...}, each missing version created
-// at a value no earlier read can hold: Redis's clock in microseconds, or above the
-// generation (a resync deletes versions and generation alike; one recreated afterwards
-// must not equal one read before it).
+// answers). A hit returns {1, value}. {3}: a miss whose fill another lookup leads, in this
+// daemon or another (its lease is held). A miss {0, version...} took the lease, each missing
+// version created at a value no earlier read can hold: Redis's clock in microseconds, or
+// above the generation (a resync deletes versions and generation alike; one recreated
+// afterwards must not equal one read before it).
 const Script& lookup_script() {
   static const Script s = make("lookup", std::string(kLuaHelpers) + R"lua(
 if ARGV[2] ~= '' then
@@ -79,9 +82,10 @@ if ARGV[2] ~= '' then
 end
 local e = redis.call('GET', KEYS[1])
 if e then return {1, e} end
+if ARGV[3] ~= '' and not redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PX', ARGV[4]) then return {3} end
 local fresh = nil
 local out = {0}
-for i = 4, #KEYS do
+for i = 5, #KEYS do
   local v = redis.call('GET', KEYS[i])
   if not v then
     if not fresh then fresh = fresh_version(KEYS[2]) end
@@ -95,12 +99,14 @@ return out
   return s;
 }
 
-// KEYS: entry, the k+1 versions (policy, tags), the k tag sets.
-// ARGV: entry ttl (ms), value, k, the k+1 versions the lookup returned.
-// Stores only if no version moved since the lookup: 1 stored, 0 refused as stale.
+// KEYS: entry, the k+1 versions (policy, tags), the k tag sets, the entry's fill lease.
+// ARGV: entry ttl (ms), value, k, the k+1 versions the lookup returned, the lease token.
+// Gives the lease up, then stores only if no version moved since the lookup: 1 stored, 0
+// refused as stale.
 const Script& fill_script() {
   static const Script s = make("fill", R"lua(
 local k = tonumber(ARGV[3])
+if redis.call('GET', KEYS[3 + 2 * k]) == ARGV[5 + k] then redis.call('DEL', KEYS[3 + 2 * k]) end
 for i = 0, k do
   if redis.call('GET', KEYS[2 + i]) ~= ARGV[4 + i] then return 0 end
 end
@@ -130,6 +136,14 @@ for i = 1, #members, 500 do
 end
 redis.call('UNLINK', KEYS[3])
 return #members
+)lua");
+  return s;
+}
+
+const Script& release_script() {
+  static const Script s = make("release", R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 )lua");
   return s;
 }

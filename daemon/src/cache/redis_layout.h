@@ -22,6 +22,9 @@ class Layout {
   std::string version(std::string_view tag) const { return prefix_ + "v:" + std::string(tag); }
   std::string members(std::string_view tag) const { return prefix_ + "s:" + std::string(tag); }
   std::string generation() const { return prefix_ + "gen"; }
+  // Held by the lookup that leads an entry's fill, whichever daemon it runs in: identical
+  // misses in other daemons wait for that fill instead of querying PostgreSQL too.
+  std::string lease(std::string_view key_hash) const { return prefix_ + "l:" + std::string(key_hash); }
   // Read-your-writes: "<epoch> <pos>", every commit of the database up to that position
   // purged (the leading daemon writes it; invalidation/applied_watermark.h). Missing: no
   // position is known to be purged.
@@ -55,6 +58,8 @@ struct Script {
 const Script& lookup_script();
 const Script& fill_script();
 const Script& invalidate_script();
+// KEYS: a fill lease. ARGV: the token that took it. Gives it up if that token still holds it.
+const Script& release_script();
 // KEYS: a version, the generation. The version, created at the current generation when
 // missing (as the lookup creates it).
 const Script& version_script();

@@ -4,11 +4,13 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <strings.h>
 
 #include <cstdlib>
+#include <random>
 #include <stdexcept>
 #include <nlohmann/json.hpp>
 
@@ -141,6 +143,7 @@ struct CacheService::Flight {
   };
   std::vector<Follower> followers;
   bool dispatched = false;
+  std::string lease;  // the token of the Redis fill lease the leader holds, if any
 };
 
 CacheService::CacheService(asio::io_context& io, const config::Config& config)
@@ -152,6 +155,10 @@ CacheService::CacheService(asio::io_context& io, const config::Config& config)
       bypass_config_(config.cache.bypass),
       bypass_env_(bypass_from_environment()),
       tick_timer_(io),
+      lease_prefix_([] {
+        std::random_device random;
+        return std::to_string(random()) + "-" + std::to_string(random()) + ":";
+      }()),
       hit_latency_ms_(metrics::registry().histogram(
           "cache_hit_latency_ms", "Redis lookup time of requests answered from the cache, milliseconds",
           metrics::round_buckets(0.01, 1000))) {
@@ -288,7 +295,7 @@ std::optional<Plan> CacheService::plan(const SessionContext& s, const Request& r
 void CacheService::count_failure() { breaker_.failed(Clock::now()); }
 
 awaitable<CacheService::Lookup> CacheService::lookup(const std::string& database, const Plan& plan,
-                                                    const std::string& published) {
+                                                    const std::string& published, bool count) {
   Lookup out;
   Database* db = find(database);
   if (!db || !backend_->ready()) {
@@ -297,15 +304,21 @@ awaitable<CacheService::Lookup> CacheService::lookup(const std::string& database
   }
   auto started = Clock::now();
   std::vector<std::string> keys;
-  keys.reserve(3 + plan.tags.size());
+  keys.reserve(5 + plan.tags.size());
   keys.push_back(db->layout.entry(plan.key_hash));
   keys.push_back(db->layout.generation());
   keys.push_back(db->layout.applied());
+  keys.push_back(db->layout.lease(plan.key_hash));
   keys.push_back(db->layout.version(kPolicyTag));
   for (const auto& t : plan.tags) keys.push_back(db->layout.version(t));
+  std::string lease = lease_prefix_ + std::to_string(++leases_taken_);
+  // The lease outlives single_flight_wait only by the fill itself: a leader that vanished
+  // holds back the other daemons' identical misses no longer than they would wait anyway.
+  auto lease_ms = std::max<std::int64_t>(1, ms(settings_.single_flight_wait).count());
   auto weak = weak_from_this();
-  auto start = [this, &keys, &published](auto done) {
-    run_script(*backend_, lookup_script(), keys, {std::to_string(kVersionTtlMs), published}, std::move(done));
+  auto start = [this, &keys, &published, &lease, lease_ms](auto done) {
+    run_script(*backend_, lookup_script(), keys,
+               {std::to_string(kVersionTtlMs), published, lease, std::to_string(lease_ms)}, std::move(done));
   };
   auto limit = ms(settings_.redis_timeout);
   auto reply = co_await with_deadline(io_, limit, start);
@@ -323,32 +336,88 @@ awaitable<CacheService::Lookup> CacheService::lookup(const std::string& database
   if (e[0].integer == 2) {
     // Read-your-writes: PostgreSQL answers until the purge is done. A miss all the same
     // (hit_ratio counts it), and counted apart.
-    ++db->counters.misses;
-    ++db->counters.own_writes;
+    if (count) {
+      ++db->counters.misses;
+      ++db->counters.own_writes;
+    }
     co_return out;
   }
   if (e[0].integer == 1 && e.size() == 2) {
-    ++db->counters.hits;
+    if (count) {
+      ++db->counters.hits;
+      hit_latency_ms_.observe(std::chrono::duration<double, std::milli>(Clock::now() - started).count());
+    }
     out.kind = Lookup::Kind::hit;
     out.reply = std::move(reply->elements[1].str);
-    hit_latency_ms_.observe(std::chrono::duration<double, std::milli>(Clock::now() - started).count());
+    co_return out;
+  }
+  if (e[0].integer == 3) {
+    if (count) ++db->counters.misses;
+    out.kind = Lookup::Kind::busy;
     co_return out;
   }
   if (e.size() != plan.tags.size() + 2) co_return out;
   if (e[1].str != db->policy_version) {
     // The policies changed since this daemon read them: read them again first.
     ++db->counters.bypassed;
+    release_lease(*db, plan, lease);
     request_catalog(*db);
     co_return out;
   }
-  ++db->counters.misses;
+  if (count) ++db->counters.misses;
   out.kind = Lookup::Kind::miss;
+  out.lease = std::move(lease);
   for (std::size_t i = 1; i < e.size(); ++i) out.versions.push_back(e[i].str);
   co_return out;
 }
 
-bool CacheService::lead(const std::string& database, const Plan& plan) {
-  return flights_.try_emplace(flight_key(database, plan.key_hash), std::make_shared<Flight>()).second;
+void CacheService::release_lease(const Database& db, const Plan& plan, const std::string& lease) {
+  if (lease.empty() || !backend_->ready()) return;  // else it expires by itself
+  run_script(*backend_, release_script(), {db.layout.lease(plan.key_hash)}, {lease}, [](redis::Reply) {});
+}
+
+bool CacheService::lead(const std::string& database, const Plan& plan, const std::string& lease) {
+  auto [it, first] = flights_.try_emplace(flight_key(database, plan.key_hash), std::make_shared<Flight>());
+  if (first) {
+    it->second->lease = lease;
+  } else if (Database* db = find(database)) {
+    release_lease(*db, plan, lease);  // a flight of this daemon leads: it will fill
+  }
+  return first;
+}
+
+void CacheService::adopt_lease(const std::string& database, const Plan& plan, const std::string& lease) {
+  auto it = flights_.find(flight_key(database, plan.key_hash));
+  if (it != flights_.end()) it->second->lease = lease;
+}
+
+awaitable<CacheService::Lookup> CacheService::await_remote_fill(const std::string& database, const Plan& plan,
+                                                               const std::string& published) {
+  if (Database* db = find(database)) ++db->counters.single_flight_waits;
+  auto weak = weak_from_this();
+  auto deadline = Clock::now() + ms(settings_.single_flight_wait);
+  std::chrono::milliseconds pause(1);
+  asio::steady_timer timer(io_);
+  for (;;) {
+    if (Clock::now() + pause >= deadline) co_return Lookup{};
+    timer.expires_after(pause);
+    co_await timer.async_wait(asio::use_awaitable);
+    if (weak.expired() || stopping_) co_return Lookup{};
+    auto found = co_await lookup(database, plan, published, false);
+    if (weak.expired()) co_return Lookup{};
+    if (found.kind == Lookup::Kind::hit) {
+      if (Database* db = find(database)) ++db->counters.single_flight_hits;
+    }
+    if (found.kind != Lookup::Kind::busy) co_return found;
+    pause = std::min(pause * 2, std::chrono::milliseconds(16));
+  }
+}
+
+void CacheService::end_flight(const std::string& database, const Plan& plan, std::optional<std::string> reply) {
+  auto node = flights_.extract(flight_key(database, plan.key_hash));
+  if (node.empty()) return;
+  if (Database* db = find(database)) release_lease(*db, plan, node.mapped()->lease);
+  for (auto& f : node.mapped()->followers) f.complete(reply);
 }
 
 awaitable<std::optional<std::string>> CacheService::follow(const std::string& database, const Plan& plan) {
@@ -386,22 +455,27 @@ void CacheService::finish(const std::string& database, const Plan& plan, std::ve
   Database* db = find(database);
   bool too_old = Clock::now() - looked_up > std::chrono::milliseconds(kMaxFillAgeMs);
   if (!db || !shared_reply || too_old || versions.size() != plan.tags.size() + 1 || !backend_->ready()) {
-    if (db) ++db->counters.not_stored;
+    if (db) {
+      ++db->counters.not_stored;
+      release_lease(*db, plan, flight->lease);  // other daemons' identical misses go on now
+    }
     release(false);
     return;
   }
   std::vector<std::string> keys;
-  keys.reserve(2 + 2 * plan.tags.size());
+  keys.reserve(3 + 2 * plan.tags.size());
   keys.push_back(db->layout.entry(plan.key_hash));
   keys.push_back(db->layout.version(kPolicyTag));
   for (const auto& t : plan.tags) keys.push_back(db->layout.version(t));
   for (const auto& t : plan.tags) keys.push_back(db->layout.members(t));
+  keys.push_back(db->layout.lease(plan.key_hash));
   std::vector<std::string> args;
-  args.reserve(3 + versions.size());
+  args.reserve(4 + versions.size());
   args.push_back(std::to_string(plan.ttl_ms));
   args.push_back(*shared_reply);
   args.push_back(std::to_string(plan.tags.size()));
   for (auto& v : versions) args.push_back(std::move(v));
+  args.push_back(flight->lease);
   std::size_t size = shared_reply->size();
   run_script(*backend_, fill_script(), keys, args,
              [this, db, size, release, weak = weak_from_this()](redis::Reply r) {

@@ -84,20 +84,35 @@ class CacheService : public app::Service, public std::enable_shared_from_this<Ca
   std::optional<Plan> plan(const SessionContext& session, const Request& request);
 
   struct Lookup {
-    enum class Kind { hit, miss, skip } kind = Kind::skip;
+    // busy: a miss whose fill another lookup leads (it holds the entry's lease in Redis).
+    enum class Kind { hit, miss, busy, skip } kind = Kind::skip;
     std::string reply;                  // hit: the stored reply, without ReadyForQuery
     std::vector<std::string> versions;  // miss: what the fill must find unchanged
+    std::string lease;                  // miss: the token of the fill lease it took
   };
   // Redis lookup bounded by redis_timeout; skip when Redis is slow, down, the database's
   // policies changed under this daemon (its catalog is reloaded meanwhile), or the client's
   // own last commit (`published`, "<epoch> <pos>" or "") is not purged everywhere yet.
+  // `count`: false for the repeated lookups of await_remote_fill().
   boost::asio::awaitable<Lookup> lookup(const std::string& database, const Plan& plan,
-                                        const std::string& published);
+                                        const std::string& published, bool count = true);
 
-  // Single flight: the first miss of a key leads (true); a later identical miss waits for
-  // it, at most single_flight_wait, and gets its reply if the leader stored one, or if it
-  // joined before the leader's query was sent to PostgreSQL (dispatched()).
-  bool lead(const std::string& database, const Plan& plan);
+  // Single flight, within this daemon: the first miss of a key leads (true); a later
+  // identical miss waits for it, at most single_flight_wait, and gets its reply if the
+  // leader stored one, or if it joined before the leader's query was sent to PostgreSQL
+  // (dispatched()). `lease`: the lookup's (Lookup::lease); a miss that does not lead gives
+  // it up at once.
+  bool lead(const std::string& database, const Plan& plan, const std::string& lease);
+  // Across daemons: a leader whose lookup was busy waits, at most single_flight_wait, for
+  // the other daemon's fill by looking up again (backing off from 1 to 16 ms): a hit, a
+  // miss that took the lease (the other fill gave up: this one leads now, after
+  // adopt_lease()), or skip.
+  boost::asio::awaitable<Lookup> await_remote_fill(const std::string& database, const Plan& plan,
+                                                   const std::string& published);
+  void adopt_lease(const std::string& database, const Plan& plan, const std::string& lease);
+  // Ends a flight that will not fill (its leader got a hit elsewhere, or gave up), giving
+  // its lease up: followers take `reply` if there is one, or go to PostgreSQL.
+  void end_flight(const std::string& database, const Plan& plan, std::optional<std::string> reply);
   boost::asio::awaitable<std::optional<std::string>> follow(const std::string& database, const Plan& plan);
   // The leader's query is on its way to PostgreSQL: followers that join from now on get
   // its reply only if it is stored.
@@ -139,6 +154,7 @@ class CacheService : public app::Service, public std::enable_shared_from_this<Ca
   boost::asio::awaitable<void> load_catalog(Database& db);
   void request_catalog(Database& db);
   void count_failure();
+  void release_lease(const Database& db, const Plan& plan, const std::string& lease);
   void tick();
   void collect(metrics::Exposition& out) const;
 
@@ -153,6 +169,8 @@ class CacheService : public app::Service, public std::enable_shared_from_this<Ca
   bool stopping_ = false;
   boost::asio::steady_timer tick_timer_;
   std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;
+  std::string lease_prefix_;  // random per process: lease tokens never repeat across daemons
+  std::uint64_t leases_taken_ = 0;
   // Analyses by query text: a parse costs tens of microseconds, a lookup one.
   AnalysisMemo analyses_;
   std::uint64_t evicted_keys_ = 0;

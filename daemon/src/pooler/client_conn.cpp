@@ -659,7 +659,7 @@ awaitable<std::size_t> ClientConn::try_cache(std::string_view data) {
     co_return request->consumed;
   }
   if (found.kind == Kind::skip) co_return 0;
-  if (!cache->lead(database_, *plan)) {
+  if (!cache->lead(database_, *plan, found.lease)) {
     // An identical miss is running: wait for its reply rather than run the query again.
     auto reply = co_await cache->follow(database_, *plan);
     if (closed_ || dying_) co_return 0;
@@ -668,6 +668,22 @@ awaitable<std::size_t> ClientConn::try_cache(std::string_view data) {
       co_return request->consumed;
     }
     co_return 0;
+  }
+  if (found.kind == Kind::busy) {
+    // Another daemon leads this fill: wait for its entry (identical misses here follow
+    // this one), or lead once it gives up.
+    found = co_await cache->await_remote_fill(database_, *plan, published_);
+    if (found.kind == Kind::hit) {
+      cache->end_flight(database_, *plan, found.reply);
+      if (closed_ || dying_) co_return 0;
+      co_await replay(found.reply);
+      co_return request->consumed;
+    }
+    if (found.kind == Kind::miss) cache->adopt_lease(database_, *plan, found.lease);
+    if (found.kind != Kind::miss || closed_ || dying_) {
+      cache->end_flight(database_, *plan, std::nullopt);
+      co_return 0;
+    }
   }
   pending_fill_ = std::make_unique<cache::PendingFill>(*cache, database_, std::move(*plan), std::move(found.versions),
                                                        cache->max_entry_bytes());
