@@ -655,6 +655,27 @@ def test_asyncpg_prepared_statements_get_hits(daemon_factory, pg, chat):
     wait_until(attempt, what="asyncpg hits")
 
 
+def test_asyncpg_first_run_of_a_statement_is_answered_from_the_cache(daemon_factory, pg, chat):
+    """asyncpg prepares a statement with Parse/Describe/Flush, which holds a server, then
+    sends Bind/Execute/Sync: a new connection's first and only run is a hit too."""
+    pytest.importorskip("asyncpg")
+    import asyncio
+    d = start(daemon_factory, chat)
+
+    async def one_fetch(port):
+        import asyncpg
+        c = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database=chat)
+        try:
+            return [tuple(r) for r in await c.fetch(HISTORY_SQL, 2)]
+        finally:
+            await c.close()
+
+    want = asyncio.run(one_fetch(pg.port))
+    assert cached(d, chat, lambda: asyncio.run(one_fetch(d.port))) == want
+    with connect(d, chat) as c:  # the server the first run held went back to the pool
+        assert c.execute("SELECT 1").fetchone() == (1,)
+
+
 def test_session_pooling_answers_named_statements_from_the_cache(daemon_factory, pg, chat):
     """psycopg (prepare_threshold=0: every query a named statement) and asyncpg (named
     statements, Parse/Describe/Flush then Bind/Execute/Sync) in session pooling."""

@@ -130,6 +130,43 @@ TEST(ServerSession, DiscardAllForgetsPreparedStatements) {
   EXPECT_FALSE(s.statements().has(1));
 }
 
+TEST(ServerSession, APrepareOnlyBatchCanBeEndedByThePoolerWithoutTheClientSeeingIt) {
+  session::ServerSession s;
+  EXPECT_FALSE(s.only_prepares_open());  // nothing open
+  s.sent('P');
+  s.sent('D');
+  s.sent('H');
+  EXPECT_TRUE(s.only_prepares_open());
+  s.on_message('1', "");
+  s.sent_closing_sync();
+  EXPECT_FALSE(s.only_prepares_open());
+  EXPECT_TRUE(s.requests_in_flight());
+  auto v = s.on_message('Z', "I");
+  EXPECT_FALSE(v.forward);  // the pooler's Sync: its ReadyForQuery is not the client's
+  EXPECT_TRUE(v.batch_done);
+  EXPECT_TRUE(s.idle());
+}
+
+TEST(ServerSession, ABatchThatRanSomethingOrFailedIsNotPrepareOnly) {
+  session::ServerSession ran;
+  ran.sent('P');
+  ran.sent('B');
+  ran.sent('E');
+  ran.sent('H');
+  EXPECT_FALSE(ran.only_prepares_open());
+  session::ServerSession failed;
+  failed.sent('P');
+  failed.sent('H');
+  failed.on_message('E', "");
+  EXPECT_FALSE(failed.only_prepares_open());  // the server skips to Sync: a Bind would be skipped too
+  session::ServerSession in_transaction;
+  in_transaction.sent('Q');
+  in_transaction.on_message('Z', "T");
+  in_transaction.sent('P');
+  in_transaction.sent('H');
+  EXPECT_FALSE(in_transaction.only_prepares_open());
+}
+
 TEST(ClientSession, NamedStatementsArePreparedOnDemandPerServer) {
   session::StatementRegistry reg;
   session::ClientSession c;

@@ -690,6 +690,20 @@ awaitable<std::size_t> ClientConn::try_cache(std::string_view data) {
   co_return 0;
 }
 
+awaitable<void> ClientConn::end_prepare_batch() {
+  auto s = server_;
+  std::string sync;
+  protocol::encode::sync(sync);
+  s->session().sent_closing_sync();
+  writing_ = true;
+  boost::system::error_code ec;
+  co_await asio::async_write(s->socket(), asio::buffer(sync), asio::redirect_error(use_awaitable, ec));
+  writing_ = false;
+  if (ec) co_return;  // the server connection is gone; its own loop tells the pool
+  co_await wait_for_server_answers();
+  if (server_ == s) s->maybe_release();
+}
+
 awaitable<void> ClientConn::serve() {
   auto& d = pooler_.settings();
   bool rewrite = entry_->mode() != PoolMode::session && d.max_prepared_statements > 0;
@@ -767,6 +781,15 @@ awaitable<void> ClientConn::serve() {
           }
         }
         forget_listen_statement(f);
+      }
+      if (server_ && out.empty() && f.kind == protocol::Frame::Kind::message && f.type == 'B' &&
+          entry_->mode() != PoolMode::session && pooler_.cache() && server_->session().only_prepares_open() &&
+          may_be_answered(f, sql)) {
+        // asyncpg's first run of a statement: its Parse/Describe/Flush holds a server, and
+        // the Bind/Execute/Sync that follows may be a hit. A Sync of ours ends that batch
+        // (nothing the client sees: no statement ran in it) and gives the server back.
+        co_await end_prepare_batch();
+        if (dying_ || closed_) co_return;
       }
       // Between transactions the query cache may answer (or a pooler-level SET): with no
       // server linked, or, in session pooling, with the session's server idle.

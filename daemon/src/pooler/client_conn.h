@@ -141,6 +141,9 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // SET/RESET pgcohere.cache_bypass, answered by the pooler itself: bytes consumed or 0.
   boost::asio::awaitable<std::size_t> try_session_switch(std::string_view data);
   boost::asio::awaitable<void> replay(const std::string& reply);
+  // Ends the server's open batch of Parse/Describe/Flush with a Sync whose ReadyForQuery
+  // the client never sees, then waits for its answers and gives the server back.
+  boost::asio::awaitable<void> end_prepare_batch();
   // A Query or Parse (its text `sql`) that may change a setting the cache key holds and
   // PostgreSQL does not report: the cache stops answering this client.
   void note_session_change(std::string_view sql);

@@ -21,9 +21,25 @@ void ServerSession::sent(char type) {
     case 'F':
       open().closed = true;
       return;
+    case 'B':
+    case 'E':
+      open().executes = true;
+      return;
     default:
       open();
   }
+}
+
+bool ServerSession::only_prepares_open() const {
+  if (batches_.size() != 1 || tx_status_ != 'I') return false;
+  const Batch& b = batches_.front();
+  return !b.closed && !b.executes && !b.failed && !b.internal;
+}
+
+void ServerSession::sent_closing_sync() {
+  Batch& b = open();
+  b.closed = true;
+  b.swallow_ready = true;
 }
 
 void ServerSession::prepared_in_batch(uint64_t id, const std::string& server_name) {
@@ -58,6 +74,7 @@ ServerSession::Verdict ServerSession::on_message(char type, std::string_view bod
       // The server skips the rest of the batch up to Sync: injected requests after the
       // failure get no answer, and statements it may not have prepared are in doubt.
       if (front) {
+        front->failed = true;
         front->swallow_parse = front->swallow_close = 0;
         for (auto& [id, name] : front->prepared) statements_.forget_uncertain(id, name);
         front->prepared.clear();
@@ -82,6 +99,7 @@ ServerSession::Verdict ServerSession::on_message(char type, std::string_view bod
         break;
       }
       tx_status_ = st.value();
+      if (front && front->swallow_ready) v.forward = false;
       if (front) {
         batches_.pop_front();
         v.batch_done = true;

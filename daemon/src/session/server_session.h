@@ -29,6 +29,12 @@ class ServerSession {
   void prepared_in_batch(uint64_t id, const std::string& server_name);
   // A query of the pooler's own (SET for parameters, reset query): its whole answer is dropped.
   void sent_internal_query();
+  // A batch of Parse/Describe/Close/Flush only, still open (no Sync yet), with no error so
+  // far, outside any transaction: ending it with a Sync changes nothing the client can see
+  // (asyncpg's first run of a statement, before its Bind/Execute/Sync).
+  bool only_prepares_open() const;
+  // The pooler's Sync ending that batch: its ReadyForQuery is dropped.
+  void sent_closing_sync();
 
   // ---- responses (server -> pooler) ----
   struct Verdict {
@@ -54,6 +60,9 @@ class ServerSession {
     int swallow_close = 0;
     bool internal = false;
     bool closed = false;  // its Sync/Query was sent; only ReadyForQuery remains to come
+    bool executes = false;       // a Bind or Execute was sent in it
+    bool failed = false;         // an ErrorResponse came
+    bool swallow_ready = false;  // the pooler's Sync closed it (sent_closing_sync)
     std::vector<std::pair<uint64_t, std::string>> prepared;
   };
   Batch& open();
