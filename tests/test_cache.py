@@ -389,30 +389,32 @@ def test_identical_misses_in_two_daemons_run_one_query(daemon_factory, pg, chat)
             for d, c in ((a, ca), (b, cb)):  # both daemons have read the policies
                 cached(d, chat, lambda c=c: c.execute("SELECT name FROM profiles WHERE id = 1").fetchone())
             results = {}
-            relay_a.hold_replies(q)
-            leader = threading.Thread(target=lambda: results.__setitem__("a", ca.execute(q).fetchall()))
-            leader.start()
-            wait_until(lambda: relay_a.sent(q) >= 1, what="daemon a's query sent")
-            follower = threading.Thread(target=lambda: results.__setitem__("b", cb.execute(q).fetchall()))
-            follower.start()
-            wait_until(lambda: _waits(b, chat) >= 1, what="daemon b waiting for daemon a's fill")
-            relay_a.release_replies()
-            leader.join(10)
-            follower.join(10)
-            assert results["a"] == results["b"] and len(results["a"]) == 5
+
+            def read_in_both(query, name, waits):
+                """Daemon a reads (its reply held in relay_a), then daemon b, until b waits for a's fill."""
+                relay_a.hold_replies(query)
+                threads = [threading.Thread(target=lambda: results.__setitem__(name + "a", ca.execute(query).fetchall()))]
+                threads[0].start()
+                wait_until(lambda: relay_a.sent(query) >= 1, what="daemon a's query sent")
+                threads.append(threading.Thread(target=lambda: results.__setitem__(name + "b", cb.execute(query).fetchall())))
+                threads[1].start()
+                wait_until(lambda: _waits(b, chat) >= waits, what="daemon b waiting for daemon a's fill")
+                return threads
+
+            def release(threads):
+                relay_a.release_replies()
+                for t in threads:
+                    t.join(10)
+
+            release(read_in_both(q, "1", 1))
+            assert results["1a"] == results["1b"] and len(results["1a"]) == 5
             assert relay_b.sent(q) == 0  # daemon b never asked PostgreSQL
             assert cache_row(b, chat)["single_flight_hits"] == 1
 
             # A fill that is not stored (a write moved the tag while the reply was held)
             # gives the lease up: the waiting daemon then leads and asks PostgreSQL itself.
             q2 = "SELECT body FROM messages WHERE conversation_id = 3 ORDER BY id"
-            relay_a.hold_replies(q2)
-            leader = threading.Thread(target=lambda: results.__setitem__("a2", ca.execute(q2).fetchall()))
-            leader.start()
-            wait_until(lambda: relay_a.sent(q2) >= 1, what="daemon a's second query sent")
-            follower = threading.Thread(target=lambda: results.__setitem__("b2", cb.execute(q2).fetchall()))
-            follower.start()
-            wait_until(lambda: _waits(b, chat) >= 2, what="daemon b waiting again")
+            threads = read_in_both(q2, "2", 2)
             before = cache_row(a, chat)["stale_refused"]
             stores_b = cache_row(b, chat)["stores"]
 
@@ -422,12 +424,10 @@ def test_identical_misses_in_two_daemons_run_one_query(daemon_factory, pg, chat)
             with pg.connect(chat) as direct:
                 direct.execute("INSERT INTO messages (conversation_id, body) VALUES (3, 'late')")
             wait_until(lambda: invalidations() > invalidated, what="the insert's invalidation")
-            relay_a.release_replies()
-            leader.join(10)
-            follower.join(10)
+            release(threads)
             wait_until(lambda: cache_row(a, chat)["stale_refused"] > before, what="daemon a's fill refused")
-            assert len(results["a2"]) == 5  # its snapshot predates the insert
-            assert len(results["b2"]) == 6 and relay_b.sent(q2) == 1
+            assert len(results["2a"]) == 5  # its snapshot predates the insert
+            assert len(results["2b"]) == 6 and relay_b.sent(q2) == 1
             assert cache_row(b, chat)["stores"] == stores_b + 1  # daemon b led the fill once a gave up
     finally:
         relay_a.close()
