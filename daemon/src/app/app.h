@@ -36,7 +36,10 @@ class App : public Control {
   void wait_for_stop();
   void wait_for_reload();
 
-  boost::asio::io_context io_;
+  // One thread runs the loop, so the reactor's locks are dead weight on every socket
+  // operation (UNSAFE_IO keeps the scheduler's: async_resolve completes from Asio's
+  // resolver thread through it).
+  boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   boost::asio::signal_set stop_signals_;
   boost::asio::signal_set reload_signal_;
   config::Config config_;
