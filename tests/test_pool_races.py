@@ -361,7 +361,8 @@ def test_every_write_to_a_client_socket_holds_its_write_gate():
             continue
         with open(os.path.join(src, name)) as f:
             text = f.read()
-        for m in re.finditer(r"(async_write|async_write_some|write_some|async_send|\.send)\(\s*socket_\b", text):
+        for m in re.finditer(r"(async_write|async_write_some|write_some|async_send|\.send)\(\s*socket_\b|"
+                             r"\bsocket_\.(write_all|write_some|async_write_some|send)\(", text):
             fn = _function_at(text, m.start())
             if fn is None:
                 continue  # another class's socket_ (ServerConn's)
@@ -375,7 +376,9 @@ def test_every_write_to_a_client_socket_holds_its_write_gate():
     for fn in ("write_gated", "forward", "flush_notifications"):
         body = text[text.index(f"ClientConn::{fn}("):]
         body = body[:body.index("\n}\n")]
-        enter, write, leave = body.index("write_gate_.try_enter()"), body.index("async_write("), body.index(
+        write_call = re.search(r"async_write\(|socket_\.write_all\(", body)
+        assert write_call, fn
+        enter, write, leave = body.index("write_gate_.try_enter()"), write_call.start(), body.index(
             "write_gate_.leave()")
         assert enter < write < leave, fn
     for m in re.finditer(r"write_last_error\(why\)", text):

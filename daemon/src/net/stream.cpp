@@ -15,6 +15,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <cerrno>
 
 // g++ 12 misreads Asio 1.18's coroutine frame allocator (a known false positive).
@@ -98,6 +99,20 @@ asio::awaitable<void> Stream::handshake(bool server, boost::system::error_code& 
     ERR_clear_error();
     co_return;
   }
+}
+
+asio::awaitable<boost::system::error_code> Stream::write_all(std::string_view data) {
+  boost::system::error_code ec;
+  if (!tls_ && !data.empty()) {
+    if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
+    std::size_t n = ec ? 0 : socket_.write_some(asio::buffer(data.data(), data.size()), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
+    else if (ec) co_return ec;
+    data.remove_prefix(n);
+    if (data.empty()) co_return ec;
+  }
+  co_await asio::async_write(*this, asio::buffer(data.data(), data.size()), asio::redirect_error(asio::use_awaitable, ec));
+  co_return ec;
 }
 
 asio::awaitable<void> Stream::accept_tls(std::shared_ptr<ssl::context> context, boost::system::error_code& ec) {

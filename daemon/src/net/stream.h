@@ -22,6 +22,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -63,6 +64,12 @@ class Stream {
         },
         token, first_buffer(boost::asio::buffer_sequence_begin(buffers), boost::asio::buffer_sequence_end(buffers)));
   }
+
+  // Writes all of `data`: first as much as the socket takes at once, with a plain send
+  // (no TLS), then the rest with async_write. An async_write that could complete at once
+  // still goes through the scheduler before its caller resumes; the pooler writes twice
+  // per transaction, and the socket almost always takes the whole message.
+  boost::asio::awaitable<boost::system::error_code> write_all(std::string_view data);
 
   // TLS from here on, with the pooler as the TLS server (a client's SSLRequest was
   // answered 'S'). Nothing may have been read past the SSLRequest. ec: why it failed.

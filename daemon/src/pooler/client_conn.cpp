@@ -149,8 +149,7 @@ awaitable<void> ClientConn::write_gated(std::string_view out) {
 awaitable<boost::system::error_code> ClientConn::forward(std::string_view out, bool mid_message) {
   if (!write_gate_.try_enter()) co_await write_gate_.async_enter(use_awaitable);
   mid_message_ = mid_message;
-  boost::system::error_code ec;
-  co_await asio::async_write(socket_, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+  auto ec = co_await socket_.write_all(out);
   write_gate_.leave();
   co_return ec;
 }
@@ -832,8 +831,7 @@ awaitable<void> ClientConn::serve() {
       s->query_sent();
       if (pending_fill_) pending_fill_->dispatched();
       writing_ = true;
-      boost::system::error_code ec;
-      co_await asio::async_write(s->socket(), asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+      auto ec = co_await s->socket().write_all(out);
       writing_ = false;
       if (ec) co_return;  // the server connection is gone; its own loop tells the pool
       if (server_ == s) s->maybe_release();
