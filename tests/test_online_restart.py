@@ -96,6 +96,7 @@ def test_a_client_of_the_draining_process_keeps_working_and_new_clients_reach_th
                 assert c.execute("SELECT 2").fetchone() == (2,)
             assert metric(new, "pgcohere_clients") == 10
             assert metric(old, "pgcohere_clients") == 1
+            assert metric(old, "pgcohere_draining") == 1 and metric(new, "pgcohere_draining") == 0
             kept.execute("COMMIT")
             for i in range(20):  # transactions after the signal, in and out of blocks
                 assert kept.execute("SELECT %s::int", (i,)).fetchone() == (i,)

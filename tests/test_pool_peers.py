@@ -6,6 +6,7 @@ import os
 import socket
 import struct
 import time
+import urllib.request
 
 import psycopg
 
@@ -39,6 +40,14 @@ def start_peers(daemon_factory, db, count=2, peers=None):
         d.start(wait_for_port=False)
         wait_until(lambda: "pooler listening on unix socket" in d.log(), timeout=15, what="peer listening")
     return daemons
+
+
+def metric(d, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{d.metrics_port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise KeyError(name)
 
 
 def unix_connect(d):
@@ -100,7 +109,10 @@ def test_a_cancel_landing_on_the_other_process_is_forwarded_to_the_clients_one(d
             elapsed, errors = sleep_and_cancel_through(client, pid, key, unix_connect(other))
         assert errors == ["57014"], errors
         assert elapsed < 5, elapsed
+        # Counted once the peer has closed the forwarded request's connection.
+        wait_until(lambda: metric(other, "pgcohere_peer_cancels_forwarded_total") == 1, timeout=5, what="counted")
         assert "cancel request forwarded to peer" in other.log()
+        assert metric(owner, "pgcohere_peer_cancels_dropped_total") == 0
 
 
 def test_a_cancel_landing_on_the_clients_own_process_is_handled_there(daemon_factory, new_db):
@@ -134,6 +146,8 @@ def test_a_key_of_a_peer_not_in_peers_is_dropped_quietly(daemon_factory, new_db)
         msgs = read_messages(client)
         assert [t for t, _ in msgs if t == b"E"] == [], msgs  # the query ran to its end
     assert "cancel request for peer 77, which is not in [peers]: dropped" in b.log()
+    assert metric(b, "pgcohere_peer_cancels_dropped_total") == 1
+    assert metric(b, "pgcohere_peer_cancels_forwarded_total") == 0
     assert a.proc.poll() is None and b.proc.poll() is None
 
 
@@ -150,6 +164,8 @@ def test_a_forwarded_key_that_is_not_the_receivers_is_not_forwarded_again(daemon
         time.sleep(0.5)
     assert b.log().count("cancel request forwarded to peer 1") == 1
     assert b.log().count("not this one (2): dropped") == 1
+    assert metric(b, "pgcohere_peer_cancels_forwarded_total") == 1
+    assert metric(b, "pgcohere_peer_cancels_dropped_total") == 1
 
 
 def test_show_peers_lists_the_peers_section(daemon_factory, new_db):

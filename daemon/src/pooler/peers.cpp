@@ -52,7 +52,7 @@ void Peers::forward(int peer_id, std::int32_t pid, std::int32_t key, std::chrono
   if (it == peers_.end()) return;
   std::shared_ptr<Peer> peer = it->second;
   if (peer->in_flight >= peer->pool_size) {
-    peer->dropped++;
+    count_dropped();
     PGC_LOG_DEBUG << "cancel request for peer " << peer_id << " dropped: " << peer->in_flight
                   << " already in flight (its pool_size)";
     return;
@@ -60,7 +60,7 @@ void Peers::forward(int peer_id, std::int32_t pid, std::int32_t key, std::chrono
   peer->in_flight++;
   asio::co_spawn(
       io_,
-      [peer, pid, key, limit, &io = io_]() -> asio::awaitable<void> {
+      [peer, pid, key, limit, &io = io_, forwarded = forwarded_, dropped = late_dropped_]() -> asio::awaitable<void> {
         generic_stream::endpoint ep;
         bool resolved = true;
         if (!peer->host.empty() && (peer->host[0] == '/' || peer->host[0] == '@')) {
@@ -80,10 +80,10 @@ void Peers::forward(int peer_id, std::int32_t pid, std::int32_t key, std::chrono
         }
         if (resolved) {
           co_await send_cancel_request(io, ep, cancel_keys::mark_forwarded(pid), key, limit);
-          peer->forwarded++;
+          ++*forwarded;
           PGC_LOG_DEBUG << "cancel request forwarded to peer " << peer->id;
         } else {
-          peer->dropped++;
+          ++*dropped;
         }
         peer->in_flight--;
       },

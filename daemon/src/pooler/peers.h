@@ -24,7 +24,6 @@ class Peers {
     int port = 0;
     int pool_size = 0;      // forwards to this peer in flight at most; more are dropped
     int in_flight = 0;      // forwarded cancels not yet closed by the peer
-    std::uint64_t forwarded = 0, dropped = 0;
   };
 
   explicit Peers(boost::asio::io_context& io) : io_(io) {}
@@ -37,11 +36,20 @@ class Peers {
   void forward(int peer_id, std::int32_t pid, std::int32_t key, std::chrono::steady_clock::duration limit);
   // In peer_id order (SHOW PEERS, SHOW PEER_POOLS).
   std::vector<Peer> list() const;
+  // A cancel for another peer that goes nowhere (unknown peer, not ours again, over
+  // pool_size, unresolvable host); /metrics counts them with the forwarded ones.
+  void count_dropped() { ++dropped_; }
+  std::uint64_t forwarded() const { return *forwarded_; }
+  std::uint64_t dropped() const { return dropped_ + *late_dropped_; }
 
  private:
   boost::asio::io_context& io_;
   // shared: a forward in flight keeps its peer's counters alive across a reload.
   std::map<int, std::shared_ptr<Peer>> peers_;
+  std::uint64_t dropped_ = 0;
+  // Counted by forwards that finish later; shared so they outlive a reload's new map.
+  std::shared_ptr<std::uint64_t> forwarded_ = std::make_shared<std::uint64_t>(0);
+  std::shared_ptr<std::uint64_t> late_dropped_ = std::make_shared<std::uint64_t>(0);
 };
 
 }  // namespace pgcohere::pooler

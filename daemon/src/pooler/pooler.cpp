@@ -129,6 +129,14 @@ void Pooler::start() {
 // io_context, so the collector runs on the pooler's thread).
 void Pooler::collect(metrics::Exposition& out) {
   expose(out, sample_pools(pools_, std::chrono::steady_clock::now()), listener_.all_clients().size());
+  out.counter("pgcohere_peer_cancels_forwarded_total",
+              "CancelRequests sent on to the peer process whose key they carry ([peers])", {},
+              static_cast<double>(peers_.forwarded()));
+  out.counter("pgcohere_peer_cancels_dropped_total",
+              "CancelRequests for another peer dropped (not in [peers], over its pool_size, or not ours either)", {},
+              static_cast<double>(peers_.dropped()));
+  out.gauge("pgcohere_draining", "1 while SHUTDOWN WAIT_FOR_CLIENTS (SIGINT) waits for the clients to leave", {},
+            draining_ ? 1 : 0);
   // LISTEN/NOTIFY (notify_hub.h), per database that has a pool: zeros until a client listens.
   std::set<std::string> databases;
   for (auto& [key, e] : pools_) databases.insert(key.first);
@@ -281,9 +289,11 @@ void Pooler::cancel(int32_t pid, int32_t key) {
       return;
     }
     case cancel_keys::Route::unknown_peer:
+      peers_.count_dropped();
       PGC_LOG_DEBUG << "cancel request for peer " << peer << ", which is not in [peers]: dropped";
       return;
     case cancel_keys::Route::not_ours_again:
+      peers_.count_dropped();
       PGC_LOG_DEBUG << "cancel request forwarded by a peer for peer " << peer << ", not this one (" << own
                     << "): dropped";
       return;
