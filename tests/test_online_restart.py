@@ -82,6 +82,27 @@ def test_200_pgbench_clients_run_through_a_rolling_restart_without_a_failed_tran
     assert new.proc.poll() is None
 
 
+def test_clients_that_connect_for_every_transaction_lose_none_across_the_switch(pg, daemon_factory, new_db):
+    # pgbench -C: connections arrive all the time, so some are in the old process's accept
+    # queue when it closes its socket; it accepts those before closing (else they would be
+    # reset). In 3 rounds of 8 s (about 40,000 connections) none failed; a connection that
+    # completes its handshake in the microseconds between the last accept and the close
+    # can still be reset (docs/operations.md).
+    subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-h", pg.host, "-p", str(pg.port), "-U", "postgres", new_db],
+                   check=True, capture_output=True)
+    old = start_process(daemon_factory, new_db)
+    run = pgbench(old.port, new_db, "-c", "20", "-j", "2", "-T", "8", "-C", "-S", "-n")
+    time.sleep(3)
+    new = start_process(daemon_factory, new_db, port=old.port)
+    time.sleep(1)
+    old.proc.send_signal(signal.SIGINT)
+    rc, out = finished(run, 60)
+    assert rc == 0 and re.search(r"number of failed transactions: 0\b", out), out
+    old.proc.wait(timeout=15)
+    assert old.proc.returncode == 0
+    assert metric(new, "pgcohere_pool_transactions_total", database=new_db) > 0
+
+
 def test_a_client_of_the_draining_process_keeps_working_and_new_clients_reach_the_new_one(daemon_factory, new_db):
     old = start_process(daemon_factory, new_db)
     with connect(old.port, new_db) as kept:
