@@ -1,6 +1,7 @@
 """Online restart (so_reuseport rolling restart): a new process starts on the same port, the
 old one gets SIGINT (or SHUTDOWN WAIT_FOR_CLIENTS), stops accepting at once, serves its
 connected clients until they leave, then exits. No client sees an error."""
+import os
 import re
 import signal
 import subprocess
@@ -164,3 +165,18 @@ def test_a_second_sigint_stops_at_once(daemon_factory, new_db):
         old.proc.send_signal(signal.SIGINT)
         old.proc.wait(timeout=10)
     assert old.proc.returncode == 0
+
+
+def test_the_new_process_takes_the_unix_socket_over_once_the_old_one_has_left(workdir, daemon_factory, new_db):
+    # A socket file has one owner: the new process starts on TCP only and takes the file
+    # when the draining process removes it.
+    sockets = os.path.join(workdir, f"shared-socket-{os.getpid()}-{time.monotonic_ns()}")
+    os.makedirs(sockets)
+    old = start_process(daemon_factory, new_db, unix_socket_dir=sockets)
+    new = start_process(daemon_factory, new_db, port=old.port, unix_socket_dir=sockets)
+    assert "listens on TCP only until it is free" in new.log()
+    old.proc.send_signal(signal.SIGINT)
+    old.proc.wait(timeout=10)
+    wait_until(lambda: "pooler listening on unix socket" in new.log(), timeout=5, what="socket taken over")
+    with psycopg.connect(f"host={sockets} port={new.port} dbname={new_db} user=postgres") as c:
+        assert c.execute("SELECT 4").fetchone() == (4,)

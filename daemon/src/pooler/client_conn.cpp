@@ -414,7 +414,7 @@ awaitable<bool> ClientConn::login() {
   std::uint32_t random = 0;  // with peer_id, the pid also says which process this is
   RAND_bytes(reinterpret_cast<unsigned char*>(&random), sizeof random);
   RAND_bytes(reinterpret_cast<unsigned char*>(&cancel_key_), sizeof cancel_key_);
-  cancel_pid_ = cancel_keys::make_pid(d.peer_id, random);
+  cancel_pid_ = cancel_keys::make_pid(pooler_.peer_id(), random);
   pooler_.add_client(this);
   entry_->admit(this);
   finish_login();

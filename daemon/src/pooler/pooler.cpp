@@ -2,6 +2,7 @@
 #include "pooler/pooler.h"
 
 #include <boost/asio/post.hpp>
+#include <sstream>
 #include <stdexcept>
 
 #include "pooler/cancel_key.h"
@@ -27,6 +28,7 @@ Pooler::Pooler(asio::io_context& io, const config::Config& config, app::Control&
                 }),
       janitor_(io, *this),
       peers_(io),
+      peer_id_(config.daemon.peer_id),
       drain_timer_(io),
       resumed_(io, boost::asio::steady_timer::time_point::max()) {
   load_users();
@@ -181,13 +183,14 @@ void Pooler::drain() {
   draining_ = true;
   drain_started_ = std::chrono::steady_clock::now();
   // A peered process keeps its Unix socket: peers send cancels for its clients there.
-  bool keep_unix = config_.daemon.peer_id > 0 && !config_.peers.empty();
+  bool keep_unix = peer_id_ > 0 && !config_.peers.empty();
   listener_.stop_accepting(keep_unix);
   double limit = config_.daemon.shutdown_wait_timeout;
+  std::ostringstream bound;
+  if (limit > 0) bound << ", at most " << limit << " s (shutdown_wait_timeout)";
   PGC_LOG_INFO << "shutdown: waiting for clients to leave (" << listener_.all_clients().size()
                << " connected); new connections go to the other processes on the port"
-               << (keep_unix ? " (the Unix socket stays open for peers)" : "")
-               << (limit > 0 ? ", at most " + std::to_string(limit) + " s (shutdown_wait_timeout)" : "");
+               << (keep_unix ? " (the Unix socket stays open for peers)" : "") << bound.str();
   check_drained();
 }
 
@@ -200,8 +203,11 @@ void Pooler::check_drained() {
   double limit = config_.daemon.shutdown_wait_timeout;
   bool expired = limit > 0 && std::chrono::steady_clock::now() - drain_started_ >= std::chrono::duration<double>(limit);
   if (left == 0 || expired) {
-    if (left == 0) PGC_LOG_INFO << "shutdown: every client has left";
-    else PGC_LOG_WARN << "shutdown: shutdown_wait_timeout passed, closing " << left << " client(s)";
+    if (left == 0) {
+      PGC_LOG_INFO << "shutdown: every client has left";
+    } else {
+      PGC_LOG_WARN << "shutdown: shutdown_wait_timeout passed, closing " << left << " client(s)";
+    }
     boost::asio::post(io_, [this] { control_.shutdown(); });
     return;
   }
@@ -276,7 +282,7 @@ void Pooler::add_client(ClientConn* c) { listener_.add_cancel_key(c->cancel_id()
 void Pooler::remove_client(ClientConn* c) { listener_.remove_cancel_key(c->cancel_id(), c); }
 
 void Pooler::cancel(int32_t pid, int32_t key) {
-  int own = config_.daemon.peer_id;
+  int own = peer_id_;
   int peer = cancel_keys::peer_of(pid);
   switch (cancel_keys::route(own, pid, peers_.knows(peer))) {
     case cancel_keys::Route::local:
@@ -320,6 +326,9 @@ void Pooler::reload(const config::Config& config) {
   }
   load_hba();
   peers_.configure(config_);
+  if (config_.daemon.peer_id != peer_id_) {
+    PGC_LOG_WARN << "reload: peer_id stays " << peer_id_ << " until a restart (the keys handed out carry it)";
+  }
   auth_lookup_.clear_cache();
   for (auto& [key, e] : pools_) {
     const config::ConnEntry* db = config_.find_database(key.first);

@@ -93,6 +93,8 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   void remove_client(ClientConn* c);
   // A CancelRequest: for one of our clients, or sent on to the peer whose key it is.
   void cancel(int32_t pid, int32_t key);
+  // peer_id as of the start (every key handed out carries it, so a reload does not change it).
+  int peer_id() const { return peer_id_; }
   size_t client_count() const { return listener_.logged_in_count(); }
   // Every client connection, logged in or not (for shutdown and the janitor).
   void track(ClientConn* c, bool alive) { listener_.track(c, alive); }
@@ -140,6 +142,7 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   Listener listener_;
   Janitor janitor_;
   Peers peers_;
+  int peer_id_ = 0;
   Pools pools_;
   std::map<std::string, std::unique_ptr<NotifyHub>> notify_hubs_;  // by database
   bool stopping_ = false;
