@@ -3,6 +3,7 @@ PgBouncer: a CancelRequest that lands on another process than its client's is se
 the right one, whichever process it lands on; keys of unknown peers, and keys a peer sent
 on that are not the receiver's either, are dropped (no forwarding loop)."""
 import os
+import signal
 import socket
 import struct
 import time
@@ -175,3 +176,18 @@ def test_show_peers_lists_the_peers_section(daemon_factory, new_db):
         assert rows == [(1, a.socket_dir, a.port, 20), (2, b.socket_dir, b.port, 20)]
         pools = c.execute("SHOW PEER_POOLS").fetchall()
         assert [r[0] for r in pools] == [1, 2]
+
+
+def test_a_draining_peer_still_takes_cancels_forwarded_for_its_clients(daemon_factory, new_db):
+    # Rolling restart of a peered process: it closes its TCP socket but keeps its Unix one,
+    # where the other process forwards cancels for its remaining clients.
+    a, b = start_peers(daemon_factory, new_db)
+    client, pid, key = login_on(a, new_db)
+    with client:
+        a.proc.send_signal(signal.SIGINT)
+        wait_until(lambda: "the Unix socket stays open for peers" in a.log(), timeout=10, what="drain")
+        elapsed, errors = sleep_and_cancel_through(client, pid, key, unix_connect(b))
+        assert errors == ["57014"] and elapsed < 5, (errors, elapsed)
+        assert a.proc.poll() is None
+    a.proc.wait(timeout=10)
+    assert a.proc.returncode == 0
