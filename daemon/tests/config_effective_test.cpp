@@ -47,3 +47,14 @@ TEST(EffectiveConfig, QuotesValuesThatNeedQuotesToBeReadBack) {
       parse_config("[databases]\nappdb = host=db application_name='my app'\n[pgcohered]\nauth_type = trust\n", "t.ini");
   EXPECT_NE(effective_config(c).find("application_name='my app'"), std::string::npos) << effective_config(c);
 }
+
+TEST(EffectiveConfig, ListsPeersAndPeerId) {
+  Config c = parse_config("[pgcohered]\nauth_type = trust\npeer_id = 2\n[peers]\n1 = host=/run/p1\n2 = host=/run/p2\n",
+                          "t.ini");
+  std::string out = effective_config(c);
+  EXPECT_NE(out.find("[peers]\n1 = host=/run/p1\n2 = host=/run/p2\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("\npeer_id = 2\n"), std::string::npos) << out;
+  EXPECT_EQ(parse_config("[pgcohered]\nauth_type = trust\n", "t.ini").peers.size(), 0u);
+  EXPECT_EQ(effective_config(parse_config("[pgcohered]\nauth_type = trust\n", "t.ini")).find("[peers]"),
+            std::string::npos);
+}

@@ -12,6 +12,7 @@ using pgcohere::config::ConfigError;
 using pgcohere::config::parse_config;
 using pgcohere::config::parse_conn_params;
 using pgcohere::config::parse_tls_protocols;
+using pgcohere::config::requires_restart;
 using pgcohere::config::TlsProtocols;
 
 namespace {
@@ -265,4 +266,40 @@ TEST(Config, AuthQueryKeysAreReadAndAuthDbnameMustBeADatabasesEntry) {
   EXPECT_EQ(c.daemon.auth_query, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
   EXPECT_EQ(error_of("[databases]\napp = host=x\n[pgbouncer]\nauth_user = a\nauth_dbname = nowhere\n"),
             "test.ini: auth_dbname = nowhere is not a [databases] entry");
+}
+
+TEST(Config, PeersMapPeerIdsToAddressesAndNeedThisProcesssPeerId) {
+  auto c = parse_config(
+      "[pgbouncer]\nauth_type = trust\npeer_id = 2\n[peers]\n1 = host=/run/p1\n2 = host=10.0.0.2 port=6433 "
+      "pool_size=4\n",
+      "x.ini");
+  EXPECT_EQ(c.daemon.peer_id, 2);
+  ASSERT_EQ(c.peers.size(), 2u);
+  EXPECT_EQ(c.peers[0].name, "1");
+  EXPECT_EQ(c.peers[0].get("host"), "/run/p1");
+  EXPECT_EQ(c.peers[1].get("port"), "6433");
+  EXPECT_EQ(c.peers[1].get("pool_size"), "4");
+  EXPECT_TRUE(c.ignored_keys.empty());
+}
+
+TEST(Config, BadPeersAreRefusedWithTheirLine) {
+  const std::string head = "[pgbouncer]\nauth_type = trust\npeer_id = 1\n[peers]\n";
+  EXPECT_EQ(error_of(head + "0 = host=/a\n"), "test.ini:5: [peers] 0: the key must be a peer_id between 1 and 16383");
+  EXPECT_EQ(error_of(head + "16384 = host=/a\n"),
+            "test.ini:5: [peers] 16384: the key must be a peer_id between 1 and 16383");
+  EXPECT_EQ(error_of(head + "x = host=/a\n"), "test.ini:5: [peers] x: the key must be a peer_id between 1 and 16383");
+  EXPECT_EQ(error_of(head + "1 = port=6432\n"),
+            "test.ini:5: [peers] 1: host is required (an address, or the directory of the peer's Unix socket)");
+  EXPECT_EQ(error_of(head + "1 = host=/a port=70000\n"), "test.ini:5: [peers] 1: port must be a positive integer up to 65535");
+  EXPECT_EQ(error_of(head + "1 = host=/a pool_size=0\n"), "test.ini:5: [peers] 1: pool_size must be a positive integer");
+  EXPECT_EQ(error_of(head + "1 = host=/a dbname=x\n"), "test.ini:5: unknown parameter 'dbname' for '1'");
+  EXPECT_EQ(error_of("[pgbouncer]\nauth_type = trust\n[peers]\n1 = host=/a\n"),
+            "test.ini: [peers] needs peer_id (this process's number among them) in [pgcohered]");
+  EXPECT_EQ(error_of("[pgbouncer]\nauth_type = trust\npeer_id = 16384\n"),
+            "test.ini:3: peer_id: must be between 0 and 16383, got 16384");
+}
+
+TEST(Config, PeerIdTakesEffectOnlyAtARestart) {
+  EXPECT_TRUE(requires_restart("peer_id"));
+  EXPECT_FALSE(requires_restart("shutdown_wait_timeout"));
 }

@@ -402,10 +402,20 @@ ResultSet build_show(Show what, const Snapshot& snap, std::string_view param) {
     case Show::stats_totals: return show_stats_totals(snap.stats);
     case Show::stats_averages: return show_stats_averages(snap.stats);
     case Show::state: return show_state(snap.paused, snap.suspended);
-    case Show::peers: return result(columns("isii", {"peer_id", "host", "port", "pool_size"}));
-    case Show::peer_pools:
-      return result(columns("iiiii", {"peer_id", "cl_active_cancel_req", "cl_waiting_cancel_req",
-                                      "sv_active_cancel", "sv_login"}));
+    case Show::peers: {
+      ResultSet r = result(columns("isii", {"peer_id", "host", "port", "pool_size"}));
+      for (const PeerRow& p : snap.peers) r.rows.push_back({n(p.peer_id), s(p.host), n(p.port), n(p.pool_size)});
+      return r;
+    }
+    case Show::peer_pools: {
+      // A forwarded cancel is one request and one connection at once; none waits (over
+      // pool_size it is dropped) and none logs in.
+      ResultSet r = result(columns("iiiii", {"peer_id", "cl_active_cancel_req", "cl_waiting_cancel_req",
+                                             "sv_active_cancel", "sv_login"}));
+      for (const PeerRow& p : snap.peers)
+        r.rows.push_back({n(p.peer_id), n(p.in_flight), n(0), n(p.in_flight), n(0)});
+      return r;
+    }
     case Show::dns_hosts: return result(columns("sqs", {"hostname", "ttl", "addrs"}));
     case Show::dns_zones: return result(columns("sqi", {"zonename", "serial", "count"}));
     case Show::param: return show_param(param);

@@ -159,12 +159,22 @@ struct CacheRuleRow {
 // version pick PgBouncer 1.24's column set.
 std::string version_string();
 
+// SHOW PEERS and SHOW PEER_POOLS: a [peers] entry and its forwarded cancels in flight.
+struct PeerRow {
+  int peer_id = 0;
+  std::string host;
+  int port = 0;
+  int pool_size = 0;
+  int in_flight = 0;
+};
+
 struct Snapshot {
   std::vector<PoolRow> pools;
   std::vector<ClientRow> clients;
   std::vector<ServerRow> servers;
   std::vector<DatabaseRow> databases;
   std::vector<UserRow> users;
+  std::vector<PeerRow> peers;
   std::vector<StatsRow> stats;
   std::vector<ConfigRow> config;
   ListsRow lists;

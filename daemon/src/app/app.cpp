@@ -14,7 +14,10 @@
 namespace pgcohere::app {
 
 App::App(config::Config config)
-    : stop_signals_(io_, SIGINT, SIGTERM), reload_signal_(io_, SIGHUP), config_(std::move(config)) {
+    : stop_signals_(io_, SIGTERM),
+      reload_signal_(io_, SIGHUP),
+      drain_signal_(io_, SIGINT),
+      config_(std::move(config)) {
   // Services, in start order. Each later issue adds its line here.
   services_.push_back(std::make_unique<util::systemd::WatchdogService>(io_));
   services_.push_back(std::make_unique<metrics::MetricsService>(io_, config_));
@@ -34,6 +37,7 @@ App::App(config::Config config)
   }
   auto pooler = std::make_unique<pooler::Pooler>(io_, config_, *this);
   pooler->set_cache(cache);
+  pooler_ = pooler.get();
   services_.push_back(std::move(pooler));
 }
 
@@ -47,6 +51,7 @@ int App::run() {
   }
   wait_for_stop();
   wait_for_reload();
+  wait_for_drain();
   PGC_LOG_INFO << "pgcohered " << PGCOHERE_VERSION << " ready (config " << config_.path << ")";
   util::systemd::notify_ready();
   io_.run();
@@ -59,6 +64,22 @@ void App::wait_for_stop() {
     if (ec) return;
     PGC_LOG_INFO << "got signal " << signo << ", shutting down";
     shutdown();
+  });
+}
+
+// SIGINT: SHUTDOWN WAIT_FOR_CLIENTS (a rolling restart: a new process on the same port
+// takes the new connections); a second SIGINT stops at once.
+void App::wait_for_drain() {
+  drain_signal_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec || stopping_) return;
+    if (pooler_->draining()) {
+      PGC_LOG_INFO << "got SIGINT again, shutting down now";
+      shutdown();
+      return;
+    }
+    PGC_LOG_INFO << "got SIGINT: no new connections, shutting down once the clients have left";
+    pooler_->drain();
+    wait_for_drain();
   });
 }
 
@@ -110,6 +131,7 @@ void App::shutdown() {
   for (auto it = services_.rbegin(); it != services_.rend(); ++it) (*it)->stop();
   stop_signals_.cancel();
   reload_signal_.cancel();
+  drain_signal_.cancel();
 }
 
 std::string describe_changes(const config::Config& before, const config::Config& after) {
@@ -137,6 +159,7 @@ std::string describe_changes(const config::Config& before, const config::Config&
   };
   compare_entries("databases", before.databases, after.databases);
   compare_entries("users", before.users, after.users);
+  compare_entries("peers", before.peers, after.peers);
   return out;
 }
 

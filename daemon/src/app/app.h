@@ -1,5 +1,5 @@
-// The daemon as a whole: one io_context, its services, signals (SIGINT/SIGTERM stop,
-// SIGHUP reload) and systemd readiness.
+// The daemon as a whole: one io_context, its services, signals (SIGTERM stop, SIGINT stop
+// once the clients have left, SIGHUP reload) and systemd readiness.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -11,6 +11,10 @@
 #include "app/control.h"
 #include "app/service.h"
 #include "config/config.h"
+
+namespace pgcohere::pooler {
+class Pooler;
+}
 
 namespace pgcohere::app {
 
@@ -35,6 +39,7 @@ class App : public Control {
  private:
   void wait_for_stop();
   void wait_for_reload();
+  void wait_for_drain();
 
   // One thread runs the loop, so the reactor's locks are dead weight on every socket
   // operation (UNSAFE_IO keeps the scheduler's: async_resolve completes from Asio's
@@ -42,6 +47,8 @@ class App : public Control {
   boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   boost::asio::signal_set stop_signals_;
   boost::asio::signal_set reload_signal_;
+  boost::asio::signal_set drain_signal_;
+  pooler::Pooler* pooler_ = nullptr;
   config::Config config_;
   std::vector<std::shared_ptr<Service>> services_;  // shared: some are owned that way (CacheService)
   bool stopping_ = false;

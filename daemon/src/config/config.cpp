@@ -241,6 +241,8 @@ const std::vector<KeySpec>& schema() {
       {"pgcohered", "log_stats", daemon(&DaemonSettings::log_stats)},
       {"pgcohered", "verbose", daemon(&DaemonSettings::verbose)},
       {"pgcohered", "so_reuseport", daemon(&DaemonSettings::so_reuseport)},
+      {"pgcohered", "peer_id", in_range(daemon(&DaemonSettings::peer_id), 0, 16383)},
+      {"pgcohered", "shutdown_wait_timeout", daemon(&DaemonSettings::shutdown_wait_timeout)},
       {"pgcohered", "tcp_keepalive", daemon(&DaemonSettings::tcp_keepalive)},
       {"pgcohered", "application_name_add_host", daemon(&DaemonSettings::application_name_add_host)},
       {"pgcohered", "client_tls_sslmode", one_of(daemon(&DaemonSettings::client_tls_sslmode), kSslModes)},
@@ -295,7 +297,7 @@ const std::vector<KeySpec>& schema() {
 // not act on; each is reported at start-up.
 const std::set<std::string>& ignored_pgbouncer_keys() {
   static const std::set<std::string> keys = {
-      "user", "peer_id", "disable_pqexec", "conffile",
+      "user", "disable_pqexec", "conffile",
       "service_name", "job_name", "auth_ident_file", "syslog",
       "syslog_ident", "syslog_facility", "server_fast_close", "autodb_idle_timeout", "dns_max_ttl",
       "dns_nxdomain_ttl", "dns_zone_check_period", "resolv_conf", "sbuf_loopcnt", "tcp_defer_accept",
@@ -310,6 +312,7 @@ const std::set<std::string> kDatabaseKeys = {
     "client_encoding", "datestyle", "timezone", "pool_size", "min_pool_size", "reserve_pool",
     "reserve_pool_size", "connect_query", "pool_mode", "max_db_connections", "server_lifetime",
     "load_balance_hosts", "application_name"};
+const std::set<std::string> kPeerKeys = {"host", "port", "pool_size"};
 const std::set<std::string> kUserKeys = {"pool_mode", "max_user_connections", "pool_size",
                                          "reserve_pool_size", "query_timeout", "idle_transaction_timeout",
                                          "client_idle_timeout", "max_user_client_connections"};
@@ -358,6 +361,21 @@ void validate(const Config& c) {
     fail("server_tls_key_file and server_tls_cert_file go together (the pooler's client certificate)");
   if (d.listen_addr.empty() && d.unix_socket_dir.empty())
     fail("listen_addr and unix_socket_dir are both empty: nothing to listen on");
+  for (const ConnEntry& p : c.peers) {
+    auto bad = [&](const std::string& m) { throw ConfigError(p.origin + ": [peers] " + p.name + ": " + m); };
+    if (p.name.empty() || p.name.size() > 5 || p.name.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoi(p.name) < 1 || std::stoi(p.name) > 16383)
+      bad("the key must be a peer_id between 1 and 16383");
+    if (p.get("host").empty()) bad("host is required (an address, or the directory of the peer's Unix socket)");
+    for (const char* k : {"port", "pool_size"}) {
+      std::string v = p.get(k, "1");
+      if (v.empty() || v.size() > 5 || v.find_first_not_of("0123456789") != std::string::npos || std::stoi(v) < 1 ||
+          (std::string(k) == "port" && std::stoi(v) > 65535))
+        bad(std::string(k) + " must be a positive integer" + (std::string(k) == "port" ? " up to 65535" : ""));
+    }
+  }
+  if (!c.peers.empty() && d.peer_id == 0)
+    fail("[peers] needs peer_id (this process's number among them) in [pgcohered]");
   if (c.invalidation.enabled && !c.databases.empty() && !c.redis.url.empty() && c.invalidation.secret_file.empty())
     fail("[invalidation] secret_file is required to verify the extension's signatures");
 }
@@ -427,7 +445,7 @@ Config build_config(const std::vector<IniEntry>& entries, const std::string& pat
     std::string section = e.section == "pgbouncer" ? "pgcohered" : e.section;
     if (section == "databases") { add_entry(c.databases, e, kDatabaseKeys); continue; }
     if (section == "users") { add_entry(c.users, e, kUserKeys); continue; }
-    if (section == "peers") { c.ignored_keys.push_back(e.origin() + ": [peers] " + e.key); continue; }
+    if (section == "peers") { add_entry(c.peers, e, kPeerKeys); continue; }
     std::string key = lower(e.key);
     auto& specs = schema();
     auto spec = std::find_if(specs.begin(), specs.end(),
@@ -470,7 +488,7 @@ std::vector<Setting> list_settings(const Config& config) {
 
 bool requires_restart(const std::string& key) {
   static const std::set<std::string> keys = {"listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode",
-                                             "unix_socket_group", "listen_backlog", "so_reuseport", "pidfile",
+                                             "unix_socket_group", "listen_backlog", "so_reuseport", "peer_id", "pidfile",
                                              "logfile", "pkt_buf"};
   return keys.count(key) > 0;
 }

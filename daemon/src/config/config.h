@@ -73,6 +73,12 @@ struct DaemonSettings {  // [pgcohered], alias [pgbouncer]
   bool log_stats = true;
   int verbose = 0;
   bool so_reuseport = false;
+  // PgBouncer's peer_id: this process's number among peered processes (1..16383), written
+  // into every cancel key it hands out; 0: not peered ([peers] then ignored).
+  int peer_id = 0;
+  // pgcohere's own: how long SHUTDOWN WAIT_FOR_CLIENTS (or SIGINT) waits for the clients
+  // to leave before it closes the rest; 0: no limit.
+  double shutdown_wait_timeout = 0;
   bool tcp_keepalive = true;
   std::string application_name_add_host;
   // TLS with clients (the pooler is their server) and with PostgreSQL; PgBouncer's keys,
@@ -139,6 +145,8 @@ struct Config {
   std::string path;
   std::vector<ConnEntry> databases;
   std::vector<ConnEntry> users;
+  // [peers]: peer_id -> where that process takes CancelRequests (host=, port=, pool_size=).
+  std::vector<ConnEntry> peers;
   DaemonSettings daemon;
   RedisSettings redis;
   InvalidationSettings invalidation;

@@ -47,6 +47,7 @@ std::string effective_config(const Config& config) {
   std::ostringstream out;
   entries(out, "databases", config.databases);
   if (!config.users.empty()) entries(out, "users", config.users);
+  if (!config.peers.empty()) entries(out, "peers", config.peers);
   // One block per section, in the order sections first appear in the schema.
   std::vector<std::pair<std::string, std::string>> sections;
   for (const Setting& st : list_settings(config)) {

@@ -211,6 +211,10 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
     if (s.section != "pgcohered") continue;
     snap.config.push_back({s.key, s.secret ? "********" : s.value, s.default_value, !config::requires_restart(s.key)});
   }
+  for (const Peers::Peer& p : peers_.list())
+    snap.peers.push_back({p.id, p.host, p.port, p.pool_size, p.in_flight});
+  snap.lists.peers = static_cast<int64_t>(snap.peers.size());
+  snap.lists.peer_pools = snap.lists.peers;
   snap.lists.databases = static_cast<int64_t>(config_.databases.size());
   snap.lists.users = static_cast<int64_t>(users.size());
   snap.lists.pools = static_cast<int64_t>(pools_.size());
@@ -274,9 +278,13 @@ void Pooler::reload(Done done) {
   });
 }
 
-void Pooler::shutdown(const std::string&, Done done) {
+// SHUTDOWN: at once. SHUTDOWN WAIT_FOR_CLIENTS: PgBouncer 1.23's rolling restart (drain()).
+void Pooler::shutdown(const std::string& mode, Done done) {
+  if (mode == "WAIT_FOR_SERVERS")
+    return done("SHUTDOWN WAIT_FOR_SERVERS is not supported; SHUTDOWN WAIT_FOR_CLIENTS lets every client finish");
   done("");
-  boost::asio::post(io_, [this] { control_.shutdown(); });
+  if (mode == "WAIT_FOR_CLIENTS") boost::asio::post(io_, [this] { drain(); });
+  else boost::asio::post(io_, [this] { control_.shutdown(); });
 }
 
 // SUSPEND: every client's next bytes (and every new login) wait until RESUME; what is

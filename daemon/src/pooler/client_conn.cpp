@@ -19,6 +19,7 @@
 #include "cache/request.h"
 #include "cache/session_change.h"
 #include "cache/session_switch.h"
+#include "pooler/cancel_key.h"
 #include "pooler/notify_hub.h"
 #include "pooler/pooler.h"
 #include "pooler/server_conn.h"
@@ -409,11 +410,10 @@ awaitable<bool> ClientConn::login() {
     co_return false;
   }
   if (!co_await authenticate()) co_return false;
-  do {
-    RAND_bytes(reinterpret_cast<unsigned char*>(&cancel_pid_), sizeof cancel_pid_);
-    RAND_bytes(reinterpret_cast<unsigned char*>(&cancel_key_), sizeof cancel_key_);
-    cancel_pid_ &= 0x7fffffff;
-  } while (cancel_pid_ == 0);
+  std::uint32_t random = 0;  // with peer_id, the pid also says which process this is
+  RAND_bytes(reinterpret_cast<unsigned char*>(&random), sizeof random);
+  RAND_bytes(reinterpret_cast<unsigned char*>(&cancel_key_), sizeof cancel_key_);
+  cancel_pid_ = cancel_keys::make_pid(pooler_.peer_id(), random);
   pooler_.add_client(this);
   entry_->admit(this);
   finish_login();

@@ -8,6 +8,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/socket_base.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -72,9 +73,17 @@ void Listener::listen_unix_socket(const config::DaemonSettings& d) {
     net::listen_unix(*acceptor, path, d.unix_socket_mode, d.unix_socket_group, d.listen_backlog);
   } catch (const net::SocketInUse& e) {
     // so_reuseport processes share the TCP port, but a socket file has one owner: the
-    // first process keeps it (PgBouncer wants a unix_socket_dir per process).
+    // first process keeps it (PgBouncer wants a unix_socket_dir per process). In a rolling
+    // restart the old process gives it up when it stops, and this one then takes it.
     if (!d.so_reuseport) throw;
-    PGC_LOG_WARN << e.what() << "; this so_reuseport process listens on TCP only";
+    if (!unix_retry_) {
+      PGC_LOG_WARN << e.what() << "; this so_reuseport process listens on TCP only until it is free";
+      unix_retry_ = std::make_unique<asio::steady_timer>(io_);
+    }
+    unix_retry_->expires_after(std::chrono::seconds(1));
+    unix_retry_->async_wait([this, d](const boost::system::error_code& ec) {
+      if (!ec && !stopped_ && !unix_given_up_) listen_unix_socket(d);
+    });
     return;
   }
   unix_ = std::move(acceptor);
@@ -85,22 +94,58 @@ void Listener::listen_unix_socket(const config::DaemonSettings& d) {
 
 void Listener::stop() {
   stopped_ = true;
+  if (unix_retry_) unix_retry_->cancel();
   boost::system::error_code ec;
   if (tcp_) tcp_->close(ec);
+  close_unix();
+}
+
+void Listener::close_unix() {
+  boost::system::error_code ec;
   if (unix_) unix_->close(ec);
   if (!unix_path_.empty()) net::remove_unix_socket(unix_path_);
   unix_path_.clear();
 }
 
+void Listener::stop_accepting(bool keep_unix) {
+  boost::system::error_code ec;
+  if (tcp_ && tcp_->is_open()) {
+    accept_queued(*tcp_, false);
+    tcp_->close(ec);
+  }
+  if (!keep_unix) {
+    unix_given_up_ = true;
+    if (unix_retry_) unix_retry_->cancel();
+  }
+  if (!keep_unix && unix_ && unix_->is_open()) {
+    accept_queued(*unix_, true);
+    close_unix();
+  }
+}
+
+// Takes every connection already in the kernel's queue for this socket, without waiting.
+// One arriving between the last accept and the close can still be reset: Linux moves
+// queued connections to another so_reuseport socket only with net.ipv4.tcp_migrate_req = 1.
+void Listener::accept_queued(Acceptor& acceptor, bool unix_socket) {
+  boost::system::error_code ec;
+  acceptor.non_blocking(true, ec);
+  while (!ec) {
+    Socket socket(io_);
+    acceptor.accept(socket, ec);
+    if (!ec) on_accept_(std::move(socket), unix_socket);
+  }
+}
+
 void Listener::accept_next(Acceptor& acceptor, bool unix_socket) {
   acceptor.async_accept([this, &acceptor, unix_socket](const boost::system::error_code& ec, Socket socket) {
     if (ec) {
-      if (ec == asio::error::operation_aborted || stopped_) return;
+      if (ec == asio::error::operation_aborted || stopped_ || !acceptor.is_open()) return;
       PGC_LOG_WARN << "accept failed: " << ec.message();
     } else {
       on_accept_(std::move(socket), unix_socket);
     }
-    if (!stopped_) accept_next(acceptor, unix_socket);
+    // stop_accepting() may have closed this one socket while the others go on.
+    if (!stopped_ && acceptor.is_open()) accept_next(acceptor, unix_socket);
   });
 }
 

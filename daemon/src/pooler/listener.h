@@ -6,6 +6,7 @@
 #include <boost/asio/basic_socket_acceptor.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -45,6 +46,12 @@ class Listener {
   // unix_socket_dir (unix_socket_mode, unix_socket_group), and starts accepting.
   void start(const config::DaemonSettings& d);
   void stop();
+  // SHUTDOWN WAIT_FOR_CLIENTS: the TCP socket is closed at once, so the kernel gives new
+  // connections to the other so_reuseport processes; connections the kernel had already
+  // queued for this one are accepted first (closing the socket would reset them).
+  // keep_unix: the Unix socket stays open (a peered process's private address, for
+  // forwarded cancels and the console).
+  void stop_accepting(bool keep_unix);
 
   // Every client connection, logged in or not (max_client_conn, shutdown, the janitor).
   void track(ClientConn* c, bool alive) {
@@ -64,12 +71,16 @@ class Listener {
   void listen_tcp(const config::DaemonSettings& d);
   void listen_unix_socket(const config::DaemonSettings& d);
   void accept_next(Acceptor& acceptor, bool unix_socket);
+  void accept_queued(Acceptor& acceptor, bool unix_socket);
+  void close_unix();
 
   boost::asio::io_context& io_;
   OnAccept on_accept_;
   std::unique_ptr<Acceptor> tcp_, unix_;
+  std::unique_ptr<boost::asio::steady_timer> unix_retry_;  // while another process owns the socket file
   std::string unix_path_;  // the socket file to remove at stop
   bool stopped_ = false;
+  bool unix_given_up_ = false;  // stop_accepting() closed it: no retry takes it again
   std::set<ClientConn*> all_clients_;
   std::unordered_map<std::uint64_t, ClientConn*> by_cancel_key_;
 };

@@ -1,8 +1,11 @@
 // The pooler service (see pooler.h): pools, cancel routing, reload, janitor.
 #include "pooler/pooler.h"
 
+#include <boost/asio/post.hpp>
+#include <sstream>
 #include <stdexcept>
 
+#include "pooler/cancel_key.h"
 #include "pooler/client_conn.h"
 #include "pooler/server_conn.h"
 #include "util/log.h"
@@ -24,9 +27,13 @@ Pooler::Pooler(asio::io_context& io, const config::Config& config, app::Control&
                   std::make_shared<ClientConn>(*this, std::move(socket), unix_socket)->start();
                 }),
       janitor_(io, *this),
+      peers_(io),
+      peer_id_(config.daemon.peer_id),
+      drain_timer_(io),
       resumed_(io, boost::asio::steady_timer::time_point::max()) {
   load_users();
   load_hba();
+  peers_.configure(config_);
 }
 
 void Pooler::load_hba() {
@@ -124,6 +131,14 @@ void Pooler::start() {
 // io_context, so the collector runs on the pooler's thread).
 void Pooler::collect(metrics::Exposition& out) {
   expose(out, sample_pools(pools_, std::chrono::steady_clock::now()), listener_.all_clients().size());
+  out.counter("pgcohere_peer_cancels_forwarded_total",
+              "CancelRequests sent on to the peer process whose key they carry ([peers])", {},
+              static_cast<double>(peers_.forwarded()));
+  out.counter("pgcohere_peer_cancels_dropped_total",
+              "CancelRequests for another peer dropped (not in [peers], over its pool_size, or not ours either)", {},
+              static_cast<double>(peers_.dropped()));
+  out.gauge("pgcohere_draining", "1 while SHUTDOWN WAIT_FOR_CLIENTS (SIGINT) waits for the clients to leave", {},
+            draining_ ? 1 : 0);
   // LISTEN/NOTIFY (notify_hub.h), per database that has a pool: zeros until a client listens.
   std::set<std::string> databases;
   for (auto& [key, e] : pools_) databases.insert(key.first);
@@ -147,6 +162,7 @@ void Pooler::collect(metrics::Exposition& out) {
 
 void Pooler::stop() {
   stopping_ = true;
+  drain_timer_.cancel();
   if (collector_id_) metrics::registry().remove_collector(collector_id_);
   collector_id_ = 0;
   listener_.stop();
@@ -160,6 +176,45 @@ void Pooler::stop() {
     std::vector<ServerConn*> servers(e->servers().begin(), e->servers().end());
     for (auto* s : servers) s->close();
   }
+}
+
+void Pooler::drain() {
+  if (stopping_ || draining_) return;
+  draining_ = true;
+  drain_started_ = std::chrono::steady_clock::now();
+  // A peered process keeps its Unix socket: peers send cancels for its clients there.
+  bool keep_unix = peer_id_ > 0 && !config_.peers.empty();
+  listener_.stop_accepting(keep_unix);
+  double limit = config_.daemon.shutdown_wait_timeout;
+  std::ostringstream bound;
+  if (limit > 0) bound << ", at most " << limit << " s (shutdown_wait_timeout)";
+  PGC_LOG_INFO << "shutdown: waiting for clients to leave (" << listener_.all_clients().size()
+               << " connected); new connections go to the other processes on the port"
+               << (keep_unix ? " (the Unix socket stays open for peers)" : "") << bound.str();
+  check_drained();
+}
+
+// Polled: a client leaving has no hook here, and 100 ms is nothing next to a drain.
+void Pooler::check_drained() {
+  if (stopping_) return;
+  std::size_t left = 0;
+  for (ClientConn* c : listener_.all_clients())
+    if (!c->admin()) ++left;  // a console session (monitoring the drain) does not hold it up
+  double limit = config_.daemon.shutdown_wait_timeout;
+  bool expired = limit > 0 && std::chrono::steady_clock::now() - drain_started_ >= std::chrono::duration<double>(limit);
+  if (left == 0 || expired) {
+    if (left == 0) {
+      PGC_LOG_INFO << "shutdown: every client has left";
+    } else {
+      PGC_LOG_WARN << "shutdown: shutdown_wait_timeout passed, closing " << left << " client(s)";
+    }
+    boost::asio::post(io_, [this] { control_.shutdown(); });
+    return;
+  }
+  drain_timer_.expires_after(std::chrono::milliseconds(100));
+  drain_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) check_drained();
+  });
 }
 
 PoolEntry* Pooler::find_pool(const std::string& database, const std::string& user, std::string& error) {
@@ -227,6 +282,29 @@ void Pooler::add_client(ClientConn* c) { listener_.add_cancel_key(c->cancel_id()
 void Pooler::remove_client(ClientConn* c) { listener_.remove_cancel_key(c->cancel_id(), c); }
 
 void Pooler::cancel(int32_t pid, int32_t key) {
+  int own = peer_id_;
+  int peer = cancel_keys::peer_of(pid);
+  switch (cancel_keys::route(own, pid, peers_.knows(peer))) {
+    case cancel_keys::Route::local:
+      break;
+    case cancel_keys::Route::forward: {
+      double limit_s = config_.daemon.server_connect_timeout > 0 ? config_.daemon.server_connect_timeout : 15;
+      peers_.forward(peer, pid, key,
+                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                         std::chrono::duration<double>(limit_s)));
+      return;
+    }
+    case cancel_keys::Route::unknown_peer:
+      peers_.count_dropped();
+      PGC_LOG_DEBUG << "cancel request for peer " << peer << ", which is not in [peers]: dropped";
+      return;
+    case cancel_keys::Route::not_ours_again:
+      peers_.count_dropped();
+      PGC_LOG_DEBUG << "cancel request forwarded by a peer for peer " << peer << ", not this one (" << own
+                    << "): dropped";
+      return;
+  }
+  if (own > 0) pid = cancel_keys::original_pid(pid);
   ClientConn* c = listener_.find_by_cancel_key(cancel_key(pid, key));
   if (!c) {
     PGC_LOG_DEBUG << "cancel request for an unknown client";
@@ -247,6 +325,10 @@ void Pooler::reload(const config::Config& config) {
     PGC_LOG_INFO << "reload: server_tls_* changed, server connections are replaced";
   }
   load_hba();
+  peers_.configure(config_);
+  if (config_.daemon.peer_id != peer_id_) {
+    PGC_LOG_WARN << "reload: peer_id stays " << peer_id_ << " until a restart (the keys handed out carry it)";
+  }
   auth_lookup_.clear_cache();
   for (auto& [key, e] : pools_) {
     const config::ConnEntry* db = config_.find_database(key.first);

@@ -34,6 +34,7 @@
 #include "pooler/janitor.h"
 #include "pooler/listener.h"
 #include "pooler/notify_hub.h"
+#include "pooler/peers.h"
 #include "pooler/pool_entry.h"
 #include "pooler/stats.h"
 #include "session/params.h"
@@ -62,6 +63,10 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   const session::TrackedNames& tracked() const { return tracked_; }
   session::StatementRegistry& statements() { return statements_; }
   bool stopping() const { return stopping_; }
+  // SHUTDOWN WAIT_FOR_CLIENTS (SIGINT): stop accepting at once, serve the clients already
+  // connected until they leave (or shutdown_wait_timeout passes), then shut the daemon down.
+  void drain();
+  bool draining() const { return draining_; }
   // The query cache, when [cache] enabled = 1 (else nullptr).
   cache::CacheService* cache() const { return cache_; }
   void set_cache(cache::CacheService* cache) { cache_ = cache; }
@@ -86,7 +91,10 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   bool admit_client() { return client_admitted(listener_.all_clients().size(), config_.daemon.max_client_conn); }
   void add_client(ClientConn* c);
   void remove_client(ClientConn* c);
+  // A CancelRequest: for one of our clients, or sent on to the peer whose key it is.
   void cancel(int32_t pid, int32_t key);
+  // peer_id as of the start (every key handed out carries it, so a reload does not change it).
+  int peer_id() const { return peer_id_; }
   size_t client_count() const { return listener_.logged_in_count(); }
   // Every client connection, logged in or not (for shutdown and the janitor).
   void track(ClientConn* c, bool alive) { listener_.track(c, alive); }
@@ -133,9 +141,15 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   net::BufferPool client_buffers_;
   Listener listener_;
   Janitor janitor_;
+  Peers peers_;
+  int peer_id_ = 0;
   Pools pools_;
   std::map<std::string, std::unique_ptr<NotifyHub>> notify_hubs_;  // by database
   bool stopping_ = false;
+  bool draining_ = false;
+  std::chrono::steady_clock::time_point drain_started_;
+  boost::asio::steady_timer drain_timer_;
+  void check_drained();
   cache::CacheService* cache_ = nullptr;
   std::shared_ptr<auth::UserList> users_;
   std::shared_ptr<const auth::HbaRules> hba_;

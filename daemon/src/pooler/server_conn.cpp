@@ -17,6 +17,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "pooler/cancel_request.h"
 #include "pooler/client_conn.h"
 #include "pooler/pooler.h"
 #include "protocol/messages.h"
@@ -42,33 +43,6 @@ void set_tcp_options(int fd) {
   ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
 }
 
-// Sends one CancelRequest and waits until PostgreSQL closes that connection, which it
-// does once it has signalled the backend. False when the request was sent but its fate
-// is unknown (no close within `limit`).
-awaitable<bool> forward_cancel(asio::io_context& io, generic_stream::endpoint ep, int32_t pid, int32_t key,
-                               ServerConn::Clock::duration limit) {
-  auto sock = std::make_shared<generic_stream::socket>(io);
-  asio::steady_timer timer(io);
-  timer.expires_after(limit);
-  timer.async_wait([sock](const boost::system::error_code& ec) {
-    boost::system::error_code ignored;
-    if (!ec) sock->close(ignored);
-  });
-  boost::system::error_code ec;
-  sock->open(ep.protocol(), ec);
-  if (ec) co_return true;  // nothing was sent
-  co_await sock->async_connect(ep, asio::redirect_error(use_awaitable, ec));
-  if (ec) co_return true;
-  std::string out;
-  protocol::encode::cancel_request(out, pid, key);
-  co_await asio::async_write(*sock, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
-  if (!ec) {
-    char b[16];
-    co_await sock->async_read_some(asio::buffer(b), asio::redirect_error(use_awaitable, ec));
-  }
-  timer.cancel();
-  co_return ec != asio::error::operation_aborted && ec != asio::error::bad_descriptor;
-}
 }  // namespace
 
 ServerConn::ServerConn(Pooler& pooler, PoolEntry& entry)
@@ -472,7 +446,7 @@ void ServerConn::send_cancel() {
       pooler_.io(),
       [self = shared_from_this(), ep = endpoint_, pid = backend_pid_, key = backend_key_, limit,
        &io = pooler_.io()]() -> awaitable<void> {
-        bool certain = co_await forward_cancel(io, ep, pid, key, limit);
+        bool certain = co_await send_cancel_request(io, ep, pid, key, limit);
         self->cancel_finished(certain);
       },
       asio::detached);
