@@ -156,6 +156,13 @@ class NetnsPgCluster(PgCluster):
         self.link = link
         self.host = link.ns_addr
 
+    def init(self):
+        super().init()
+        # initdb trusts only loopback; the daemon comes from the root namespace's end.
+        with open(os.path.join(self.datadir, "pg_hba.conf"), "a") as f:
+            f.write(f"host all all {self.link.root_addr}/32 trust\n")
+        return self
+
     def pg_ctl(self, *args):
         argv = [f"{PG_BIN}/pg_ctl", "-D", self.datadir, "-l", self.logfile, "-w", "-t", "60", *args]
         ids = _pg_user()
@@ -187,7 +194,8 @@ class NetnsRedis(RedisServer):
         os.makedirs(self.dir, exist_ok=True)
         self.proc = subprocess.Popen(
             self.link.prefix() + ["redis-server", "--port", str(self.port), "--bind", self.link.ns_addr,
-                                  "--unixsocket", self.socket, "--unixsocketperm", "700", "--save", "",
+                                  "--unixsocket", self.socket, "--unixsocketperm", "700", "--protected-mode", "no",
+                                  "--save", "",
                                   "--appendonly", "no", "--dir", self.dir, "--logfile", self.logfile,
                                   *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
