@@ -187,6 +187,12 @@ class Checker:
         except Exception:  # Redis restarting
             return False
 
+    def count_left(self):
+        try:
+            return len(self.left())
+        except Exception:
+            return None
+
     def left(self, until=None):
         """Keys whose UPDATE committed (before `until`) and that are still in Redis."""
         keys = [k for t, ks in list(self.committed) if until is None or t <= until for k in ks]
@@ -326,12 +332,14 @@ def run_case(case, kind, seconds, link, d, pg, redis_srv, relay):
     rss_before = rss_mb(pid)
     fault_at = time.monotonic()
     detail = ""
+    held_back = None  # committed keys still in Redis at the end of the fault
     if kind[0] == "delay":
         if relay:
             relay.delay_on()
         else:
             link.delay(kind[1])
         time.sleep(seconds)
+        held_back = checker.count_left()
         if relay:
             relay.delay_off()
         else:
@@ -339,10 +347,12 @@ def run_case(case, kind, seconds, link, d, pg, redis_srv, relay):
     elif kind[0] == "loss":
         link.lose(kind[1])
         time.sleep(seconds)
+        held_back = checker.count_left()
         link.heal()
     elif kind[0] == "partition":
         link.partition()
         time.sleep(seconds)
+        held_back = checker.count_left()
         link.heal()
     elif kind[0] == "half-open":
         # The connections open now go silent for good; the fault "heals" at once in that
@@ -396,6 +406,7 @@ def run_case(case, kind, seconds, link, d, pg, redis_srv, relay):
         "tx_recovery_s": round(tx_back, 1),
         "purge_recovery_s": round(purges_back_at - healed_at, 1) if purges_back_at else None,
         "committed_keys": sum(len(ks) for _, ks in checker.committed),
+        "keys_left_at_heal": held_back,
         "stale_keys": len(stale),
         "stale_sample": stale[:5],
         "longest_op_s": round(max((e[2] for e in events), default=0.0), 1),
