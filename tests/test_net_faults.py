@@ -306,11 +306,11 @@ def test_after_a_network_fault_no_key_is_stale_and_the_daemon_recovers_by_itself
     try:
         figures = run_case(case, kind, seconds, link, d, ns_pg, ns_redis, relay)
     finally:
+        d.stop()  # before the relay, so that its LISTEN connection is not lost first
         for each in net.values():
             each.heal()
         if relay:
             relay.stop()
-        d.stop()
     figures.update(case=case, mechanism=mechanism)
     report(figures)
     assert figures["stale_keys"] == 0, figures
