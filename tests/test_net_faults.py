@@ -95,7 +95,6 @@ class Load:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.events = []  # (end monotonic, ok, seconds)
-        self.in_flight = {}  # thread index -> start of its current operation
         self.errors = {}
         self.threads = [threading.Thread(target=self.run, args=(i, i < writers), daemon=True)
                         for i in range(readers + writers)]
@@ -107,7 +106,6 @@ class Load:
         rng = random.Random(index)
         while not self.stop.is_set():
             started = time.monotonic()
-            self.in_flight[index] = started
             try:
                 if conn is None:
                     conn = psycopg.connect(self.dsn, autocommit=True)
@@ -126,7 +124,6 @@ class Load:
                     conn.close()
                 conn = None
             ended = time.monotonic()
-            self.in_flight.pop(index, None)
             with self.lock:
                 self.events.append((ended, ok, ended - started))
             time.sleep(0.01 if ok else 0.2)
