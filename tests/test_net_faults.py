@@ -255,16 +255,13 @@ CLIENT_VISIBLE_OK = ("delay", "loss")  # faults after which a user expects no fa
 QUERY_TIMEOUT = 20
 
 
-def start_daemon(workdir, secret_file, pg_target, redis_url):
+def make_daemon(workdir, secret_file, pg_target, redis_url):
     port, metrics_port = free_port(), free_port()
     extra = ("[pgcohered]\npool_mode = transaction\ndefault_pool_size = 10\nlog_connections = 0\n"
              f"query_timeout = {QUERY_TIMEOUT}\nquery_wait_timeout = 30\n")
     text = daemon_config(port, pg_target, [DB], redis_url, secret_file, metrics_port, extra)
     d = InvDaemon(os.path.join(workdir, "netfault-daemon"), text, port)
     d.metrics_port = metrics_port
-    d.start()
-    d.wait_listening(DB)
-    d.wait_resyncs(DB, 1)
     return d
 
 
@@ -299,8 +296,11 @@ def test_after_a_network_fault_no_key_is_stale_and_the_daemon_recovers_by_itself
         mechanism = f"pg_ctl restart -m {kind[1]}"
     elif kind[0] == "redis-restart":
         mechanism = "kill -9, restart empty"
-    d = start_daemon(workdir, secret_file, pg_target, redis_url)
+    d = make_daemon(workdir, secret_file, pg_target, redis_url)
     try:
+        d.start()
+        d.wait_listening(DB)
+        d.wait_resyncs(DB, 1)
         figures = run_case(case, kind, seconds, link, d, ns_pg, ns_redis, relay)
     finally:
         d.stop()  # before the relay, so that its LISTEN connection is not lost first

@@ -131,7 +131,11 @@ class Relay:
         self.port = free_port()
         self.proc = subprocess.Popen([sys.executable, os.path.join(_HERE, "delay_relay.py"), str(self.port),
                                       target_host, str(target_port), str(delay_ms)])
-        wait_until(lambda: port_open(self.port), timeout=10, what="delay relay listening")
+        try:
+            wait_until(lambda: port_open(self.port), timeout=10, what="delay relay listening")
+        except Exception:
+            self.stop()
+            raise
 
     def delay_on(self):
         self.proc.send_signal(signal.SIGUSR1)
