@@ -19,6 +19,8 @@ packages=(
   # systemd-analyze (the unit), matplotlib (make bench-report's plots)
   prometheus systemd python3-matplotlib
   util-linux procps iproute2
+  # tests/test_net_faults.py: loss, partitions and half-open connections in network namespaces
+  iptables
 )
 
 missing=()

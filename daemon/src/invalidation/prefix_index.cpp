@@ -158,6 +158,28 @@ void PrefixIndex::begin() {
   confirmations_ = 0;
   sub_->subscribe({"SUBSCRIBE", new_channel_, evicted_channel_, barrier_channel_},
                  [this](redis::Reply m) { on_message(m); });
+  watch_subscription([this] { return state_ == State::subscribing; });
+}
+
+// The subscription connection only receives, so a peer gone silently (no FIN, no RST: a
+// crashed host, a dropped NAT entry) leaves it "connected" forever while Redis, which
+// still counts the subscriber, answers PUBLISH; barriers would then never come back and
+// keys written meanwhile would be in no index set. So whatever is asked of it (the
+// confirmations, the probe, a barrier) must come back within two command timeouts (a
+// PUBLISH and its delivery), or the connection is dropped and pattern purges scan until
+// the index is rebuilt.
+void PrefixIndex::watch_subscription(std::function<bool()> still_waiting) {
+  if (options_.command_timeout.count() <= 0) return;
+  auto timer = std::make_shared<boost::asio::steady_timer>(io_);
+  timer->expires_after(2 * options_.command_timeout);
+  std::uint64_t gen = generation_;
+  timer->async_wait([this, timer, gen, still_waiting = std::move(still_waiting),
+                     weak = weak_from_this()](boost::system::error_code ec) {
+    if (ec || weak.expired() || gen != generation_ || !still_waiting()) return;
+    broken("the subscription connection answered nothing for " +
+           std::to_string(2 * options_.command_timeout.count()) + " ms");
+    sub_->reconnect("subscription silent");
+  });
 }
 
 void PrefixIndex::probe() {
@@ -172,6 +194,7 @@ void PrefixIndex::probe() {
       cmd_->command({"DEL", probe_key_}, [](redis::Reply) {});
       cmd_->command({"SET", probe_key_, "1", "PX", "10000"}, [](redis::Reply) {});
       cmd_->command({"PUBLISH", barrier_channel_, "probe"}, [](redis::Reply) {});
+      watch_subscription([this] { return state_ == State::probing; });
     };
     if (r.is_error() || r.elements.size() != 2) {
       PGC_LOG_WARN << "pattern index: CONFIG GET notify-keyspace-events failed (" << r.str
@@ -313,6 +336,7 @@ void PrefixIndex::barrier(std::function<void(bool)> done) {
   }
   std::uint64_t id = next_barrier_++;
   barriers_.emplace(id, std::move(done));
+  watch_subscription([this, id] { return barriers_.count(id) > 0; });
   std::uint64_t gen = generation_;
   cmd_->command({"PUBLISH", barrier_channel_, std::to_string(id)}, [this, gen](redis::Reply r) {
     if (gen != generation_ || (!r.is_error() && r.integer >= 1)) return;

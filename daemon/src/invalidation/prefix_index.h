@@ -87,6 +87,7 @@ class PrefixIndex : public PatternIndex, public std::enable_shared_from_this<Pre
   void build_step(const std::string& cursor, std::uint64_t gen);
   void broken(const std::string& why);
   void barrier(std::function<void(bool)> done);
+  void watch_subscription(std::function<bool()> still_waiting);
   void queue_add(const std::string& prefix, const std::string& key);
   void schedule_flush();
   void flush();

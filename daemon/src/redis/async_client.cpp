@@ -125,6 +125,10 @@ void AsyncClient::drop_connection(const char* why) {
   if (!was_connected) schedule_reconnect();
 }
 
+void AsyncClient::reconnect(const char* why) {
+  if (ac_ && !stopping_) drop_connection(why);
+}
+
 AsyncClient::~AsyncClient() { stop(); }
 
 void AsyncClient::start() {

@@ -40,6 +40,9 @@ class AsyncClient : public std::enable_shared_from_this<AsyncClient> {
   void start();
   void stop();
   bool connected() const { return connected_; }
+  // Drops the connection and reconnects (with backoff), for an owner that knows the link
+  // is dead although the socket says nothing: a subscription that stopped delivering.
+  void reconnect(const char* why);
   // Called on every transition (posted, never from inside hiredis).
   void on_state(StateHandler handler) { state_handler_ = std::move(handler); }
 
