@@ -40,10 +40,10 @@ def test_unchanged_pgbouncer_ini_is_accepted(tmp_path):
         "[databases]\nappdb = host=127.0.0.1 port=5432 dbname=appdb\n"
         "[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = 6432\nauth_type = md5\n"
         "auth_file = /etc/pgbouncer/userlist.txt\npool_mode = transaction\nmax_client_conn = 10000\n"
-        "default_pool_size = 20\nserver_tls_sslmode = prefer\ntcp_keepcnt = 5\nlogfile = /var/log/pgbouncer.log\n")
+        "default_pool_size = 20\nserver_tls_sslmode = prefer\ntcp_defer_accept = 45\nlogfile = /var/log/pgbouncer.log\n")
     out = run("--check", str(path))
     assert out.returncode == 0, out.stderr
-    assert "tcp_keepcnt: not supported by pgcohered, ignored" in out.stderr
+    assert "tcp_defer_accept: not supported by pgcohered, ignored" in out.stderr
     assert "server_tls_sslmode" not in out.stderr  # acted on, not ignored
 
 

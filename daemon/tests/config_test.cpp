@@ -28,6 +28,17 @@ std::string error_of(const std::string& text) {
 
 }  // namespace
 
+TEST(Config, TcpKeepaliveSettingsAreReadAndBounded) {
+  auto c = parse_config("[pgbouncer]\nauth_type = trust\ntcp_keepidle = 30\ntcp_keepintvl = 5\ntcp_keepcnt = 3\n"
+                        "tcp_user_timeout = 20000\n", "k.ini");
+  EXPECT_EQ(c.daemon.tcp_keepidle, 30);
+  EXPECT_EQ(c.daemon.tcp_keepintvl, 5);
+  EXPECT_EQ(c.daemon.tcp_keepcnt, 3);
+  EXPECT_EQ(c.daemon.tcp_user_timeout, 20000);
+  EXPECT_TRUE(c.ignored_keys.empty());
+  EXPECT_THROW(parse_config("[pgbouncer]\nauth_type = trust\ntcp_keepcnt = 1000\n", "k.ini"), std::exception);
+}
+
 TEST(Config, ReadsPgBouncerSectionsAndKeys) {
   auto c = parse_config(R"(
 ; comment
@@ -44,7 +55,7 @@ query_wait_timeout = 1.5
 server_idle_timeout = 10min
 admin_users = admin, ops
 auth_type = trust
-tcp_keepcnt = 5
+tcp_defer_accept = 5
 
 [redis]
 url = redis://127.0.0.1:6379/0
@@ -67,7 +78,7 @@ secret_file = /etc/pgcohere/secret
   EXPECT_EQ(c.redis.url, "redis://127.0.0.1:6379/0");
   EXPECT_EQ(c.invalidation.secret_file, "/etc/pgcohere/secret");
   ASSERT_EQ(c.ignored_keys.size(), 1u);
-  EXPECT_EQ(c.ignored_keys[0], "test.ini:16: tcp_keepcnt");
+  EXPECT_EQ(c.ignored_keys[0], "test.ini:16: tcp_defer_accept");
 }
 
 TEST(Config, PgcoheredSectionIsTheSameAsPgbouncer) {

@@ -244,6 +244,10 @@ const std::vector<KeySpec>& schema() {
       {"pgcohered", "peer_id", in_range(daemon(&DaemonSettings::peer_id), 0, 16383)},
       {"pgcohered", "shutdown_wait_timeout", daemon(&DaemonSettings::shutdown_wait_timeout)},
       {"pgcohered", "tcp_keepalive", daemon(&DaemonSettings::tcp_keepalive)},
+      {"pgcohered", "tcp_keepidle", in_range(daemon(&DaemonSettings::tcp_keepidle), 0, 32767)},
+      {"pgcohered", "tcp_keepintvl", in_range(daemon(&DaemonSettings::tcp_keepintvl), 0, 32767)},
+      {"pgcohered", "tcp_keepcnt", in_range(daemon(&DaemonSettings::tcp_keepcnt), 0, 127)},
+      {"pgcohered", "tcp_user_timeout", in_range(daemon(&DaemonSettings::tcp_user_timeout), 0, 2147483647)},
       {"pgcohered", "application_name_add_host", daemon(&DaemonSettings::application_name_add_host)},
       {"pgcohered", "client_tls_sslmode", one_of(daemon(&DaemonSettings::client_tls_sslmode), kSslModes)},
       {"pgcohered", "client_tls_key_file", daemon(&DaemonSettings::client_tls_key_file)},
@@ -301,7 +305,7 @@ const std::set<std::string>& ignored_pgbouncer_keys() {
       "service_name", "job_name", "auth_ident_file", "syslog",
       "syslog_ident", "syslog_facility", "server_fast_close", "autodb_idle_timeout", "dns_max_ttl",
       "dns_nxdomain_ttl", "dns_zone_check_period", "resolv_conf", "sbuf_loopcnt", "tcp_defer_accept",
-      "tcp_socket_buffer", "tcp_keepcnt", "tcp_keepidle", "tcp_keepintvl", "tcp_user_timeout",
+      "tcp_socket_buffer",
       "max_user_client_connections", "max_db_client_connections", "query_wait_notify"};
   return keys;
 }

@@ -80,6 +80,8 @@ struct DaemonSettings {  // [pgcohered], alias [pgbouncer]
   // to leave before it closes the rest; 0: no limit.
   double shutdown_wait_timeout = 0;
   bool tcp_keepalive = true;
+  // Seconds (0: the system's value), and tcp_user_timeout in milliseconds (0: the system's).
+  int tcp_keepidle = 0, tcp_keepintvl = 0, tcp_keepcnt = 0, tcp_user_timeout = 0;
   std::string application_name_add_host;
   // TLS with clients (the pooler is their server) and with PostgreSQL; PgBouncer's keys,
   // meanings and defaults (docs/pooler.md, "TLS").

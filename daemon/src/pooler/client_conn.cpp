@@ -73,7 +73,7 @@ ClientConn::ClientConn(Pooler& pooler, asio::generic::stream_protocol::socket so
   id_ = next_id++;
   pooler_.track(this, true);
   boost::system::error_code ec;
-  if (!unix_socket_) socket_.lowest().set_option(asio::ip::tcp::no_delay(true), ec);
+  if (!unix_socket_) net::apply_tcp_options(socket_.lowest().native_handle(), pooler_.tcp_options());
   socket_.lowest().non_blocking(true, ec);  // read_more() reads synchronously once the socket is readable
   // PgBouncer shows a Unix-socket client as address "unix" with the listening port.
   peer_ = unix_socket_ ? "unix:" + std::to_string(pooler_.settings().listen_port)

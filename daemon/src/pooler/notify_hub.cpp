@@ -260,11 +260,7 @@ awaitable<std::string> NotifyHub::connect_and_login() {
   } disarm{timer_, armed};
   co_await socket_.async_connect(endpoint, asio::redirect_error(use_awaitable, ec));
   if (ec) co_return (ec == asio::error::operation_aborted ? "server_connect_timeout" : ec.message());
-  if (!unix_socket) {
-    int one = 1;
-    ::setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-  }
+  if (!unix_socket) net::apply_tcp_options(socket_.native_handle(), pooler_.tcp_options());
   std::string out;
   protocol::Params params{{"user", entry_.server_user()}, {"database", t.dbname}};
   for (auto& [k, v] : t.startup)

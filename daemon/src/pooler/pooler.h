@@ -16,6 +16,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "net/tcp_options.h"
 #include "admin/console_target.h"
 #include "admin/snapshot.h"
 #include "app/control.h"
@@ -58,6 +59,11 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   boost::asio::io_context& io() { return io_; }
   const config::Config& config() const { return config_; }
   const config::DaemonSettings& settings() const { return config_.daemon; }
+  // tcp_keepalive, tcp_keepidle, ... for the TCP sockets to clients and servers.
+  net::TcpOptions tcp_options() const {
+    const auto& d = config_.daemon;
+    return {d.tcp_keepalive, d.tcp_keepidle, d.tcp_keepintvl, d.tcp_keepcnt, d.tcp_user_timeout};
+  }
   // Read buffers of idle clients come back here (pkt_buf sized).
   net::BufferPool& client_buffers() { return client_buffers_; }
   const session::TrackedNames& tracked() const { return tracked_; }

@@ -36,15 +36,6 @@ using asio::awaitable;
 using asio::use_awaitable;
 using generic_stream = asio::generic::stream_protocol;
 
-namespace {
-void set_tcp_options(int fd) {
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-}
-
-}  // namespace
-
 ServerConn::ServerConn(Pooler& pooler, PoolEntry& entry)
     : pooler_(pooler),
       entry_(entry),
@@ -151,7 +142,7 @@ awaitable<std::string> ServerConn::connect_and_login() {
   co_await socket_.lowest().async_connect(endpoint_, asio::redirect_error(use_awaitable, ec));
   if (ec) co_return (ec == asio::error::operation_aborted ? "server_connect_timeout" : ec.message());
   if (!unix_socket) {
-    set_tcp_options(socket_.lowest().native_handle());
+    net::apply_tcp_options(socket_.lowest().native_handle(), pooler_.tcp_options());
     auto local = socket_.lowest().local_endpoint(ec);
     asio::ip::tcp::endpoint tcp_local;
     if (!ec && local.size() <= tcp_local.capacity()) {
