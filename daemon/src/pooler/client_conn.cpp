@@ -257,8 +257,11 @@ awaitable<bool> ClientConn::authenticate() {
     std::string who = "host \"" + (conn.local ? std::string("[local]") : conn.address) + "\", user \"" + user_ +
                       "\", database \"" + database_ + (conn.tls ? "\", SSL encryption" : "\", no encryption");
     if (!rule || rule->method == auth::HbaMethod::reject || rule->method == auth::HbaMethod::peer) {
-      co_await refuse_login("28000", (rule ? "pg_hba.conf rejects connection for " : "no pg_hba.conf entry for ") + who,
-                            rule ? "rejected by auth_hba_file line " + std::to_string(rule->line) : "no auth_hba_file rule");
+      // Named, not temporaries of the co_await expression: g++ 12 destroys a ?: temporary
+      // there twice (a double free, found by tests/test_pool_hba.py).
+      std::string message = (rule ? "pg_hba.conf rejects connection for " : "no pg_hba.conf entry for ") + who;
+      std::string reason = rule ? "rejected by auth_hba_file line " + std::to_string(rule->line) : "no auth_hba_file rule";
+      co_await refuse_login("28000", message, reason);
       co_return false;
     }
     auth_type = std::string(auth::auth_type_for(rule->method));
@@ -296,8 +299,9 @@ awaitable<bool> ClientConn::authenticate() {
     std::string out;
     if (step.send) protocol::encode::authentication(out, static_cast<int32_t>(step.send->code), step.send->data);
     if (step.state == auth::ClientAuth::State::failure) {
-      co_await refuse_login("28P01", "password authentication failed for user \"" + user_ + "\"",
-                            "authentication failed: " + step.reason);
+      std::string message = "password authentication failed for user \"" + user_ + "\"";
+      std::string reason = "authentication failed: " + step.reason;
+      co_await refuse_login("28P01", message, reason);
       co_return false;
     }
     if (step.state == auth::ClientAuth::State::success) {
