@@ -302,6 +302,7 @@ TEST(Config, BadPeersAreRefusedWithTheirLine) {
 TEST(Config, PeerIdTakesEffectOnlyAtARestart) {
   EXPECT_TRUE(requires_restart("peer_id"));
   EXPECT_FALSE(requires_restart("shutdown_wait_timeout"));
+}
 
 TEST(Config, AuthFailureDelayIsHalfASecondByDefaultTakesUnitsAndZeroTurnsItOff) {
   EXPECT_EQ(parse_config("[pgbouncer]\nauth_type = trust\n", "test.ini").daemon.auth_failure_delay, 0.5);
