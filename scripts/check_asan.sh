@@ -23,7 +23,7 @@ rm -rf "$reports" && mkdir -p "$reports"
 export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:halt_on_error=1"
 export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1"
 # Memory-bound assertions of the e2e suite compare RSS; ASan's shadow and quarantine change it.
-export PGC_SANITIZED=1
+export PGCOHERE_SANITIZE=1
 phase "unit tests under ASan + UBSan"
 (cd build/asan && ctest --output-on-failure -j2)
 phase "end-to-end tests against build/asan/pgcohered"

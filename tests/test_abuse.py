@@ -23,7 +23,7 @@ from test_pool_scale import raise_fd_limit
 REAL_CLIENTS = 50
 # `make check-asan` runs the daemon under ASan, whose shadow memory and quarantine of freed
 # blocks (256 MB) make RSS say nothing about the daemon's own memory: the bounds are skipped.
-SANITIZED = os.environ.get("PGC_SANITIZED") == "1"
+SANITIZED = os.environ.get("PGCOHERE_SANITIZE") == "1"
 
 
 def rss_mb(pid):
