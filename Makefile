@@ -6,6 +6,8 @@
 #   make uninstall     remove what make install put there
 #   make installcheck  extension regression + isolation tests against PGHOST/PGPORT/PGUSER
 #   make check         everything: deps, build, private servers, unit + regress + isolation + e2e
+#   make check-asan    ASan + UBSan: the daemon (unit tests, e2e suite) and the extension (regress, isolation)
+#   make check-all     make check, then make check-asan (not run by CI: too long)
 #   make run           the sandbox: private PostgreSQL + Redis + pgcohered on loopback
 #   make bench         the benchmarks under bench/
 #   make bench-report  all of them at a size that fits ~20 min -> docs/benchmarks.md + plots
@@ -24,7 +26,7 @@ SHARE_FILES := packaging/pgcohered.ini:pgcohered.ini \
 JOBS ?= 2
 
 .PHONY: all extension daemon install install-extension install-daemon install-share installcheck \
-        uninstall uninstall-extension uninstall-daemon unit check run bench bench-report clean
+        uninstall uninstall-extension uninstall-daemon unit check check-asan check-all run bench bench-report clean
 
 all: extension daemon
 
@@ -76,6 +78,12 @@ unit: daemon
 
 check:
 	scripts/check.sh
+
+check-asan:
+	scripts/check_asan.sh
+
+# Too long for CI's 90 minutes beside `make check` (docs/reliability.md, "Sanitizers").
+check-all: check check-asan
 
 run:
 	scripts/sandbox.sh

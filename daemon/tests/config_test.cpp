@@ -314,3 +314,14 @@ TEST(Config, PeerIdTakesEffectOnlyAtARestart) {
   EXPECT_TRUE(requires_restart("peer_id"));
   EXPECT_FALSE(requires_restart("shutdown_wait_timeout"));
 }
+
+TEST(Config, AuthFailureDelayIsHalfASecondByDefaultTakesUnitsAndZeroTurnsItOff) {
+  EXPECT_EQ(parse_config("[pgbouncer]\nauth_type = trust\n", "test.ini").daemon.auth_failure_delay, 0.5);
+  EXPECT_DOUBLE_EQ(parse_config("[pgbouncer]\nauth_type = trust\nauth_failure_delay = 250ms\n", "test.ini")
+                       .daemon.auth_failure_delay,
+                   0.25);
+  EXPECT_EQ(parse_config("[pgbouncer]\nauth_type = trust\nauth_failure_delay = 0\n", "test.ini").daemon.auth_failure_delay,
+            0);
+  EXPECT_NE(error_of("[pgbouncer]\nauth_type = trust\nauth_failure_delay = -1\n").find("expected a time in seconds"),
+            std::string::npos);
+}

@@ -212,6 +212,7 @@ const std::vector<KeySpec>& schema() {
       {"pgcohered", "auth_dbname", daemon(&DaemonSettings::auth_dbname)},
       {"pgcohered", "auth_hba_file", daemon(&DaemonSettings::auth_hba_file)},
       {"pgcohered", "auth_query_cache_ttl", daemon(&DaemonSettings::auth_query_cache_ttl)},
+      {"pgcohered", "auth_failure_delay", daemon(&DaemonSettings::auth_failure_delay)},
       {"pgcohered", "admin_users", daemon(&DaemonSettings::admin_users)},
       {"pgcohered", "stats_users", daemon(&DaemonSettings::stats_users)},
       {"pgcohered", "ignore_startup_parameters", daemon(&DaemonSettings::ignore_startup_parameters)},

@@ -44,6 +44,8 @@ struct DaemonSettings {  // [pgcohered], alias [pgbouncer]
   std::string auth_dbname;      // the [databases] entry auth_query runs in ("": the client's)
   std::string auth_hba_file;    // auth_type = hba
   double auth_query_cache_ttl = 30;  // seconds a looked-up secret is reused (0: every login asks)
+  // Seconds a failed login waits before it is told (PostgreSQL's auth_delay; 0: at once).
+  double auth_failure_delay = 0.5;
   std::vector<std::string> admin_users;
   std::vector<std::string> stats_users;
   std::vector<std::string> ignore_startup_parameters;

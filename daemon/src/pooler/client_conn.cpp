@@ -11,6 +11,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -219,6 +221,27 @@ void ClientConn::finish_login() {
   decoder_.set_max_packet_size(static_cast<uint32_t>(std::max(1024, pooler_.settings().max_packet_size)));
 }
 
+// A failed login (wrong password, unknown user, an auth_hba_file rule that rejects it) is
+// logged and answered only after auth_failure_delay, as PostgreSQL's auth_delay does, so a
+// password guesser gets a few tries a second per connection. Only this client's coroutine
+// waits, on a timer: other clients, and logins of the same user with the right password, go
+// on at once; nothing is locked out. The log line has a budget a second, since an attacker
+// decides how often it is written.
+awaitable<void> ClientConn::refuse_login(std::string_view sqlstate, std::string_view message, std::string_view reason) {
+  std::uint64_t held_back = 0;
+  if (pooler_.auth_failure_log().admit(Clock::now(), held_back)) {
+    PGC_LOG_WARN << "client " << peer_ << " db=" << database_ << " user=" << user_ << ": login failed: " << reason
+                 << (held_back ? " (" + std::to_string(held_back) + " failed logins before it not logged)" : "");
+  }
+  double delay = pooler_.settings().auth_failure_delay;
+  if (delay > 0) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    timer.expires_after(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(delay)));
+    co_await timer.async_wait(use_awaitable);
+  }
+  co_await send_fatal(sqlstate, message);
+}
+
 awaitable<bool> ClientConn::authenticate() {
   auto& d = pooler_.settings();
   std::string auth_type = d.auth_type;
@@ -234,9 +257,11 @@ awaitable<bool> ClientConn::authenticate() {
     std::string who = "host \"" + (conn.local ? std::string("[local]") : conn.address) + "\", user \"" + user_ +
                       "\", database \"" + database_ + (conn.tls ? "\", SSL encryption" : "\", no encryption");
     if (!rule || rule->method == auth::HbaMethod::reject || rule->method == auth::HbaMethod::peer) {
-      PGC_LOG_WARN << "client " << peer_ << " db=" << database_ << " user=" << user_ << ": "
-                   << (rule ? "rejected by auth_hba_file line " + std::to_string(rule->line) : "no auth_hba_file rule");
-      co_await send_fatal("28000", (rule ? "pg_hba.conf rejects connection for " : "no pg_hba.conf entry for ") + who);
+      // Named, not temporaries of the co_await expression: g++ 12 destroys a ?: temporary
+      // there twice (a double free, found by tests/test_pool_hba.py).
+      std::string message = (rule ? "pg_hba.conf rejects connection for " : "no pg_hba.conf entry for ") + who;
+      std::string reason = rule ? "rejected by auth_hba_file line " + std::to_string(rule->line) : "no auth_hba_file rule";
+      co_await refuse_login("28000", message, reason);
       co_return false;
     }
     auth_type = std::string(auth::auth_type_for(rule->method));
@@ -274,9 +299,9 @@ awaitable<bool> ClientConn::authenticate() {
     std::string out;
     if (step.send) protocol::encode::authentication(out, static_cast<int32_t>(step.send->code), step.send->data);
     if (step.state == auth::ClientAuth::State::failure) {
-      PGC_LOG_WARN << "client " << peer_ << " db=" << database_ << " user=" << user_
-                   << ": authentication failed: " << step.reason;
-      co_await send_fatal("28P01", "password authentication failed for user \"" + user_ + "\"");
+      std::string message = "password authentication failed for user \"" + user_ + "\"";
+      std::string reason = "authentication failed: " + step.reason;
+      co_await refuse_login("28P01", message, reason);
       co_return false;
     }
     if (step.state == auth::ClientAuth::State::success) {

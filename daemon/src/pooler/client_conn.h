@@ -128,6 +128,10 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // Reads what the client sent into in_ (at least one byte; throws on EOF/errors).
   boost::asio::awaitable<size_t> read_more();
   boost::asio::awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message);
+  // A failed login: logged (rate-limited), then, after auth_failure_delay, FATAL with this
+  // SQLSTATE and message; `reason` is for the log only.
+  boost::asio::awaitable<void> refuse_login(std::string_view sqlstate, std::string_view message,
+                                            std::string_view reason);
   // Every write to the client's socket holds its write gate (net/write_gate.h), from the
   // first byte of the login on: write_gated() (throws on a write error), forward() and
   // write_last_error() are the only writers (tests/test_pool_races.py checks it).

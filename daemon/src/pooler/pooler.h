@@ -40,6 +40,7 @@
 #include "pooler/stats.h"
 #include "session/params.h"
 #include "session/prepared.h"
+#include "util/log_budget.h"
 
 namespace pgcohere::pooler {
 
@@ -84,6 +85,8 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   // auth_type = hba: the rules of auth_hba_file (nullptr for other auth types).
   const auth::HbaRules* hba() const { return hba_.get(); }
   AuthLookup& auth_lookup() { return auth_lookup_; }
+  // The failed-login log line's budget: a brute force must not flood the log.
+  log::Budget& auth_failure_log() { return auth_failure_log_; }
   // How a client of `entry` who is not in auth_file is looked up (auth_user, auth_query,
   // auth_dbname of its [databases] entry, else the [pgcohered] ones); nullopt without
   // auth_user. Throws std::invalid_argument for an auth_dbname that is no [databases] entry.
@@ -145,6 +148,7 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   session::TrackedNames tracked_;
   session::StatementRegistry statements_;
   net::BufferPool client_buffers_;
+  log::Budget auth_failure_log_{10};  // lines a second
   Listener listener_;
   Janitor janitor_;
   Peers peers_;
