@@ -121,8 +121,17 @@ def main():
             case("select-connect", 50, ["-C"], all3)
         mem = None
         if not only or "memory" in only:
-            mem = {"pgcohered": idle_clients_rss(ours, "bench", IDLE_CLIENTS),
-                   "pgbouncer": idle_clients_rss(bouncer, "bench", IDLE_CLIENTS)}
+            # Fresh processes: one that served 500 clients before keeps their freed memory,
+            # and idle clients would then fill it without growing RSS.
+            idle_base = os.path.join(base, "idle")
+            os.makedirs(idle_base, exist_ok=True)
+            os.chmod(idle_base, 0o777)
+            fresh_ours = start_ours(idle_base, "pgcohered", free_port(), pg.port, 1)
+            started.append(fresh_ours)
+            fresh_bouncer = start_pgbouncer(idle_base, free_port(), pg.port)
+            started.append(fresh_bouncer)
+            mem = {"pgcohered": idle_clients_rss(fresh_ours, "bench", IDLE_CLIENTS),
+                   "pgbouncer": idle_clients_rss(fresh_bouncer, "bench", IDLE_CLIENTS)}
         report = render(results, mem, args)
         print(report)
         with open(os.path.join(args.out, "report.md"), "w") as f:
