@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 namespace pgcohere::cache {
 namespace {
 
@@ -31,6 +33,40 @@ TEST(FoldedNeedles, OnlyAsciiLettersAreFolded) {
   EXPECT_FALSE(n.found_in("SELECT 1 FROM \xc3\x89T\xc3\x89"));  // É is not folded: PostgreSQL folds only ASCII
   EXPECT_TRUE(n.found_in("SELECT * FROM U&\"\\0075sers\""));
   EXPECT_FALSE(n.found_in("SELECT u & 1"));
+}
+
+TEST(FoldedNeedles, OneByteNeedlesAreFoundToo) {
+  FoldedNeedles n({"t", "users"});
+  EXPECT_TRUE(n.found_in("SELECT 1 FROM T"));
+  EXPECT_FALSE(n.found_in("VALUES (1)"));
+}
+
+// The skipping search against the plain definition, on random texts over a small alphabet
+// (so that needles and near misses occur often) with random case.
+TEST(FoldedNeedles, FindsExactlyWhatAByteByByteSearchFinds) {
+  std::mt19937 rng(20261207);
+  const std::string alphabet = "abcrsSEt_ &\xc3";
+  auto random_string = [&](std::size_t lo, std::size_t hi) {
+    std::string s(std::uniform_int_distribution<std::size_t>(lo, hi)(rng), ' ');
+    for (auto& c : s) c = alphabet[std::uniform_int_distribution<std::size_t>(0, alphabet.size() - 1)(rng)];
+    return s;
+  };
+  auto lower = [](std::string s) {
+    for (auto& c : s) c = ascii_fold(c);
+    return s;
+  };
+  for (int round = 0; round < 2000; ++round) {
+    std::vector<std::string> needles;
+    for (int k = std::uniform_int_distribution<int>(1, 4)(rng); k > 0; --k) needles.push_back(lower(random_string(1, 6)));
+    FoldedNeedles n(needles);
+    for (int t = 0; t < 20; ++t) {
+      std::string text = random_string(0, 40);
+      std::string folded = lower(text);
+      bool expected = false;
+      for (const auto& needle : needles) expected = expected || folded.find(needle) != std::string::npos;
+      ASSERT_EQ(n.found_in(text), expected) << "text '" << text << "', first needle '" << needles[0] << "'";
+    }
+  }
 }
 
 TEST(FoldedNeedles, AnEmptySetFindsNothingAndEmptyNeedlesAreIgnored) {

@@ -46,6 +46,14 @@ bool both_utf8(const Session& s) {
   return encoding_key(s.client_encoding) == "UTF8" && encoding_key(s.server_encoding) == "UTF8";
 }
 
+// U&"..." identifiers spell names with escapes: text with one is always analysed. '&' is
+// rare in SQL, so memchr finds the candidates.
+bool has_unicode_identifier(std::string_view sql) {
+  for (auto at = sql.find('&'); at != std::string_view::npos; at = sql.find('&', at + 1))
+    if (at > 0 && ascii_fold(sql[at - 1]) == 'u') return true;
+  return false;
+}
+
 bool temp_schema(std::string_view s) { return s == "pg_temp" || s.substr(0, 8) == "pg_temp_"; }
 
 std::string qualified(const RelationRef& r) { return r.schema.empty() ? r.name : r.schema + "." + r.name; }
@@ -189,8 +197,6 @@ CatalogResult build_catalog(std::vector<CatalogRow> rows) {
         cached_names.push_back(std::move(folded));
     }
   }
-  // U&"..." identifiers spell names with escapes; text with one is always analysed.
-  if (!cached_names.empty()) cached_names.push_back("u&");
   c.cached_names_ = FoldedNeedles(std::move(cached_names));
   return out;
 }
@@ -198,7 +204,7 @@ CatalogResult build_catalog(std::vector<CatalogRow> rows) {
 bool Catalog::may_name_cached_table(std::string_view sql) const {
   if (cached_names_.empty()) return false;
   if (filter_unsound_) return true;
-  return cached_names_.found_in(sql);
+  return cached_names_.found_in(sql) || has_unicode_identifier(sql);
 }
 
 Resolution resolve(const Analysis& a, const Catalog& catalog, const Session& session, const Params& params,

@@ -62,7 +62,7 @@ class Catalog {
   };
   std::map<std::pair<std::string, std::string>, std::size_t, NameLess> by_name_;
   std::set<std::string, std::less<>> temp_names_;
-  FoldedNeedles cached_names_;             // cache-enabled names, ASCII-lowercased, and "u&"
+  FoldedNeedles cached_names_;             // cache-enabled names, ASCII-lowercased
   bool filter_unsound_ = false;            // some name the filter cannot find reliably
 };
 

@@ -2,10 +2,12 @@
 #include "cache/session_switch.h"
 
 #include <pg_query.h>
-#include <strings.h>
+#include <algorithm>
+#include <cctype>
 
 #include <nlohmann/json.hpp>
 
+#include "cache/text_scan.h"
 #include "protocol/messages.h"
 #include "protocol/wire.h"
 
@@ -39,8 +41,11 @@ bool starts_like_set(std::string_view sql) {
   std::size_t i = 0;
   while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
   sql.remove_prefix(i);
-  return (sql.size() >= 3 && strncasecmp(sql.data(), "set", 3) == 0) ||
-         (sql.size() >= 5 && strncasecmp(sql.data(), "reset", 5) == 0);
+  auto starts_with = [sql](std::string_view word) {
+    return sql.size() >= word.size() &&
+           std::equal(word.begin(), word.end(), sql.begin(), [](char w, char t) { return ascii_fold(t) == w; });
+  };
+  return starts_with("set") || starts_with("reset");
 }
 
 std::optional<SessionSwitch> session_switch(std::string_view data) {
