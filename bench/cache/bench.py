@@ -201,6 +201,8 @@ def run_chat(setup, opts, args, failures):
         if label == "cache-on":
             s["hit_burst"], s["served_burst"] = hit_ratios(w, True)
             s["hit_calm"], s["served_calm"] = hit_ratios(w, False)
+            ideal = load.ideal_hit_ratios()
+            s["ideal_burst"], s["ideal_calm"] = (float("nan") if ideal[b] is None else ideal[b] for b in (True, False))
             row1 = asyncio.run(setup.cache_row())
             commands1 = setup.redis_commands()
             s["redis_commands"] = {
@@ -212,8 +214,8 @@ def run_chat(setup, opts, args, failures):
                                    if k in row1}
         print(f"  chat {label} #{repeat + 1}: tps={s['client_tps']:.0f} p50={s['p50']:.2f}ms p95={s['p95']:.2f}ms "
               f"p99={s['p99']:.2f}ms db_qps={s['db_qps']:.0f} cv={s['db_cv']:.2f} "
-              + (f"hit_burst={s['hit_burst']:.3f} (no query {s['served_burst']:.3f}) hit_calm={s['hit_calm']:.3f} "
-                 if label == "cache-on" else "") + f"writes={100 * s['write_share']:.1f}% "
+              + (f"hit_burst={s['hit_burst']:.3f} (no query {s['served_burst']:.3f}, ideal {s['ideal_burst']:.3f}) "
+                 f"hit_calm={s['hit_calm']:.3f} (ideal {s['ideal_calm']:.3f}) " if label == "cache-on" else "") + f"writes={100 * s['write_share']:.1f}% "
               + f"own_stale={s['own_stale']}/{s['own_checks']} cross_stale={s['cross_stale']}/{s['cross_checks']} "
               f"errors={s['errors']} cpu_us/tx={cpu_us:.1f} machine_us/tx={busy_us:.0f} (load {load_average()})",
               flush=True)

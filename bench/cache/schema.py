@@ -42,12 +42,10 @@ def conversation_sizes(ids_by_rank, top_messages):
 
 # A conversation's messages and counts are tagged by conversation, its metadata and each
 # profile by its own key: a write invalidates only what it changed.
-POLICIES = """
-SELECT pgcohere.cache_table('messages', ttl => '30 s', "by" => ARRAY['conversation_id']);
-SELECT pgcohere.cache_table('conversations', ttl => '30 s', "by" => ARRAY['id']);
-SELECT pgcohere.cache_table('profiles', ttl => '60 s', "by" => ARRAY['user_id']);
-SELECT pgcohere.cache_table('users', ttl => '60 s', "by" => ARRAY['id']);
-"""
+TABLE_TTL_S = {"messages": 30, "conversations": 30, "profiles": 60, "users": 60}
+CACHED_BY = {"messages": "conversation_id", "conversations": "id", "profiles": "user_id", "users": "id"}
+POLICIES = "".join(f"SELECT pgcohere.cache_table('{t}', ttl => '{ttl} s', \"by\" => ARRAY['{CACHED_BY[t]}']);\n"
+                   for t, ttl in TABLE_TTL_S.items())
 
 PAGE = 20
 HISTORY = ("SELECT id, author_id, body, version, created_at FROM messages WHERE conversation_id = $1 "
@@ -55,6 +53,8 @@ HISTORY = ("SELECT id, author_id, body, version, created_at FROM messages WHERE 
 COUNT = "SELECT count(*), max(version) FROM messages WHERE conversation_id = $1"
 METADATA = "SELECT id, title, owner_id, version, last_message_at FROM conversations WHERE id = $1"
 PROFILE = "SELECT user_id, display_name, bio, version FROM profiles WHERE user_id = $1"
+TTL_S = {HISTORY: TABLE_TTL_S["messages"], COUNT: TABLE_TTL_S["messages"], METADATA: TABLE_TTL_S["conversations"],
+         PROFILE: TABLE_TTL_S["profiles"]}  # each statement reads one table
 # One autocommit statement: the conversation's version moves and the message carries it
 # (the row lock orders concurrent posts to one conversation).
 POST = ("WITH c AS (UPDATE conversations SET version = version + 1, last_message_at = now() WHERE id = $1 "

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from common.measure import percentile
 from common.wire import Connection, columns
 
-from schema import COUNT, EDIT_PROFILE, HISTORY, METADATA, PAGE, POST, PROFILE
+from ideal import ideal_hit_ratios
+from schema import COUNT, EDIT_PROFILE, HISTORY, METADATA, PAGE, POST, PROFILE, TTL_S
 
 CONVERSATION_SEED = 1  # the rank-to-id shuffle of conversations, shared with the seed data
 PARTICIPANTS = 20  # members of a conversation whose profiles its readers open
@@ -141,6 +142,9 @@ class Load:
         self.loop = None
         self.start = self.measure_from = self.end = 0.0
         self.bursts = None
+        # Every read (start, tag, key) and write (returned, tag), warm-up included: the
+        # stream an ideal cache is replayed on (ideal.py).
+        self.reads, self.writes = [], []
 
     async def run(self, on_second=None):
         """Runs the load; on_second(t) is awaited about once a second (the samplers)."""
@@ -220,6 +224,11 @@ class Load:
             await self.read(conn, ("u", user), PROFILE, (user,), 3)
         return factor
 
+    def ideal_hit_ratios(self):
+        """{in burst: ratio} of an ideal coherent cache on this run's stream (ideal.py)."""
+        return ideal_hit_ratios(self.reads, self.writes, lambda key: TTL_S[key[0]],
+                                lambda t: self.measure_from <= t < self.end, self.bursts.hot)
+
     def participant(self, conv, rng):
         """One of the conversation's PARTICIPANTS most active members (the seed's authors of
         its messages are the users after conv * 7)."""
@@ -237,6 +246,7 @@ class Load:
 
     async def read(self, conn, key, sql, params, version_col, own=None):
         t0, t1, rows = await self.timed(conn, sql, params)
+        self.reads.append((t0, key, (sql, params)))
         if t0 < self.measure_from or t1 > self.end:
             return
         self.result.read_ms.append((t1 - t0) * 1000)
@@ -271,6 +281,7 @@ class Load:
         t0, t1, rows = await self.timed(conn, POST, (conv, author, f"hello from {author} at {time.time():.3f}"))
         version = int(columns(rows[0])[0])
         self.versions.committed(("c", conv), t1, version)
+        self.writes.append((t1, ("c", conv)))
         self.count_write(t0, t1)
         await self.read(conn, ("c", conv), HISTORY, (conv, PAGE, 0), 3, own=version)
 
@@ -278,6 +289,7 @@ class Load:
         t0, t1, rows = await self.timed(conn, EDIT_PROFILE, (user, f"bio {rng.random():.6f}"))
         version = int(columns(rows[0])[0])
         self.versions.committed(("u", user), t1, version)
+        self.writes.append((t1, ("u", user)))
         self.count_write(t0, t1)
         await self.read(conn, ("u", user), PROFILE, (user,), 3, own=version)
 
