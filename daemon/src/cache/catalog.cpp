@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "cache/search_path.h"
-#include "cache/text_scan.h"
+#include "util/folded_needles.h"
 #include "cache/values.h"
 
 namespace pgcohere::cache {
@@ -18,7 +18,7 @@ bool ascii(std::string_view s) {
 
 std::string ascii_lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out) c = ascii_fold(c);
+  for (char& c : out) c = util::ascii_fold(c);
   return out;
 }
 
@@ -50,7 +50,7 @@ bool both_utf8(const Session& s) {
 // rare in SQL, so memchr finds the candidates.
 bool has_unicode_identifier(std::string_view sql) {
   for (auto at = sql.find('&'); at != std::string_view::npos; at = sql.find('&', at + 1))
-    if (at > 0 && ascii_fold(sql[at - 1]) == 'u') return true;
+    if (at > 0 && util::ascii_fold(sql[at - 1]) == 'u') return true;
   return false;
 }
 
@@ -197,7 +197,7 @@ CatalogResult build_catalog(std::vector<CatalogRow> rows) {
         cached_names.push_back(std::move(folded));
     }
   }
-  c.cached_names_ = FoldedNeedles(std::move(cached_names));
+  c.cached_names_ = util::FoldedNeedles(std::move(cached_names));
   return out;
 }
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "cache/query_analysis.h"
-#include "cache/text_scan.h"
+#include "util/folded_needles.h"
 
 namespace pgcohere::cache {
 
@@ -62,7 +62,7 @@ class Catalog {
   };
   std::map<std::pair<std::string, std::string>, std::size_t, NameLess> by_name_;
   std::set<std::string, std::less<>> temp_names_;
-  FoldedNeedles cached_names_;             // cache-enabled names, ASCII-lowercased
+  util::FoldedNeedles cached_names_;             // cache-enabled names, ASCII-lowercased
   bool filter_unsound_ = false;            // some name the filter cannot find reliably
 };
 

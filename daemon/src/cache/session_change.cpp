@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cache/text_scan.h"
+#include "util/folded_needles.h"
 
 namespace pgcohere::cache {
 
@@ -15,7 +15,7 @@ namespace {
 using nlohmann::json;
 
 // Every statement that changes one of the settings names one of these (case-folded).
-const FoldedNeedles kNeedles({"search_path", "role", "authorization", "reset", "discard", "set_config",
+const util::FoldedNeedles kNeedles({"search_path", "role", "authorization", "reset", "discard", "set_config",
                               "extra_float_digits", "bytea_output"});
 
 bool is_session_variable(const std::string& name) {

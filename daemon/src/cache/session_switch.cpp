@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cache/text_scan.h"
+#include "util/folded_needles.h"
 #include "protocol/messages.h"
 #include "protocol/wire.h"
 
@@ -43,7 +43,7 @@ bool starts_like_set(std::string_view sql) {
   sql.remove_prefix(i);
   auto starts_with = [sql](std::string_view word) {
     return sql.size() >= word.size() &&
-           std::equal(word.begin(), word.end(), sql.begin(), [](char w, char t) { return ascii_fold(t) == w; });
+           std::equal(word.begin(), word.end(), sql.begin(), [](char w, char t) { return util::ascii_fold(t) == w; });
   };
   return starts_with("set") || starts_with("reset");
 }

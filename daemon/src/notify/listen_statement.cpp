@@ -6,19 +6,14 @@
 
 #include <memory>
 
+#include "util/folded_needles.h"
+
 namespace pgcohere::notify {
 
 namespace {
 
-bool mentions(std::string_view sql, std::string_view word) {
-  if (sql.size() < word.size()) return false;
-  for (std::size_t i = 0; i + word.size() <= sql.size(); ++i) {
-    std::size_t j = 0;
-    while (j < word.size() && (sql[i + j] | 0x20) == word[j]) ++j;
-    if (j == word.size()) return true;
-  }
-  return false;
-}
+// Every statement that LISTENs or UNLISTENs names one of these ("unlisten" holds "listen").
+const util::FoldedNeedles kNeedles({"listen", "discard"});
 
 struct TreeDeleter {
   void operator()(PgQuery__ParseResult* r) const { pg_query__parse_result__free_unpacked(r, nullptr); }
@@ -27,7 +22,7 @@ struct TreeDeleter {
 }  // namespace
 
 std::optional<ListenRequest> recognize(std::string_view sql) {
-  if (!mentions(sql, "listen") && !mentions(sql, "discard")) return std::nullopt;
+  if (!kNeedles.found_in(sql)) return std::nullopt;
   std::string text(sql);
   PgQueryProtobufParseResult parsed = pg_query_parse_protobuf(text.c_str());
   std::unique_ptr<PgQuery__ParseResult, TreeDeleter> tree;

@@ -1,10 +1,10 @@
-#include "cache/text_scan.h"
+#include "util/folded_needles.h"
 
 #include <gtest/gtest.h>
 
 #include <random>
 
-namespace pgcohere::cache {
+namespace pgcohere::util {
 namespace {
 
 TEST(FoldedNeedles, FindsAnyNeedleAnywhereWithAsciiLettersFolded) {
@@ -77,4 +77,4 @@ TEST(FoldedNeedles, AnEmptySetFindsNothingAndEmptyNeedlesAreIgnored) {
 }
 
 }  // namespace
-}  // namespace pgcohere::cache
+}  // namespace pgcohere::util

@@ -1,5 +1,6 @@
 // Case-insensitive substring tests over statement text without copying it: the pre-filters
-// run on every statement a client sends, most of which the cache never answers.
+// of the cache and of client LISTEN run on every statement a client sends, and let almost
+// all of them pass untouched without a parse.
 #pragma once
 
 #include <array>
@@ -8,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-namespace pgcohere::cache {
+namespace pgcohere::util {
 
 constexpr char ascii_fold(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c; }
 
@@ -51,4 +52,4 @@ class FoldedNeedles {
   std::vector<std::uint32_t> first_;     // per block: first_[b] .. first_[b + 1] in needles_
 };
 
-}  // namespace pgcohere::cache
+}  // namespace pgcohere::util

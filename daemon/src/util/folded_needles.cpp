@@ -1,10 +1,10 @@
-// See text_scan.h.
-#include "cache/text_scan.h"
+// See folded_needles.h.
+#include "util/folded_needles.h"
 
 #include <algorithm>
 #include <limits>
 
-namespace pgcohere::cache {
+namespace pgcohere::util {
 
 FoldedNeedles::FoldedNeedles(std::vector<std::string> lower_needles) : needles_(std::move(lower_needles)) {
   needles_.erase(std::remove_if(needles_.begin(), needles_.end(), [](const std::string& n) { return n.empty(); }),
@@ -63,4 +63,4 @@ bool FoldedNeedles::found_in(std::string_view text) const {
   return false;
 }
 
-}  // namespace pgcohere::cache
+}  // namespace pgcohere::util
