@@ -171,7 +171,7 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
     admin::DatabaseRow r;
     r.name = db.name;
     try {
-      auto t = pool::resolve_target(db, db.name);
+      auto t = pool::resolve_target(db, db.name, config_.daemon.unix_socket_dir);
       r.host = t.host;
       r.port = t.port;
       r.database = t.dbname;

@@ -65,7 +65,7 @@ std::optional<AuthQuery> Pooler::auth_query_for(const PoolEntry& entry) const {
   } else {
     const config::ConnEntry* db = config_.find_database(dbname);
     if (!db) throw std::invalid_argument("auth_dbname " + dbname + " is not a [databases] entry");
-    q.target = pool::resolve_target(*db, dbname);
+    q.target = pool::resolve_target(*db, dbname, config_.daemon.unix_socket_dir);
   }
   return q;
 }
@@ -225,7 +225,7 @@ PoolEntry* Pooler::find_pool(const std::string& database, const std::string& use
   }
   pool::Target target;
   try {
-    target = pool::resolve_target(*db, database);
+    target = pool::resolve_target(*db, database, config_.daemon.unix_socket_dir);
   } catch (const std::exception& e) {
     error = "bad [databases] entry for " + database + ": " + e.what();
     return nullptr;
@@ -334,7 +334,7 @@ void Pooler::reload(const config::Config& config) {
     const config::ConnEntry* db = config_.find_database(key.first);
     if (db) {
       try {
-        auto t = pool::resolve_target(*db, key.first);
+        auto t = pool::resolve_target(*db, key.first, config_.daemon.unix_socket_dir);
         e->retarget(std::move(t));
       } catch (const std::exception& ex) {
         PGC_LOG_WARN << "reload: [databases] " << key.first << ": " << ex.what();
