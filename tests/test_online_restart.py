@@ -9,6 +9,7 @@ import time
 import urllib.request
 
 import psycopg
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.servers import wait_until
@@ -143,6 +144,65 @@ def test_the_admin_console_starts_the_drain_with_shutdown_wait_for_clients(daemo
         assert old.proc.poll() is None
     old.proc.wait(timeout=10)
     assert old.proc.returncode == 0
+
+
+def admin_command(port, sql):
+    with psycopg.connect(f"host=127.0.0.1 port={port} dbname=pgcohere user=admin", autocommit=True) as admin:
+        admin.execute(sql)
+
+
+def test_shutdown_wait_for_servers_lets_open_transactions_finish_and_closes_clients_between_transactions(
+        daemon_factory, new_db):
+    old = start_process(daemon_factory, new_db)
+    with connect(old.port, new_db) as in_xact, connect(old.port, new_db) as idle:
+        assert idle.execute("SELECT 1").fetchone() == (1,)
+        in_xact.execute("BEGIN")
+        in_xact.execute("SELECT 2")
+        admin_command(old.port, "SHUTDOWN WAIT_FOR_SERVERS")
+        wait_until(lambda: "shutdown: waiting for the server connections in use" in old.log(), timeout=10,
+                   what="the wait for servers")
+        # No new connections; the open transaction goes on; a new one is refused (PgBouncer's words).
+        with pytest.raises(psycopg.OperationalError):
+            connect(old.port, new_db)
+        assert in_xact.execute("SELECT 3").fetchone() == (3,)
+        with pytest.raises(psycopg.OperationalError, match="server shutting down"):
+            idle.execute("SELECT 4")
+        time.sleep(0.5)
+        assert old.proc.poll() is None  # the transaction still holds its server connection
+        in_xact.execute("COMMIT")
+        old.proc.wait(timeout=10)
+    assert old.proc.returncode == 0
+    assert "shutdown: every server connection is released" in old.log()
+
+
+def test_shutdown_wait_for_servers_waits_for_a_session_pooled_client_to_leave(daemon_factory, new_db):
+    old = start_process(daemon_factory, new_db, pool_mode="session")
+    with connect(old.port, new_db) as session:
+        assert session.execute("SELECT 1").fetchone() == (1,)
+        admin_command(old.port, "SHUTDOWN WAIT_FOR_SERVERS")
+        wait_until(lambda: "shutdown: waiting for the server connections in use" in old.log(), timeout=10,
+                   what="the wait for servers")
+        time.sleep(0.5)
+        assert session.execute("SELECT 2").fetchone() == (2,)  # its session keeps its server connection
+        assert old.proc.poll() is None
+    old.proc.wait(timeout=10)
+    assert old.proc.returncode == 0
+
+
+def test_shutdown_wait_for_servers_honours_shutdown_wait_timeout(daemon_factory, new_db):
+    old = start_process(daemon_factory, new_db, shutdown_wait_timeout=1)
+    stays = connect(old.port, new_db)
+    try:
+        stays.execute("BEGIN")
+        stays.execute("SELECT 1")
+        started = time.monotonic()
+        admin_command(old.port, "SHUTDOWN WAIT_FOR_SERVERS")
+        old.proc.wait(timeout=10)
+        assert 0.9 < time.monotonic() - started < 5
+    finally:
+        stays.close()  # not `with`: its exit would COMMIT on the closed connection
+    assert old.proc.returncode == 0
+    assert "shutdown_wait_timeout passed, closing 1 server connection(s) in use" in old.log()
 
 
 def test_shutdown_wait_timeout_closes_clients_that_stay(daemon_factory, new_db):

@@ -237,6 +237,17 @@ TEST(Config, TlsSettingsThatCannotWorkAreRefused) {
             "test.ini: listen_addr and unix_socket_dir are both empty: nothing to listen on");
 }
 
+TEST(Config, AnEntryWithoutHostNeedsAUnixSocketDirectory) {
+  // PgBouncer connects such an entry to unix_socket_dir; with none (or an abstract one)
+  // there is nowhere to go.
+  EXPECT_EQ(error_of("[databases]\napp = port=5433\n[pgbouncer]\nauth_type = trust\nunix_socket_dir =\n"),
+            "test.ini:2: [databases] app has no host, and unix_socket_dir = '' is no directory to find "
+            "PostgreSQL's socket in: set host (an address, or the socket directory)");
+  EXPECT_NE(error_of("[databases]\n* = port=5433\n[pgbouncer]\nauth_type = trust\nunix_socket_dir = @pgc\n"), "");
+  EXPECT_EQ(error_of("[databases]\napp = host=127.0.0.1\n[pgbouncer]\nauth_type = trust\nunix_socket_dir =\n"), "");
+  EXPECT_EQ(error_of("[databases]\napp = port=5433\n[pgbouncer]\nauth_type = trust\n"), "");
+}
+
 TEST(TlsProtocols, ShortcutsNamesAndRemovalsAsPgBouncerSpellsThem) {
   EXPECT_EQ(parse_tls_protocols("secure"), (TlsProtocols{false, false, true, true}));
   EXPECT_EQ(parse_tls_protocols("default"), (TlsProtocols{false, false, true, true}));

@@ -118,6 +118,15 @@ bool bypass_from_environment() {
   return false;
 }
 
+namespace {
+// The policy reads go where the LISTEN connection goes, under their own name.
+std::map<std::string, std::string> catalog_conn_params(const config::ConnEntry& db, const config::DaemonSettings& d) {
+  auto params = invalidation::listen_conn_params(db.name, db.params, d);
+  params["application_name"] = "pgcohered-cache";
+  return params;
+}
+}  // namespace
+
 struct CacheService::Database {
   Database(std::string n, std::map<std::string, std::string> params, const std::string& ns)
       : name(std::move(n)), conn_params(std::move(params)), layout(ns, name) {}
@@ -164,8 +173,7 @@ CacheService::CacheService(asio::io_context& io, const config::Config& config)
           metrics::round_buckets(0.01, 1000))) {
   for (const auto& db : config.databases) {
     if (db.name == "*") continue;
-    auto params = invalidation::listen_conn_params(db.name, db.params);
-    params["application_name"] = "pgcohered-cache";
+    auto params = catalog_conn_params(db, config.daemon);
     databases_.emplace(db.name, std::make_unique<Database>(db.name, std::move(params), settings_.key_namespace));
   }
   if (bypass_env_) {
@@ -206,6 +214,15 @@ void CacheService::reload(const config::Config& config) {
   settings_.redis_timeout = config.cache.redis_timeout;
   settings_.single_flight_wait = config.cache.single_flight_wait;
   settings_.require_hint = config.cache.require_hint;
+  // A database moved (host, port, server_tls_*): its policies are read there from now on.
+  for (const auto& entry : config.databases) {
+    Database* db = entry.name == "*" ? nullptr : find(entry.name);
+    if (!db) continue;
+    auto params = catalog_conn_params(entry, config.daemon);
+    if (params == db->conn_params) continue;
+    db->conn_params = std::move(params);
+    if (!stopping_) request_catalog(*db);
+  }
 }
 
 CacheService::Database* CacheService::find(const std::string& database) {

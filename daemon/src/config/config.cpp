@@ -366,6 +366,17 @@ void validate(const Config& c) {
     fail("server_tls_key_file and server_tls_cert_file go together (the pooler's client certificate)");
   if (d.listen_addr.empty() && d.unix_socket_dir.empty())
     fail("listen_addr and unix_socket_dir are both empty: nothing to listen on");
+  // PgBouncer connects an entry without host to unix_socket_dir (and fails each connection
+  // when that is empty); here it is refused at load. An abstract socket (@name) is only
+  // for listening: server connections need a directory.
+  if (d.unix_socket_dir.empty() || d.unix_socket_dir[0] == '@') {
+    for (const ConnEntry& db : c.databases)
+      if (db.get("host").empty())
+        throw ConfigError(db.origin + ": [databases] " + db.name + " has no host, and unix_socket_dir = '" +
+                          d.unix_socket_dir +
+                          "' is no directory to find PostgreSQL's socket in: set host (an address, or "
+                          "the socket directory)");
+  }
   for (const ConnEntry& p : c.peers) {
     auto bad = [&](const std::string& m) { throw ConfigError(p.origin + ": [peers] " + p.name + ": " + m); };
     if (p.name.empty() || p.name.size() > 5 || p.name.find_first_not_of("0123456789") != std::string::npos ||

@@ -6,8 +6,6 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <set>
-
 #include "cache/redis_layout.h"
 #include "contract/glob.h"
 #include "contract/payload.h"
@@ -40,33 +38,6 @@ std::int64_t leader_lock_key(const std::string& channel) {
   std::uint64_t h = 1469598103934665603ull;  // FNV-1a: stable across daemons and builds
   for (unsigned char c : "pgcohered:" + channel) h = (h ^ c) * 1099511628211ull;
   return static_cast<std::int64_t>(h);
-}
-
-std::map<std::string, std::string> listen_conn_params(const std::string& entry_name,
-                                                      const std::map<std::string, std::string>& entry) {
-  static const std::set<std::string> libpq_keys = {
-      "host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "sslrootcert",
-      "sslcert", "sslkey", "connect_timeout", "target_session_attrs", "options"};
-  std::map<std::string, std::string> out;
-  for (const auto& [k, v] : entry)
-    if (libpq_keys.count(k)) out[k] = v;
-  if (!out.count("dbname")) out["dbname"] = entry_name;
-  if (!out.count("connect_timeout")) out["connect_timeout"] = "10";
-  // Client side: notice a dead server or network within about 25 s.
-  out["keepalives"] = "1";
-  out["keepalives_idle"] = "10";
-  out["keepalives_interval"] = "5";
-  out["keepalives_count"] = "3";
-  out["tcp_user_timeout"] = "30000";
-  // Server side: the session holds the leader's advisory lock, so a backend whose daemon
-  // vanished (host gone, network cut) must end soon, not after the kernel's 2 hours of
-  // keepalive silence; until then no other daemon can take over. The entry's own options
-  // come last, so an explicit setting there wins.
-  std::string server = kListenServerOptions;
-  auto it = out.find("options");
-  out["options"] = it == out.end() || it->second.empty() ? server : server + " " + it->second;
-  out["application_name"] = "pgcohered-listen";
-  return out;
 }
 
 DatabaseConsumer::DatabaseConsumer(asio::io_context& io, Purger& purger, const ConsumerSettings& settings,
@@ -113,6 +84,18 @@ void DatabaseConsumer::stop() {
   set_leader(false);
 }
 
+void DatabaseConsumer::retarget(std::map<std::string, std::string> params) {
+  if (params == params_) return;
+  params_ = std::move(params);
+  if (stopping_) return;
+  PGC_LOG_INFO << "invalidation [" << name_ << "]: the database's connection settings changed; reconnecting";
+  retargeted_ = true;
+  // Ends whatever the session awaits (connect, query, wait): it returns false and run()
+  // connects again; or run() is in its backoff, cut short here.
+  conn_.close();
+  backoff_timer_.cancel();
+}
+
 void DatabaseConsumer::request_resync(const std::string& reason) {
   if (resync_reason_.empty()) resync_reason_ = reason;
   conn_.wake();
@@ -131,12 +114,22 @@ awaitable<void> DatabaseConsumer::run() {
     set_leader(false);
     conn_.close();
     if (stopping_) break;
+    if (retargeted_) {  // not a failure: connect to the new target now
+      retargeted_ = false;
+      backoff = settings_.reconnect_min;
+      continue;
+    }
     // A session that lasted a while resets the backoff; a flapping one doubles it.
     if (Clock::now() - started > settings_.reconnect_max) backoff = settings_.reconnect_min;
     PGC_LOG_INFO << "invalidation [" << name_ << "]: reconnecting in " << backoff.count() << " ms";
     backoff_timer_.expires_after(backoff);
     boost::system::error_code ec;
     co_await backoff_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (retargeted_) {
+      retargeted_ = false;
+      backoff = settings_.reconnect_min;
+      continue;
+    }
     backoff = std::min(backoff * 2, settings_.reconnect_max);
   }
 }
@@ -201,7 +194,7 @@ awaitable<bool> DatabaseConsumer::session() {
       continue;
     }
     if (!co_await conn_.wait(tracker_.next_deadline(), on_notify)) {
-      if (!stopping_) {
+      if (!stopping_ && !retargeted_) {
         PGC_LOG_WARN << "invalidation [" << name_ << "]: LISTEN connection lost: " << conn_.error_message();
       }
       co_return false;

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "invalidation/applied_watermark.h"
+#include "invalidation/conn_params.h"
 #include "invalidation/journal.h"
 #include "invalidation/pg_connection.h"
 #include "invalidation/purger.h"
@@ -62,6 +63,11 @@ class DatabaseConsumer : public std::enable_shared_from_this<DatabaseConsumer> {
   // Purge every rule's coarse pattern and the cache namespace as soon as possible (also
   // used when the purger had to drop work). `reason` labels the metric.
   void request_resync(const std::string& reason);
+  // RELOAD changed how the database is reached (host, port, server_tls_*): the LISTEN
+  // connection is closed at once and the next one, without backoff, uses `params`; its
+  // connect resync covers whatever was committed in between, as after any reconnect.
+  void retarget(std::map<std::string, std::string> params);
+  const std::map<std::string, std::string>& conn_params() const { return params_; }
   const std::string& name() const { return name_; }
   bool is_leader() const { return leader_; }
   // Writes the read-your-writes watermark again (Redis is back: a write may have failed).
@@ -95,6 +101,7 @@ class DatabaseConsumer : public std::enable_shared_from_this<DatabaseConsumer> {
   std::string dbname_;         // current_database(): the signature is bound to it
   std::string resync_reason_;  // non-empty: a resync is due
   bool stopping_ = false;
+  bool retargeted_ = false;  // the session ends because retarget() closed it
   bool leader_ = false;
   std::set<std::shared_ptr<boost::asio::steady_timer>> redelete_timers_;
 
@@ -111,17 +118,5 @@ class DatabaseConsumer : public std::enable_shared_from_this<DatabaseConsumer> {
 
 // The advisory-lock key that elects one purging daemon per database and channel.
 std::int64_t leader_lock_key(const std::string& channel);
-
-// Server-side settings of the LISTEN session (libpq `options`): the backend detects a dead
-// daemon within about 25 s and releases the leader lock with its session.
-inline constexpr const char* kListenServerOptions =
-    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
-    "-c tcp_user_timeout=30000";
-
-// libpq parameters for the LISTEN connection from a [databases] entry (pooler-only keys
-// dropped, dbname defaulted to the entry name, keepalives and tcp_user_timeout on both the
-// client and the server side, the entry's `options` kept after ours).
-std::map<std::string, std::string> listen_conn_params(const std::string& entry_name,
-                                                      const std::map<std::string, std::string>& entry);
 
 }  // namespace pgcohere::invalidation

@@ -83,7 +83,7 @@ InvalidationService::InvalidationService(boost::asio::io_context& io, const conf
   for (const auto& db : c.databases) {
     if (db.name == "*") continue;
     consumers_.push_back(std::make_shared<DatabaseConsumer>(io, *purger_, settings_, db.name,
-                                                            listen_conn_params(db.name, db.params)));
+                                                            listen_conn_params(db.name, db.params, c.daemon)));
   }
   collector_ = metrics::registry().add_collector([this](metrics::Exposition& e) {
     const auto& k = purger_->counters();
@@ -184,7 +184,8 @@ void InvalidationService::stop() {
 
 void InvalidationService::reload(const config::Config& c) {
   // The secret can rotate without a restart (the extension reads its file on SIGHUP too);
-  // so can the resync patterns; databases, Redis and the channel are read at start.
+  // so can the resync patterns and where a database is (its LISTEN connection follows);
+  // the list of databases, Redis and the channel are read at start.
   try {
     std::string secret = read_secret_file(c.invalidation.secret_file);
     if (secret != settings_.secret) {
@@ -196,6 +197,24 @@ void InvalidationService::reload(const config::Config& c) {
   }
   settings_.redelete_delay = ms(c.invalidation.redelete_delay);
   settings_.resync_patterns = c.invalidation.resync_patterns;
+  for (auto& consumer : consumers_) {
+    const config::ConnEntry* entry = nullptr;
+    for (const auto& db : c.databases)
+      if (db.name == consumer->name()) entry = &db;
+    if (!entry) {
+      PGC_LOG_WARN << "invalidation [" << consumer->name()
+                   << "]: no longer in [databases]; its LISTEN connection stays until a restart";
+      continue;
+    }
+    consumer->retarget(listen_conn_params(entry->name, entry->params, c.daemon));
+  }
+  for (const auto& db : c.databases) {
+    bool known = db.name == "*";
+    for (auto& consumer : consumers_) known = known || consumer->name() == db.name;
+    if (!known) {
+      PGC_LOG_WARN << "invalidation [" << db.name << "]: new in [databases]; listened to after a restart";
+    }
+  }
 }
 
 void InvalidationService::on_redis_ready() {

@@ -16,7 +16,8 @@ int to_int(const std::string& key, const std::string& v) {
 }
 }  // namespace
 
-Target resolve_target(const config::ConnEntry& entry, const std::string& client_database) {
+Target resolve_target(const config::ConnEntry& entry, const std::string& client_database,
+                      const std::string& unix_socket_dir) {
   Target t;
   t.name = client_database;
   t.dbname = client_database;
@@ -51,7 +52,7 @@ Target resolve_target(const config::ConnEntry& entry, const std::string& client_
       t.startup[k] = v;
     }
   }
-  if (t.host.empty()) t.host = "/var/run/postgresql";  // libpq's default socket directory on Debian
+  if (t.host.empty()) t.host = unix_socket_dir;
   return t;
 }
 

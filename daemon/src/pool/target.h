@@ -26,8 +26,11 @@ struct Target {
   std::map<std::string, std::string> startup;  // extra startup parameters for the server
 };
 
-// Throws std::invalid_argument with the key at fault.
-Target resolve_target(const config::ConnEntry& entry, const std::string& client_database);
+// An entry without host goes to `unix_socket_dir` ([pgcohered]), as in PgBouncer; the
+// loader refuses such an entry when that is empty or abstract. Throws std::invalid_argument
+// with the key at fault.
+Target resolve_target(const config::ConnEntry& entry, const std::string& client_database,
+                      const std::string& unix_socket_dir);
 
 // "host:port" or the socket path, for logs and SHOW (no password).
 std::string describe(const Target& t);

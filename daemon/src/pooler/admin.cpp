@@ -171,7 +171,7 @@ admin::Snapshot Pooler::snapshot(admin::Show what) {
     admin::DatabaseRow r;
     r.name = db.name;
     try {
-      auto t = pool::resolve_target(db, db.name);
+      auto t = pool::resolve_target(db, db.name, config_.daemon.unix_socket_dir);
       r.host = t.host;
       r.port = t.port;
       r.database = t.dbname;
@@ -279,11 +279,11 @@ void Pooler::reload(Done done) {
 }
 
 // SHUTDOWN: at once. SHUTDOWN WAIT_FOR_CLIENTS: PgBouncer 1.23's rolling restart (drain()).
+// SHUTDOWN WAIT_FOR_SERVERS: once the server connections in use are released (drain_servers()).
 void Pooler::shutdown(const std::string& mode, Done done) {
-  if (mode == "WAIT_FOR_SERVERS")
-    return done("SHUTDOWN WAIT_FOR_SERVERS is not supported; SHUTDOWN WAIT_FOR_CLIENTS lets every client finish");
   done("");
-  if (mode == "WAIT_FOR_CLIENTS") boost::asio::post(io_, [this] { drain(); });
+  if (mode == "WAIT_FOR_SERVERS") boost::asio::post(io_, [this] { drain_servers(); });
+  else if (mode == "WAIT_FOR_CLIENTS") boost::asio::post(io_, [this] { drain(); });
   else boost::asio::post(io_, [this] { control_.shutdown(); });
 }
 

@@ -508,6 +508,7 @@ awaitable<bool> ClientConn::answer_ssl_request() {
 }
 
 bool ClientConn::try_link() {
+  if (pooler_.waiting_for_servers()) return false;  // acquire() says why
   auto s = entry_->link();
   if (!s) return false;
   s->link(shared_from_this());
@@ -518,6 +519,11 @@ bool ClientConn::try_link() {
 // Called after try_link() found nothing: a second try could start another
 // server_check_query for the same client.
 awaitable<bool> ClientConn::acquire() {
+  // SHUTDOWN WAIT_FOR_SERVERS: a new transaction would hold the shutdown up (PgBouncer's words).
+  if (pooler_.waiting_for_servers()) {
+    co_await send_fatal("08P01", "server shutting down");
+    co_return false;
+  }
   // The pool cannot log in to PostgreSQL and has no connection to wait for: say why now
   // rather than after query_wait_timeout.
   if (auto why = entry_->refusal(Clock::now(), pooler_.settings().server_login_retry)) {

@@ -65,7 +65,7 @@ std::optional<AuthQuery> Pooler::auth_query_for(const PoolEntry& entry) const {
   } else {
     const config::ConnEntry* db = config_.find_database(dbname);
     if (!db) throw std::invalid_argument("auth_dbname " + dbname + " is not a [databases] entry");
-    q.target = pool::resolve_target(*db, dbname);
+    q.target = pool::resolve_target(*db, dbname, config_.daemon.unix_socket_dir);
   }
   return q;
 }
@@ -188,25 +188,54 @@ void Pooler::drain() {
   double limit = config_.daemon.shutdown_wait_timeout;
   std::ostringstream bound;
   if (limit > 0) bound << ", at most " << limit << " s (shutdown_wait_timeout)";
-  PGC_LOG_INFO << "shutdown: waiting for clients to leave (" << listener_.all_clients().size()
+  if (!wait_for_servers_) {
+    PGC_LOG_INFO << "shutdown: waiting for clients to leave (" << listener_.all_clients().size()
                << " connected); new connections go to the other processes on the port"
                << (keep_unix ? " (the Unix socket stays open for peers)" : "") << bound.str();
+  }
   check_drained();
+}
+
+void Pooler::drain_servers() {
+  if (stopping_ || wait_for_servers_) return;
+  wait_for_servers_ = true;
+  bool started = draining_;
+  if (!draining_) drain();  // stops accepting, logs, and starts the polling below
+  // Those queued for a server connection would get one only to start a new transaction.
+  std::vector<ClientConn*> queued;
+  for (ClientConn* c : listener_.all_clients())
+    if (c->waiting()) queued.push_back(c);
+  for (ClientConn* c : queued) c->fail("server shutting down");
+  PGC_LOG_INFO << "shutdown: waiting for the server connections in use to be released ("
+               << servers_in_use() << " now); no client gets one any more" << (started ? " (was waiting for clients)" : "");
+}
+
+std::size_t Pooler::servers_in_use() const {
+  std::size_t n = 0;
+  for (ClientConn* c : listener_.all_clients())
+    if (c->server()) ++n;
+  return n;
 }
 
 // Polled: a client leaving has no hook here, and 100 ms is nothing next to a drain.
 void Pooler::check_drained() {
   if (stopping_) return;
   std::size_t left = 0;
-  for (ClientConn* c : listener_.all_clients())
-    if (!c->admin()) ++left;  // a console session (monitoring the drain) does not hold it up
+  if (wait_for_servers_) {
+    left = servers_in_use();
+  } else {
+    for (ClientConn* c : listener_.all_clients())
+      if (!c->admin()) ++left;  // a console session (monitoring the drain) does not hold it up
+  }
+  const char* what = wait_for_servers_ ? "server connection(s) in use" : "client(s)";
   double limit = config_.daemon.shutdown_wait_timeout;
   bool expired = limit > 0 && std::chrono::steady_clock::now() - drain_started_ >= std::chrono::duration<double>(limit);
   if (left == 0 || expired) {
     if (left == 0) {
-      PGC_LOG_INFO << "shutdown: every client has left";
+      PGC_LOG_INFO << (wait_for_servers_ ? "shutdown: every server connection is released"
+                                         : "shutdown: every client has left");
     } else {
-      PGC_LOG_WARN << "shutdown: shutdown_wait_timeout passed, closing " << left << " client(s)";
+      PGC_LOG_WARN << "shutdown: shutdown_wait_timeout passed, closing " << left << " " << what;
     }
     boost::asio::post(io_, [this] { control_.shutdown(); });
     return;
@@ -225,7 +254,7 @@ PoolEntry* Pooler::find_pool(const std::string& database, const std::string& use
   }
   pool::Target target;
   try {
-    target = pool::resolve_target(*db, database);
+    target = pool::resolve_target(*db, database, config_.daemon.unix_socket_dir);
   } catch (const std::exception& e) {
     error = "bad [databases] entry for " + database + ": " + e.what();
     return nullptr;
@@ -334,7 +363,7 @@ void Pooler::reload(const config::Config& config) {
     const config::ConnEntry* db = config_.find_database(key.first);
     if (db) {
       try {
-        auto t = pool::resolve_target(*db, key.first);
+        auto t = pool::resolve_target(*db, key.first, config_.daemon.unix_socket_dir);
         e->retarget(std::move(t));
       } catch (const std::exception& ex) {
         PGC_LOG_WARN << "reload: [databases] " << key.first << ": " << ex.what();

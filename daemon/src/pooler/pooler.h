@@ -73,7 +73,15 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   // SHUTDOWN WAIT_FOR_CLIENTS (SIGINT): stop accepting at once, serve the clients already
   // connected until they leave (or shutdown_wait_timeout passes), then shut the daemon down.
   void drain();
+  // SHUTDOWN WAIT_FOR_SERVERS (PgBouncer's safe shutdown): stop accepting at once; a client
+  // that holds a server connection (inside a transaction, or a session in session pooling)
+  // keeps it until it is released; no client gets one after that ("server shutting
+  // down", and the client is closed, as are those queued for one). Once no server
+  // connection is in use (or shutdown_wait_timeout passes) the daemon shuts down. Also
+  // turns a WAIT_FOR_CLIENTS drain under way into this one.
+  void drain_servers();
   bool draining() const { return draining_; }
+  bool waiting_for_servers() const { return wait_for_servers_; }
   // The query cache, when [cache] enabled = 1 (else nullptr).
   cache::CacheService* cache() const { return cache_; }
   void set_cache(cache::CacheService* cache) { cache_ = cache; }
@@ -157,9 +165,11 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   std::map<std::string, std::unique_ptr<NotifyHub>> notify_hubs_;  // by database
   bool stopping_ = false;
   bool draining_ = false;
+  bool wait_for_servers_ = false;  // the drain ends when no server connection is in use
   std::chrono::steady_clock::time_point drain_started_;
   boost::asio::steady_timer drain_timer_;
   void check_drained();
+  std::size_t servers_in_use() const;  // clients linked to a server connection
   cache::CacheService* cache_ = nullptr;
   std::shared_ptr<auth::UserList> users_;
   std::shared_ptr<const auth::HbaRules> hba_;
