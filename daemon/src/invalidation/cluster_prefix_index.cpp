@@ -165,8 +165,18 @@ void ClusterPrefixIndex::purge(std::vector<Work> work, std::function<void(Result
     return;
   }
   for (auto& [addr, node_work] : by_node) {
-    nodes_[addr].index->purge(std::move(node_work), [this, g, topology, weak = weak_from_this()](Result r) {
+    std::vector<std::string> checks;
+    for (const auto& w : node_work)
+      if (!w.slot_check.empty()) checks.push_back(w.slot_check);
+    nodes_[addr].index->purge(std::move(node_work), [this, g, topology, checks = std::move(checks),
+                                                      weak = weak_from_this()](Result r) {
       auto self = weak.lock();
+      if (self && !r.ok) {
+        // A slot check redirected (or the node failed): the same EXISTS through the
+        // backend follows the MOVED and updates its slot map, so that the next purge of
+        // that slot goes to its new node instead of failing over to a scan again.
+        for (const auto& key : checks) backend_->keyed({"EXISTS", key}, 1, [](redis::Reply) {});
+      }
       g->result.ok = g->result.ok && r.ok;
       g->result.removed += r.removed;
       g->result.visited += r.visited;
