@@ -255,6 +255,7 @@ void PrefixIndex::on_message(const redis::Reply& r) {
   if (kind == "sunsubscribe") {
     // The tag slot left this node: its shard channel went with it.
     broken("the barrier's shard channel was unsubscribed (slot moved)");
+    resubscribe_later();
     return;
   }
   if (kind != "message" && kind != "smessage") return;
@@ -372,10 +373,14 @@ void PrefixIndex::barrier(std::function<void(bool)> done) {
     if (gen != generation_ || (!r.is_error() && r.integer >= 1)) return;
     // Nobody heard it: the subscription is gone although the links may be up.
     broken("barrier not delivered");
-    retry_timer_.expires_after(std::chrono::seconds(1));
-    retry_timer_.async_wait([this, weak = weak_from_this()](boost::system::error_code ec) {
-      if (!ec && !weak.expired() && state_ == State::down && sub_->connected() && cmd_->connected()) begin();
-    });
+    resubscribe_later();
+  });
+}
+
+void PrefixIndex::resubscribe_later() {
+  retry_timer_.expires_after(std::chrono::seconds(1));
+  retry_timer_.async_wait([this, weak = weak_from_this()](boost::system::error_code ec) {
+    if (!ec && !weak.expired() && state_ == State::down && sub_->connected() && cmd_->connected()) begin();
   });
 }
 
