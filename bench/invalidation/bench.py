@@ -82,7 +82,10 @@ class Keyspace:
         return sum(c.dbsize() for c in self.nodes)
 
     def cpu(self):
-        return sum(redis_cpu(c) for c in self.nodes)
+        return sum(self.cpu_per_node())
+
+    def cpu_per_node(self):
+        return [redis_cpu(c) for c in self.nodes]
 
     def reset_stats(self):
         for c in self.nodes:
@@ -155,7 +158,12 @@ class Setup:
             c.execute("INSERT INTO conversations SELECT g, 't' FROM generate_series(1, 10000) g")
             c.execute("CREATE TABLE messages (id bigserial PRIMARY KEY, conversation_id int, body text)")
             c.execute("SELECT pgcohere.watch('conversations', ARRAY['conv:metadata:{id}'])")
-            c.execute("SELECT pgcohere.watch('messages', ARRAY['msg:history:{conversation_id}:*'])")
+            if HASH_TAGS:
+                c.execute("ALTER TABLE messages ADD conv_tag text GENERATED ALWAYS AS "
+                          "('{' || conversation_id || '}') STORED")
+                c.execute("SELECT pgcohere.watch('messages', ARRAY['msg:history:{conv_tag}:*'])")
+            else:
+                c.execute("SELECT pgcohere.watch('messages', ARRAY['msg:history:{conversation_id}:*'])")
         self.daemon = None
 
     def start_daemon(self, pattern_index=True):
@@ -245,6 +253,16 @@ def bench_latency(s, seconds, rate=1000):
             "p50_ms": round(p50, 2) if p50 else None, "p99_ms": round(p99, 2) if p99 else None}
 
 
+# --hash-tags: a conversation's keys carry its id as a hash tag ("msg:history:{42}:0:0"), the
+# naming docs/invalidation.md advises on a cluster: one slot per conversation, so that its
+# pattern is purged on one node. The rule renders the tag from a generated column.
+HASH_TAGS = False
+
+
+def conv_part(conv):
+    return f"{{{conv}}}" if HASH_TAGS else str(conv)
+
+
 def load_keyspace(ks, first=1, last=1000, per_conv=1000, convs=None):
     """Conversations first..last (or 1..convs) of per_conv keys each; `ks` is a Keyspace or
     a client of one server (anything with mset(mapping))."""
@@ -252,7 +270,7 @@ def load_keyspace(ks, first=1, last=1000, per_conv=1000, convs=None):
         last = convs
     batch = {}
     for conv in range(first, last + 1):
-        batch.update({f"msg:history:{conv}:{limit}:{offset}": "v"
+        batch.update({f"msg:history:{conv_part(conv)}:{limit}:{offset}": "v"
                       for limit, offset in ((i // 50, i % 50) for i in range(per_conv))})
         if conv % 20 == 0:
             ks.mset(batch)
@@ -270,7 +288,7 @@ def wait_indexed(d, keys):
 def purge_one(s, d, conv, ks, timeout=120):
     # Done when none of the conversation's 1,000 keys exists (other keys may come and go:
     # the daemon's read-your-writes watermark, the index's sets).
-    keys = [f"msg:history:{conv}:{i // 50}:{i % 50}" for i in range(1000)]
+    keys = [f"msg:history:{conv_part(conv)}:{i // 50}:{i % 50}" for i in range(1000)]
     groups = ks.by_node(keys)
     assert ks.exists(keys, groups) == 1000
     with s.pg.connect(DB) as c:
@@ -291,7 +309,7 @@ def purge_one(s, d, conv, ks, timeout=120):
 def redis_cli_purge(s, conv, ks):
     size0 = ks.dbsize()
     t0 = time.perf_counter()
-    ks.cli_purge(f"msg:history:{conv}:*")
+    ks.cli_purge(f"msg:history:{conv_part(conv)}:*")
     ms = (time.perf_counter() - t0) * 1000
     assert ks.dbsize() == size0 - 1000
     return ms
@@ -342,7 +360,8 @@ def bench_patterns(s, sustained_seconds, rate=1000, convs=1000, strategies=("def
         text0 = scrape(d.metrics_port)
         applied0 = metric(text0, "pgcohere_invalidations_applied_total")
         r.reset_stats()
-        cpu0, dcpu0, w0 = r.cpu(), proc_cpu(d.pid), time.perf_counter()
+        nodes0, dcpu0, w0 = r.cpu_per_node(), proc_cpu(d.pid), time.perf_counter()
+        cpu0 = sum(nodes0)
         ids = random.Random(7).sample(range(1, 1_000_001), int(rate * sustained_seconds))
         achieved = asyncio.run(paced(s.pg, rate, sustained_seconds,
                                      lambda i: ("INSERT INTO messages (conversation_id, body) VALUES ($1, 'm')",
@@ -362,6 +381,8 @@ def bench_patterns(s, sustained_seconds, rate=1000, convs=1000, strategies=("def
                     "payloads": int(n), "applied": int(metric(text1, "pgcohere_invalidations_applied_total") - applied0),
                     "p50_ms": round(p50, 2) if p50 else None, "p99_ms": round(p99, 2) if p99 else None,
                     "redis_cpu_percent": round(100 * (r.cpu() - cpu0) / wall, 1),
+                    "redis_cpu_percent_per_node": [round(100 * (b - a) / wall, 1)
+                                                   for a, b in zip(nodes0, r.cpu_per_node())],
                     "daemon_cpu_percent": round(100 * (proc_cpu(d.pid) - dcpu0) / wall, 1),
                     "daemon_rss_mb_after": round(rss_mb(d.pid), 1),
                     "scan_passes": int(metric(text1, "pgcohere_purge_scan_passes_total") -
@@ -387,15 +408,19 @@ def main():
     ap.add_argument("--sustained-seconds", type=int, default=60, help="length of the sustained pattern run (C)")
     ap.add_argument("--cluster", action="store_true", help="a 3-primary Redis Cluster instead of one server")
     ap.add_argument("--strategies", default="default,scan", help="pattern strategies to run (B, C)")
+    ap.add_argument("--hash-tags", action="store_true",
+                    help="keys msg:history:{<conv>}:... (a hash tag per conversation, for --cluster)")
     ap.add_argument("--keep", action="store_true", help="keep the servers' directory (logs)")
     ap.add_argument("--conversations", type=int, default=1000,
                     help="conversations of 1,000 keys each in the pattern runs (B, C); at least 11")
     args = ap.parse_args()
+    global HASH_TAGS
+    HASH_TAGS = args.hash_tags
     os.makedirs(args.out, exist_ok=True)
     base = temp_dir("pgcohere-bench-inv-")
     s = Setup(base, cluster=args.cluster)
     results = {"machine": {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()},
-               "redis": "cluster of 3 primaries" if args.cluster else "one server"}
+               "redis": "cluster of 3 primaries" if args.cluster else "one server", "hash_tags": args.hash_tags}
     try:
         if args.only in (None, "latency"):
             runs = []

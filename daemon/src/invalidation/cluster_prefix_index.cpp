@@ -6,6 +6,7 @@
 #include <charconv>
 #include <stdexcept>
 
+#include "contract/glob.h"
 #include "redis/keyslot.h"
 #include "util/log.h"
 
@@ -140,13 +141,42 @@ void ClusterPrefixIndex::purge(std::vector<Work> work, std::function<void(Result
     boost::asio::post(io_, [done = std::move(done)] { done(Result{false, 0, 0}); });
     return;
   }
+  // A pattern whose literal prefix holds a complete hash tag can only match keys of that
+  // slot, listed by the slot's node: that node only (one barrier, one script). Any other
+  // pattern: every primary.
+  std::map<std::string, std::vector<Work>> by_node;
+  for (auto& w : work) {
+    std::string literal = contract::literal_prefix(w.pattern);
+    auto tag = redis::prefix_hash_tag(literal);
+    auto owner = tag ? backend_->owner_of(redis::keyslot("{" + std::string(*tag) + "}")) : std::string();
+    if (!owner.empty() && nodes_.count(owner)) {
+      w.slot_check = std::string(PrefixIndex::kNamespace) + "slot:{" + std::string(*tag) + "}";
+      by_node[owner].push_back(std::move(w));
+      continue;
+    }
+    for (const auto& [addr, node] : nodes_) by_node[addr].push_back(w);
+  }
   auto g = std::make_shared<ClusterGather>();
-  g->outstanding = nodes_.size();
+  g->outstanding = by_node.size();
   g->done = std::move(done);
   std::uint64_t topology = backend_->topology_version();
-  for (auto& [addr, node] : nodes_) {
-    node.index->purge(work, [this, g, topology, weak = weak_from_this()](Result r) {
+  if (by_node.empty()) {
+    boost::asio::post(io_, [g] { g->done(g->result); });
+    return;
+  }
+  for (auto& [addr, node_work] : by_node) {
+    std::vector<std::string> checks;
+    for (const auto& w : node_work)
+      if (!w.slot_check.empty()) checks.push_back(w.slot_check);
+    nodes_[addr].index->purge(std::move(node_work), [this, g, topology, checks = std::move(checks),
+                                                      weak = weak_from_this()](Result r) {
       auto self = weak.lock();
+      if (self && !r.ok) {
+        // A slot check redirected (or the node failed): the same EXISTS through the
+        // backend follows the MOVED and updates its slot map, so that the next purge of
+        // that slot goes to its new node instead of failing over to a scan again.
+        for (const auto& key : checks) backend_->keyed({"EXISTS", key}, 1, [](redis::Reply) {});
+      }
       g->result.ok = g->result.ok && r.ok;
       g->result.removed += r.removed;
       g->result.visited += r.visited;

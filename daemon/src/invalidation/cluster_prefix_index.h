@@ -1,7 +1,9 @@
 // The pattern index on a Redis Cluster: one PrefixIndex per primary, subscribed to that
 // node's keyspace notifications (which a node sends for its own keys only), keeping its
 // sets on that node (their names carry a {hash tag} of one of the node's slots), built by
-// a SCAN of that node. A purge runs on every primary side by side. The list of primaries
+// a SCAN of that node. A purge runs on every primary side by side, except a pattern whose
+// literal prefix holds a complete hash tag: its keys are all in that slot, so on the
+// slot's node only. The list of primaries
 // follows the backend's slot map: a new primary gets its index (its start-up SCAN covers
 // the keys it received), a node that is no longer a primary loses it, and a node whose
 // tag slot moved away gets a new tag and a rebuild. Keys moved by resharding are listed

@@ -26,6 +26,11 @@ class PatternIndex {
   struct Work {
     std::string pattern;
     std::string prefix;
+    // Cluster, a pattern of one hash slot purged on that slot's node only: a key of that
+    // slot (never written) whose EXISTS, sent after the purge, must not be redirected
+    // (MOVED or ASK: the slot moved or is moving, so keys may be listed on another node
+    // too); a redirect fails the purge, which is then scanned.
+    std::string slot_check;
   };
   struct Result {
     bool ok = false;            // false: the index broke meanwhile; scan these patterns

@@ -88,7 +88,7 @@ PrefixIndex::PrefixIndex(boost::asio::io_context& io, const std::string& host, i
       tag_(std::move(cluster_tag)),
       new_channel_("__keyevent@" + std::to_string(db) + "__:new"),
       evicted_channel_("__keyevent@" + std::to_string(db) + "__:evicted"),
-      barrier_channel_(std::string(kNamespace) + "barrier:" + std::to_string(getpid()) + ":" +
+      barrier_channel_(std::string(kNamespace) + tag_ + "barrier:" + std::to_string(getpid()) + ":" +
                        std::to_string(reinterpret_cast<std::uintptr_t>(this))),
       probe_key_(std::string(kNamespace) + tag_ + "probe:" + std::to_string(getpid())),
       sub_(std::make_shared<redis::AsyncClient>(io, host, port, 0, "redis-index-sub")),
@@ -156,6 +156,21 @@ void PrefixIndex::on_link(bool up) {
 void PrefixIndex::begin() {
   state_ = State::subscribing;
   confirmations_ = 0;
+  // The barrier travels as a shard message where Redis has them (7.0+): in a cluster a
+  // PUBLISH is broadcast to every node over the cluster bus, an SPUBLISH stays with the
+  // shard that owns its channel's slot (the node's tag slot). Redis writes it to this
+  // connection behind the keyspace notifications sent before it (both are appended to
+  // the subscriber's output in the order they are published, pubsubPublishMessage).
+  // SSUBSCRIBE goes first: hiredis 0.14 matches replies to callbacks in order until the
+  // connection is subscribed, and knows no "smessage", which it hands to the callback of
+  // the plain channel of that name, hence the same channel in both subscriptions.
+  // Without SSUBSCRIBE (an error: Redis < 7), barriers are PUBLISHed.
+  if (!sharded_refused_) {
+    sub_->subscribe({"SSUBSCRIBE", barrier_channel_}, [this](redis::Reply m) { on_message(m); });
+  } else {
+    sharded_ = false;
+    ++confirmations_;
+  }
   sub_->subscribe({"SUBSCRIBE", new_channel_, evicted_channel_, barrier_channel_},
                  [this](redis::Reply m) { on_message(m); });
   watch_subscription([this] { return state_ == State::subscribing; });
@@ -193,7 +208,7 @@ void PrefixIndex::probe() {
       // A key created now must come back as a "new" notification before the barrier.
       cmd_->command({"DEL", probe_key_}, [](redis::Reply) {});
       cmd_->command({"SET", probe_key_, "1", "PX", "10000"}, [](redis::Reply) {});
-      cmd_->command({"PUBLISH", barrier_channel_, "probe"}, [](redis::Reply) {});
+      cmd_->command({sharded_ ? "SPUBLISH" : "PUBLISH", barrier_channel_, "probe"}, [](redis::Reply) {});
       watch_subscription([this] { return state_ == State::probing; });
     };
     if (r.is_error() || r.elements.size() != 2) {
@@ -221,13 +236,29 @@ void PrefixIndex::probe() {
 }
 
 void PrefixIndex::on_message(const redis::Reply& r) {
-  if (r.type != redis::Reply::Type::array || r.elements.size() < 3) return;
-  const std::string& kind = r.elements[0].str;
-  if (kind == "subscribe") {
-    if (state_ == State::subscribing && ++confirmations_ == 3) probe();
+  if (r.is_error()) {
+    // Only SSUBSCRIBE can be refused (unknown command, or a slot not served here).
+    if (state_ != State::subscribing) return;
+    PGC_LOG_INFO << "pattern index: SSUBSCRIBE refused (" << r.str << "); barriers use PUBLISH";
+    sharded_refused_ = true;
+    sharded_ = false;
+    if (++confirmations_ == 4) probe();
     return;
   }
-  if (kind != "message") return;
+  if (r.type != redis::Reply::Type::array || r.elements.size() < 3) return;
+  const std::string& kind = r.elements[0].str;
+  if (kind == "subscribe" || kind == "ssubscribe") {
+    if (kind == "ssubscribe") sharded_ = true;
+    if (state_ == State::subscribing && ++confirmations_ == 4) probe();
+    return;
+  }
+  if (kind == "sunsubscribe") {
+    // The tag slot left this node: its shard channel went with it.
+    broken("the barrier's shard channel was unsubscribed (slot moved)");
+    resubscribe_later();
+    return;
+  }
+  if (kind != "message" && kind != "smessage") return;
   const std::string& channel = r.elements[1].str;
   const std::string& payload = r.elements[2].str;
   if (channel == new_channel_) {
@@ -338,14 +369,18 @@ void PrefixIndex::barrier(std::function<void(bool)> done) {
   barriers_.emplace(id, std::move(done));
   watch_subscription([this, id] { return barriers_.count(id) > 0; });
   std::uint64_t gen = generation_;
-  cmd_->command({"PUBLISH", barrier_channel_, std::to_string(id)}, [this, gen](redis::Reply r) {
+  cmd_->command({sharded_ ? "SPUBLISH" : "PUBLISH", barrier_channel_, std::to_string(id)}, [this, gen](redis::Reply r) {
     if (gen != generation_ || (!r.is_error() && r.integer >= 1)) return;
     // Nobody heard it: the subscription is gone although the links may be up.
     broken("barrier not delivered");
-    retry_timer_.expires_after(std::chrono::seconds(1));
-    retry_timer_.async_wait([this, weak = weak_from_this()](boost::system::error_code ec) {
-      if (!ec && !weak.expired() && state_ == State::down && sub_->connected() && cmd_->connected()) begin();
-    });
+    resubscribe_later();
+  });
+}
+
+void PrefixIndex::resubscribe_later() {
+  retry_timer_.expires_after(std::chrono::seconds(1));
+  retry_timer_.async_wait([this, weak = weak_from_this()](boost::system::error_code ec) {
+    if (!ec && !weak.expired() && state_ == State::down && sub_->connected() && cmd_->connected()) begin();
   });
 }
 
@@ -411,20 +446,31 @@ void PrefixIndex::purge(std::vector<Work> work, std::function<void(Result)> done
 
 void PrefixIndex::purge_one(const Work& w, const std::shared_ptr<PurgeGather>& g) {
   std::string set = set_name(w.prefix);
+  // Then the slot check, if any (PatternIndex::Work::slot_check), on the same connection.
+  auto finish = [this, g, check = w.slot_check] {
+    if (check.empty()) {
+      g->finish_one();
+      return;
+    }
+    cmd_->command({"EXISTS", check}, [g](redis::Reply r) {
+      if (r.is_error()) g->result.ok = false;
+      g->finish_one();
+    });
+  };
   if (w.pattern == contract::glob_escape(w.prefix) + "*") {
-    cmd_->command({"EVAL", tag_.empty() ? kPurgeAll : kPurgeAllCluster, "1", set}, [g](redis::Reply r) {
+    cmd_->command({"EVAL", tag_.empty() ? kPurgeAll : kPurgeAllCluster, "1", set}, [g, finish](redis::Reply r) {
       if (r.is_error() || r.elements.size() != 2) {
         g->result.ok = false;
       } else {
         g->result.removed += static_cast<std::uint64_t>(r.elements[0].integer);
         g->result.visited += static_cast<std::uint64_t>(r.elements[1].integer);
       }
-      g->finish_one();
+      finish();
     });
     return;
   }
   // A pattern narrower than its prefix: the matching members only, the rest stay listed.
-  cmd_->command({"SMEMBERS", set}, [this, g, set, pattern = w.pattern](redis::Reply r) {
+  cmd_->command({"SMEMBERS", set}, [this, g, set, pattern = w.pattern, finish](redis::Reply r) {
     if (r.is_error()) {
       g->result.ok = false;
       g->finish_one();
@@ -435,15 +481,15 @@ void PrefixIndex::purge_one(const Work& w, const std::shared_ptr<PurgeGather>& g
     for (auto& m : r.elements)
       if (contract::glob_match(pattern, m.str)) argv.push_back(std::move(m.str));
     if (argv.size() == 4) {
-      g->finish_one();
+      finish();
       return;
     }
-    cmd_->command(std::move(argv), [g](redis::Reply u) {
+    cmd_->command(std::move(argv), [g, finish](redis::Reply u) {
       if (u.is_error())
         g->result.ok = false;
       else
         g->result.removed += static_cast<std::uint64_t>(u.integer);
-      g->finish_one();
+      finish();
     });
   });
 }

@@ -2,10 +2,10 @@
 // ("pgcohere-idx:s:msg:history:42:" lists the keys under "msg:history:42:"), filled from
 // keyspace notifications of new keys for the key families that rules and declarations
 // name (KeyFamilies), so that a pattern purge costs O(matching keys) and the daemon holds
-// no key names. A purge first sends a barrier (PUBLISH to its own channel: Redis delivers
-// it after every notification generated before it, whose set additions are then sent
-// ahead of the purge on the same connection), then unlinks the set's members and the set
-// in one script. Notifications are switched on by the daemon (CONFIG SET, flags merged)
+// no key names. A purge first sends a barrier (SPUBLISH to its own shard channel, or
+// PUBLISH where Redis < 7 has none: Redis delivers it after every notification generated
+// before it, whose set additions are then sent ahead of the purge on the same
+// connection), then unlinks the set's members and the set in one script. Notifications are switched on by the daemon (CONFIG SET, flags merged)
 // and verified with a probe key; every gap (start, reconnect, a new family, an evicted
 // set) is covered by one SCAN pass, and until it ends the purger scans. A periodic trim
 // drops entries of keys that expired or were evicted.
@@ -87,6 +87,7 @@ class PrefixIndex : public PatternIndex, public std::enable_shared_from_this<Pre
   void build_step(const std::string& cursor, std::uint64_t gen);
   void broken(const std::string& why);
   void barrier(std::function<void(bool)> done);
+  void resubscribe_later();  // subscribe again in 1 s if still down with both links up
   void watch_subscription(std::function<bool()> still_waiting);
   void queue_add(const std::string& prefix, const std::string& key);
   void schedule_flush();
@@ -111,7 +112,9 @@ class PrefixIndex : public PatternIndex, public std::enable_shared_from_this<Pre
   std::shared_ptr<redis::AsyncClient> trim_;
   State state_ = State::down;
   std::uint64_t generation_ = 0;  // bumps on every gap: replies of an older one are ignored
-  int confirmations_ = 0;
+  int confirmations_ = 0;  // of SUBSCRIBE's 3 channels and of SSUBSCRIBE (or its refusal)
+  bool sharded_ = false;          // barriers are SPUBLISHed (SSUBSCRIBE confirmed)
+  bool sharded_refused_ = false;  // SSUBSCRIBE was refused once: PUBLISH from then on
   bool probe_seen_ = false;
 
   std::map<std::string, std::vector<std::string>> templates_by_source_;

@@ -218,7 +218,7 @@ void Purger::pump_index() {
   ++counters_.index_passes;
   std::vector<PatternIndex::Work> work;
   work.reserve(index_pass_.size());
-  for (const auto& [pattern, entry] : index_pass_) work.push_back({pattern, entry.first});
+  for (const auto& [pattern, entry] : index_pass_) work.push_back({pattern, entry.first, {}});
   index_->purge(std::move(work), [this, weak = weak_from_this()](PatternIndex::Result r) {
     auto self = weak.lock();
     if (!self) return;

@@ -52,6 +52,9 @@ class Backend {
   // The highest hash slot the named primary owns, -1 if none or not a cluster (the pattern
   // index names its keys with a hash tag of that slot, so that they live on the node).
   virtual int last_slot_of(const std::string& /*shard*/) const { return -1; }
+  // The primary ("host:port") that owns `slot` in the current slot map; "" if unknown or
+  // not a cluster.
+  virtual std::string owner_of(int /*slot*/) const { return {}; }
   // Cluster redirects followed so far (0 for a single server).
   virtual std::uint64_t moved_redirects() const { return 0; }
   virtual std::uint64_t ask_redirects() const { return 0; }

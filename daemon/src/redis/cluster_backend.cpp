@@ -280,4 +280,9 @@ int ClusterBackend::last_slot_of(const std::string& shard) const {
   return -1;
 }
 
+std::string ClusterBackend::owner_of(int slot) const {
+  const std::string* owner = slots_.owner(slot);
+  return owner ? *owner : std::string();
+}
+
 }  // namespace pgcohere::redis

@@ -32,6 +32,7 @@ class ClusterBackend : public Backend, public std::enable_shared_from_this<Clust
   std::vector<std::string> shards() const override { return slots_.primaries(); }
   std::uint64_t topology_version() const override { return topology_; }
   int last_slot_of(const std::string& shard) const override;
+  std::string owner_of(int slot) const override;
   void scan(const std::string& shard, std::vector<std::string> argv, Callback done) override;
   std::string describe() const override;
 

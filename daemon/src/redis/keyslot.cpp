@@ -23,4 +23,18 @@ int keyslot(std::string_view key) {
   return crc16(key) & (kClusterSlots - 1);
 }
 
+std::optional<std::string_view> prefix_hash_tag(std::string_view prefix) {
+  std::size_t open = prefix.find('{');
+  if (open == std::string_view::npos) return std::nullopt;
+  std::size_t close = prefix.find('}', open + 1);
+  if (close == std::string_view::npos || close == open + 1) return std::nullopt;
+  return prefix.substr(open + 1, close - open - 1);
+}
+
+std::optional<int> prefix_keyslot(std::string_view prefix) {
+  auto tag = prefix_hash_tag(prefix);
+  if (!tag) return std::nullopt;
+  return crc16(*tag) & (kClusterSlots - 1);
+}
+
 }  // namespace pgcohere::redis
