@@ -8,6 +8,8 @@
 #   make check         everything: deps, build, private servers, unit + regress + isolation + e2e
 #   make check-asan    ASan + UBSan: the daemon (unit tests, e2e suite) and the extension (regress, isolation)
 #   make check-all     make check, then make check-asan (not run by CI: too long)
+#   make fuzz-budget   each libFuzzer target for 10 M executions, one at a time; the corpus is
+#                      merged into daemon/fuzz/corpus/ (TARGETS="admin hba" for some of them)
 #   make run           the sandbox: private PostgreSQL + Redis + pgcohered on loopback
 #   make bench         the benchmarks under bench/
 #   make bench-report  all of them at a size that fits ~20 min -> docs/benchmarks.md + plots
@@ -26,7 +28,8 @@ SHARE_FILES := packaging/pgcohered.ini:pgcohered.ini \
 JOBS ?= 2
 
 .PHONY: all extension daemon install install-extension install-daemon install-share installcheck \
-        uninstall uninstall-extension uninstall-daemon unit check check-asan check-all run bench bench-report clean
+        uninstall uninstall-extension uninstall-daemon unit check check-asan check-all fuzz-budget run bench bench-report \
+        clean
 
 all: extension daemon
 
@@ -84,6 +87,10 @@ check-asan:
 
 # Too long for CI's 90 minutes beside `make check` (docs/reliability.md, "Sanitizers").
 check-all: check check-asan
+
+# Hours of CPU on 2 cores; CI runs each target for seconds (tests/test_fuzz.py).
+fuzz-budget:
+	scripts/fuzz_budget.sh $(TARGETS)
 
 run:
 	scripts/sandbox.sh

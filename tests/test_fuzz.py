@@ -2,7 +2,8 @@
 the PostgreSQL wire codec, the NOTIFY payload decoder, the auth_file and auth_hba_file parsers, SCRAM, the
 admin console and the query cache's SQL analysis; and of the properties of the wire contract
 shared with the extension (contract: payload round trips, escaping never widens a glob). Built with clang-14 into build/fuzz; a crash, sanitizer report or leak
-fails the test. PGC_FUZZ_SECONDS sets the time per target (longer runs: docs/operations.md)."""
+fails the test. PGC_FUZZ_SECONDS sets the time per target. Each run starts from the corpus kept in daemon/fuzz/corpus/<target>/,
+which `make fuzz-budget` grows (longer runs: docs/reliability.md, "Fuzzing")."""
 import os
 import shutil
 import subprocess

@@ -30,6 +30,9 @@ from test_invalidation import InvDaemon
 DB = "netfaults"
 MARKED = 1000  # aids 1..MARKED carry keys the checker sets; the load writes the others
 RSS_BOUND_MB = 64
+# Under ASan (scripts/check_asan.sh) RSS measures its shadow memory and its quarantine of
+# freed blocks, not the daemon: the bound is skipped there, as in tests/test_abuse.py.
+SANITIZED = os.environ.get("PGCOHERE_SANITIZE") == "1"
 
 
 def rss_mb(pid):
@@ -312,7 +315,7 @@ def test_after_a_network_fault_no_key_is_stale_and_the_daemon_recovers_by_itself
     report(figures)
     assert figures["stale_keys"] == 0, figures
     assert figures["daemon_restarted"] is False, figures
-    assert figures["rss_peak_mb"] - figures["rss_before_mb"] < RSS_BOUND_MB, figures
+    assert SANITIZED or figures["rss_peak_mb"] - figures["rss_before_mb"] < RSS_BOUND_MB, figures
     assert figures["hung_clients"] == 0, figures
     assert figures["ok_after_heal"] > 0, figures
     assert figures["longest_op_s"] < QUERY_TIMEOUT + 30, figures

@@ -719,9 +719,12 @@ void CacheService::delete_pattern(const std::string& pattern, DeleteDone done) {
   pass->shards_left = shards.size();
   if (shards.empty()) return pass->done(0, "Redis is not connected");
   auto step = std::make_shared<std::function<void(std::string, std::string)>>();
-  *step = [this, pass, step](std::string shard, std::string cursor) {
+  // The step names itself weakly: only a pending SCAN's callback owns it, so it (and `done`,
+  // which may hold a console client) is freed when the last shard's pass ends. A strong
+  // self-capture was a cycle that leaked both at every CACHE DELETE PATTERN.
+  *step = [this, pass, weak = std::weak_ptr(step)](std::string shard, std::string cursor) {
     backend_->scan(shard, {"SCAN", cursor, "MATCH", pass->match, "COUNT", "1000"},
-                   [this, pass, step, shard](redis::Reply r) {
+                   [this, pass, step = weak.lock(), shard](redis::Reply r) {
                      if (r.is_error() || r.elements.size() != 2) {
                        pass->error = r.is_error() ? r.str : "unexpected SCAN reply";
                        if (--pass->shards_left == 0) pass->done(pass->removed, pass->error);

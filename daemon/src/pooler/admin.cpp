@@ -57,12 +57,13 @@ awaitable<void> ClientConn::serve_admin(bool admin_user) {
       continue;
     }
     // PAUSE may answer later: wait for the reply through shared state, so a connection
-    // closed meanwhile leaves nothing dangling.
+    // closed meanwhile leaves nothing dangling. The callback names the connection weakly:
+    // a target that keeps it (a PAUSE never resumed, a Redis command never answered) must
+    // not keep a console client that has gone alive with it.
     auto reply = std::make_shared<std::optional<admin::Reply>>();
-    auto self = shared_from_this();
-    console.execute(query, admin_user, [reply, self](admin::Reply r) {
+    console.execute(query, admin_user, [reply, weak = weak_from_this()](admin::Reply r) {
       *reply = std::move(r);
-      self->wakeup_.notify();
+      if (auto self = weak.lock()) self->wakeup_.notify();
     });
     while (!*reply) {
       co_await wakeup_.async_wait(use_awaitable);
