@@ -179,3 +179,19 @@ def start_pgbouncer(base, port, pg_port, dbname="postgres", extra=None):
 def load_average():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
+
+
+def console_stats(port, user, console_db, database="bench"):
+    """SHOW STATS of a pooler's console (PgBouncer's or ours): the row of `database` as
+    {column: text}, or None when the console does not answer."""
+    out = subprocess.run(["psql", "-X", "-A", "-F", "|", "-h", "127.0.0.1", "-p", str(port), "-U", user,
+                          console_db, "-c", "SHOW STATS"], capture_output=True, text=True, timeout=30)
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        return None
+    header = lines[0].split("|")
+    for line in lines[1:]:
+        fields = dict(zip(header, line.split("|")))
+        if fields.get("database") == database:
+            return fields
+    return None

@@ -32,7 +32,8 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common.measure import percentile  # noqa: E402
 from common.metrics import histogram, quantile, scrape  # noqa: E402
-from common.servers import REPO, free_port, load_average, start_cluster, start_ours, start_pgbouncer  # noqa: E402
+from common.servers import (REPO, console_stats, free_port, load_average, start_cluster, start_ours,  # noqa: E402
+                            start_pgbouncer)
 
 POOL_SIZE = 20
 DATABASE = "staged"  # PostgreSQL's name for the pool "bench" (the sampler connects elsewhere)
@@ -75,17 +76,8 @@ class ServerConnections:
 
 def pgbouncer_wait(bouncer_port):
     """PgBouncer's (total_wait_time µs, total_xact_count) of database bench, from SHOW STATS."""
-    out = subprocess.run(["psql", "-X", "-A", "-F", "|", "-h", "127.0.0.1", "-p", str(bouncer_port), "-U",
-                          "postgres", "pgbouncer", "-c", "SHOW STATS"], capture_output=True, text=True, timeout=30)
-    lines = out.stdout.strip().splitlines()
-    if out.returncode != 0 or not lines:
-        return None
-    header = lines[0].split("|")
-    for line in lines[1:]:
-        fields = dict(zip(header, line.split("|")))
-        if fields.get("database") == "bench":
-            return int(fields["total_wait_time"]), int(fields["total_xact_count"])
-    return None
+    fields = console_stats(bouncer_port, "postgres", "pgbouncer")
+    return (int(fields["total_wait_time"]), int(fields["total_xact_count"])) if fields else None
 
 
 def run_pgbench(port, clients, rate, duration, logdir):
