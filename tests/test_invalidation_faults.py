@@ -89,8 +89,10 @@ def test_daemon_killed_misses_nothing_after_restart(pg, new_db, secret, inv_daem
 def test_postgres_restart_is_seen_and_covered(pg, new_db, secret, inv_daemon, redis_srv):
     d = inv_daemon([new_db])
     r = redis_srv.client()
-    pg.restart()
+    # Cached before the outage, so only the resync after it can remove it (set after the
+    # restart, it raced that resync: pg_ctl returns after the daemon may have reconnected).
     r.set("pgcohere:cached:pg-restart", "x")
+    pg.restart()
     d.wait_listening(new_db, count=2, timeout=60)
     d.wait_resyncs(new_db, 2, timeout=30)
     wait_until(lambda: gone(r, "pgcohere:cached:pg-restart"), what="resync after PostgreSQL restart")
