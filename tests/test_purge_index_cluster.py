@@ -49,17 +49,24 @@ def test_a_pattern_purge_reads_the_sets_of_every_primary(pg, new_db, secret, clu
         assert len(names) == 1 and cluster.node_for_slot(keyslot(cluster, names[0])).port == node.port
 
 
+def move_behind_the_daemons_back(cluster, rc, keys):
+    """Writes keys (all in the slot of the first) and moves that slot to another primary
+    without the daemon hearing of it; returns (old node, new node)."""
+    for k in keys:
+        rc.set(k, "x")
+    slot = keyslot(cluster, keys[0])
+    source = cluster.node_for_slot(slot)
+    target = other_node(cluster, source)
+    migrate_slot(cluster, slot, source, target)
+    assert target.client().exists(keys[0]) == 1
+    return source, target
+
+
 def test_keys_moved_by_resharding_are_purged_on_their_new_node(pg, new_db, secret, cluster, indexed_daemon):
     d = indexed_daemon
     rc = cluster.client()
     msgs = [f"{new_db}:msg:history:7:{i}" for i in range(60)]
-    for k in msgs:
-        rc.set(k, "x")
-    slot = keyslot(cluster, msgs[0])
-    source = cluster.node_for_slot(slot)
-    target = other_node(cluster, source)
-    migrate_slot(cluster, slot, source, target)  # the daemon has not heard of it
-    assert target.client().exists(msgs[0]) == 1
+    move_behind_the_daemons_back(cluster, rc, msgs)
     before = d.metric("pgcohere_purge_index_patterns_total")
     scans = d.metric("pgcohere_purge_scan_passes_total")
     purged = d.metric("pgcohere_purged_patterns_total")
@@ -135,13 +142,7 @@ def test_a_hash_tag_pattern_follows_its_slot_to_a_new_node(pg, new_db, secret, c
     rc = cluster.client()
     tag = f"{new_db}c3"
     msgs = [f"{new_db}:msg:history:{{{tag}}}:{i}" for i in range(30)]
-    for k in msgs:
-        rc.set(k, "x")
-    slot = keyslot(cluster, msgs[0])
-    source = cluster.node_for_slot(slot)
-    target = other_node(cluster, source)
-    migrate_slot(cluster, slot, source, target)  # the daemon has not heard of it
-    assert target.client().exists(msgs[0]) == 1
+    _, target = move_behind_the_daemons_back(cluster, rc, msgs)
     stream = Stream(pg, new_db, secret)
     scans = d.metric("pgcohere_purge_scan_passes_total")
     moved = d.metric("pgcohere_redis_cluster_redirects_total", kind="moved")

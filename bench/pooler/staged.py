@@ -40,12 +40,19 @@ DATABASE = "staged"  # PostgreSQL's name for the pool "bench" (the sampler conne
 
 
 def raise_fd_limit(need):
-    """pgbench and both poolers hold one descriptor per client: raise the limit this process
-    (and so its children) may open."""
+    """pgbench and each pooler hold one descriptor per client: raise the limit this process
+    (and so its children, each counted on its own) may open. Where the hard limit cannot be
+    raised (no CAP_SYS_RESOURCE, as in some containers), go up to it and say so."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max(soft, need)
     if hard != resource.RLIM_INFINITY and hard < want:
-        hard = want  # root may raise the hard limit
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return
+        except (ValueError, OSError):
+            print(f"staged: open-files limit {hard} (cannot be raised here) is below the {need} wanted; "
+                  "the largest stages may fail to connect", file=sys.stderr)
+            want = hard
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
@@ -188,7 +195,7 @@ def main():
     args = ap.parse_args()
     stages = [int(s) for s in args.stages.split(",")]
     os.makedirs(args.out, exist_ok=True)
-    raise_fd_limit(max(stages) * 2 + 1024)
+    raise_fd_limit(max(stages) + 1024)  # per process: pgbench's sockets, or a pooler's clients and servers
     base = tempfile.mkdtemp(prefix="pool-staged-")
     os.chmod(base, 0o755)
     started, rows, failures = [], [], []
