@@ -286,6 +286,9 @@ def wait_indexed(d, keys):
                timeout=600, interval=0.2, what=f"{keys} keys indexed")
 
 
+RECEIVED = "pgcohere_invalidation_receive_latency_ms"
+
+
 def purge_one(d, conv, ks, conn, timeout=120):
     # Done when none of the conversation's 1,000 keys exists (other keys may come and go:
     # the daemon's read-your-writes watermark, the index's sets). `conn` is autocommit and
@@ -361,10 +364,14 @@ def bench_patterns(s, sustained_seconds, rate=1000, convs=1000, strategies=("def
         # Five conversations one after the other (42, 41, ...): each time, and the median;
         # the daemon's own histogram gives commit -> purged without the polling here.
         with warm_writer(s, d) as conn:
-            h0 = histogram(scrape(d.metrics_port))
+            text0 = scrape(d.metrics_port)
             times = [round(purge_one(d, min(42, convs - 1) - k, r, conn, timeout=20 if convs < 100 else 120), 2)
                      for k in range(5)]
-            h1 = histogram(scrape(d.metrics_port))
+            text1 = scrape(d.metrics_port)
+        h0, h1 = histogram(text0), histogram(text1)
+        # The part before the daemon: commit to the notification's arrival (extension + PostgreSQL).
+        received, _ = quantile(histogram(text0, RECEIVED), histogram(text1, RECEIVED), 0.5)
+        res["one_conversation_received_p50_ms"] = round(received, 2) if received else None
         res["one_conversation_ms_each"] = times
         res["one_conversation_ms"] = sorted(times)[2]
         dmed, _ = quantile(h0, h1, 0.5)
