@@ -231,6 +231,23 @@ def test_ssl_request_is_declined_and_login_goes_on(daemon_factory, new_db):
         psycopg.connect(dsn(d, new_db, sslmode="require"))
 
 
+def test_query_sent_with_the_startup_packet_is_answered(daemon_factory, new_db):
+    """With trust auth nothing is asked back, so a client may send its first query in the
+    same write as its startup packet; PostgreSQL answers it, and so must the pooler."""
+    d = start_pooler(daemon_factory, new_db)
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    try:
+        s.sendall(startup_packet("postgres", new_db) + message(b"Q", b"select 41 + 1\0"))
+        login = read_messages(s)
+        assert login[-1][0] == b"Z", login
+        answer = read_messages(s)
+        rows = [body for t, body in answer if t == b"D"]
+        assert len(rows) == 1 and rows[0].endswith(b"42"), answer
+        assert answer[-1] == (b"Z", b"I")
+    finally:
+        s.close()
+
+
 def test_reload_changes_pool_size(daemon_factory, new_db):
     d = start_pooler(daemon_factory, new_db, default_pool_size=1, query_wait_timeout=30)
     with open(d.config_path) as f:

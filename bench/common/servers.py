@@ -1,6 +1,7 @@
 """Private PostgreSQL, pgcohered and Debian's PgBouncer on loopback for a benchmark, with the
 CPU time and memory of each process. Every server started here is stopped by its PID."""
 import os
+import resource
 import pwd
 import shutil
 import signal
@@ -195,3 +196,20 @@ def console_stats(port, user, console_db, database="bench"):
         if fields.get("database") == database:
             return fields
     return None
+
+
+def raise_fd_limit(need):
+    """pgbench and each pooler hold one descriptor per client: raise the limit this process
+    (and so its children, each counted on its own) may open. Where the hard limit cannot be
+    raised (no CAP_SYS_RESOURCE, as in some containers), go up to it and say so."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(soft, need)
+    if hard != resource.RLIM_INFINITY and hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return
+        except (ValueError, OSError):
+            print(f"bench: open-files limit {hard} (cannot be raised here) is below the {need} wanted; "
+                  "the largest stages may fail to connect", file=sys.stderr)
+            want = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))

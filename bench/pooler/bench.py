@@ -5,7 +5,9 @@ Runs, on a private PostgreSQL 15 cluster initialised at scale 10:
   * pgbench -S -M prepared at -c 50 (pgcohered and direct; PgBouncer 1.18 cannot);
   * pgbench -S -C (new connection per transaction) at -c 50;
   * pgcohered's CPU time per transaction, and its resident memory with 1,000 idle clients
-    (and per idle client).
+    (and per idle client: the growth from none over 1,000, which includes what the first
+    logins cost once, such as the pool's server connections; and the growth from 1,000 to
+    2,000, the cost of one more idle client).
 Each case is repeated; the tables report medians. Every server it starts is stopped by PID.
 """
 import argparse
@@ -20,32 +22,42 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common.measure import interleaved, measured, medians, pgbench  # noqa: E402
-from common.servers import REPO, Direct, free_port, start_cluster, start_ours, start_pgbouncer  # noqa: E402
+from common.servers import REPO, Direct, free_port, raise_fd_limit, start_cluster, start_ours, start_pgbouncer  # noqa: E402
 
 
 IDLE_CLIENTS = 1000
 
 
-def idle_clients_rss(target, dbname, count):
-    """(RSS kB before, RSS kB with `count` logged-in idle clients): the difference over
-    `count` is the memory one idle client costs."""
-    before = target.rss_kb()
-    socks = []
+def log_in_idle(port, dbname, count, socks):
+    """`count` more logged-in idle clients (appended to `socks`), each past its ReadyForQuery."""
     body = struct.pack("!i", 196608) + b"user\0postgres\0database\0" + dbname.encode() + b"\0\0"
     packet = struct.pack("!i", len(body) + 4) + body
+    new = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port))
+        socks.append(s)
+        new.append(s)
+        s.sendall(packet)
+    for s in new:
+        buf = b""
+        while not buf.endswith(b"Z\x00\x00\x00\x05I"):
+            chunk = s.recv(4096)
+            if not chunk:
+                raise RuntimeError("login failed")
+            buf += chunk
+
+
+def idle_clients_rss(target, dbname, count):
+    """RSS kB (before, with `count` logged-in idle clients, with 2 x `count`): (second -
+    before) / count is what an idle client costs counting the first logins' one-time costs,
+    (third - second) / count what one more costs."""
+    before = target.rss_kb()
+    socks = []
     try:
-        for _ in range(count):
-            s = socket.create_connection(("127.0.0.1", target.port))
-            s.sendall(packet)
-            socks.append(s)
-        for s in socks:  # wait for each ReadyForQuery
-            buf = b""
-            while not buf.endswith(b"Z\x00\x00\x00\x05I"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    raise RuntimeError("login failed")
-                buf += chunk
-        return before, target.rss_kb()
+        log_in_idle(target.port, dbname, count, socks)
+        first = target.rss_kb()
+        log_in_idle(target.port, dbname, count, socks)
+        return before, first, target.rss_kb()
     finally:
         for s in socks:
             s.close()
@@ -64,6 +76,7 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     only = set(filter(None, args.only.split(",")))
+    raise_fd_limit(2 * IDLE_CLIENTS + 1024)  # the memory case's sockets, here and in each pooler
     base = tempfile.mkdtemp(prefix="pool-bench-")
     os.chmod(base, 0o755)
     started = []
@@ -171,10 +184,13 @@ def render(results, mem, args):
                   "(machine CPU / (machine CPU - PgBouncer CPU) per transaction; meaningful when the "
                   "machine is saturated): " + ", ".join(ceilings)]
     if mem:
-        lines += ["", f"Resident memory with {IDLE_CLIENTS:,} idle clients (and per idle client: the growth "
-                  "from none, over their number): " +
-                  ", ".join(f"{k} {after / 1024:.1f} MiB ({(after - before) * 1024 / IDLE_CLIENTS / 1000:.1f} kB)"
-                            for k, (before, after) in mem.items())]
+        def kb(delta):
+            return f"{delta * 1024 / IDLE_CLIENTS / 1000:.1f} kB"
+        lines += ["", f"Resident memory with {IDLE_CLIENTS:,} idle clients (per idle client: the growth from none "
+                  f"over {IDLE_CLIENTS:,}; then the growth from {IDLE_CLIENTS:,} to {2 * IDLE_CLIENTS:,} idle "
+                  "clients over the 1,000 added): " +
+                  ", ".join(f"{k} {first / 1024:.1f} MiB ({kb(first - before)}; {kb(second - first)})"
+                            for k, (before, first, second) in mem.items())]
     return "\n".join(lines) + "\n"
 
 

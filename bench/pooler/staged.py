@@ -20,7 +20,6 @@ Every server started here is stopped by its PID.
 import argparse
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,28 +31,11 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common.measure import percentile  # noqa: E402
 from common.metrics import histogram, quantile, scrape  # noqa: E402
-from common.servers import (REPO, console_stats, free_port, load_average, start_cluster, start_ours,  # noqa: E402
-                            start_pgbouncer)
+from common.servers import (REPO, console_stats, free_port, load_average, raise_fd_limit,  # noqa: E402
+                            start_cluster, start_ours, start_pgbouncer)
 
 POOL_SIZE = 20
 DATABASE = "staged"  # PostgreSQL's name for the pool "bench" (the sampler connects elsewhere)
-
-
-def raise_fd_limit(need):
-    """pgbench and each pooler hold one descriptor per client: raise the limit this process
-    (and so its children, each counted on its own) may open. Where the hard limit cannot be
-    raised (no CAP_SYS_RESOURCE, as in some containers), go up to it and say so."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = max(soft, need)
-    if hard != resource.RLIM_INFINITY and hard < want:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
-            return
-        except (ValueError, OSError):
-            print(f"staged: open-files limit {hard} (cannot be raised here) is below the {need} wanted; "
-                  "the largest stages may fail to connect", file=sys.stderr)
-            want = hard
-    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 class ServerConnections:

@@ -21,6 +21,7 @@
 #include "cache/request.h"
 #include "cache/session_change.h"
 #include "cache/session_switch.h"
+#include "net/exact_allocator.h"
 #include "pooler/cancel_key.h"
 #include "pooler/notify_hub.h"
 #include "pooler/pooler.h"
@@ -88,7 +89,29 @@ ClientConn::~ClientConn() {
 }
 
 void ClientConn::start() {
-  asio::co_spawn(pooler_.io(), [self = shared_from_this()]() { return self->run(); }, asio::detached);
+  asio::co_spawn(pooler_.io(), [self = shared_from_this()]() { return self->run(false); }, asio::detached);
+}
+
+// Between messages a client holds no coroutine (its frames are about 2 kB, most of an idle
+// client's memory): only this wait, whose handler starts serving again.
+struct ClientConn::ParkedWait {
+  std::shared_ptr<ClientConn> self;
+  using allocator_type = net::ExactAllocator<void>;
+  allocator_type get_allocator() const noexcept { return {}; }
+  void operator()(const boost::system::error_code& ec) { self->unpark(ec); }
+};
+
+void ClientConn::park() {
+  in_.detach(pooler_.client_buffers());
+  socket_.lowest().async_wait(asio::socket_base::wait_read, ParkedWait{shared_from_this()});
+}
+
+void ClientConn::unpark(const boost::system::error_code& ec) {
+  if (ec || closed_) {  // close() (operation_aborted) or a socket error: the session is over
+    finish();
+    return;
+  }
+  asio::co_spawn(pooler_.io(), [self = shared_from_this()]() { return self->run(true); }, asio::detached);
 }
 
 void ClientConn::close() {
@@ -182,16 +205,27 @@ awaitable<size_t> ClientConn::read_more() {
   }
 }
 
+awaitable<size_t> ClientConn::read_now() {
+  in_.attach(pooler_.client_buffers());
+  if (socket_.tls()) co_return co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
+  boost::system::error_code ec;
+  size_t n = socket_.lowest().read_some(asio::buffer(in_.tail(), in_.tail_size()), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) co_return 0;  // a spurious wakeup
+  if (ec) throw boost::system::system_error(ec);
+  co_return n;
+}
+
 awaitable<void> ClientConn::send_fatal(std::string_view sqlstate, std::string_view message) {
   std::string out;
   protocol::encode::error_response(out, "FATAL", sqlstate, message);
   co_await write_gated(out);
 }
 
-awaitable<void> ClientConn::run() {
+awaitable<void> ClientConn::run(bool woken) {
   auto self = shared_from_this();
+  bool parked = false;
   try {
-    if (co_await login()) co_await serve();
+    if (woken || co_await login()) parked = co_await serve(woken);
   } catch (const boost::system::system_error& e) {
     if (e.code() != asio::error::eof && e.code() != asio::error::operation_aborted &&
         e.code() != asio::error::connection_reset) {
@@ -200,8 +234,12 @@ awaitable<void> ClientConn::run() {
   } catch (const std::exception& e) {
     PGC_LOG_WARN << "client " << peer_ << ": " << e.what();
   }
+  if (!parked) finish();
+}
+
+void ClientConn::finish() {
   closed_ = true;
-  if (notify_hub_) notify_hub_->unlisten_all(*this);  // nothing of its LISTENs survives it
+  if (auto hub = notify_hub()) hub->unlisten_all(*this);  // nothing of its LISTENs survives it
   if (waiting_) entry_->stop_waiting(this);
   if (auto s = server_) {
     s->unlink();
@@ -351,6 +389,9 @@ awaitable<bool> ClientConn::login() {
     }
     auto p = protocol::parse_startup_packet(f.packet);
     in_.consume(f.consumed);
+    // The login may wait (for the pool's first server connection, for auth_query): only a
+    // client with bytes pending keeps a read buffer through it.
+    if (in_.empty()) in_.detach(pooler_.client_buffers());
     if (!p) {
       co_await send_fatal("08P01", p.error());
       co_return false;
@@ -462,6 +503,7 @@ awaitable<bool> ClientConn::login() {
     s->give_back_unused();
   }
   auto& tracked = pooler_.tracked();
+  session_.params().reserve(tracked.names().size());
   for (auto& [k, v] : entry_->server_defaults().entries())
     if (!tracked.canonical(k).empty()) session_.params().set(k, v);
   for (auto& [k, v] : startup.params) {
@@ -734,20 +776,35 @@ awaitable<void> ClientConn::end_prepare_batch() {
   if (server_ == s) s->maybe_release();
 }
 
-awaitable<void> ClientConn::serve() {
+awaitable<bool> ClientConn::serve(bool woken) {
   auto& d = pooler_.settings();
   bool rewrite = entry_->mode() != PoolMode::session && d.max_prepared_statements > 0;
   std::string out;
   bool listen_waits = false;  // a LISTEN must wait for the answers to what was sent before it
+  // What a client sent right behind its startup packet (trust auth lets it, as PostgreSQL
+  // does) is already read: it runs before anything else is waited for.
+  bool read_ahead = !woken && !in_.empty();
   for (;;) {
     if (listen_waits) {
       listen_waits = false;
       co_await wait_for_server_answers();
-      if (dying_ || closed_) co_return;
+      if (dying_ || closed_) co_return false;
+    } else if (read_ahead) {
+      read_ahead = false;
     } else {
-      size_t n = co_await read_more();
+      size_t n = 0;
+      if (!in_.empty() || socket_.tls_pending()) {
+        n = co_await read_more();  // the rest of a message, or what OpenSSL holds
+      } else if (woken) {
+        woken = false;  // readable when the parked wait ended: read without waiting again
+        n = co_await read_now();
+      }
+      if (n == 0) {
+        park();
+        co_return true;
+      }
       if (pooler_.suspended()) co_await pooler_.wait_until_resumed();  // SUSPEND holds new traffic
-      if (dying_ || closed_) co_return;
+      if (dying_ || closed_) co_return false;
       last_activity_ = Clock::now();
       in_.produced(n);
       entry_->count_bytes_received(n);
@@ -761,7 +818,7 @@ awaitable<void> ClientConn::serve() {
       if (f.kind == protocol::Frame::Kind::error) {
         PGC_LOG_WARN << "client " << peer_ << ": " << f.error;
         co_await send_fatal("08P01", f.error);
-        co_return;
+        co_return false;
       }
       if (f.kind == protocol::Frame::Kind::message && f.type == 'X') {
         terminate = true;
@@ -790,7 +847,7 @@ awaitable<void> ClientConn::serve() {
             listen_waits = true;
             break;
           }
-          if (!co_await answer_listen(*request)) co_return;
+          if (!co_await answer_listen(*request)) co_return false;
           in_.consume(f.consumed);
           continue;
         }
@@ -803,7 +860,7 @@ awaitable<void> ClientConn::serve() {
             break;
           }
           std::size_t answered = co_await answer_listen_batch(data);
-          if (answered == kListenGone) co_return;
+          if (answered == kListenGone) co_return false;
           if (answered == kListenNeedMore) break;  // the rest of the batch is still on its way
           if (answered) {
             in_.consume(answered);
@@ -819,7 +876,7 @@ awaitable<void> ClientConn::serve() {
         // the Bind/Execute/Sync that follows may be a hit. A Sync of ours ends that batch
         // (nothing the client sees: no statement ran in it) and gives the server back.
         co_await end_prepare_batch();
-        if (dying_ || closed_) co_return;
+        if (dying_ || closed_) co_return false;
       }
       // Between transactions the query cache may answer (or a pooler-level SET): with no
       // server linked, or, in session pooling, with the session's server idle.
@@ -829,7 +886,7 @@ awaitable<void> ClientConn::serve() {
           may_be_answered(f, sql)) {
         std::size_t answered = co_await try_session_switch(data);
         if (!answered) answered = co_await try_cache(data);
-        if (dying_ || closed_) co_return;
+        if (dying_ || closed_) co_return false;
         if (answered) {
           in_.consume(answered);
           continue;
@@ -837,7 +894,7 @@ awaitable<void> ClientConn::serve() {
       }
       if (!server_) {
         if (!try_link() && !co_await acquire()) {
-          if (!canceled_ || closed_ || dying_) co_return;
+          if (!canceled_ || closed_ || dying_) co_return false;
           // A CancelRequest for this client while it was queued (pgbouncer#1314).
           canceled_ = false;
           co_await answer_canceled(f);
@@ -853,7 +910,7 @@ awaitable<void> ClientConn::serve() {
       } else if (!session_.translate(f.type, data.substr(0, f.consumed), f.body, server_->session(),
                                      pooler_.statements(), rewrite, out)) {
         co_await send_fatal("08P01", "invalid message from client");
-        co_return;
+        co_return false;
       }
       in_.consume(f.consumed);
     }
@@ -864,10 +921,10 @@ awaitable<void> ClientConn::serve() {
       writing_ = true;
       auto ec = co_await s->socket().write_all(out);
       writing_ = false;
-      if (ec) co_return;  // the server connection is gone; its own loop tells the pool
+      if (ec) co_return false;  // the server connection is gone; its own loop tells the pool
       if (server_ == s) s->maybe_release();
     }
-    if (terminate) co_return;
+    if (terminate) co_return false;
     if (in_.capacity() > 1024 * 1024) in_.shrink(64 * 1024);
   }
 }

@@ -56,7 +56,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool writing_to_server() const { return writing_; }
   void set_server(std::shared_ptr<ServerConn> s) {
     server_ = std::move(s);
-    if (!server_ && !notifications_.empty()) start_notification_flush();  // between transactions now
+    if (!server_ && has_notifications()) start_notification_flush();  // between transactions now
   }
   const std::shared_ptr<ServerConn>& server() const { return server_; }
   uint64_t cancel_id() const { return (uint64_t(uint32_t(cancel_pid_)) << 32) | uint32_t(cancel_key_); }
@@ -93,8 +93,10 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool deliver_notification(std::string_view message);
   void notifications_overflowed();
   // ServerConn, before it forwards a ReadyForQuery 'I': what waited for the transaction's end.
-  bool has_notifications() const { return !notifications_.empty(); }
-  void take_notifications(std::string& out) { notifications_.move_to(out); }
+  bool has_notifications() const { return listening_ && !listening_->pending.empty(); }
+  void take_notifications(std::string& out) {
+    if (listening_) listening_->pending.move_to(out);
+  }
   // A CancelRequest named this client while it waits in the queue: its request fails with
   // "canceling statement due to user request" and it stays connected (pgbouncer#1314).
   void cancel_wait();
@@ -110,7 +112,14 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   }
 
  private:
-  boost::asio::awaitable<void> run();
+  // The session's coroutine: login (unless `woken`) and serve(), then finish() unless it parked.
+  boost::asio::awaitable<void> run(bool woken);
+  // Waits for the client's next bytes with no coroutine; unpark() then runs run(true).
+  void park();
+  void unpark(const boost::system::error_code& ec);
+  struct ParkedWait;  // park()'s handler
+  // The session is over: leaves its pool, its server connection, its LISTENs; closes.
+  void finish();
   boost::asio::awaitable<bool> login();
   // The answer to an SSLRequest, and the TLS handshake after 'S'. False: close.
   boost::asio::awaitable<bool> answer_ssl_request();
@@ -124,9 +133,13 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // The error (and ReadyForQuery, or skipping to Sync) for a canceled queued request.
   boost::asio::awaitable<void> answer_canceled(const protocol::Frame& f);
   void sync_parameters(std::string& out);
-  boost::asio::awaitable<void> serve();
+  // Runs the client's requests. True: it parked (between messages, nothing pending); false:
+  // the session is over. `woken`: the socket is readable (a parked wait ended).
+  boost::asio::awaitable<bool> serve(bool woken);
   // Reads what the client sent into in_ (at least one byte; throws on EOF/errors).
   boost::asio::awaitable<size_t> read_more();
+  // Reads what is there without waiting for it: 0 when nothing was (throws on EOF/errors).
+  boost::asio::awaitable<size_t> read_now();
   boost::asio::awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message);
   // A failed login: logged (rate-limited), then, after auth_failure_delay, FATAL with this
   // SQLSTATE and message; `reason` is for the log only.
@@ -206,14 +219,24 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   static constexpr std::size_t kListenNeedMore = static_cast<std::size_t>(-1);
   static constexpr std::size_t kListenGone = static_cast<std::size_t>(-2);
   boost::asio::awaitable<std::size_t> answer_listen_batch(std::string_view data);
-  std::map<std::string, notify::ListenCommand> listen_statements_, listen_portals_;
   // Until the linked server connection has answered everything sent to it.
   boost::asio::awaitable<void> wait_for_server_answers();
   void start_notification_flush();
   boost::asio::awaitable<void> flush_notifications();
-  NotifyHub* notify_hub_ = nullptr;  // set by the first LISTEN
-  notify::PendingNotifications notifications_{notify::kMaxPendingNotificationBytes};
-  bool flushing_notifications_ = false;
+  // What LISTEN brings, allocated by the first one: most clients never LISTEN, and the
+  // memory of an idle client is multiplied by 10,000 of them.
+  struct Listening {
+    std::map<std::string, notify::ListenCommand> statements, portals;  // extended-protocol LISTENs
+    NotifyHub* hub = nullptr;
+    notify::PendingNotifications pending{notify::kMaxPendingNotificationBytes};
+    bool flushing = false;
+  };
+  std::unique_ptr<Listening> listening_;
+  Listening& listening() {
+    if (!listening_) listening_ = std::make_unique<Listening>();
+    return *listening_;
+  }
+  NotifyHub* notify_hub() const { return listening_ ? listening_->hub : nullptr; }
   // The admin console session (pooler/admin.cpp, with the rest of the console's backend).
   boost::asio::awaitable<void> serve_admin(bool admin_user);
 };

@@ -37,9 +37,10 @@ awaitable<ClientConn::ListenOutcome> ClientConn::run_listen_command(const notify
                                                                     std::string& out) {
   auto self = shared_from_this();
   if (cmd.kind == notify::ListenCommand::Kind::listen) {
-    if (!notify_hub_) notify_hub_ = &pooler_.notify_hub(*entry_);
+    auto& listening = this->listening();
+    if (!listening.hub) listening.hub = &pooler_.notify_hub(*entry_);
     auto result = std::make_shared<std::optional<std::string>>();
-    notify_hub_->listen(*this, cmd.channel, [result, self](std::string error) {
+    listening.hub->listen(*this, cmd.channel, [result, self](std::string error) {
       *result = std::move(error);
       self->wakeup_.notify();
     });
@@ -51,20 +52,21 @@ awaitable<ClientConn::ListenOutcome> ClientConn::run_listen_command(const notify
       protocol::encode::error_response(out, "ERROR", "08006", **result);
       co_return ListenOutcome::failed;
     }
-  } else if (notify_hub_ && cmd.kind == notify::ListenCommand::Kind::unlisten) {
-    notify_hub_->unlisten(*this, cmd.channel);
-  } else if (notify_hub_) {
-    notify_hub_->unlisten_all(*this);
+  } else if (auto hub = notify_hub(); hub && cmd.kind == notify::ListenCommand::Kind::unlisten) {
+    hub->unlisten(*this, cmd.channel);
+  } else if (hub) {
+    hub->unlisten_all(*this);
   }
   protocol::encode::command_complete(out, notify::command_tag(cmd));
   co_return ListenOutcome::done;
 }
 
 void ClientConn::apply_unlistens(const notify::ListenRequest& request) {
-  if (!notify_hub_) return;
+  auto hub = notify_hub();
+  if (!hub) return;
   for (const auto& cmd : request.commands) {
-    if (cmd.kind == notify::ListenCommand::Kind::unlisten) notify_hub_->unlisten(*this, cmd.channel);
-    if (cmd.kind == notify::ListenCommand::Kind::unlisten_all) notify_hub_->unlisten_all(*this);
+    if (cmd.kind == notify::ListenCommand::Kind::unlisten) hub->unlisten(*this, cmd.channel);
+    if (cmd.kind == notify::ListenCommand::Kind::unlisten_all) hub->unlisten_all(*this);
   }
 }
 
@@ -99,15 +101,15 @@ bool ClientConn::starts_listen_batch(const protocol::Frame& f) const {
     auto r = notify::recognize(p.value().query);
     return r && !r->mixed && r->commands.size() == 1;
   }
-  if (f.type == 'B' && !listen_statements_.empty()) {
+  if (f.type == 'B' && listening_ && !listening_->statements.empty()) {
     auto b = protocol::parse_bind_head(f.body);
-    return b && listen_statements_.count(std::string(b.value().statement));
+    return b && listening_->statements.count(std::string(b.value().statement));
   }
   return false;
 }
 
 void ClientConn::forget_listen_statement(const protocol::Frame& f) {
-  if (listen_statements_.empty()) return;
+  if (!listening_ || listening_->statements.empty()) return;
   std::string_view name;
   if (f.type == 'P') {
     auto p = protocol::parse_parse(f.body);
@@ -120,7 +122,7 @@ void ClientConn::forget_listen_statement(const protocol::Frame& f) {
   } else {
     return;
   }
-  listen_statements_.erase(std::string(name));
+  listening_->statements.erase(std::string(name));
 }
 
 // The extended protocol (asyncpg, JDBC): Parse of a LISTEN/UNLISTEN, or Bind of such a
@@ -133,7 +135,7 @@ awaitable<std::size_t> ClientConn::answer_listen_batch(std::string_view data) {
     std::string other;  // B: the statement
     char kind = 0;      // D and C: 'S' or 'P'
   };
-  std::map<std::string, notify::ListenCommand> statements = listen_statements_, portals;
+  std::map<std::string, notify::ListenCommand> statements = listening().statements, portals;
   std::vector<Step> steps;
   protocol::FrameDecoder decoder(protocol::FrameDecoder::Side::frontend,
                                  static_cast<uint32_t>(std::max(1024, pooler_.settings().max_packet_size)));
@@ -199,11 +201,11 @@ awaitable<std::size_t> ClientConn::answer_listen_batch(std::string_view data) {
     }
     switch (step.type) {
       case 'P':
-        listen_statements_[step.name] = statements[step.name];
+        listening_->statements[step.name] = statements[step.name];
         protocol::encode::parse_complete(out);
         break;
       case 'B':
-        listen_portals_[step.name] = listen_statements_[step.other];
+        listening_->portals[step.name] = listening_->statements[step.other];
         protocol::encode::bind_complete(out);
         break;
       case 'D':
@@ -211,17 +213,17 @@ awaitable<std::size_t> ClientConn::answer_listen_batch(std::string_view data) {
         protocol::encode::no_data(out);
         break;
       case 'C':
-        (step.kind == 'S' ? listen_statements_ : listen_portals_).erase(step.name);
+        (step.kind == 'S' ? listening_->statements : listening_->portals).erase(step.name);
         protocol::encode::close_complete(out);
         break;
       case 'E': {
-        auto outcome = co_await run_listen_command(listen_portals_[step.name], out);
+        auto outcome = co_await run_listen_command(listening_->portals[step.name], out);
         if (outcome == ListenOutcome::gone) co_return kListenGone;
         if (outcome == ListenOutcome::failed) failed = true;
         break;
       }
       case 'S':
-        listen_portals_.clear();  // the implicit transaction ends; so do its portals
+        listening_->portals.clear();  // the implicit transaction ends; so do its portals
         failed = false;
         protocol::encode::ready_for_query(out, status);
         break;
@@ -247,7 +249,7 @@ awaitable<void> ClientConn::wait_for_server_answers() {
 
 bool ClientConn::deliver_notification(std::string_view message) {
   if (closed_ || dying_) return true;  // going away: nothing to keep
-  if (!notifications_.push(message)) return false;
+  if (!listening().pending.push(message)) return false;
   if (!server_) start_notification_flush();
   return true;
 }
@@ -265,8 +267,8 @@ void ClientConn::notifications_overflowed() {
 }
 
 void ClientConn::start_notification_flush() {
-  if (flushing_notifications_ || closed_ || dying_) return;
-  flushing_notifications_ = true;
+  if (listening().flushing || closed_ || dying_) return;
+  listening_->flushing = true;
   asio::co_spawn(pooler_.io(), [self = shared_from_this()]() { return self->flush_notifications(); }, asio::detached);
 }
 
@@ -275,15 +277,15 @@ awaitable<void> ClientConn::flush_notifications() {
   std::string out;
   // A server linked meanwhile forwards them at its ReadyForQuery 'I' instead; a message
   // cut in the middle (mid_message_) cannot be followed by ours.
-  while (!server_ && !closed_ && !dying_ && !mid_message_ && !notifications_.empty()) {
+  while (!server_ && !closed_ && !dying_ && !mid_message_ && has_notifications()) {
     out.clear();
-    notifications_.move_to(out);
+    take_notifications(out);
     boost::system::error_code ec;
     co_await asio::async_write(socket_, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
     if (ec) break;  // the client's own loop notices the broken socket
   }
   write_gate_.leave();
-  flushing_notifications_ = false;
+  listening_->flushing = false;
 }
 
 }  // namespace pgcohere::pooler

@@ -3,6 +3,9 @@
 
 #include <strings.h>
 
+#include <mutex>
+#include <set>
+
 #include "protocol/messages.h"
 
 namespace pgcohere::session {
@@ -18,6 +21,15 @@ std::string_view TrackedNames::canonical(std::string_view name) const {
   for (const auto& n : names_)
     if (n.size() == name.size() && strncasecmp(n.data(), name.data(), n.size()) == 0) return n;
   return {};
+}
+
+std::string_view intern_name(std::string_view name) {
+  static std::mutex mutex;
+  static std::set<std::string, std::less<>> names;  // node-based: a name never moves
+  std::lock_guard lock(mutex);
+  auto it = names.find(name);
+  if (it == names.end()) it = names.emplace(name).first;
+  return *it;
 }
 
 const std::string* ParamMap::get(std::string_view name) const {
@@ -43,7 +55,7 @@ bool ParamMap::set(std::string_view name, std::string_view value) {
       version_++;
       return true;
     }
-  entries_.emplace_back(std::string(name), std::string(value));
+  entries_.emplace_back(intern_name(name), std::string(value));
   fingerprint_ ^= entry_hash(name, value);
   version_++;
   return true;
