@@ -85,3 +85,24 @@ def test_without_so_reuseport_a_second_process_cannot_take_the_port(daemon_facto
     second.start(wait_for_port=False)
     assert second.proc.wait(timeout=15) != 0
     assert "Address already in use" in second.log() or "address already in use" in second.log().lower()
+
+
+def test_quiet_clients_park_and_wake(daemon_factory, new_db):
+    """A client waits for its next request with no coroutine (parked) right after its login,
+    and again once it has been quiet for a second; its next request wakes it and is answered
+    as usual, and a parked client that leaves is gone from the count."""
+    from harness.servers import wait_until
+    d = start_pooler(daemon_factory, new_db)
+
+    def parked(n):
+        return lambda: sample(scrape(d), "pgcohere_clients_parked") == n
+    with connect(d, new_db) as c:
+        wait_until(parked(1), timeout=10, what="the new client parked")
+        assert c.execute("select 1").fetchone()[0] == 1
+        wait_until(parked(1), timeout=10, what="the quiet client parked again")
+        with connect(d, new_db) as other:
+            wait_until(parked(2), timeout=10, what="two parked clients")
+            assert other.execute("select 2").fetchone()[0] == 2
+        wait_until(parked(1), timeout=10, what="the one that left no longer counted")
+        assert c.execute("select 3").fetchone()[0] == 3
+    wait_until(parked(0), timeout=10, what="no parked client left")

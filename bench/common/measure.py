@@ -27,8 +27,11 @@ def pgbench(port, dbname, clients, duration, extra, logdir, select_only=True):
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration * 4 + 120, cwd=logdir)
     if out.returncode != 0:
         raise RuntimeError(f"pgbench failed: {' '.join(argv)}\n{out.stderr[-2000:]}")
-    tps = float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))
-    n = int(re.search(r"number of transactions actually processed: (\d+)", out.stdout).group(1))
+    tps_line = re.search(r"tps = ([\d.]+)", out.stdout)
+    n_line = re.search(r"number of transactions actually processed: (\d+)", out.stdout)
+    if not tps_line or not n_line:  # e.g. clients that could not connect: pgbench says why on stderr
+        raise RuntimeError(f"pgbench reported no throughput: {' '.join(argv)}\n{out.stderr[-2000:]}")
+    tps, n = float(tps_line.group(1)), int(n_line.group(1))
     lat = []
     for name in os.listdir(logdir):
         path = os.path.join(logdir, name)

@@ -81,6 +81,7 @@ def main():
     os.chmod(base, 0o755)
     started = []
     results = []
+    failures = []  # (case, target, reason): a failed run is reported, the others go on
     try:
         pg = start_cluster(base)
         started.append(pg)
@@ -118,8 +119,11 @@ def main():
                       f"cpu_us_per_tx={cpu:.1f} machine_cpu_us_per_tx={busy:.1f}", flush=True)
                 return tps, p50, p99, cpu, busy
 
-            runs = interleaved([label for label, _, _ in targets if label in which], args.repeats, run_one)
+            runs = interleaved([label for label, _, _ in targets if label in which], args.repeats, run_one,
+                               failures, case=f"{name} c={clients}")
             for label, r in runs.items():
+                if not r:
+                    continue
                 results.append((name, clients, label, *medians(r)))
 
         clients = [int(c) for c in args.clients.split(",")]
@@ -145,7 +149,7 @@ def main():
             started.append(fresh_bouncer)
             mem = {"pgcohered": idle_clients_rss(fresh_ours, "bench", IDLE_CLIENTS),
                    "pgbouncer": idle_clients_rss(fresh_bouncer, "bench", IDLE_CLIENTS)}
-        report = render(results, mem, args)
+        report = render(results, mem, args, failures)
         print(report)
         with open(os.path.join(args.out, "report.md"), "w") as f:
             f.write(report)
@@ -155,7 +159,7 @@ def main():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def render(results, mem, args):
+def render(results, mem, args, failures=()):
     lines = [f"# pooler benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
              f"pgbench -S, scale 10, {args.duration} s per run, median of {args.repeats}; "
              f"pool_size 20, transaction mode; pgcohered-xN: N processes on one port (so_reuseport), "
@@ -191,6 +195,9 @@ def render(results, mem, args):
                   "clients over the 1,000 added): " +
                   ", ".join(f"{k} {first / 1024:.1f} MiB ({kb(first - before)}; {kb(second - first)})"
                             for k, (before, first, second) in mem.items())]
+    if failures:
+        lines += ["", "Runs that failed (medians above are of the others):"]
+        lines += [f"- {case}, {label}: {reason.splitlines()[-1] if reason else '?'}" for case, label, reason in failures]
     return "\n".join(lines) + "\n"
 
 

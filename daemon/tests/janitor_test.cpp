@@ -145,3 +145,13 @@ TEST(JanitorStats, TheStatsPeriodIsAtLeastOneSecond) {
   EXPECT_FALSE(janitor::stats_period_over(t0 + 999ms, t0, d));
   EXPECT_TRUE(janitor::stats_period_over(t0 + 1s, t0, d));
 }
+
+TEST(Janitor, OnlyAQuietClientWithNothingLinkedOrQueuedParks) {
+  janitor::ClientState c;
+  c.last_activity = t0;
+  EXPECT_FALSE(janitor::parks(t0 + 999ms, c));  // busy clients keep their coroutine
+  EXPECT_TRUE(janitor::parks(t0 + 1s, c));
+  c.waiting = true;
+  EXPECT_FALSE(janitor::parks(t0 + 10s, c));  // queued: its coroutine waits for a server
+  EXPECT_FALSE(janitor::parks(t0 + 10s, linked_client(false, 'I', t0)));  // session pooling, or mid-transaction
+}

@@ -105,6 +105,9 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // and SHOW CLIENTS without waiting to be served. Short waits, the common case under
   // load, cost nothing (no epoll re-arm).
   void watch_while_waiting();
+  // The janitor found the client quiet, with nothing linked or queued: if it waits for its
+  // next request, the wait is cut and the client parks (no coroutine while idle).
+  void park_if_quiet();
   // query_wait_timeout passed (the pooler's janitor checks it).
   void wait_timed_out() {
     timed_out_ = true;
@@ -136,8 +139,11 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   // Runs the client's requests. True: it parked (between messages, nothing pending); false:
   // the session is over. `woken`: the socket is readable (a parked wait ended).
   boost::asio::awaitable<bool> serve(bool woken);
-  // Reads what the client sent into in_ (at least one byte; throws on EOF/errors).
-  boost::asio::awaitable<size_t> read_more();
+  // Reads what the client sent into in_ (at least one byte; throws on EOF/errors). With
+  // `may_park`, 0 when park_if_quiet() cut its wait for data.
+  boost::asio::awaitable<size_t> read_more(bool may_park = false);
+  bool parkable_ = false;        // waiting in serve() for the next request
+  bool park_requested_ = false;  // park_if_quiet() canceled that wait
   // Reads what is there without waiting for it: 0 when nothing was (throws on EOF/errors).
   boost::asio::awaitable<size_t> read_now();
   boost::asio::awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message);

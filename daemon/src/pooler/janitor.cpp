@@ -51,6 +51,10 @@ std::optional<std::string_view> client_timeout(Clock::time_point now, const Clie
   return std::nullopt;
 }
 
+bool parks(Clock::time_point now, const ClientState& c) {
+  return !c.linked && !c.waiting && seconds_between(c.last_activity, now) >= kParkAfterSeconds;
+}
+
 bool wait_expired(Clock::time_point now, Clock::time_point wait_started, const config::DaemonSettings& d) {
   return d.query_wait_timeout > 0 && seconds_between(wait_started, now) >= d.query_wait_timeout;
 }
@@ -136,7 +140,11 @@ void Janitor::expire_clients(PoolEntry& e, Clock::time_point now) {
       st.server_tx_status = s->session().tx_status();
       st.server_last_activity = s->last_activity();
     }
-    if (auto why = janitor::client_timeout(now, st, pooler_.settings())) expired.emplace_back(c, *why);
+    if (auto why = janitor::client_timeout(now, st, pooler_.settings())) {
+      expired.emplace_back(c, *why);
+    } else if (janitor::parks(now, st)) {
+      c->park_if_quiet();
+    }
   }
   for (auto& [c, why] : expired) {
     // The server connection is mid-transaction or mid-query: it is closed, not reused.

@@ -46,6 +46,12 @@ std::optional<std::string_view> client_timeout(Clock::time_point now, const Clie
                                                const config::DaemonSettings& d);
 inline constexpr std::string_view kQueryTimeout = "query_timeout";
 
+// A client with nothing linked or queued and no bytes for this long parks (ClientConn::
+// park_if_quiet): a second is long next to a transaction and short next to the idle
+// time of the clients that make a pooler's memory (10,000 connected, few busy).
+inline constexpr double kParkAfterSeconds = 1.0;
+bool parks(Clock::time_point now, const ClientState& c);
+
 // query_wait_timeout: a client queued since `wait_started` gets an error now.
 bool wait_expired(Clock::time_point now, Clock::time_point wait_started, const config::DaemonSettings& d);
 

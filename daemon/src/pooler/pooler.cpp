@@ -137,6 +137,9 @@ void Pooler::collect(metrics::Exposition& out) {
   out.counter("pgcohere_peer_cancels_dropped_total",
               "CancelRequests for another peer dropped (not in [peers], over its pool_size, or not ours either)", {},
               static_cast<double>(peers_.dropped()));
+  out.gauge("pgcohere_clients_parked",
+            "Clients waiting for their next request with no coroutine (quiet for a second, or just logged in)", {},
+            static_cast<double>(parked_clients_));
   out.gauge("pgcohere_draining", "1 while SHUTDOWN WAIT_FOR_CLIENTS (SIGINT) waits for the clients to leave", {},
             draining_ ? 1 : 0);
   // LISTEN/NOTIFY (notify_hub.h), per database that has a pool: zeros until a client listens.

@@ -67,6 +67,8 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   }
   // Read buffers of idle clients come back here (pkt_buf sized).
   net::BufferPool& client_buffers() { return client_buffers_; }
+  // Clients waiting for their next request with no coroutine (ClientConn::park).
+  void count_parked(int delta) { parked_clients_ += delta; }
   const session::TrackedNames& tracked() const { return tracked_; }
   session::StatementRegistry& statements() { return statements_; }
   bool stopping() const { return stopping_; }
@@ -156,6 +158,7 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   session::TrackedNames tracked_;
   session::StatementRegistry statements_;
   net::BufferPool client_buffers_;
+  std::int64_t parked_clients_ = 0;
   log::Budget auth_failure_log_{10};  // lines a second
   Listener listener_;
   Janitor janitor_;
