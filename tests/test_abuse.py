@@ -15,23 +15,12 @@ import time
 
 import psycopg
 
-from harness.servers import wait_until
+from harness.servers import SANITIZED, rss_mb, wait_until
 from pool_helpers import dsn, start_pooler, startup_packet
 from test_invalidation import Stream, inv_daemon  # noqa: F401
 from test_pool_scale import raise_fd_limit
 
 REAL_CLIENTS = 50
-# `make check-asan` runs the daemon under ASan, whose shadow memory and quarantine of freed
-# blocks (256 MB) make RSS say nothing about the daemon's own memory: the bounds are skipped.
-SANITIZED = os.environ.get("PGCOHERE_SANITIZE") == "1"
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
 
 
 class RealClients:

@@ -24,23 +24,12 @@ import psycopg
 import pytest
 
 from harness.netns import Link, NetnsPgCluster, NetnsRedis, Relay, netem_available, unavailable_reason
-from harness.servers import daemon_config, free_port, wait_until
+from harness.servers import SANITIZED, daemon_config, free_port, rss_mb, wait_until
 from test_invalidation import InvDaemon
 
 DB = "netfaults"
 MARKED = 1000  # aids 1..MARKED carry keys the checker sets; the load writes the others
-RSS_BOUND_MB = 64
-# Under ASan (scripts/check_asan.sh) RSS measures its shadow memory and its quarantine of
-# freed blocks, not the daemon: the bound is skipped there, as in tests/test_abuse.py.
-SANITIZED = os.environ.get("PGCOHERE_SANITIZE") == "1"
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
+RSS_BOUND_MB = 64  # skipped under ASan (harness.servers.SANITIZED)
 
 
 # ---- the servers behind their links (one set for the whole file) ----

@@ -1,7 +1,6 @@
 """Scale: 10,000 clients logged in at once share at most 50 server connections, and every
 one of them gets its own answer (bounded: about 20,000 sockets on loopback, one query each).
 Logged in and idle, a client costs the daemon less than IDLE_CLIENT_BOUND_KB of memory."""
-import os
 import resource
 import selectors
 import socket
@@ -9,23 +8,15 @@ import struct
 
 import pytest
 
+from harness.servers import SANITIZED, rss_mb
 from pool_helpers import message, start_pooler, startup_packet
 
 CLIENTS = 10_000
 POOL = 50
 # An idle client holds no coroutine and no read buffer (docs/pooler.md): about 1.5 kB here,
-# 1.6 kB for PgBouncer 1.18, 5 kB while idle clients kept their coroutine frames. Under ASan
-# RSS measures its shadow memory and quarantine instead (as in test_net_faults.py).
+# 1.6 kB for PgBouncer 1.18, 5 kB while idle clients kept their coroutine frames. Skipped
+# under ASan (harness.servers.SANITIZED).
 IDLE_CLIENT_BOUND_KB = 3.0
-SANITIZED = os.environ.get("PGCOHERE_SANITIZE") == "1"
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def raise_fd_limit(need):
@@ -70,7 +61,7 @@ def test_ten_thousand_clients_share_fifty_server_connections(daemon_factory, new
                      listen_backlog=4096, query_wait_timeout=300)
     socks = []
     sel = selectors.DefaultSelector()
-    rss_before = rss_kb(d.pid)
+    rss_before = rss_mb(d.pid)
     try:
         for i in range(CLIENTS):
             s = socket.create_connection(("127.0.0.1", d.port), timeout=60)
@@ -81,7 +72,7 @@ def test_ten_thousand_clients_share_fifty_server_connections(daemon_factory, new
         errors = []
         read_until_ready(sel, set(range(CLIENTS)), lambda i, t, b: t == b"E" and errors.append((i, b)), "logins")
         assert not errors, errors[:3]
-        per_client_kb = (rss_kb(d.pid) - rss_before) / CLIENTS
+        per_client_kb = (rss_mb(d.pid) - rss_before) * 1024 / CLIENTS
         assert SANITIZED or per_client_kb < IDLE_CLIENT_BOUND_KB, f"{per_client_kb:.2f} kB of RSS per idle client"
 
         # Every client asks at once; each must get its own number back.

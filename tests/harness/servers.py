@@ -38,6 +38,23 @@ def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+# `make check-asan` runs the daemon under ASan, whose shadow memory and quarantine of freed
+# blocks (256 MB) make RSS say nothing about the daemon's own memory: RSS bounds skip there.
+SANITIZED = os.environ.get("PGCOHERE_SANITIZE") == "1"
+
+
+def rss_mb(pid):
+    """A process's resident memory (VmRSS) in MiB; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
 def port_open(port, host="127.0.0.1"):
     with contextlib.closing(socket.socket()) as s:
         s.settimeout(0.2)
