@@ -197,18 +197,16 @@ awaitable<size_t> ClientConn::read_more(bool may_park) {
   in_.detach(pooler_.client_buffers());
   for (;;) {
     parkable_ = may_park;
-    try {
-      co_await socket_.lowest().async_wait(asio::socket_base::wait_read, use_awaitable);
-    } catch (const boost::system::system_error& e) {
-      parkable_ = false;
-      if (e.code() != asio::error::operation_aborted || !park_requested_ || closed_) throw;
-      park_requested_ = false;  // park_if_quiet() cut the wait (rare: an exception costs little here)
+    boost::system::error_code ec;
+    co_await socket_.lowest().async_wait(asio::socket_base::wait_read, asio::redirect_error(use_awaitable, ec));
+    parkable_ = false;
+    if (ec == asio::error::operation_aborted && park_requested_ && !closed_) {
+      park_requested_ = false;  // park_if_quiet() cut the wait
       co_return 0;
     }
-    parkable_ = false;
+    if (ec) throw boost::system::system_error(ec);
     in_.attach(pooler_.client_buffers());
     if (tls) co_return co_await socket_.async_read_some(asio::buffer(in_.tail(), in_.tail_size()), use_awaitable);
-    boost::system::error_code ec;
     size_t n = socket_.lowest().read_some(asio::buffer(in_.tail(), in_.tail_size()), ec);
     if (!ec) co_return n;
     if (ec != asio::error::would_block && ec != asio::error::try_again) throw boost::system::system_error(ec);
