@@ -48,16 +48,21 @@ def log_in_idle(port, dbname, count, socks):
 
 
 def idle_clients_rss(target, dbname, count):
-    """RSS kB (before, with `count` logged-in idle clients, with 2 x `count`): (second -
-    before) / count is what an idle client costs counting the first logins' one-time costs,
-    (third - second) / count what one more costs."""
-    before = target.rss_kb()
+    """Memory kB (before, with `count` logged-in idle clients, with 2 x `count`), each a pair
+    (RSS, its anonymous part): (second - before) / count is what an idle client costs counting
+    the first logins' one-time costs, (third - second) / count what one more costs. The first
+    logins also page in the code they run (RSS but not anonymous: file pages the kernel can
+    drop and read again), which is why the anonymous part is reported too."""
+    def sample():
+        return target.rss_kb(), target.rss_kb("RssAnon")
+
+    before = sample()
     socks = []
     try:
         log_in_idle(target.port, dbname, count, socks)
-        first = target.rss_kb()
+        first = sample()
         log_in_idle(target.port, dbname, count, socks)
-        return before, first, target.rss_kb()
+        return before, first, sample()
     finally:
         for s in socks:
             s.close()
@@ -192,8 +197,10 @@ def render(results, mem, args, failures=()):
             return f"{delta * 1024 / IDLE_CLIENTS / 1000:.1f} kB"
         lines += ["", f"Resident memory with {IDLE_CLIENTS:,} idle clients (per idle client: the growth from none "
                   f"over {IDLE_CLIENTS:,}; then the growth from {IDLE_CLIENTS:,} to {2 * IDLE_CLIENTS:,} idle "
-                  "clients over the 1,000 added): " +
-                  ", ".join(f"{k} {first / 1024:.1f} MiB ({kb(first - before)}; {kb(second - first)})"
+                  f"clients over the {IDLE_CLIENTS:,} added; in brackets the same for anonymous memory alone, "
+                  "without the code pages the first logins read in): " +
+                  ", ".join(f"{k} {first[0] / 1024:.1f} MiB ({kb(first[0] - before[0])}; {kb(second[0] - first[0])}) "
+                            f"[{kb(first[1] - before[1])}; {kb(second[1] - first[1])}]"
                             for k, (before, first, second) in mem.items())]
     if failures:
         lines += ["", "Runs that failed (medians above are of the others):"]

@@ -195,6 +195,25 @@ TEST(PoolEntryActions, TheFirstServerLoginsParametersAreTheOnesClientsAreTold) {
   EXPECT_EQ(*f.entry.server_defaults().get("server_version"), "15.1");
 }
 
+TEST(PoolEntryActions, ClientsThatLogInWithTheSameParametersShareOneCopy) {
+  EntryFixture f;
+  auto login = [](std::string_view app) {
+    pgcohere::session::ParamMap p;
+    p.set("TimeZone", "UTC");
+    p.set("application_name", app);
+    return p;
+  };
+  auto a = login("web"), b = login("web"), c = login("batch"), d = login("batch");
+  f.entry.share_login_params(a);
+  f.entry.share_login_params(b);
+  EXPECT_TRUE(b.shares_storage_with(a));
+  f.entry.share_login_params(c);  // different: kept as it is, and shared from now on
+  EXPECT_FALSE(c.shares_storage_with(a));
+  f.entry.share_login_params(d);
+  EXPECT_TRUE(d.shares_storage_with(c));
+  EXPECT_EQ(*d.get("application_name"), "batch");
+}
+
 TEST(PoolEntryActions, AFailedServerLoginIsCountedAndKeptForShowPools) {
   EntryFixture f;
   f.entry.connect_failed("password authentication failed", std::chrono::steady_clock::now());

@@ -322,6 +322,36 @@ TEST(Params, SyncSqlSetsOnlyDifferences) {
   EXPECT_EQ(session::sync_sql(tracked, client, server), "SET application_name TO 'it''s';");
 }
 
+TEST(Params, EqualMapsShareOneStorageUntilOneChanges) {
+  session::ParamMap a, b;
+  a.set("TimeZone", "UTC");
+  a.set("DateStyle", "ISO, MDY");
+  b.set("TimeZone", "UTC");
+  EXPECT_FALSE(b.share_if_equal(a));  // different contents
+  b.set("DateStyle", "ISO, MDY");
+  EXPECT_FALSE(b.shares_storage_with(a));
+  auto version = b.version();
+  EXPECT_TRUE(b.share_if_equal(a));
+  EXPECT_TRUE(b.shares_storage_with(a));
+  EXPECT_EQ(b.version(), version);  // same values: nothing changed for a server to follow
+  EXPECT_EQ(b.fingerprint(), a.fingerprint());
+
+  EXPECT_FALSE(b.set("TimeZone", "UTC"));  // no change, no copy
+  EXPECT_TRUE(b.shares_storage_with(a));
+  EXPECT_TRUE(b.set("TimeZone", "Asia/Tokyo"));  // copy on write: a keeps its value
+  EXPECT_FALSE(b.shares_storage_with(a));
+  EXPECT_EQ(*a.get("TimeZone"), "UTC");
+  EXPECT_EQ(*b.get("TimeZone"), "Asia/Tokyo");
+  EXPECT_NE(b.fingerprint(), a.fingerprint());
+
+  session::ParamMap c = a;  // a copy shares too, and a set() on the original leaves it alone
+  EXPECT_TRUE(c.shares_storage_with(a));
+  a.set("application_name", "x");
+  EXPECT_EQ(c.get("application_name"), nullptr);
+  EXPECT_EQ(c.entries().size(), 2u);
+  EXPECT_EQ(a.entries().size(), 3u);
+}
+
 TEST(Prepared, DeallocateTarget) {
   EXPECT_EQ(session::deallocate_target("DEALLOCATE _pg3_0"), "_pg3_0");
   EXPECT_EQ(session::deallocate_target("  deallocate prepare S1 ;"), "s1");

@@ -15,6 +15,7 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/basic_stream_socket.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
@@ -30,7 +31,10 @@ namespace pgcohere::net {
 
 class Stream {
  public:
-  using Socket = boost::asio::generic::stream_protocol::socket;
+  // Bound to the io_context's own executor type, not any_io_executor: that saves 40 bytes in
+  // every socket and in every pending operation (an idle client's parked wait included).
+  using Socket = boost::asio::basic_stream_socket<boost::asio::generic::stream_protocol,
+                                                  boost::asio::io_context::executor_type>;
   using executor_type = Socket::executor_type;
 
   explicit Stream(Socket socket) : socket_(std::move(socket)) {}

@@ -44,7 +44,7 @@ bool someone_listens(const std::string& path) {
 }
 }  // namespace
 
-void listen_unix(asio::basic_socket_acceptor<asio::generic::stream_protocol>& acceptor, const std::string& path, const std::string& mode,
+void listen_unix(StreamAcceptor& acceptor, const std::string& path, const std::string& mode,
                  const std::string& group, int backlog) {
   if (path.size() >= sizeof(sockaddr_un::sun_path)) fail(path, "path too long");
   bool abstract = !path.empty() && path[0] == '\0';

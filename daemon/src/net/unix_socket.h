@@ -5,10 +5,16 @@
 
 #include <boost/asio/basic_socket_acceptor.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
 #include <stdexcept>
 #include <string>
 
 namespace pgcohere::net {
+
+// The pooler's listening sockets, TCP and Unix: they accept net::Stream::Socket (bound to
+// the io_context's executor type).
+using StreamAcceptor = boost::asio::basic_socket_acceptor<boost::asio::generic::stream_protocol,
+                                                          boost::asio::io_context::executor_type>;
 
 // Another process listens on the socket file already.
 struct SocketInUse : std::runtime_error {
@@ -22,7 +28,7 @@ std::string unix_socket_path(const std::string& dir, int port);
 // Opens, binds and listens. mode (octal text, "0777") and group (a group name, "" to keep
 // the process's) apply to a socket file. Throws SocketInUse, or std::runtime_error naming
 // the path and the reason.
-void listen_unix(boost::asio::basic_socket_acceptor<boost::asio::generic::stream_protocol>& acceptor, const std::string& path,
+void listen_unix(StreamAcceptor& acceptor, const std::string& path,
                  const std::string& mode, const std::string& group, int backlog);
 
 // Removes the socket file at stop (nothing for an abstract socket).

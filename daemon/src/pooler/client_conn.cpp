@@ -65,7 +65,7 @@ std::string_view statement_text(const protocol::Frame& f) {
 
 }  // namespace
 
-ClientConn::ClientConn(Pooler& pooler, asio::generic::stream_protocol::socket socket, bool unix_socket)
+ClientConn::ClientConn(Pooler& pooler, net::Stream::Socket socket, bool unix_socket)
     : pooler_(pooler),
       socket_(std::move(socket)),
       unix_socket_(unix_socket),
@@ -86,6 +86,7 @@ ClientConn::ClientConn(Pooler& pooler, asio::generic::stream_protocol::socket so
 
 ClientConn::~ClientConn() {
   in_.detach(pooler_.client_buffers());
+  if (entry_) entry_->leave(this);  // finish() left already, unless the session never ran to its end
   pooler_.track(this, false);
 }
 
@@ -527,6 +528,7 @@ awaitable<bool> ClientConn::login() {
     if (name.empty()) continue;
     session_.params().set(name, name == "client_encoding" ? normalize_encoding(v) : v);
   }
+  entry_->share_login_params(session_.params());
   for (auto& [k, v] : entry_->server_defaults().entries()) {
     const std::string* mine = session_.params().get(k);
     protocol::encode::parameter_status(out, k, mine ? *mine : v);

@@ -17,6 +17,7 @@
 #include "cache/pending_fill.h"
 #include "notify/channel_registry.h"
 #include "notify/listen_statement.h"
+#include "pooler/client_list.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "session/client_session.h"
@@ -28,11 +29,13 @@ class ServerConn;
 class PoolEntry;
 class NotifyHub;
 
-class ClientConn : public std::enable_shared_from_this<ClientConn> {
+class ClientConn : public std::enable_shared_from_this<ClientConn>,
+                   public AllClientsHook,  // the listener's registry of every client
+                   public PoolClientsHook {  // its pool's, once logged in
  public:
   using Clock = std::chrono::steady_clock;
   // unix_socket: accepted on the Unix socket (no TLS there, none required).
-  ClientConn(Pooler& pooler, boost::asio::generic::stream_protocol::socket socket, bool unix_socket);
+  ClientConn(Pooler& pooler, net::Stream::Socket socket, bool unix_socket);
   ~ClientConn();
   ClientConn(const ClientConn&) = delete;
   ClientConn& operator=(const ClientConn&) = delete;

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "net/unix_socket.h"
+#include "pooler/client_conn.h"
 #include "util/log.h"
 
 namespace pgcohere::pooler {
@@ -37,6 +38,8 @@ void ensure_fd_limit(int max_client_conn) {
 }
 
 Listener::Listener(asio::io_context& io, OnAccept on_accept) : io_(io), on_accept_(std::move(on_accept)) {}
+
+Listener::~Listener() = default;
 
 void Listener::start(const config::DaemonSettings& d) {
   ensure_fd_limit(d.max_client_conn);
@@ -147,6 +150,11 @@ void Listener::accept_next(Acceptor& acceptor, bool unix_socket) {
     // stop_accepting() may have closed this one socket while the others go on.
     if (!stopped_ && acceptor.is_open()) accept_next(acceptor, unix_socket);
   });
+}
+
+void Listener::track(ClientConn* c, bool alive) {
+  if (alive) all_clients_.insert(*c);
+  else all_clients_.erase(*c);
 }
 
 void Listener::remove_cancel_key(std::uint64_t key, ClientConn* c) {

@@ -15,6 +15,9 @@
 #include <unordered_map>
 
 #include "config/config.h"
+#include "net/stream.h"
+#include "net/unix_socket.h"
+#include "pooler/client_list.h"
 
 namespace pgcohere::pooler {
 
@@ -37,10 +40,11 @@ inline std::uint64_t cancel_key(std::int32_t pid, std::int32_t key) {
 
 class Listener {
  public:
-  using Socket = boost::asio::generic::stream_protocol::socket;
+  using Socket = net::Stream::Socket;
   // Called with each accepted socket; unix_socket: it came through the Unix socket.
   using OnAccept = std::function<void(Socket, bool unix_socket)>;
   Listener(boost::asio::io_context& io, OnAccept on_accept);
+  ~Listener();  // in listener.cpp, where ClientConn (the registry's element) is complete
 
   // Binds listen_addr:listen_port (so_reuseport, listen_backlog) and the Unix socket in
   // unix_socket_dir (unix_socket_mode, unix_socket_group), and starts accepting.
@@ -54,11 +58,8 @@ class Listener {
   void stop_accepting(bool keep_unix);
 
   // Every client connection, logged in or not (max_client_conn, shutdown, the janitor).
-  void track(ClientConn* c, bool alive) {
-    if (alive) all_clients_.insert(c);
-    else all_clients_.erase(c);
-  }
-  const std::set<ClientConn*>& all_clients() const { return all_clients_; }
+  void track(ClientConn* c, bool alive);
+  const AllClients& all_clients() const { return all_clients_; }
 
   // Logged-in clients by cancel key.
   void add_cancel_key(std::uint64_t key, ClientConn* c) { by_cancel_key_[key] = c; }
@@ -67,7 +68,7 @@ class Listener {
   std::size_t logged_in_count() const { return by_cancel_key_.size(); }
 
  private:
-  using Acceptor = boost::asio::basic_socket_acceptor<boost::asio::generic::stream_protocol>;
+  using Acceptor = net::StreamAcceptor;
   void listen_tcp(const config::DaemonSettings& d);
   void listen_unix_socket(const config::DaemonSettings& d);
   void accept_next(Acceptor& acceptor, bool unix_socket);
@@ -81,7 +82,7 @@ class Listener {
   std::string unix_path_;  // the socket file to remove at stop
   bool stopped_ = false;
   bool unix_given_up_ = false;  // stop_accepting() closed it: no retry takes it again
-  std::set<ClientConn*> all_clients_;
+  AllClients all_clients_;
   std::unordered_map<std::uint64_t, ClientConn*> by_cancel_key_;
 };
 

@@ -101,6 +101,12 @@ void PoolEntry::retry_login(std::chrono::steady_clock::time_point now, double lo
   if (login_retry_.failing() && queue_.waiting() > 0 && login_retry_.may_try(now, login_retry)) queue_.retry_launch();
 }
 
+PoolEntry::~PoolEntry() = default;
+
+void PoolEntry::admit(ClientConn* c) { clients_.insert(*c); }
+
+void PoolEntry::leave(ClientConn* c) { clients_.erase(*c); }
+
 void PoolEntry::learn_defaults(const session::ParamMap& params) {
   if (defaults_known_) return;
   server_defaults_ = params;

@@ -19,6 +19,7 @@
 #include "pool/login_retry.h"
 #include "pool/pool.h"
 #include "pool/target.h"
+#include "pooler/client_list.h"
 #include "pooler/server_conn.h"
 #include "pooler/stats.h"
 #include "session/params.h"
@@ -54,6 +55,7 @@ class PoolEntry {
   // transaction held one.
   PoolEntry(std::string db, std::string server_user, pool::Target target, metrics::Histogram& queue_wait_ms,
             metrics::Histogram& xact_duration_ms);
+  ~PoolEntry();  // in pool_entry.cpp, where ClientConn (its clients' registry) is complete
   PoolEntry(const PoolEntry&) = delete;
   PoolEntry& operator=(const PoolEntry&) = delete;
 
@@ -69,8 +71,8 @@ class PoolEntry {
 
   // ---- the client's actions ----
   // admit: a logged-in client joins (SHOW CLIENTS, the janitor's timeouts); leave undoes it.
-  void admit(ClientConn* c) { clients_.insert(c); }
-  void leave(ClientConn* c) { clients_.erase(c); }
+  void admit(ClientConn* c);
+  void leave(ClientConn* c);
   // link: an idle server connection handed to a client now (counted as a wait of 0 ms),
   // or nullptr: the client then waits (wait()).
   std::shared_ptr<ServerConn> link();
@@ -98,6 +100,12 @@ class PoolEntry {
   void connect_failed(const std::string& error, std::chrono::steady_clock::time_point now);
   // The first server login's ParameterStatus set: what clients of this pool are told.
   void learn_defaults(const session::ParamMap& params);
+  // A client's parameters after its login: most clients of a pool log in with the same
+  // ones, so each adopts the storage of the last login's equal map (session/params.h)
+  // instead of keeping a copy of its own.
+  void share_login_params(session::ParamMap& params) {
+    if (!params.share_if_equal(last_login_params_)) last_login_params_ = params;
+  }
   // connected / checked: a new or just checked connection is ready (may go straight to a waiter).
   void connected(std::shared_ptr<ServerConn> s);
   void checked(std::shared_ptr<ServerConn> s);
@@ -132,7 +140,7 @@ class PoolEntry {
   bool defaults_known() const { return defaults_known_; }
   const session::ParamMap& server_defaults() const { return server_defaults_; }
   const std::set<ServerConn*>& servers() const { return servers_; }
-  const std::set<ClientConn*>& clients() const { return clients_; }
+  const PoolClients& clients() const { return clients_; }
   const PoolStats& stats() const { return stats_; }
   const std::string& last_connect_error() const { return last_connect_error_; }
   const auth::ServerCredentials& credentials() const { return credentials_; }
@@ -150,9 +158,10 @@ class PoolEntry {
   std::string server_user_;
   PoolMode mode_ = PoolMode::transaction;
   session::ParamMap server_defaults_;  // the ParameterStatus set of the first server login
+  session::ParamMap last_login_params_;
   bool defaults_known_ = false;
   std::set<ServerConn*> servers_;  // every connection of this pool, any state
-  std::set<ClientConn*> clients_;
+  PoolClients clients_;
   PoolStats stats_;
   std::string last_connect_error_;
   pool::LoginRetry login_retry_;

@@ -117,7 +117,7 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   size_t client_count() const { return listener_.logged_in_count(); }
   // Every client connection, logged in or not (for shutdown and the janitor).
   void track(ClientConn* c, bool alive) { listener_.track(c, alive); }
-  const std::set<ClientConn*>& all_clients() const { return listener_.all_clients(); }
+  const AllClients& all_clients() const { return listener_.all_clients(); }
 
   // For the janitor: PAUSE answers once the paused pools are idle; the SHOW STATS
   // averages start a new stats_period when the last one is over.

@@ -33,9 +33,29 @@ std::string_view intern_name(std::string_view name) {
 }
 
 const std::string* ParamMap::get(std::string_view name) const {
-  for (const auto& [k, v] : entries_)
+  for (const auto& [k, v] : entries())
     if (k == name) return &v;
   return nullptr;
+}
+
+const ParamMap::Entries& ParamMap::entries() const {
+  static const Entries none;
+  return data_ ? data_->entries : none;
+}
+
+ParamMap::Data& ParamMap::own() {
+  if (!data_) data_ = std::make_shared<Data>();
+  else if (data_.use_count() > 1) data_ = std::make_shared<Data>(*data_);
+  return *data_;
+}
+
+bool ParamMap::share_if_equal(const ParamMap& other) {
+  if (data_ == other.data_) return true;
+  if (!data_ || !other.data_ || data_->fingerprint != other.data_->fingerprint ||
+      data_->entries != other.data_->entries)
+    return false;
+  data_ = other.data_;  // same values: version_ stays
+  return true;
 }
 
 uint64_t ParamMap::entry_hash(std::string_view name, std::string_view value) {
@@ -47,16 +67,17 @@ uint64_t ParamMap::entry_hash(std::string_view name, std::string_view value) {
 }
 
 bool ParamMap::set(std::string_view name, std::string_view value) {
-  for (auto& [k, v] : entries_)
+  if (const std::string* current = get(name); current && *current == value) return false;
+  Data& d = own();
+  for (auto& [k, v] : d.entries)
     if (k == name) {
-      if (v == value) return false;
-      fingerprint_ ^= entry_hash(k, v) ^ entry_hash(k, value);  // XOR: order-independent
+      d.fingerprint ^= entry_hash(k, v) ^ entry_hash(k, value);  // XOR: order-independent
       v.assign(value);
       version_++;
       return true;
     }
-  entries_.emplace_back(intern_name(name), std::string(value));
-  fingerprint_ ^= entry_hash(name, value);
+  d.entries.emplace_back(intern_name(name), std::string(value));
+  d.fingerprint ^= entry_hash(name, value);
   version_++;
   return true;
 }

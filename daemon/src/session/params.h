@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,25 +27,39 @@ class TrackedNames {
 };
 
 // A small ordered name -> value map (a handful of entries; linear search is fastest). Every
-// client holds one: names are interned (a few dozen, the server's and the tracked ones), and
-// reserve() lets a login size it exactly.
+// client holds one, and most clients of a pool hold the same values: the entries live in
+// storage shared between copies, copied on the first set() that changes a value, and
+// share_if_equal() lets a login adopt an equal map another client already holds (10,000
+// idle clients then keep one copy, not 10,000). Names are interned (a few dozen, the
+// server's and the tracked ones). Not thread-safe: one pooler thread owns its maps.
 class ParamMap {
  public:
+  using Entries = std::vector<std::pair<std::string_view, std::string>>;  // names: intern_name()
+
   const std::string* get(std::string_view name) const;
   // Returns true when the value changed.
   bool set(std::string_view name, std::string_view value);
-  void reserve(std::size_t n) { entries_.reserve(n); }
-  const std::vector<std::pair<std::string_view, std::string>>& entries() const { return entries_; }
+  void reserve(std::size_t n) { own().entries.reserve(n); }
+  const Entries& entries() const;
   // Changes with every set() that changes a value (never 0).
   uint64_t version() const { return version_; }
   // A hash of the contents: equal maps have equal fingerprints, whatever their history.
-  uint64_t fingerprint() const { return fingerprint_; }
+  uint64_t fingerprint() const { return data_ ? data_->fingerprint : 0; }
+  // Makes this map and `other` share one storage when they hold the same entries in the
+  // same order; true when they do (then or already).
+  bool share_if_equal(const ParamMap& other);
+  // Whether this map's entries are held by another map too (for tests).
+  bool shares_storage_with(const ParamMap& other) const { return data_ && data_ == other.data_; }
 
  private:
+  struct Data {
+    Entries entries;
+    uint64_t fingerprint = 0;
+  };
   static uint64_t entry_hash(std::string_view name, std::string_view value);
-  std::vector<std::pair<std::string_view, std::string>> entries_;  // names: intern_name()
+  Data& own();  // storage this map alone holds, copied first if shared
+  std::shared_ptr<Data> data_;  // null: no entries
   uint64_t version_ = 1;
-  uint64_t fingerprint_ = 0;
 };
 
 // The process's one copy of a parameter name, valid until exit. Names come from servers'

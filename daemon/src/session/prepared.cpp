@@ -68,16 +68,17 @@ std::string deallocate_target(std::string_view sql) {
 }
 
 void ClientStatements::put(std::string_view name, std::shared_ptr<const Statement> s) {
-  by_name_[std::string(name)] = std::move(s);
+  if (!by_name_) by_name_ = std::make_unique<decltype(by_name_)::element_type>();
+  (*by_name_)[std::string(name)] = std::move(s);
 }
 
 const Statement* ClientStatements::find(std::string_view name) const {
-  if (by_name_.empty()) return nullptr;
-  auto it = by_name_.find(std::string(name));
-  return it == by_name_.end() ? nullptr : it->second.get();
+  if (!by_name_ || by_name_->empty()) return nullptr;
+  auto it = by_name_->find(std::string(name));
+  return it == by_name_->end() ? nullptr : it->second.get();
 }
 
-bool ClientStatements::erase(std::string_view name) { return by_name_.erase(std::string(name)) != 0; }
+bool ClientStatements::erase(std::string_view name) { return by_name_ && by_name_->erase(std::string(name)) != 0; }
 
 bool ServerStatements::has(uint64_t id) {
   auto it = index_.find(id);

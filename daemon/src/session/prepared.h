@@ -33,17 +33,19 @@ class StatementRegistry {
   std::unordered_map<std::string, std::weak_ptr<const Statement>> by_text_;
 };
 
-// One client's names. Empty names (the unnamed statement) are never tracked.
+// One client's names. Empty names (the unnamed statement) are never tracked. The map is
+// allocated by the first name: most clients never name a statement, and an empty
+// unordered_map is 56 bytes that 10,000 idle clients would each hold.
 class ClientStatements {
  public:
   void put(std::string_view name, std::shared_ptr<const Statement> s);
   const Statement* find(std::string_view name) const;
   bool erase(std::string_view name);
-  void clear() { by_name_.clear(); }
-  size_t size() const { return by_name_.size(); }
+  void clear() { by_name_.reset(); }
+  size_t size() const { return by_name_ ? by_name_->size() : 0; }
 
  private:
-  std::unordered_map<std::string, std::shared_ptr<const Statement>> by_name_;
+  std::unique_ptr<std::unordered_map<std::string, std::shared_ptr<const Statement>>> by_name_;
 };
 
 // What one server connection has prepared: an LRU bounded by max_prepared_statements,
