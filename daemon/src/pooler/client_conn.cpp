@@ -108,12 +108,14 @@ struct ClientConn::ParkedWait {
 
 void ClientConn::park() {
   pooler_.count_parked(1);
+  if (entry_) entry_->parked(this);
   in_.detach(pooler_.client_buffers());
   socket_.lowest().async_wait(asio::socket_base::wait_read, ParkedWait{shared_from_this()});
 }
 
 void ClientConn::unpark(const boost::system::error_code& ec) {
   pooler_.count_parked(-1);
+  if (entry_) entry_->woke(this);
   if (ec || closed_) {  // close() (operation_aborted) or a socket error: the session is over
     finish();
     return;
@@ -273,6 +275,7 @@ void ClientConn::finish() {
 
 void ClientConn::finish_login() {
   registered_ = true;
+  pooler_.logged_in(this);
   decoder_.set_max_packet_size(static_cast<uint32_t>(std::max(1024, pooler_.settings().max_packet_size)));
 }
 

@@ -30,8 +30,10 @@ class PoolEntry;
 class NotifyHub;
 
 class ClientConn : public std::enable_shared_from_this<ClientConn>,
-                   public AllClientsHook,  // the listener's registry of every client
-                   public PoolClientsHook {  // its pool's, once logged in
+                   public AllClientsHook,     // the listener's registry of every client
+                   public LoginClientsHook,   // the listener's, until logged in
+                   public PoolClientsHook,    // its pool's, once logged in
+                   public AwakeClientsHook {  // its pool's, while not parked
  public:
   using Clock = std::chrono::steady_clock;
   // unix_socket: accepted on the Unix socket (no TLS there, none required).

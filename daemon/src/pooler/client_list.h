@@ -1,7 +1,8 @@
-// The registries a client connection belongs to: every client (the listener's) and the
-// clients of its pool. Intrusive lists: a membership is two pointers inside ClientConn, not
-// a 48-byte tree node, and joining or leaving allocates nothing (10,000 idle clients hold
-// their memory for as long as they stay). Iterated as ClientConn*, in joining order.
+// The registries a client connection belongs to: every client and the clients still logging
+// in (the listener's), the clients of its pool and those of them not parked (its pool's).
+// Intrusive lists: a membership is two pointers inside ClientConn, not a 48-byte tree node,
+// and joining or leaving allocates nothing (10,000 idle clients hold their memory for as
+// long as they stay). Iterated as ClientConn*, in joining order.
 #pragma once
 
 #include <boost/intrusive/list.hpp>
@@ -14,10 +15,14 @@ class ClientConn;
 
 namespace client_list {
 struct AllTag;
+struct LoginTag;
 struct PoolTag;
+struct AwakeTag;
 }  // namespace client_list
 using AllClientsHook = boost::intrusive::list_base_hook<boost::intrusive::tag<client_list::AllTag>>;
+using LoginClientsHook = boost::intrusive::list_base_hook<boost::intrusive::tag<client_list::LoginTag>>;
 using PoolClientsHook = boost::intrusive::list_base_hook<boost::intrusive::tag<client_list::PoolTag>>;
+using AwakeClientsHook = boost::intrusive::list_base_hook<boost::intrusive::tag<client_list::AwakeTag>>;
 
 // Members are used where ClientConn is complete (the .cpp files that include client_conn.h).
 template <typename Hook>
@@ -75,6 +80,8 @@ class ClientList {
 };
 
 using AllClients = ClientList<AllClientsHook>;
+using LoginClients = ClientList<LoginClientsHook>;  // in connection order: the oldest first
 using PoolClients = ClientList<PoolClientsHook>;
+using AwakeClients = ClientList<AwakeClientsHook>;
 
 }  // namespace pgcohere::pooler

@@ -108,11 +108,14 @@ void Janitor::tick(Clock::time_point now) {
 }
 
 // Checked here rather than with a timer per connection: no timer-queue work and no
-// timerfd call for every login.
+// timerfd call for every login. Logins are listed oldest first, so the visit stops at the
+// first one still in time: logged-in clients, however many, cost nothing here.
 void Janitor::close_late_logins(Clock::time_point now) {
   std::vector<ClientConn*> late;
-  for (ClientConn* c : pooler_.all_clients())
-    if (janitor::login_expired(now, c->connected_at(), c->logged_in(), pooler_.settings())) late.push_back(c);
+  for (ClientConn* c : pooler_.logins()) {
+    if (!janitor::login_expired(now, c->connected_at(), c->logged_in(), pooler_.settings())) break;
+    late.push_back(c);
+  }
   for (ClientConn* c : late) c->close();
 }
 
@@ -130,7 +133,10 @@ void Janitor::expire_idle_servers(PoolEntry& e, Clock::time_point now) {
 
 void Janitor::expire_clients(PoolEntry& e, Clock::time_point now) {
   std::vector<std::pair<ClientConn*, std::string_view>> expired;
-  for (ClientConn* c : e.clients()) {
+  // A parked client is quiet, unlinked and not queued: of every timeout only
+  // client_idle_timeout can apply to it, and parking is done. Without that timeout the
+  // visit skips them all.
+  auto visit = [&](ClientConn* c) {
     janitor::ClientState st;
     st.last_activity = c->last_activity();
     st.waiting = c->waiting();
@@ -145,6 +151,11 @@ void Janitor::expire_clients(PoolEntry& e, Clock::time_point now) {
     } else if (janitor::parks(now, st)) {
       c->park_if_quiet();
     }
+  };
+  if (pooler_.settings().client_idle_timeout > 0) {
+    for (ClientConn* c : e.clients()) visit(c);
+  } else {
+    for (ClientConn* c : e.awake_clients()) visit(c);
   }
   for (auto& [c, why] : expired) {
     // The server connection is mid-transaction or mid-query: it is closed, not reused.

@@ -153,9 +153,16 @@ void Listener::accept_next(Acceptor& acceptor, bool unix_socket) {
 }
 
 void Listener::track(ClientConn* c, bool alive) {
-  if (alive) all_clients_.insert(*c);
-  else all_clients_.erase(*c);
+  if (alive) {
+    all_clients_.insert(*c);
+    logins_.insert(*c);
+  } else {
+    all_clients_.erase(*c);
+    logins_.erase(*c);
+  }
 }
+
+void Listener::logged_in(ClientConn* c) { logins_.erase(*c); }
 
 void Listener::remove_cancel_key(std::uint64_t key, ClientConn* c) {
   auto it = by_cancel_key_.find(key);

@@ -57,9 +57,12 @@ class Listener {
   // forwarded cancels and the console).
   void stop_accepting(bool keep_unix);
 
-  // Every client connection, logged in or not (max_client_conn, shutdown, the janitor).
+  // Every client connection, logged in or not (max_client_conn, shutdown, the console).
   void track(ClientConn* c, bool alive);
   const AllClients& all_clients() const { return all_clients_; }
+  // Those not logged in yet, the oldest first (the janitor's client_login_timeout).
+  void logged_in(ClientConn* c);
+  const LoginClients& logins() const { return logins_; }
 
   // Logged-in clients by cancel key.
   void add_cancel_key(std::uint64_t key, ClientConn* c) { by_cancel_key_[key] = c; }
@@ -83,6 +86,7 @@ class Listener {
   bool stopped_ = false;
   bool unix_given_up_ = false;  // stop_accepting() closed it: no retry takes it again
   AllClients all_clients_;
+  LoginClients logins_;
   std::unordered_map<std::uint64_t, ClientConn*> by_cancel_key_;
 };
 

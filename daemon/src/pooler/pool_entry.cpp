@@ -103,9 +103,21 @@ void PoolEntry::retry_login(std::chrono::steady_clock::time_point now, double lo
 
 PoolEntry::~PoolEntry() = default;
 
-void PoolEntry::admit(ClientConn* c) { clients_.insert(*c); }
+void PoolEntry::admit(ClientConn* c) {
+  clients_.insert(*c);
+  awake_.insert(*c);
+}
 
-void PoolEntry::leave(ClientConn* c) { clients_.erase(*c); }
+void PoolEntry::leave(ClientConn* c) {
+  clients_.erase(*c);
+  awake_.erase(*c);
+}
+
+void PoolEntry::parked(ClientConn* c) { awake_.erase(*c); }
+
+void PoolEntry::woke(ClientConn* c) {
+  if (static_cast<PoolClientsHook&>(*c).is_linked()) awake_.insert(*c);  // still this pool's client
+}
 
 void PoolEntry::learn_defaults(const session::ParamMap& params) {
   if (defaults_known_) return;

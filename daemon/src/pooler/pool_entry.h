@@ -73,6 +73,10 @@ class PoolEntry {
   // admit: a logged-in client joins (SHOW CLIENTS, the janitor's timeouts); leave undoes it.
   void admit(ClientConn* c);
   void leave(ClientConn* c);
+  // A client that parks (no coroutine while it is quiet) and one woken by its next bytes:
+  // the janitor visits only awake clients, so idle ones cost nothing per tick.
+  void parked(ClientConn* c);
+  void woke(ClientConn* c);
   // link: an idle server connection handed to a client now (counted as a wait of 0 ms),
   // or nullptr: the client then waits (wait()).
   std::shared_ptr<ServerConn> link();
@@ -141,6 +145,7 @@ class PoolEntry {
   const session::ParamMap& server_defaults() const { return server_defaults_; }
   const std::set<ServerConn*>& servers() const { return servers_; }
   const PoolClients& clients() const { return clients_; }
+  const AwakeClients& awake_clients() const { return awake_; }
   const PoolStats& stats() const { return stats_; }
   const std::string& last_connect_error() const { return last_connect_error_; }
   const auth::ServerCredentials& credentials() const { return credentials_; }
@@ -162,6 +167,7 @@ class PoolEntry {
   bool defaults_known_ = false;
   std::set<ServerConn*> servers_;  // every connection of this pool, any state
   PoolClients clients_;
+  AwakeClients awake_;
   PoolStats stats_;
   std::string last_connect_error_;
   pool::LoginRetry login_retry_;

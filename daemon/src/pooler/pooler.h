@@ -109,6 +109,7 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   // Client registry (the listener's): max_client_conn and cancel keys.
   bool admit_client() { return client_admitted(listener_.all_clients().size(), config_.daemon.max_client_conn); }
   void add_client(ClientConn* c);
+  void logged_in(ClientConn* c) { listener_.logged_in(c); }
   void remove_client(ClientConn* c);
   // A CancelRequest: for one of our clients, or sent on to the peer whose key it is.
   void cancel(int32_t pid, int32_t key);
@@ -118,6 +119,7 @@ class Pooler : public app::Service, public admin::ConsoleTarget {
   // Every client connection, logged in or not (for shutdown and the janitor).
   void track(ClientConn* c, bool alive) { listener_.track(c, alive); }
   const AllClients& all_clients() const { return listener_.all_clients(); }
+  const LoginClients& logins() const { return listener_.logins(); }
 
   // For the janitor: PAUSE answers once the paused pools are idle; the SHOW STATS
   // averages start a new stats_period when the last one is over.
