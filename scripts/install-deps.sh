@@ -19,6 +19,8 @@ packages=(
   # systemd-analyze (the unit), matplotlib (make bench-report's plots)
   prometheus systemd python3-matplotlib
   util-linux procps iproute2
+  # scripts/check_asan_extension.sh: a library copy that loads the ASan runtime first
+  patchelf
   # tests/test_net_faults.py: loss, partitions and half-open connections in network namespaces
   iptables
 )
