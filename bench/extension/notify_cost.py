@@ -227,7 +227,7 @@ def main():
     results = {}
     try:
         for binary, label in zip(args.daemon, labels):
-            r = {}
+            r = {"binary": binary}
             if not args.skip_callgrind:
                 r["callgrind"] = measure_callgrind(bench, binary, label, args)
                 print(f"{label} callgrind: {r['callgrind']['net_per_notify']:,.0f} net instr/NOTIFY", flush=True)
@@ -247,7 +247,7 @@ def main():
                  str(cg["notifications"])] if cg else ["", "", "", ""]
         cells += [f"{nat['syscalls_per_notify']:.2f}; {nat['gross_syscalls_per_notify']:.2f}", f"{nat['switches_per_notify']:.2f}",
                   f"{nat['cpu_us_per_notify']:.0f}"] if nat else ["", "", ""]
-        lines.append(f"| {label} {binary} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} {r['binary']} | " + " | ".join(cells) + " |")
     for label, r in results.items():
         if "native" in r:
             lines += ["", f"System calls per NOTIFY (net of idle), {label}: " +
