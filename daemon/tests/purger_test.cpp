@@ -173,3 +173,36 @@ TEST_F(PurgerTest, BoundedBatchesAndTags) {
   EXPECT_EQ(cmd_int("EXISTS pgcohere:{app}:e:untagged pgcohere:{app}:v:tbl:42 pgcohere:{app}:gen"), 3);
   backend.stop();
 }
+
+TEST_F(PurgerTest, KeysSubmittedWhileHeldGoOutAsOneUnlinkWhenReleased) {
+  boost::asio::io_context io;
+  redis::SingleBackend backend(io, "127.0.0.1", port_, 0);
+  auto purger = std::make_shared<invalidation::Purger>(io, backend);
+  backend.on_ready([&] { purger->resume(); });
+  backend.start();
+  ASSERT_TRUE(run_until(io, [&] { return backend.ready(); }));
+  freeReplyObject(redisCommand(sync_, "CONFIG RESETSTAT"));
+  for (auto k : {"n:1", "n:2", "n:3"}) set(k);
+  int done = 0;
+  // The notifications of one read: held, nothing is sent until the release.
+  purger->hold();
+  purger->submit(keys({"n:1"}), [&] { ++done; });
+  purger->submit(keys({"n:2"}), [&] { ++done; });
+  purger->submit(keys({"n:3", "n:1"}), [&] { ++done; });
+  io.restart();
+  io.run_for(std::chrono::milliseconds(200));  // the loop runs; nothing may go out
+  EXPECT_EQ(done, 0);
+  EXPECT_EQ(purger->queued_keys(), 3u);
+  EXPECT_EQ(cmd_int("EXISTS n:1 n:2 n:3"), 3);
+  purger->release_hold();
+  ASSERT_TRUE(run_until(io, [&] { return done == 3; }));
+  EXPECT_EQ(purger->counters().keys_removed, 3u);
+  EXPECT_EQ(cmd_int("EXISTS n:1 n:2 n:3"), 0);
+  auto* r = static_cast<redisReply*>(redisCommand(sync_, "INFO commandstats"));
+  ASSERT_NE(r, nullptr);
+  std::string stats(r->str, r->len);
+  freeReplyObject(r);
+  EXPECT_NE(stats.find("cmdstat_unlink:calls=1,"), std::string::npos) << stats;
+  EXPECT_TRUE(purger->idle());
+  backend.stop();
+}

@@ -180,7 +180,19 @@ awaitable<bool> DatabaseConsumer::session() {
   resync_reason_.clear();
   if (!co_await resync("connect")) co_return false;
 
-  auto on_notify = [this](Notification n) { handle(n); };
+  // The purges of the notifications read together go to Redis together (Purger::hold).
+  auto on_notify = [this](Notification n) {
+    if (!holding_purger_) {
+      purger_.hold();
+      holding_purger_ = true;
+    }
+    handle(n);
+  };
+  auto batch_done = [this] {
+    if (!holding_purger_) return;
+    holding_purger_ = false;
+    purger_.release_hold();
+  };
   while (!stopping_) {
     if (!resync_reason_.empty()) {
       if (!co_await resync(resync_reason_)) co_return false;
@@ -193,7 +205,7 @@ awaitable<bool> DatabaseConsumer::session() {
       if (!co_await resync("gap")) co_return false;
       continue;
     }
-    if (!co_await conn_.wait(tracker_.next_deadline(), on_notify)) {
+    if (!co_await conn_.wait(tracker_.next_deadline(), on_notify, batch_done)) {
       if (!stopping_ && !retargeted_) {
         PGC_LOG_WARN << "invalidation [" << name_ << "]: LISTEN connection lost: " << conn_.error_message();
       }
@@ -264,10 +276,18 @@ awaitable<bool> DatabaseConsumer::resync(std::string reason) {
   co_return true;
 }
 
+const contract::HmacSha256& DatabaseConsumer::signing_key() {
+  if (!key_ || key_secret_ != settings_.secret) {
+    key_ = std::make_unique<contract::HmacSha256>(settings_.secret);
+    key_secret_ = settings_.secret;
+  }
+  return *key_;
+}
+
 void DatabaseConsumer::handle(const Notification& n) {
   if (n.channel != settings_.channel) return;
   received_.inc();
-  auto decoded = contract::decode_payload(n.payload, dbname_, settings_.secret);
+  auto decoded = contract::decode_payload(n.payload, dbname_, signing_key());
   if (!decoded.ok()) {
     bool forged = decoded.error == contract::PayloadError::signature_mismatch ||
                   decoded.error == contract::PayloadError::bad_signature_line;
@@ -368,9 +388,8 @@ void DatabaseConsumer::publish_applied(bool force) {
 }
 
 void DatabaseConsumer::submit(PurgeJob job, std::uint64_t commit_us, std::function<void()> after) {
-  auto again = std::make_shared<PurgeJob>();
   bool redelete = settings_.redelete_delay.count() > 0 && commit_us > 0;
-  if (redelete) *again = job;
+  auto again = redelete ? std::make_shared<PurgeJob>(job) : nullptr;
   std::optional<std::uint64_t> journal_id;
   if (settings_.journal) {
     journal_id = settings_.journal->append(name_, job);

@@ -65,7 +65,9 @@ awaitable<bool> PgConnection::wait_socket(bool for_write) {
   if (!sd_ || sd_->native_handle() != fd) {
     if (sd_) sd_->release();
     sd_ = std::make_unique<asio::posix::stream_descriptor>(io_, fd);
+    waited_for_write_ = false;
   }
+  if (for_write) waited_for_write_ = true;
   boost::system::error_code ec;
   co_await sd_->async_wait(for_write ? asio::posix::stream_descriptor::wait_write
                                      : asio::posix::stream_descriptor::wait_read,
@@ -157,14 +159,28 @@ awaitable<std::optional<std::vector<std::vector<std::string>>>> PgConnection::qu
   co_return rows;
 }
 
-void PgConnection::drain(const NotifyHandler& handler) {
-  while (PGnotify* n = PQnotifies(conn_)) {
-    buffered_.push_back({n->relname, n->extra, n->be_pid});
-    PQfreemem(n);
+void PgConnection::drain(const NotifyHandler& handler, const std::function<void()>& batch_done) {
+  bool any = false;
+  try {
+    if (!buffered_.empty()) {
+      any = true;
+      auto batch = std::move(buffered_);
+      buffered_.clear();
+      for (auto& n : batch) handler(std::move(n));
+    }
+    // Straight from libpq to the handler (the handler may close the connection: then conn_
+    // is null).
+    while (PGnotify* n = conn_ ? PQnotifies(conn_) : nullptr) {
+      Notification note{n->relname, n->extra, n->be_pid};
+      PQfreemem(n);
+      any = true;
+      handler(std::move(note));
+    }
+  } catch (...) {
+    if (any && batch_done) batch_done();  // whatever the handler began is not left half done
+    throw;
   }
-  auto batch = std::move(buffered_);
-  buffered_.clear();
-  for (auto& n : batch) handler(std::move(n));
+  if (any && batch_done) batch_done();
 }
 
 void PgConnection::wake() {
@@ -176,9 +192,9 @@ void PgConnection::wake() {
 }
 
 awaitable<bool> PgConnection::wait(std::optional<std::chrono::steady_clock::time_point> deadline,
-                                   const NotifyHandler& handler) {
+                                   const NotifyHandler& handler, const std::function<void()>& batch_done) {
   if (!conn_) co_return false;
-  drain(handler);  // a notification can already sit in libpq's buffer
+  drain(handler, batch_done);  // a notification can already sit in libpq's buffer
   if (woken_) {
     woken_ = false;
     co_return true;
@@ -192,6 +208,10 @@ awaitable<bool> PgConnection::wait(std::optional<std::chrono::steady_clock::time
       }
     });
   }
+  if (waited_for_write_ && sd_) {  // no wait is pending on it here
+    sd_->release();
+    sd_.reset();
+  }
   waiting_ = true;
   bool readable = co_await wait_socket(false);
   waiting_ = false;
@@ -199,7 +219,7 @@ awaitable<bool> PgConnection::wait(std::optional<std::chrono::steady_clock::time
   woken_ = false;
   if (!conn_) co_return false;
   if (readable && !PQconsumeInput(conn_)) co_return false;
-  drain(handler);
+  drain(handler, batch_done);
   co_return true;
 }
 

@@ -48,9 +48,11 @@ class PgConnection {
   boost::asio::awaitable<std::optional<std::vector<std::vector<std::string>>>> query(
       const std::string& sql, std::string* error, std::string* sqlstate = nullptr);
   // Waits until data arrives, `deadline` passes, or wake() is called; then hands every
-  // buffered notification to `handler`. Returns false when the connection is lost.
+  // buffered notification to `handler`, and after each run of one or more of them calls
+  // `batch_done` (if set), so that the caller can send their work out together. Returns
+  // false when the connection is lost.
   boost::asio::awaitable<bool> wait(std::optional<std::chrono::steady_clock::time_point> deadline,
-                                    const NotifyHandler& handler);
+                                    const NotifyHandler& handler, const std::function<void()>& batch_done = {});
   void wake();
   void close();
 
@@ -61,7 +63,7 @@ class PgConnection {
 
  private:
   boost::asio::awaitable<bool> wait_socket(bool for_write);
-  void drain(const NotifyHandler& handler);
+  void drain(const NotifyHandler& handler, const std::function<void()>& batch_done);
 
   boost::asio::io_context& io_;
   PGconn* conn_ = nullptr;
@@ -70,6 +72,10 @@ class PgConnection {
   std::vector<Notification> buffered_;
   bool woken_ = false;
   bool waiting_ = false;  // inside wait(): only then may wake() or the timer cancel the socket wait
+  // sd_ has waited for writability, so Asio keeps EPOLLOUT in its epoll registration; every
+  // later re-arm of the read wait would then report the (always writable) socket once more,
+  // an extra epoll_wait per notification. wait() registers the socket afresh first.
+  bool waited_for_write_ = false;
 };
 
 // Quotes an SQL identifier (LISTEN's channel) the way PostgreSQL reads it back.

@@ -90,10 +90,20 @@ void Purger::submit(PurgeJob work, Done done) {
     pending_tags_.emplace_back(tag, job);
   }
   release({job});
-  resume();
+  if (held_ == 0) resume();
+}
+
+void Purger::release_hold() {
+  if (held_ > 0 && --held_ == 0) resume();
 }
 
 void Purger::resume() {
+  // What the pumps send goes out in one write per connection when this ends.
+  struct Corked {
+    redis::Backend& backend;
+    explicit Corked(redis::Backend& b) : backend(b) { backend.cork(); }
+    ~Corked() { backend.uncork(); }
+  } corked(backend_);
   pump_keys();
   pump_tags();
   pump_index();

@@ -69,6 +69,11 @@ class Purger : public std::enable_shared_from_this<Purger> {
   void submit(PurgeJob job, Done done = {});
   // Call when a connection comes back: resumes work that waited for Redis.
   void resume();
+  // While held, submit() only queues; the last release() sends everything queued in one
+  // go (one UNLINK for the keys of every notification read together, in one write).
+  // Hold only for synchronous work: nothing is sent until the release.
+  void hold() { ++held_; }
+  void release_hold();
   // Forgets queued work (its jobs never complete): the caller replaces it with a resync.
   void drop_all();
 
@@ -98,6 +103,7 @@ class Purger : public std::enable_shared_from_this<Purger> {
   void pump_tags();
   void retry_later();
 
+  std::size_t held_ = 0;
   boost::asio::steady_timer retry_timer_;
   redis::Backend& backend_;
   PatternIndex* index_;

@@ -17,40 +17,99 @@ namespace pgcohere::redis {
 namespace asio = boost::asio;
 
 // Lives as long as hiredis holds the context, and as long as a wait is pending.
+//
+// System calls per command matter here (one command per invalidation NOTIFY at low load):
+// - a command on a connected link is written without waiting for the socket to become
+//   writable (it almost always is): by the owner's uncork(), or in a handler posted once
+//   for all the commands of the current handler. Only the connect and a write that filled
+//   the socket buffer wait for writability;
+// - such a wait leaves EPOLLOUT in Asio's epoll registration, and every later re-arm of the
+//   read wait (an EPOLL_CTL_MOD) would report the writable socket again, one more
+//   epoll_wait per reply: arm_read() registers the socket afresh once no wait is pending;
+// - the replies of one read complete right after hiredis returns, not one post each.
 struct AsyncClient::Events : std::enable_shared_from_this<Events> {
   Events(asio::io_context& io, redisAsyncContext* c) : sd(io, c->c.fd), ac(c) {}
   asio::posix::stream_descriptor sd;
   redisAsyncContext* ac;
   bool want_read = false, want_write = false;
   bool read_pending = false, write_pending = false;
+  bool flush_posted = false;
+  bool in_write = false;         // inside redisAsyncHandleWrite (it asks for writes itself)
+  bool out_registered = false;   // sd has waited for writability
   std::shared_ptr<Events> self;  // dropped by cleanup()
 
+  AsyncClient* client() const { return ac ? static_cast<AsyncClient*>(ac->data) : nullptr; }
+  bool connected() const { return ac && (ac->c.flags & REDIS_CONNECTED); }
+
+  void reregister() {  // no wait may be pending on sd
+    int fd = sd.native_handle();
+    sd.release();
+    boost::system::error_code ec;
+    sd.assign(fd, ec);  // registered for reads only, as a new descriptor is
+    out_registered = false;
+    if (ec) {
+      PGC_LOG_WARN << "redis: cannot register the socket again: " << ec.message();
+    }
+  }
   void arm_read() {
     if (read_pending || !ac) return;
+    if (out_registered && !write_pending) reregister();
     read_pending = true;
     sd.async_wait(asio::posix::stream_descriptor::wait_read,
                   [s = shared_from_this()](boost::system::error_code ec) {
                     s->read_pending = false;
                     if (ec || !s->ac || !s->want_read) return;
+                    // The client outlives its context (its destructor frees it), and hiredis
+                    // runs no code of ours here but on_reply/on_disconnect.
+                    AsyncClient* client = s->client();
+                    std::vector<Completion> ready;
+                    client->collected_ = &ready;
                     redisAsyncHandleRead(s->ac);  // may run cleanup() and null ac
+                    client->collected_ = nullptr;
                     if (s->ac && s->want_read) s->arm_read();
+                    for (auto& c : ready) c.done(std::move(c.reply));  // may destroy the client
                   });
   }
   void arm_write() {
     if (write_pending || !ac) return;
     write_pending = true;
+    out_registered = true;
     sd.async_wait(asio::posix::stream_descriptor::wait_write,
                   [s = shared_from_this()](boost::system::error_code ec) {
                     s->write_pending = false;
                     if (ec || !s->ac || !s->want_write) return;
-                    redisAsyncHandleWrite(s->ac);
-                    if (s->ac && s->want_write) s->arm_write();
+                    s->write_now();
                   });
+  }
+  // The caller keeps *this alive (a shared_ptr) across the call.
+  void write_now() {
+    in_write = true;
+    redisAsyncHandleWrite(ac);  // completes the connect first if needed; may null ac
+    in_write = false;
+    if (ac && want_write) arm_write();  // still connecting, or the socket buffer is full
+  }
+  void schedule_flush() {
+    if (flush_posted || write_pending) return;
+    flush_posted = true;
+    asio::post(sd.get_executor(), [s = shared_from_this()] {
+      s->flush_posted = false;
+      if (s->ac && s->want_write && !s->write_pending) s->write_now();
+    });
   }
   static Events* of(void* p) { return static_cast<Events*>(p); }
   static void add_read(void* p) { of(p)->want_read = true; of(p)->arm_read(); }
   static void del_read(void* p) { of(p)->want_read = false; }
-  static void add_write(void* p) { of(p)->want_write = true; of(p)->arm_write(); }
+  static void add_write(void* p) {
+    Events* e = of(p);
+    e->want_write = true;
+    if (e->in_write) return;  // write_now() looks at want_write when hiredis returns
+    if (!e->connected()) {
+      e->arm_write();  // the connect completes when the socket becomes writable
+      return;
+    }
+    if (AsyncClient* c = e->client(); c && c->corked_ > 0) return;  // uncork() writes
+    e->schedule_flush();
+  }
   static void del_write(void* p) { of(p)->want_write = false; }
   static void cleanup(void* p) {
     Events* e = of(p);
@@ -239,11 +298,26 @@ void AsyncClient::on_disconnect(const redisAsyncContext* ac, int status) {
 
 void AsyncClient::on_reply(redisAsyncContext*, void* reply, void* privdata) {
   std::unique_ptr<Pending> p(static_cast<Pending*>(privdata));
-  if (auto self = p->client.lock()) {
+  auto self = p->client.lock();
+  if (self) {
     --self->in_flight_;
     if (!self->sent_at_.empty()) self->sent_at_.pop_front();  // replies come in order
+    if (self->collected_) {  // inside Events' read: completed when hiredis has returned
+      self->collected_->push_back({std::move(p->done), copy_reply(reply)});
+      return;
+    }
   }
   asio::post(p->io, [done = std::move(p->done), r = copy_reply(reply)]() mutable { done(std::move(r)); });
+}
+
+void AsyncClient::cork() { ++corked_; }
+
+void AsyncClient::uncork() {
+  if (corked_ == 0 || --corked_ > 0 || !ac_ || stopping_) return;
+  auto* e = static_cast<Events*>(ac_->ev.data);
+  if (!e->want_write || e->write_pending || e->in_write || !e->connected()) return;
+  auto keep = e->shared_from_this();
+  e->write_now();
 }
 
 void AsyncClient::on_message(redisAsyncContext*, void* reply, void* privdata) {

@@ -46,9 +46,14 @@ class AsyncClient : public std::enable_shared_from_this<AsyncClient> {
   // Called on every transition (posted, never from inside hiredis).
   void on_state(StateHandler handler) { state_handler_ = std::move(handler); }
 
-  // Sends a command. `done` always runs exactly once, posted on the io_context: with the
-  // reply, or with an error reply when not connected or when the link drops.
+  // Sends a command. `done` always runs exactly once, never inside command() nor inside
+  // hiredis: with the reply (right after hiredis has parsed the read that brought it), or
+  // with an error reply (posted) when not connected or when the link drops.
   void command(std::vector<std::string> argv, Callback done);
+  // Commands sent between cork() and the matching uncork() are written by uncork(), in one
+  // write; otherwise they are written in a handler posted after the current one.
+  void cork();
+  void uncork();
   std::size_t in_flight() const { return in_flight_; }
   // (P)SUBSCRIBE: `on_message` runs (posted) for the confirmation and for every message,
   // until the connection drops; subscribe again after the next "up".
@@ -63,6 +68,12 @@ class AsyncClient : public std::enable_shared_from_this<AsyncClient> {
   static void on_disconnect(const redisAsyncContext* ac, int status);
   static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
   static void on_message(redisAsyncContext* ac, void* reply, void* privdata);
+  struct Completion {
+    Callback done;
+    Reply reply;
+  };
+  std::vector<Completion>* collected_ = nullptr;  // set while Events reads: on_reply collects
+  std::size_t corked_ = 0;
   struct Subscription {
     AsyncClient* self;
     Callback handler;

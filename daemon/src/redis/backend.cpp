@@ -42,6 +42,16 @@ void SingleBackend::scan(const std::string&, std::vector<std::string> argv, Call
   scan_conn_->command(std::move(argv), std::move(done));
 }
 
+void SingleBackend::cork() {
+  key_conn_->cork();
+  scan_conn_->cork();
+}
+
+void SingleBackend::uncork() {
+  key_conn_->uncork();
+  scan_conn_->uncork();
+}
+
 std::string SingleBackend::describe() const {
   return key_conn_->host() + ":" + std::to_string(key_conn_->port());
 }

@@ -49,6 +49,10 @@ class Backend {
   virtual void scan(const std::string& shard, std::vector<std::string> argv, Callback done) = 0;
   // "host:port" of every node, for logs.
   virtual std::string describe() const = 0;
+  // Commands sent between cork() and uncork() go out together when uncork() runs (see
+  // AsyncClient::cork); a backend may ignore it (then they go out after the current handler).
+  virtual void cork() {}
+  virtual void uncork() {}
   // The highest hash slot the named primary owns, -1 if none or not a cluster (the pattern
   // index names its keys with a hash tag of that slot, so that they live on the node).
   virtual int last_slot_of(const std::string& /*shard*/) const { return -1; }
@@ -75,6 +79,8 @@ class SingleBackend : public Backend {
   std::uint64_t topology_version() const override { return 0; }
   void scan(const std::string& shard, std::vector<std::string> argv, Callback done) override;
   std::string describe() const override;
+  void cork() override;
+  void uncork() override;
 
  private:
   std::shared_ptr<AsyncClient> key_conn_;
