@@ -12,24 +12,31 @@ CLASSES = ["user backends", "publisher", "LISTEN backend", "pgcohered", "Redis",
            "other postgres", "pgbench", "machine"]
 
 
+def process_counters(pid):
+    """(CPU seconds, context switches) of pid, all its threads. CPU time is the scheduler's
+    (/proc/PID/task/TID/schedstat, nanoseconds), not the 10 ms ticks of /proc/PID/stat.
+    Raises FileNotFoundError or ProcessLookupError once it has exited."""
+    ns, switches = 0, 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            ns += int(f.read().split()[0])
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    switches += int(line.split()[1])
+    return ns / 1e9, switches
+
+
 def _stat(pid):
     """(ppid, cpu seconds, context switches) of pid (all its threads), or None if it has
-    exited. CPU time is the scheduler's (/proc/PID/task/TID/schedstat, nanoseconds), not
-    the 10 ms ticks of /proc/PID/stat."""
+    exited."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        ns, switches = 0, 0
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                ns += int(f.read().split()[0])
-            with open(f"/proc/{pid}/task/{tid}/status") as f:
-                for line in f:
-                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                        switches += int(line.split()[1])
+        cpu, switches = process_counters(pid)
     except (FileNotFoundError, ProcessLookupError):
         return None
-    return ppid, ns / 1e9, switches
+    return ppid, cpu, switches
 
 
 def _title(pid):

@@ -24,6 +24,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench", "cache"))
+from breakdown import process_counters  # noqa: E402  (bench/extension, this directory)
 import instructions  # noqa: E402  (bench/cache: callgrind wrapper, dump totals, per-function costs)
 import harness.servers as hs  # noqa: E402  (on sys.path through instructions)
 from harness.servers import (Daemon, PgCluster, RedisServer, daemon_config, free_port,  # noqa: E402
@@ -42,17 +43,12 @@ def received(metrics_port):
                    if line.startswith("pgcohere_invalidations_received_total")))
 
 
-def proc_counters(pid):
-    """(CPU seconds, context switches) of every thread of pid."""
-    ns, switches = 0, 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-            ns += int(f.read().split()[0])
-        with open(f"/proc/{pid}/task/{tid}/status") as f:
-            for line in f:
-                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                    switches += int(line.split()[1])
-    return ns / 1e9, switches
+def stop_load(load):
+    """Ends the pgbench load; it must still have been running (else its stderr is raised)."""
+    if load.poll() is not None:
+        raise RuntimeError(f"pgbench ended early: {load.stderr.read()[-1500:]}")
+    load.terminate()
+    load.communicate(timeout=60)
 
 
 def parse_strace_summary(text):
@@ -129,10 +125,7 @@ def measure_callgrind(bench, binary, label, args):
         n0 = received(bench.metrics_port)
         dump = callgrind_window(d.pid, work, args.seconds)
         n = received(bench.metrics_port) - n0
-        if load.poll() is not None:
-            raise RuntimeError(f"pgbench ended early: {load.stderr.read()[-1500:]}")
-        load.terminate()
-        load.communicate(timeout=60)
+        stop_load(load)
     finally:
         d.stop()
     if n <= 0:
@@ -166,21 +159,18 @@ def measure_native(bench, binary, label, args):
     d = bench.daemon(binary, work)
     try:
         time.sleep(2)
-        idle0 = proc_counters(d.pid)
+        idle0 = process_counters(d.pid)
         time.sleep(args.idle_seconds)
-        idle1 = proc_counters(d.pid)
+        idle1 = process_counters(d.pid)
         idle_calls, _ = strace_window(d.pid, args.idle_seconds, os.path.join(args.out, f"strace.{label}.idle.txt"))
         load = bench.load(args.warmup + 2 * args.seconds + 30)
         time.sleep(args.warmup)
-        n0, c0 = received(bench.metrics_port), proc_counters(d.pid)
+        n0, c0 = received(bench.metrics_port), process_counters(d.pid)
         time.sleep(args.seconds)
-        n1, c1 = received(bench.metrics_port), proc_counters(d.pid)
+        n1, c1 = received(bench.metrics_port), process_counters(d.pid)
         calls, ns = strace_window(d.pid, args.seconds, os.path.join(args.out, f"strace.{label}.txt"),
                                   lambda: received(bench.metrics_port))
-        if load.poll() is not None:
-            raise RuntimeError(f"pgbench ended early: {load.stderr.read()[-1500:]}")
-        load.terminate()
-        load.communicate(timeout=60)
+        stop_load(load)
     finally:
         d.stop()
     n = n1 - n0

@@ -6,12 +6,6 @@
 
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 
@@ -22,54 +16,19 @@
 
 #include "invalidation/purger.h"
 #include "redis/backend.h"
-
-extern char** environ;
+#include "support/local_redis.h"
 
 using namespace pgcohere;
 using invalidation::PrefixIndex;
 
 namespace {
 
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 class PrefixIndexTest : public ::testing::Test {
  protected:
   void start_redis(std::vector<std::string> extra = {}) {
-    port_ = free_port();
-    std::vector<std::string> args{"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
-                                  "--save", "", "--appendonly", "no", "--logfile", "/dev/null"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ASSERT_EQ(posix_spawnp(&pid_, "redis-server", nullptr, nullptr, argv.data(), environ), 0);
-    for (int i = 0; i < 200 && !sync_; ++i) {
-      redisContext* c = redisConnect("127.0.0.1", port_);
-      if (c && !c->err) {
-        sync_ = c;
-        break;
-      }
-      if (c) redisFree(c);
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    ASSERT_NE(sync_, nullptr) << "redis-server did not start";
-  }
-  void TearDown() override {
-    if (sync_) redisFree(sync_);
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
+    ASSERT_TRUE(redis_.start(std::move(extra))) << "redis-server did not start";
+    port_ = redis_.port();
+    sync_ = redis_.sync();
   }
   long long cmd_int(const std::string& command) {
     auto* r = static_cast<redisReply*>(redisCommand(sync_, command.c_str()));
@@ -111,9 +70,9 @@ class PrefixIndexTest : public ::testing::Test {
     return run_until(io, [&] { return done; });
   }
 
+  testing_support::LocalRedis redis_;
   int port_ = 0;
-  pid_t pid_ = -1;
-  redisContext* sync_ = nullptr;
+  redisContext* sync_ = nullptr;  // redis_'s
 };
 
 }  // namespace

@@ -5,12 +5,6 @@
 
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 
@@ -20,50 +14,20 @@
 #include <thread>
 
 #include "redis/backend.h"
-
-extern char** environ;
+#include "support/local_redis.h"
+#include "support/run_until.h"
 
 using namespace pgcohere;
+using testing_support::run_until;
 
 namespace {
-
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 class PurgerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    port_ = free_port();
-    std::string port = std::to_string(port_);
-    const char* argv[] = {"redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no", "--logfile", "/dev/null", nullptr};
-    ASSERT_EQ(posix_spawnp(&pid_, "redis-server", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
-    for (int i = 0; i < 200 && !sync_; ++i) {
-      redisContext* c = redisConnect("127.0.0.1", port_);
-      if (c && !c->err) {
-        sync_ = c;
-        break;
-      }
-      if (c) redisFree(c);
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    ASSERT_NE(sync_, nullptr) << "redis-server did not start";
-  }
-  void TearDown() override {
-    if (sync_) redisFree(sync_);
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
+    ASSERT_TRUE(redis_.start()) << "redis-server did not start";
+    port_ = redis_.port();
+    sync_ = redis_.sync();
   }
   long long cmd_int(const std::string& command) {
     auto* r = static_cast<redisReply*>(redisCommand(sync_, command.c_str()));
@@ -72,20 +36,10 @@ class PurgerTest : public ::testing::Test {
     return v;
   }
   void set(const std::string& key) { freeReplyObject(redisCommand(sync_, "SET %s v", key.c_str())); }
-  // Runs the loop until `done` or 10 s.
-  template <typename F>
-  bool run_until(boost::asio::io_context& io, F done) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!done() && std::chrono::steady_clock::now() < deadline) {
-      io.restart();
-      io.run_for(std::chrono::milliseconds(10));
-    }
-    return done();
-  }
 
+  testing_support::LocalRedis redis_;
   int port_ = 0;
-  pid_t pid_ = -1;
-  redisContext* sync_ = nullptr;
+  redisContext* sync_ = nullptr;  // redis_'s
 };
 
 invalidation::PurgeJob keys(std::initializer_list<std::string> k) {
