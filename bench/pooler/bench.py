@@ -164,6 +164,16 @@ def main():
         shutil.rmtree(base, ignore_errors=True)
 
 
+def failure_summary(reason):
+    """What failed and pgbench's last word: the reason's first line (the error and the
+    command) and its last (the tool's stderr ends there; alone it can be as bland as
+    "starting vacuum...end.")."""
+    lines = [line for line in (reason or "").splitlines() if line.strip()]
+    if not lines:
+        return "?"
+    return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+
+
 def render(results, mem, args, failures=()):
     lines = [f"# pooler benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
              f"pgbench -S, scale 10, {args.duration} s per run, median of {args.repeats}; "
@@ -204,7 +214,7 @@ def render(results, mem, args, failures=()):
                             for k, (before, first, second) in mem.items())]
     if failures:
         lines += ["", "Runs that failed (medians above are of the others):"]
-        lines += [f"- {case}, {label}: {reason.splitlines()[-1] if reason else '?'}" for case, label, reason in failures]
+        lines += [f"- {case}, {label}: {failure_summary(reason)}" for case, label, reason in failures]
     return "\n".join(lines) + "\n"
 
 
