@@ -6,6 +6,7 @@ runs as the `postgres` system user. Every process is stopped by its own PID.
 import contextlib
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -19,11 +20,38 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DAEMON_BIN = os.environ.get("PGCOHERED", os.path.join(REPO, "build", "daemon", "pgcohered"))
 
 
+_ports_handed_out = set()
+
+
+def _ephemeral_range_start():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    """A TCP port nobody listens on right now (the kernel picks it)."""
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nobody listens on right now, below the kernel's ephemeral range.
+
+    Outgoing connections (the daemon's to PostgreSQL and Redis, every psql) take their
+    local port from the ephemeral range: a port the kernel picked there could be taken by
+    one of them between this call and the server's bind ("Address already in use")."""
+    high = _ephemeral_range_start()
+    low = max(1024, high - 16384)
+    pick = random.SystemRandom()
+    for _ in range(1000):
+        port = pick.randrange(low, high)
+        if port in _ports_handed_out:
+            continue
+        with contextlib.closing(socket.socket()) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port in {low}-{high - 1}")
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):

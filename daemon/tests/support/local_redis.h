@@ -11,7 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,17 +23,29 @@ extern char** environ;
 
 namespace pgcohere::testing_support {
 
-// A loopback TCP port nobody listens on now.
+// A loopback TCP port nobody listens on now, below the kernel's ephemeral range: outgoing
+// connections take their local port from that range, and one could take a kernel-picked
+// port before the server binds it.
 inline int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
+  int ephemeral_start = 32768;
+  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(f, "%d", &ephemeral_start) != 1) ephemeral_start = 32768;
+    std::fclose(f);
+  }
+  std::random_device seed;
+  std::uniform_int_distribution<int> pick(std::max(1024, ephemeral_start - 16384), ephemeral_start - 1);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    int port = pick(seed);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    bool bound = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    close(fd);
+    if (bound) return port;
+  }
+  return -1;
 }
 
 class LocalRedis {
@@ -49,6 +64,7 @@ class LocalRedis {
   // Starts it, with `extra` redis-server arguments; false when it did not come up in 5 s.
   bool start(std::vector<std::string> extra = {}) {
     port_ = free_port();
+    if (port_ < 0) return false;
     std::vector<std::string> args{"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
                                   "--save", "", "--appendonly", "no", "--logfile", "/dev/null"};
     args.insert(args.end(), extra.begin(), extra.end());
