@@ -397,8 +397,6 @@ def bench_patterns(s, sustained_seconds, rate=1000, convs=1000, strategies=("def
         res["speedup_vs_redis_cli"] = round(out["redis_cli_scan_xargs_unlink_ms"] / res["one_conversation_ms"], 1)
         res["speedup_after_commit_vs_redis_cli"] = round(
             out["redis_cli_scan_xargs_unlink_ms"] / max(res["one_conversation_after_commit_ms"], 0.01), 1)
-        # Sustained: distinct conversations out of 1,000,000 ids (most have no keys; about
-        # 0.1 % fall in the loaded ones), so the keyspace stays near 1,000,000 keys.
         # Redis's CPU with the daemon connected and no writes, the same seconds as below would
         # be: what each server costs idle (cron, cluster bus), apart from the purges.
         idle0, idle_w0 = r.cpu_per_node(), time.perf_counter()
@@ -406,6 +404,8 @@ def bench_patterns(s, sustained_seconds, rate=1000, convs=1000, strategies=("def
         idle_wall = time.perf_counter() - idle_w0
         res["redis_idle_cpu_percent_per_node"] = [round(100 * (b - a) / idle_wall, 1)
                                                   for a, b in zip(idle0, r.cpu_per_node())]
+        # Sustained: distinct conversations out of 1,000,000 ids (most have no keys; about
+        # 0.1 % fall in the loaded ones), so the keyspace stays near 1,000,000 keys.
         text0 = scrape(d.metrics_port)
         applied0 = metric(text0, "pgcohere_invalidations_applied_total")
         r.reset_stats()
